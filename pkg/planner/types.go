@@ -1,0 +1,93 @@
+// Package planner computes, without side effects, the changes that make a
+// project's live devices match a fleet's desired devices, and renders them.
+package planner
+
+import (
+	"time"
+
+	"github.com/lkfleet/lkfleet/pkg/spec"
+)
+
+// Live is one device as the API reports it, reduced to what planning needs.
+type Live struct {
+	ID        string
+	ShortID   string
+	Hostname  string
+	State     string // queued, provisioning, active, failed, deprovisioning, ...
+	Tags      []string
+	Fleet     string // value of the lkfleet:fleet= tag, "" if foreign
+	Slot      string // value of the lkfleet:slot= tag
+	Rev       string // value of the lkfleet:rev= tag
+	Machine   string // plan slug
+	Facility  string // facility code
+	Metro     string // metro code
+	Billing   string
+	AlwaysPXE bool
+	Userdata  string
+	ScriptURL string
+	IPs       []string
+	SOS       string
+	CreatedAt time.Time
+	// UserState is the newest user state the device posted from inside
+	// (running, succeeded, failed), "" if none; UserStateAt when, and
+	// UserStateBody its message.
+	UserState     string
+	UserStateBody string
+	UserStateAt   time.Time
+}
+
+// Action is what a Change does.
+type Action string
+
+// The actions, in the order a plan lists them for one slot.
+const (
+	NoOp    Action = "no-op"
+	Create  Action = "create"
+	Delete  Action = "delete"
+	Replace Action = "replace"
+	Rebuild Action = "rebuild"
+	Update  Action = "update"
+)
+
+// Change is one planned change to one slot.
+type Change struct {
+	Action   Action
+	Slot     string
+	Hostname string // desired hostname; the live one for deletes
+	Wave     int
+	// DeviceID is the live device the change acts on ("" for create).
+	DeviceID string
+	// Desired is the device the slot should become (nil for delete).
+	Desired *spec.Device
+	// Live is the device as found (nil for create).
+	Live *Live
+	// Reasons explain the change to a person, e.g. `machine: c3.small.x86 -> m3.large.x86 (forces replacement)`.
+	Reasons []string
+	// Attrs lists attribute differences for rendering.
+	Attrs []AttrDiff
+	// Strategy is the rebuild strategy (reboot, reinstall, recreate) for rebuilds.
+	Strategy string
+}
+
+// AttrDiff is one attribute that differs.
+type AttrDiff struct {
+	Name   string
+	Before string
+	After  string
+	// Forces is true when this difference forces a replacement.
+	Forces bool
+}
+
+// Plan is the ordered list of changes plus what a person should know.
+type Plan struct {
+	Fleet    string
+	File     string
+	Project  string
+	Changes  []Change // sorted by wave, then slot, then action
+	Warnings []string
+	// Fingerprint of the live devices the plan was computed from, and of the
+	// fleet file (see Fingerprint).
+	LiveFingerprint  string
+	FleetFingerprint string
+	Rollout          spec.Rollout
+}
