@@ -1,0 +1,271 @@
+// Package ipxe renders the iPXE script every device boots, and checks before
+// a plan that everything those scripts point at can actually be fetched: the
+// API reports a device active as soon as the script was served, so a dead
+// kernel URL or a wrong console is otherwise only seen as a machine that
+// never comes up.
+//
+// Rendering (Render) is pure. The network side (FetchCmdlines, Preflight,
+// CheckScriptURLs) takes an injected *http.Client and a context.
+package ipxe
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"text/template"
+
+	"github.com/lkfleet/lkfleet/pkg/spec"
+)
+
+// MaxScriptSize bounds a rendered script. Userdata is small in practice; the
+// bound stops a runaway custom template (a large range) from eating memory.
+const MaxScriptSize = 64 << 10
+
+// MaxKernelArgsSize bounds a rendered kernel_args value for the same reason;
+// kernels themselves accept far less (2 KiB on x86_64 and arm64).
+const MaxKernelArgsSize = 4 << 10
+
+// Magic is the first line of every iPXE script. Packet only treats userdata
+// as an iPXE script when it starts with it.
+const Magic = "#!ipxe"
+
+// TemplateImage is the image part of TemplateData.
+type TemplateImage struct {
+	Key     string
+	Name    string
+	BaseURL string
+}
+
+// TemplateData is what a custom ipxe_template and a group's kernel_args are
+// executed with. For kernel_args, Cmdline is the image's command line
+// without the kernel_args; for ipxe_template it includes them.
+type TemplateData struct {
+	Hostname string
+	Fleet    string
+	Group    string
+	Zone     string
+	Index    int
+	Slot     string
+	Machine  string
+	Arch     string
+	Image    TemplateImage
+	// Cmdline is the kernel command line (see the type comment).
+	Cmdline   string
+	KernelURL string
+	InitrdURL string
+}
+
+// Render returns a copy of devs with Script and Rev filled.
+//
+// cmdlines maps an image key to its resolved kernel command line (as
+// returned by FetchCmdlines); an image's own Cmdline wins. arches maps a
+// machine slug to its architecture as the API's plan catalogue reports it
+// (nil: no catalogue); it overrides the guess from the slug but never an
+// architecture the image pins. Every device's errors are reported, each
+// naming the device and its slot.
+func Render(devs []spec.Device, cmdlines map[string]string, arches map[string]string) ([]spec.Device, error) {
+	out := make([]spec.Device, len(devs))
+	var errs []error
+	for i, d := range devs {
+		if err := renderDevice(&d, cmdlines, arches); err != nil {
+			errs = append(errs, fmt.Errorf("render device %q (slot %s): %w", d.Hostname, d.Slot, err))
+		}
+		out[i] = d
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+func renderDevice(d *spec.Device, cmdlines, arches map[string]string) error {
+	d.Arch = resolveArch(*d, arches)
+
+	base, ok := d.Image.Cmdline, d.Image.Cmdline != ""
+	if !ok {
+		base, ok = cmdlines[d.Image.Key]
+	}
+	if !ok {
+		return fmt.Errorf("image %q has no cmdline: it is neither given nor fetched from %s", d.Image.Key, d.Image.CmdlineURL())
+	}
+	data := templateData(*d, normalizeCmdline(base))
+
+	if d.KernelArgs != "" {
+		args, err := execute("kernel_args", d.KernelArgs, data, MaxKernelArgsSize)
+		if err != nil {
+			return err
+		}
+		data.Cmdline = joinFields(data.Cmdline, normalizeCmdline(args))
+	}
+
+	if d.IPXETemplate == "" {
+		d.Script = DefaultScript(d.Arch, d.Image.BaseURL, d.Image.Name, data.Cmdline)
+	} else {
+		s, err := execute("ipxe_template", d.IPXETemplate, data, MaxScriptSize)
+		if err != nil {
+			return err
+		}
+		s = tidy(s)
+		if !strings.HasPrefix(s, Magic) {
+			return fmt.Errorf("ipxe_template: rendered script does not start with %q", Magic)
+		}
+		d.Script = s
+	}
+	d.Rev = d.ComputeRev()
+	return nil
+}
+
+// resolveArch picks the device's architecture: the image's, else the API
+// catalogue's, else what Expand derived from the slug.
+func resolveArch(d spec.Device, arches map[string]string) string {
+	if a := NormalizeArch(d.Image.Arch); a != "" {
+		return a
+	}
+	if a := NormalizeArch(arches[d.Machine]); a != "" {
+		return a
+	}
+	if a := NormalizeArch(d.Arch); a != "" {
+		return a
+	}
+	return spec.ArchOfMachine(d.Machine)
+}
+
+// NormalizeArch maps the spellings an API or a user may use to spec.ArchX86
+// or spec.ArchARM, and anything else to "".
+func NormalizeArch(s string) string {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "x86_64", "amd64", "x86", "x86-64":
+		return spec.ArchX86
+	case "aarch64", "arm64", "arm":
+		return spec.ArchARM
+	}
+	return ""
+}
+
+func templateData(d spec.Device, cmdline string) TemplateData {
+	return TemplateData{
+		Hostname: d.Hostname,
+		Fleet:    d.Fleet,
+		Group:    d.Group,
+		Zone:     d.Zone,
+		Index:    d.Index,
+		Slot:     d.Slot,
+		Machine:  d.Machine,
+		Arch:     d.Arch,
+		Image: TemplateImage{
+			Key:     d.Image.Key,
+			Name:    d.Image.Name,
+			BaseURL: d.Image.BaseURL,
+		},
+		Cmdline:   cmdline,
+		KernelURL: d.Image.KernelURL(),
+		InitrdURL: d.Image.InitrdURL(),
+	}
+}
+
+// DefaultScript is the script a device boots when neither its group nor its
+// image gives an ipxe_template. cmdline is the full kernel command line
+// (image cmdline and kernel_args); whitespace in it is collapsed.
+//
+// x86_64 machines get the serial console on ttyS1 (where Packet's SOS
+// listens) unless the cmdline already names ttyS1: two console=ttyS1 make
+// the kernel print everything twice. aarch64 machines boot through EFI,
+// which needs the initrd loaded first under a name the kernel is told.
+func DefaultScript(arch, baseURL, name, cmdline string) string {
+	cmdline = normalizeCmdline(cmdline)
+	kernel := "${base-url}/" + name + "-kernel"
+	initrd := "${base-url}/" + name + "-initrd.img"
+	var b strings.Builder
+	b.WriteString(Magic + "\n")
+	b.WriteString("dhcp\n")
+	b.WriteString("set base-url " + baseURL + "\n")
+	if NormalizeArch(arch) == spec.ArchARM {
+		b.WriteString("initrd --name initrd " + initrd + "\n")
+		b.WriteString(joinFields("kernel", kernel, "initrd=initrd root=/dev/ram0 ip=dhcp nomodeset ro", cmdline) + "\n")
+	} else {
+		params := "ip=dhcp nomodeset ro serial"
+		if !hasTTYS1Console(cmdline) {
+			params += " console=ttyS1,115200"
+		}
+		b.WriteString(joinFields("kernel", kernel, params, cmdline) + "\n")
+		b.WriteString("initrd " + initrd + "\n")
+	}
+	b.WriteString("boot\n")
+	return b.String()
+}
+
+// hasTTYS1Console reports whether cmdline already sends a console to ttyS1
+// (console=ttyS1 or console=ttyS1,<options>, but not ttyS10).
+func hasTTYS1Console(cmdline string) bool {
+	for _, f := range strings.Fields(cmdline) {
+		if v, ok := strings.CutPrefix(f, "console="); ok {
+			if v == "ttyS1" || strings.HasPrefix(v, "ttyS1,") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// normalizeCmdline collapses all whitespace, newlines included: a newline
+// inside a kernel line would end the iPXE command early.
+func normalizeCmdline(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// joinFields joins the non-empty parts with one space, so an empty cmdline
+// leaves no trailing space.
+func joinFields(parts ...string) string {
+	keep := parts[:0:0]
+	for _, p := range parts {
+		if p != "" {
+			keep = append(keep, p)
+		}
+	}
+	return strings.Join(keep, " ")
+}
+
+// tidy makes a custom script deterministic on the wire: no leading blank
+// lines, no trailing whitespace on any line, LF line ends and exactly one
+// final newline.
+func tidy(s string) string {
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, " \t\r")
+	}
+	s = strings.Join(lines, "\n")
+	s = strings.TrimLeft(s, " \t\n")
+	return strings.TrimRight(s, "\n") + "\n"
+}
+
+// execute parses and runs one template. Missing keys are errors, and output
+// beyond limit stops execution.
+func execute(name, text string, data TemplateData, limit int) (string, error) {
+	t, err := template.New(name).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	w := &limitedBuffer{limit: limit}
+	if err := t.Execute(w, data); err != nil {
+		if errors.Is(err, errTooLarge) {
+			return "", fmt.Errorf("%s: rendered output exceeds %d bytes", name, limit)
+		}
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	return w.buf.String(), nil
+}
+
+var errTooLarge = errors.New("output too large")
+
+// limitedBuffer fails writes past limit, which makes text/template stop.
+type limitedBuffer struct {
+	buf   bytes.Buffer
+	limit int
+}
+
+func (w *limitedBuffer) Write(p []byte) (int, error) {
+	if w.buf.Len()+len(p) > w.limit {
+		return 0, errTooLarge
+	}
+	return w.buf.Write(p)
+}

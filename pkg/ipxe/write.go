@@ -1,0 +1,63 @@
+package ipxe
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/lkfleet/lkfleet/pkg/spec"
+)
+
+// FileName is the name WriteScripts gives a device's script.
+func FileName(d spec.Device) string { return d.Hostname + ".ipxe" }
+
+// WriteScripts writes every rendered device's script to dir/<hostname>.ipxe
+// (creating dir) and returns the paths written, in device order. This is
+// how users who serve scripts from ipxe_script_url get the exact bytes the
+// plan checks for. Each file is written to a temporary name and renamed,
+// so a web server never serves half a script.
+func WriteScripts(dir string, devs []spec.Device) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("write scripts: %w", err)
+	}
+	paths := make([]string, 0, len(devs))
+	for _, d := range devs {
+		if d.Script == "" {
+			return paths, fmt.Errorf("write script of device %q (slot %s): not rendered", d.Hostname, d.Slot)
+		}
+		// Hostnames are validated DNS labels; refuse anything that could
+		// leave dir all the same.
+		if d.Hostname == "" || strings.ContainsAny(d.Hostname, `/\`) || d.Hostname == "." || d.Hostname == ".." {
+			return paths, fmt.Errorf("write script of device %q (slot %s): hostname is not a file name", d.Hostname, d.Slot)
+		}
+		p := filepath.Join(dir, FileName(d))
+		if err := writeFileAtomic(p, []byte(d.Script)); err != nil {
+			return paths, fmt.Errorf("write script of device %q (slot %s): %w", d.Hostname, d.Slot, err)
+		}
+		paths = append(paths, p)
+	}
+	return paths, nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
