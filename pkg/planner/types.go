@@ -90,4 +90,71 @@ type Plan struct {
 	LiveFingerprint  string
 	FleetFingerprint string
 	Rollout          spec.Rollout
+	// NoOps counts the desired devices that already match: they have no
+	// Change, but a person (and Summary) wants to know how many there are.
+	NoOps int
+}
+
+// HasChanges reports whether applying the plan would do anything.
+func (p Plan) HasChanges() bool { return len(p.Changes) > 0 }
+
+// Input is everything Compute looks at. It is plain data: the caller does
+// the listing and the rendering of scripts.
+type Input struct {
+	Fleet *spec.Fleet
+	// Desired devices, rendered (Script and Rev set; an empty Rev is
+	// computed with ComputeRev).
+	Desired []spec.Device
+	// Live devices of the fleet (the tag-filtered listing).
+	Live []Live
+	// Foreign devices (optional): devices without this fleet's tag. They are
+	// never changed; they only produce hostname-clash warnings.
+	Foreign []Live
+	// Rebuild lists targets to rebuild even when unchanged: "all", a group
+	// name or a slot (apply --rebuild).
+	Rebuild []string
+	// Replace lists slots to replace even when unchanged (apply --replace).
+	Replace []string
+	// FleetFingerprint is recorded in the plan as is (see FleetFingerprint).
+	FleetFingerprint string
+	// Catalogue is optional; when set it maps a live facility to its metro
+	// for devices whose listing omitted the metro.
+	Catalogue *Catalogue
+}
+
+// KnownAfterApply is the AttrDiff.After of a value only the API will know,
+// such as the id of a replacement.
+const KnownAfterApply = "(known after apply)"
+
+// Summary counts a plan's changes the way Terraform does: a replacement
+// adds one device and destroys one, so it counts in Add and in Destroy.
+// A rebuild counts in Rebuild whatever its strategy, an update in Change.
+type Summary struct {
+	Add     int
+	Rebuild int
+	Change  int
+	Destroy int
+	// Unchanged is the number of desired devices that need nothing.
+	Unchanged int
+}
+
+// Summary counts the plan's changes (see Summary).
+func (p Plan) Summary() Summary {
+	s := Summary{Unchanged: p.NoOps}
+	for _, c := range p.Changes {
+		switch c.Action {
+		case Create:
+			s.Add++
+		case Delete:
+			s.Destroy++
+		case Replace:
+			s.Add++
+			s.Destroy++
+		case Rebuild:
+			s.Rebuild++
+		case Update:
+			s.Change++
+		}
+	}
+	return s
 }

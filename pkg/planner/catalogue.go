@@ -1,0 +1,218 @@
+package planner
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/lkfleet/lkfleet/pkg/spec"
+)
+
+// Catalogue is what the API offers: machine types and locations. pkg/packet
+// fetches it once per run; the planner only reads it.
+type Catalogue struct {
+	// Plans maps a plan slug (machine type) to what is known about it.
+	// A nil map means the catalogue of plans is unknown: nothing is checked.
+	Plans map[string]PlanInfo
+	// Facilities maps a facility code to its metro code ("" if unknown).
+	Facilities map[string]string
+	// Metros is the set of metro codes.
+	Metros map[string]bool
+}
+
+// PlanInfo is one machine type of the catalogue.
+type PlanInfo struct {
+	// Arch is the plan's CPU architecture (x86_64 or aarch64; the API's
+	// amd64/arm64 spellings are accepted), "" if unknown.
+	Arch string
+	// Locations are the facility or metro codes where the plan is offered;
+	// empty means unknown (not checked).
+	Locations []string
+}
+
+// MetroOf returns the metro of a facility code, "" if unknown.
+func (c *Catalogue) MetroOf(facility string) string {
+	if c == nil {
+		return ""
+	}
+	return c.Facilities[facility]
+}
+
+// CheckCatalogue fails when a desired device names a machine type or zone
+// the catalogue does not know, or an architecture or location the machine
+// type does not offer. It runs before anything is created, so a typo never
+// costs a half-applied fleet. Every problem is reported, one per line,
+// each naming the slots affected and, when one is close, a suggestion.
+// Parts of the catalogue that are nil are not checked.
+func CheckCatalogue(desired []spec.Device, cat Catalogue) error {
+	type use struct {
+		slots []string
+	}
+	machines := map[string]*use{}
+	zones := map[string]*use{}
+	var machineOrder, zoneOrder []string
+	for _, d := range desired {
+		if machines[d.Machine] == nil {
+			machines[d.Machine] = &use{}
+			machineOrder = append(machineOrder, d.Machine)
+		}
+		machines[d.Machine].slots = append(machines[d.Machine].slots, d.Slot)
+		if zones[d.Zone] == nil {
+			zones[d.Zone] = &use{}
+			zoneOrder = append(zoneOrder, d.Zone)
+		}
+		zones[d.Zone].slots = append(zones[d.Zone].slots, d.Slot)
+	}
+	slices.Sort(machineOrder)
+	slices.Sort(zoneOrder)
+
+	var errs []error
+	if cat.Plans != nil {
+		known := sortedKeys(cat.Plans)
+		for _, m := range machineOrder {
+			if _, ok := cat.Plans[m]; !ok {
+				errs = append(errs, fmt.Errorf("check machine type %q (%s): unknown machine type; %s",
+					m, slotList(machines[m].slots), suggest(m, known, "machine types")))
+			}
+		}
+	}
+	if cat.Facilities != nil || cat.Metros != nil {
+		known := sortedKeys(cat.Facilities)
+		known = append(known, sortedKeys(cat.Metros)...)
+		slices.Sort(known)
+		for _, z := range zoneOrder {
+			if !cat.knownZone(z) {
+				errs = append(errs, fmt.Errorf("check zone %q (%s): unknown facility or metro; %s",
+					z, slotList(zones[z].slots), suggest(z, known, "zones")))
+			}
+		}
+	}
+	// Architecture and availability, per device but reported once per
+	// (machine, arch) and (machine, zone) pair.
+	seen := map[string]bool{}
+	for _, d := range sortedDevices(desired) {
+		info, ok := cat.Plans[d.Machine]
+		if !ok {
+			continue
+		}
+		if pa, da := normArch(info.Arch), normArch(d.Arch); pa != "" && da != "" && pa != da {
+			key := "arch\x00" + d.Machine + "\x00" + da
+			if !seen[key] {
+				seen[key] = true
+				errs = append(errs, fmt.Errorf("check machine type %q (slot %s): it is %s but the image is built for %s",
+					d.Machine, d.Slot, pa, da))
+			}
+		}
+		if len(info.Locations) > 0 && cat.knownZone(d.Zone) && !cat.offeredIn(info.Locations, d.Zone) {
+			key := "loc\x00" + d.Machine + "\x00" + d.Zone
+			if !seen[key] {
+				seen[key] = true
+				locs := slices.Clone(info.Locations)
+				slices.Sort(locs)
+				errs = append(errs, fmt.Errorf("check machine type %q (slot %s): not offered in %q; offered in %s",
+					d.Machine, d.Slot, d.Zone, strings.Join(locs, ", ")))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c Catalogue) knownZone(z string) bool {
+	if _, ok := c.Facilities[z]; ok {
+		return true
+	}
+	return c.Metros[z]
+}
+
+// offeredIn reports whether a zone is covered by a plan's locations: the
+// same code, or a facility inside a listed metro, or a metro holding a
+// listed facility.
+func (c Catalogue) offeredIn(locs []string, zone string) bool {
+	for _, l := range locs {
+		if l == zone || (c.Facilities[zone] != "" && c.Facilities[zone] == l) ||
+			(c.Facilities[l] != "" && c.Facilities[l] == zone) {
+			return true
+		}
+	}
+	return false
+}
+
+func normArch(a string) string {
+	switch strings.ToLower(a) {
+	case "x86_64", "amd64", "x86":
+		return spec.ArchX86
+	case "aarch64", "arm64", "arm":
+		return spec.ArchARM
+	}
+	return strings.ToLower(a)
+}
+
+func slotList(slots []string) string {
+	if len(slots) == 1 {
+		return "slot " + slots[0]
+	}
+	s := slices.Clone(slots)
+	slices.SortFunc(s, CompareSlots)
+	return fmt.Sprintf("slot %s and %d more", s[0], len(s)-1)
+}
+
+// suggest names the closest known value, or lists a few known values when
+// none is close enough to be a likely typo.
+func suggest(got string, known []string, what string) string {
+	if len(known) == 0 {
+		return "the catalogue lists no " + what
+	}
+	best, bestD := "", -1
+	for _, k := range known {
+		d := editDistance(strings.ToLower(got), strings.ToLower(k))
+		if bestD < 0 || d < bestD {
+			best, bestD = k, d
+		}
+	}
+	if bestD <= max(2, len(got)/3) {
+		return fmt.Sprintf("did you mean %q?", best)
+	}
+	const show = 8
+	if len(known) > show {
+		return fmt.Sprintf("known %s include %s, ...", what, strings.Join(known[:show], ", "))
+	}
+	return fmt.Sprintf("known %s: %s", what, strings.Join(known, ", "))
+}
+
+// editDistance is the Levenshtein distance over bytes (slugs and codes are
+// ASCII).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			sub := prev[j-1]
+			if a[i-1] != b[j-1] {
+				sub++
+			}
+			cur[j] = min(sub, prev[j]+1, cur[j-1]+1)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func sortedDevices(ds []spec.Device) []spec.Device {
+	s := slices.Clone(ds)
+	slices.SortStableFunc(s, func(a, b spec.Device) int { return CompareSlots(a.Slot, b.Slot) })
+	return s
+}
