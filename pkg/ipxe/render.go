@@ -107,8 +107,8 @@ func renderDevice(d *spec.Device, cmdlines, arches map[string]string) error {
 			return err
 		}
 		s = tidy(s)
-		if !strings.HasPrefix(s, Magic) {
-			return fmt.Errorf("ipxe_template: rendered script does not start with %q", Magic)
+		if !HasMagic(s) {
+			return fmt.Errorf("ipxe_template: rendered script does not start with a %q line", Magic)
 		}
 		d.Script = s
 	}
@@ -141,6 +141,13 @@ func NormalizeArch(s string) string {
 		return spec.ArchARM
 	}
 	return ""
+}
+
+// HasMagic reports whether script starts the way iPXE requires: "#!ipxe"
+// followed by whitespace ("#!ipxe0" is not an iPXE script).
+func HasMagic(script string) bool {
+	rest, ok := strings.CutPrefix(script, Magic)
+	return ok && rest != "" && (rest[0] == ' ' || rest[0] == '\t' || rest[0] == '\n')
 }
 
 func templateData(d spec.Device, cmdline string) TemplateData {

@@ -224,7 +224,7 @@ func TestRenderGolden(t *testing.T) {
 // checkShape asserts what every script must satisfy on the wire.
 func checkShape(t *testing.T, s string) {
 	t.Helper()
-	if !strings.HasPrefix(s, "#!ipxe\n") {
+	if first, _, _ := strings.Cut(s, "\n"); first != "#!ipxe" && !strings.HasPrefix(first, "#!ipxe ") && !strings.HasPrefix(first, "#!ipxe\t") {
 		t.Errorf("script does not start with #!ipxe: %q", s)
 	}
 	if !strings.HasSuffix(s, "\n") || strings.HasSuffix(s, "\n\n") {
@@ -271,7 +271,9 @@ func TestRenderErrorsNameDeviceAndSlot(t *testing.T) {
 		{"parse error", func(d *spec.Device) { d.IPXETemplate = "#!ipxe\n{{if}}" }, cm,
 			[]string{`(slot web/ams1/1): ipxe_template:`, "missing value for if"}},
 		{"no magic", func(d *spec.Device) { d.IPXETemplate = "dhcp\nboot\n" }, cm,
-			[]string{`(slot web/ams1/1): ipxe_template: rendered script does not start with "#!ipxe"`}},
+			[]string{`(slot web/ams1/1): ipxe_template: rendered script does not start with a "#!ipxe" line`}},
+		{"magic glued to text", func(d *spec.Device) { d.IPXETemplate = "#!ipxeboot\n" }, cm,
+			[]string{`ipxe_template: rendered script does not start with a "#!ipxe" line`}},
 		{"runaway template", func(d *spec.Device) { d.IPXETemplate = "#!ipxe\n{{range 100000000}}0123456789{{end}}" }, cm,
 			[]string{`(slot web/ams1/1): ipxe_template: rendered output exceeds 65536 bytes`}},
 		{"no cmdline", func(*spec.Device) {}, nil,
