@@ -1,0 +1,373 @@
+package packet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/packethost/packngo"
+
+	"github.com/lkfleet/lkfleet/pkg/planner"
+	"github.com/lkfleet/lkfleet/pkg/spec"
+)
+
+// PerPage is the page size of every listing: the most the API allows.
+const PerPage = 1000
+
+// maxPages stops a listing whose server never says it ended (the API's own
+// bound on `page`).
+const maxPages = 100000
+
+// userStateEvent is the event type a device's user state is recorded as.
+const userStateEvent = "user_state"
+
+// Update carries the attributes a PUT changes; nil fields are left alone.
+// Its fields match executor.Update one for one, so a value converts with
+// packet.Update(u).
+type Update struct {
+	Hostname      *string
+	Tags          *[]string
+	AlwaysPXE     *bool
+	Userdata      *string
+	IPXEScriptURL *string
+}
+
+// Device actions Action accepts.
+const (
+	ActionReboot    = "reboot"
+	ActionReinstall = "reinstall"
+	ActionPowerOn   = "power_on"
+	ActionPowerOff  = "power_off"
+)
+
+// Create makes one device for d, once. It is never retried after a
+// failure that could have created the device (timeout, 5xx, lost
+// connection, unreadable answer): the *APIError then reports Ambiguous()
+// and the caller must look the slot up (FindSlot) before creating again.
+// It is re-sent only after a 429 or a connection that never opened, when
+// the server certainly did not act.
+func (c *Client) Create(ctx context.Context, d spec.Device) (planner.Live, error) {
+	tags := d.Tags()
+	if tags == nil {
+		// packngo sends nil as null, which the API rejects.
+		tags = []string{}
+	}
+	req := &packngo.DeviceCreateRequest{
+		Hostname:      d.Hostname,
+		Plan:          d.Machine,
+		OS:            "custom_ipxe",
+		BillingCycle:  d.Billing,
+		ProjectID:     c.project,
+		UserData:      d.APIUserdata(),
+		Tags:          tags,
+		IPXEScriptURL: d.IPXEScriptURL,
+		AlwaysPXE:     d.AlwaysPXE,
+	}
+	if c.isMetro(d.Zone) {
+		req.Metro = d.Zone
+	} else {
+		req.Facility = []string{d.Zone}
+	}
+	pc, err := c.api(withRetryClass(ctx, classOnce))
+	if err != nil {
+		return planner.Live{}, c.apiError("create device", d.Hostname, d.Slot, err, false)
+	}
+	dev, _, err := pc.Devices.Create(req)
+	if err != nil {
+		return planner.Live{}, c.apiError("create device", d.Hostname, d.Slot, err, true)
+	}
+	return toLive(dev), nil
+}
+
+// List returns the fleet's devices: one listing filtered by the fleet tag,
+// PerPage devices a page, so foreign devices cost nothing and N fleet
+// devices cost ceil(N/PerPage) requests (one at least).
+func (c *Client) List(ctx context.Context) ([]planner.Live, error) {
+	if c.fleet == "" {
+		return nil, errors.New("list devices: the client has no fleet name")
+	}
+	return c.list(ctx, "list devices", map[string]string{"tag": spec.TagFleet + c.fleet})
+}
+
+// ListAll returns every device of the project, the fleet's and foreign
+// ones, for hostname clash checks.
+func (c *Client) ListAll(ctx context.Context) ([]planner.Live, error) {
+	return c.list(ctx, "list project devices", nil)
+}
+
+// FindSlot returns the live devices carrying the slot's tag: after an
+// ambiguous create it tells whether the device was made after all.
+func (c *Client) FindSlot(ctx context.Context, slot string) ([]planner.Live, error) {
+	devs, err := c.list(ctx, "find slot "+slot, map[string]string{"tag": spec.TagSlot + slot})
+	if err != nil {
+		return nil, err
+	}
+	// The slot tag alone does not say which fleet: keep ours only.
+	out := devs[:0]
+	for _, d := range devs {
+		if c.fleet == "" || d.Fleet == c.fleet {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// deviceList is one page of a device listing. packngo's own listing type
+// hides the page numbers, which the paging loop needs.
+type deviceList struct {
+	Devices []packngo.Device `json:"devices"`
+	Meta    struct {
+		CurrentPage int `json:"current_page"`
+		LastPage    int `json:"last_page"`
+		Total       int `json:"total"`
+	} `json:"meta"`
+}
+
+// list pages through the project's devices with the given filters. It
+// pages itself, page by page: packngo's automatic paging follows
+// meta.next.href, which the service writes as "/metal/v1/...", and packngo
+// appends that to a base URL that already ends in /metal/v1/. It stops at
+// the last page the server names or at a short page, so N devices cost
+// ceil(N/PerPage) requests, one at least.
+func (c *Client) list(ctx context.Context, op string, filters map[string]string) ([]planner.Live, error) {
+	pc, err := c.api(ctx)
+	if err != nil {
+		return nil, c.apiError(op, "", "", err, false)
+	}
+	var out []planner.Live
+	seen := map[string]bool{}
+	base := "projects/" + url.PathEscape(c.project) + "/devices"
+	for page := 1; page <= maxPages; page++ {
+		q := url.Values{}
+		for k, v := range filters {
+			q.Set(k, v)
+		}
+		q.Set("include", "facility")
+		q.Set("page", strconv.Itoa(page))
+		q.Set("per_page", strconv.Itoa(PerPage))
+		req, err := pc.NewRequest(http.MethodGet, base+"?"+q.Encode(), nil)
+		if err != nil {
+			return nil, c.apiError(op, "", "", err, false)
+		}
+		var root deviceList
+		if _, err := pc.Do(req, &root); err != nil {
+			return nil, c.pageError(op, page, err)
+		}
+		for i := range root.Devices {
+			// A device created while we page shifts later pages by one:
+			// the same device may show up twice.
+			if seen[root.Devices[i].ID] {
+				continue
+			}
+			seen[root.Devices[i].ID] = true
+			out = append(out, toLive(&root.Devices[i]))
+		}
+		m := root.Meta
+		if len(root.Devices) < PerPage || (m.LastPage > 0 && m.CurrentPage >= m.LastPage) {
+			break
+		}
+	}
+	return out, nil
+}
+
+func (c *Client) pageError(op string, page int, err error) error {
+	e := c.apiError(op, "", "", err, false)
+	if page > 1 {
+		e.Op = fmt.Sprintf("%s (page %d)", op, page)
+	}
+	if e.Status == http.StatusNotFound {
+		e.Messages = append(e.Messages, fmt.Sprintf("(project %s)", c.project))
+	}
+	return e
+}
+
+// Update changes a device's mutable attributes in one PUT.
+func (c *Client) Update(ctx context.Context, id string, u Update) error {
+	req := &packngo.DeviceUpdateRequest{
+		Hostname:      u.Hostname,
+		Tags:          u.Tags,
+		AlwaysPXE:     u.AlwaysPXE,
+		UserData:      u.Userdata,
+		IPXEScriptURL: u.IPXEScriptURL,
+	}
+	if u.Tags != nil && *u.Tags == nil {
+		// An empty tag list must go out as [], not null.
+		req.Tags = &[]string{}
+	}
+	pc, err := c.api(ctx)
+	if err == nil {
+		_, _, err = pc.Devices.Update(id, req)
+	}
+	if err != nil {
+		return c.apiError("update device", id, "", err, false)
+	}
+	return nil
+}
+
+// Action runs a device action: reboot, reinstall, power_on or power_off.
+//
+// Actions are POSTs that act: a reboot answered by a 5xx or lost on the way
+// back may have happened, and repeating it would reboot a machine that is
+// already booting. So, like creates, actions are re-sent only after a 429 or
+// a connection that never opened; any other failure is returned with
+// Ambiguous() true, and the caller decides (every action here converges:
+// repeating one costs time, not correctness).
+func (c *Client) Action(ctx context.Context, id, action string) error {
+	op := "device action " + action
+	pc, err := c.api(withRetryClass(ctx, classOnce))
+	if err != nil {
+		return c.apiError(op, id, "", err, false)
+	}
+	switch action {
+	case ActionReboot:
+		_, err = pc.Devices.Reboot(id)
+	case ActionReinstall:
+		_, err = pc.Devices.Reinstall(id, nil)
+	case ActionPowerOn:
+		_, err = pc.Devices.PowerOn(id)
+	case ActionPowerOff:
+		_, err = pc.Devices.PowerOff(id)
+	default:
+		return fmt.Errorf("%s on %s: unknown action (want reboot, reinstall, power_on or power_off)", op, id)
+	}
+	if err != nil {
+		return c.apiError(op, id, "", err, true)
+	}
+	return nil
+}
+
+// Delete deletes a device; one that is already gone (404) is success,
+// like rm -f. DELETE is idempotent, so it is retried like a GET.
+func (c *Client) Delete(ctx context.Context, id string) error {
+	pc, err := c.api(ctx)
+	if err == nil {
+		_, err = pc.Devices.Delete(id, true)
+	}
+	if err != nil {
+		e := c.apiError("delete device", id, "", err, false)
+		if e.Status == http.StatusNotFound {
+			return nil
+		}
+		return e
+	}
+	return nil
+}
+
+// ProjectInfo is what Project reports about the project.
+type ProjectInfo struct {
+	ID   string
+	Name string
+}
+
+// Project fetches the client's project: the first call a command makes,
+// so a wrong token or project id fails with one clear line.
+func (c *Client) Project(ctx context.Context) (ProjectInfo, error) {
+	pc, err := c.api(ctx)
+	var p *packngo.Project
+	if err == nil {
+		p, _, err = pc.Projects.Get(c.project, nil)
+	}
+	if err != nil {
+		e := c.apiError("get project", c.project, "", err, false)
+		switch e.Status {
+		case http.StatusUnauthorized:
+			return ProjectInfo{}, fmt.Errorf("API token rejected (401) by %s: check PACKET_AUTH_TOKEN", c.apiURL)
+		case http.StatusForbidden:
+			return ProjectInfo{}, fmt.Errorf("project %s: access denied (403) for this API token", c.project)
+		case http.StatusNotFound:
+			return ProjectInfo{}, fmt.Errorf("project %s not found (404) at %s: check --project / PACKET_PROJECT_ID", c.project, c.apiURL)
+		}
+		return ProjectInfo{}, e
+	}
+	return ProjectInfo{ID: p.ID, Name: p.Name}, nil
+}
+
+// toLive reduces a packngo device to what planning needs.
+func toLive(d *packngo.Device) planner.Live {
+	l := planner.Live{
+		ID:        d.ID,
+		ShortID:   d.ShortID,
+		Hostname:  d.Hostname,
+		State:     d.State,
+		Tags:      append([]string(nil), d.Tags...),
+		Billing:   d.BillingCycle,
+		AlwaysPXE: d.AlwaysPXE,
+		Userdata:  d.UserData,
+		ScriptURL: d.IPXEScriptURL,
+		SOS:       d.SOS,
+	}
+	for _, t := range d.Tags {
+		switch {
+		case strings.HasPrefix(t, spec.TagFleet):
+			l.Fleet = strings.TrimPrefix(t, spec.TagFleet)
+		case strings.HasPrefix(t, spec.TagSlot):
+			l.Slot = strings.TrimPrefix(t, spec.TagSlot)
+		case strings.HasPrefix(t, spec.TagRev):
+			l.Rev = strings.TrimPrefix(t, spec.TagRev)
+		}
+	}
+	if d.Plan != nil {
+		l.Machine = d.Plan.Slug
+	}
+	if d.Facility != nil {
+		l.Facility = d.Facility.Code
+		if d.Facility.Metro != nil {
+			l.Metro = d.Facility.Metro.Code
+		}
+	}
+	if d.Metro != nil && d.Metro.Code != "" {
+		l.Metro = d.Metro.Code
+	}
+	for _, ip := range d.Network {
+		if ip != nil && ip.Address != "" {
+			l.IPs = append(l.IPs, ip.Address)
+		}
+	}
+	if t, err := time.Parse(time.RFC3339, d.Created); err == nil {
+		l.CreatedAt = t
+	}
+	if ev := newestUserState(d.ProvisionEvents); ev != nil {
+		l.UserState = ev.State
+		l.UserStateBody = ev.Body
+		if ev.CreatedAt != nil {
+			l.UserStateAt = ev.CreatedAt.Time
+		}
+	}
+	return l
+}
+
+// newestUserState picks the latest user_state event. Events in one second
+// are common (a fast boot posts running and succeeded together) and the
+// API may list events in either order, so on equal times a final state
+// (succeeded, failed) wins over running.
+func newestUserState(events []*packngo.Event) *packngo.Event {
+	var best *packngo.Event
+	for _, e := range events {
+		if e == nil || e.Type != userStateEvent || e.State == "" {
+			continue
+		}
+		if best == nil || later(e, best) {
+			best = e
+		}
+	}
+	return best
+}
+
+func later(a, b *packngo.Event) bool {
+	var ta, tb time.Time
+	if a.CreatedAt != nil {
+		ta = a.CreatedAt.Time
+	}
+	if b.CreatedAt != nil {
+		tb = b.CreatedAt.Time
+	}
+	if !ta.Equal(tb) {
+		return ta.After(tb)
+	}
+	return b.State == "running" && a.State != "running"
+}

@@ -1,0 +1,262 @@
+package packet
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Rate limit headers the service sends on every response.
+const (
+	headerLimit      = "X-RateLimit-Limit"
+	headerRemaining  = "X-RateLimit-Remaining"
+	headerReset      = "X-RateLimit-Reset"
+	headerRetryAfter = "Retry-After"
+)
+
+// refillSampleSpan is the shortest span over which the server's refill rate
+// is measured: shorter spans are dominated by responses arriving out of
+// order with respect to when the server counted them.
+const refillSampleSpan = 200 * time.Millisecond
+
+// defaultThrottlePause is how long every caller pauses after a 429 that says
+// neither Retry-After nor X-RateLimit-Reset.
+const defaultThrottlePause = time.Second
+
+// pacer is the one limiter every request of a Client passes through. It
+// keeps a token bucket (x/time/rate) in step with what the server says is
+// left, and a shared "not before" gate that a 429 closes for everyone.
+//
+// How the pace is chosen, on every response that carries rate headers:
+//
+//	avail  = Remaining − requests still in flight (they will spend tokens too)
+//	window = Reset − now, at least one second (Reset has one-second resolution)
+//	limit  = avail/window + refill, at least 1/window, at most the --rate cap
+//	burst  = avail/2, at least 1
+//
+// refill is measured, not assumed: between two responses at least
+// refillSampleSpan apart, the server gained (Remaining₂ − Remaining₁ +
+// requests it accepted in between) tokens. A token bucket server shows its
+// real rate there; a fixed-window server shows none until its window resets.
+// So with plenty left the client runs as fast as it is asked to (a large
+// burst, a high rate), and as Remaining falls it slows to spend what is
+// left evenly until Reset, ending at the server's own refill rate: capacity
+// is neither wasted nor overdrawn. The 1/window floor makes sure one request
+// is still tried once the window resets, so the pacer learns the new budget.
+type pacer struct {
+	lim  *rate.Limiter
+	rcap float64 // --rate cap in requests/s; 0 = none
+
+	mu        sync.Mutex
+	notBefore time.Time // the gate: no request starts before this
+	inFlight  int
+	accepted  int64 // responses that spent a server token (not 429)
+	sample    refillSample
+	refill    float64 // measured server refill in tokens/s; 0 = unknown
+}
+
+type refillSample struct {
+	at       time.Time
+	rem      int
+	accepted int64
+	ok       bool
+}
+
+func newPacer(rcap float64) *pacer {
+	p := &pacer{rcap: rcap}
+	limit, burst := rate.Inf, 1
+	if rcap > 0 {
+		limit, burst = rate.Limit(rcap), capBurst(rcap)
+	}
+	p.lim = rate.NewLimiter(limit, burst)
+	return p
+}
+
+// capBurst is the burst allowed under a --rate cap: one second's worth,
+// so a cap of 5 never lets more than 5 requests start in any second.
+func capBurst(rcap float64) int {
+	return max(1, int(rcap))
+}
+
+// wait blocks until the gate is open and the limiter grants a token, then
+// counts the request as in flight. Every started request must be matched by
+// one call to done.
+func (p *pacer) wait(ctx context.Context) error {
+	for {
+		if err := p.waitGate(ctx); err != nil {
+			return err
+		}
+		if err := p.lim.Wait(ctx); err != nil {
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				return ctxErr
+			}
+			// The limiter refuses waits that would outlast the deadline:
+			// report that as the deadline it is.
+			return context.DeadlineExceeded
+		}
+		p.mu.Lock()
+		// A 429 may have closed the gate while this caller waited for a
+		// token: go back and wait for the gate rather than add to a storm.
+		if time.Now().Before(p.notBefore) {
+			p.mu.Unlock()
+			continue
+		}
+		p.inFlight++
+		p.mu.Unlock()
+		return nil
+	}
+}
+
+// waitGate sleeps until the shared not-before time has passed.
+func (p *pacer) waitGate(ctx context.Context) error {
+	for {
+		p.mu.Lock()
+		d := time.Until(p.notBefore)
+		p.mu.Unlock()
+		if d <= 0 {
+			return ctx.Err()
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// done records the end of a request started by wait: h and status are the
+// response's headers and status code, or nil and 0 when none arrived.
+// It returns how long the gate is closed when the response was a 429.
+func (p *pacer) done(h http.Header, status int) time.Duration {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inFlight--
+	if h == nil {
+		return 0
+	}
+	limit, okL := headerInt(h, headerLimit)
+	rem, okR := headerInt(h, headerRemaining)
+	reset, okT := headerInt(h, headerReset)
+	window := time.Second
+	if okT {
+		window = max(time.Unix(int64(reset), 0).Sub(now), time.Second)
+	}
+
+	if status == http.StatusTooManyRequests {
+		pause := retryAfter(h, now)
+		if pause <= 0 && okT {
+			pause = time.Unix(int64(reset), 0).Sub(now)
+		}
+		if pause <= 0 {
+			pause = defaultThrottlePause
+		}
+		if until := now.Add(pause); until.After(p.notBefore) {
+			p.notBefore = until
+		}
+		// Restart from nothing once the gate opens: the callers that were
+		// held back must not all leave at once.
+		p.setPace(now, p.floorAfterThrottle(window), 1)
+		return pause
+	}
+	if !okL || !okR {
+		return 0
+	}
+	p.accepted++
+	p.measureRefill(now, limit, rem)
+
+	avail := rem - p.inFlight
+	pace := float64(max(avail, 0))/window.Seconds() + p.refill
+	pace = max(pace, 1/window.Seconds())
+	p.setPace(now, pace, max(1, avail/2))
+	return 0
+}
+
+// floorAfterThrottle is the pace right after a 429: the measured refill if
+// known, else one request per window so the next answer teaches us more.
+func (p *pacer) floorAfterThrottle(window time.Duration) float64 {
+	if p.refill > 0 {
+		return p.refill
+	}
+	return 1 / window.Seconds()
+}
+
+// measureRefill updates the refill estimate. p.mu is held.
+func (p *pacer) measureRefill(now time.Time, limit, rem int) {
+	s := p.sample
+	if !s.ok {
+		p.sample = refillSample{at: now, rem: rem, accepted: p.accepted, ok: true}
+		return
+	}
+	dt := now.Sub(s.at)
+	if dt < refillSampleSpan {
+		return
+	}
+	// A full bucket hides its refill: only spans that start and end below
+	// the limit measure anything.
+	if s.rem < limit && rem < limit {
+		gained := float64(rem-s.rem) + float64(p.accepted-s.accepted)
+		r := max(gained/dt.Seconds(), 0)
+		if p.refill == 0 {
+			p.refill = r
+		} else {
+			p.refill = (p.refill + r) / 2
+		}
+	}
+	p.sample = refillSample{at: now, rem: rem, accepted: p.accepted, ok: true}
+}
+
+// setPace applies a limit and burst, capped by --rate. p.mu is held.
+func (p *pacer) setPace(now time.Time, limit float64, burst int) {
+	if p.rcap > 0 {
+		limit = min(limit, p.rcap)
+		burst = min(burst, capBurst(p.rcap))
+	}
+	if math.IsInf(limit, 1) {
+		p.lim.SetLimitAt(now, rate.Inf)
+		return
+	}
+	p.lim.SetLimitAt(now, rate.Limit(limit))
+	p.lim.SetBurstAt(now, burst)
+}
+
+// throttledUntil reports the gate, for tests and debug output.
+func (p *pacer) throttledUntil() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.notBefore
+}
+
+func headerInt(h http.Header, name string) (int, bool) {
+	v := h.Get(name)
+	if v == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return int(n), true
+}
+
+// retryAfter parses Retry-After as seconds or an HTTP date; 0 if absent.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	v := h.Get(headerRetryAfter)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil {
+		return time.Duration(max(secs, 0)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return t.Sub(now)
+	}
+	return 0
+}
