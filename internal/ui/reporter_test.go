@@ -1,0 +1,268 @@
+package ui
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lkfleet/lkfleet/pkg/executor"
+	"github.com/lkfleet/lkfleet/pkg/planner"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata golden files")
+
+// golden compares got with testdata/name, rewriting it with -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read golden file (run with -update to create it): %v", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from the golden file\n--- got ---\n%s\n--- want ---\n%s", name, got, want)
+	}
+}
+
+func fixedClock(at time.Time) func() time.Time { return func() time.Time { return at } }
+
+func runScript(t *testing.T, mode Mode, opts Options) string {
+	t.Helper()
+	var out bytes.Buffer
+	r := New(&out, mode, opts)
+	r.SetPlan(scriptPlan())
+	for _, e := range scriptEvents() {
+		r.Event(e)
+	}
+	if err := r.Summary(SummaryInput{
+		Added: 2, Rebuilt: 1, Destroyed: 1, Elapsed: 20250 * time.Millisecond,
+		Requests: 41, Throttled: 2,
+		Failed:  []FailedLine{{Hostname: "web-ewr1-2", Slot: "web/ewr1/2", Reason: "create refused: 422 no capacity"}},
+		Halted:  "wave 2 (ewr1) has 1 failed device, more than max_failures 0",
+		Command: "lkfleet apply -f lab.yml",
+	}); err != nil {
+		t.Fatalf("summary: %v", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	return out.String()
+}
+
+func TestPlainGolden(t *testing.T) {
+	got := runScript(t, Plain, Options{Now: fixedClock(t0.Add(time.Minute))})
+	golden(t, "plain.golden", got)
+	if strings.Contains(got, "\x1b") {
+		t.Error("plain output carries escape sequences")
+	}
+	// Every event line has the grep-friendly prefix.
+	prefix := regexp.MustCompile(`^2026-11-25T21:40:\d\dZ  wave [-0-9]+  `)
+	events := strings.Split(got, "\n")[:len(scriptEvents())]
+	for _, l := range events {
+		if !prefix.MatchString(l) {
+			t.Errorf("line without the timestamp/wave prefix: %q", l)
+		}
+	}
+}
+
+func TestJSONGolden(t *testing.T) {
+	got := runScript(t, JSON, Options{Now: fixedClock(t0.Add(time.Minute))})
+	golden(t, "json.golden", got)
+	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+	if len(lines) != len(scriptEvents())+1 {
+		t.Fatalf("got %d JSON lines, want %d events + 1 summary", len(lines), len(scriptEvents()))
+	}
+	want := []string{"action", "device_id", "error", "hostname", "kind", "message", "slot", "state", "time", "wave"}
+	for i, l := range lines[:len(lines)-1] {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("line %d is not JSON: %v", i+1, err)
+		}
+		if len(m) != len(want) {
+			t.Errorf("line %d has fields %v, want exactly %v", i+1, keys(m), want)
+		}
+		for _, k := range want {
+			if _, ok := m[k]; !ok {
+				t.Errorf("line %d lacks %q", i+1, k)
+			}
+		}
+		if _, err := time.Parse(time.RFC3339Nano, m["time"].(string)); err != nil {
+			t.Errorf("line %d time: %v", i+1, err)
+		}
+	}
+	var sum map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum["kind"] != "summary" || sum["result"] != "halted" || sum["added"] != 2.0 || sum["requests"] != 41.0 {
+		t.Errorf("summary object = %v", sum)
+	}
+}
+
+func keys(m map[string]any) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+// TestJSONWaveIsOneBasedOrNull pins the wave numbering of JSON lines to
+// the one people read in the text output.
+func TestJSONWaveIsOneBasedOrNull(t *testing.T) {
+	var out bytes.Buffer
+	r := New(&out, JSON, Options{})
+	r.Event(executor.Event{Time: t0, Kind: executor.WaveStarted, Wave: 0})
+	r.Event(executor.Event{Time: t0, Kind: executor.Info, Wave: -1, Message: "hello"})
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if !strings.Contains(lines[0], `"wave":1,`) || !strings.Contains(lines[1], `"wave":null,`) {
+		t.Errorf("wave numbering:\n%s", out.String())
+	}
+}
+
+func TestEventWithoutTimeUsesClock(t *testing.T) {
+	var out bytes.Buffer
+	r := New(&out, Plain, Options{Now: fixedClock(t0.Add(90 * time.Second))})
+	r.Event(executor.Event{Kind: executor.Info, Wave: -1, Message: "hi"})
+	if got, want := out.String(), "2026-11-25T21:41:30Z  wave -  hi\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestMessagesAreOneLineOfPrintableText(t *testing.T) {
+	var out bytes.Buffer
+	r := New(&out, Plain, Options{})
+	r.Event(executor.Event{Time: t0, Kind: executor.DeviceFailed, Wave: 0, Slot: "a/b/1",
+		Message: "boot failed:\n\x1b[2Jkernel\tnot found\r\n"})
+	want := "2026-11-25T21:40:00Z  wave 1  (a/b/1)  failed: boot failed:; [2Jkernel not found\n"
+	if got := out.String(); got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+// TestConcurrentEvents emits from many goroutines (run with -race): every
+// event must come out as one whole line.
+func TestConcurrentEvents(t *testing.T) {
+	for _, mode := range []Mode{Plain, JSON, TTY} {
+		t.Run(mode.String(), func(t *testing.T) {
+			var out bytes.Buffer
+			r := New(&out, mode, Options{NoColor: true, RefreshRate: time.Millisecond})
+			r.SetPlan(scriptPlan())
+			const workers, each = 16, 50
+			var wg sync.WaitGroup
+			for g := range workers {
+				wg.Go(func() {
+					for i := range each {
+						r.Event(executor.Event{Time: t0, Kind: executor.DeviceState, Wave: g % 2,
+							Action: planner.Create, Slot: fmt.Sprintf("w/z/%d", g), State: "provisioning",
+							Hostname: fmt.Sprintf("h%d-%d", g, i)})
+					}
+					r.Event(executor.Event{Time: t0, Kind: executor.DeviceFailed, Wave: g % 2,
+						Slot: fmt.Sprintf("w/z/%d", g), Message: "boom"})
+				})
+			}
+			wg.Wait()
+			if err := r.Close(); err != nil {
+				t.Fatal(err)
+			}
+			got := out.String()
+			switch mode {
+			case Plain, JSON:
+				lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+				if len(lines) != workers*(each+1) {
+					t.Fatalf("got %d lines, want %d", len(lines), workers*(each+1))
+				}
+				for _, l := range lines {
+					if mode == JSON && !json.Valid([]byte(l)) {
+						t.Fatalf("torn JSON line %q", l)
+					}
+					if mode == Plain && !strings.HasPrefix(l, "2026-11-25T21:40:00Z  wave ") {
+						t.Fatalf("torn line %q", l)
+					}
+				}
+			case TTY:
+				screen := emulate(got)
+				if n := strings.Count(strings.Join(screen, "\n"), "failed: boom"); n != workers {
+					t.Errorf("%d failure lines above the bars, want %d:\n%s", n, workers, strings.Join(screen, "\n"))
+				}
+				// 8 extra slots per wave joined the plan's 3 and 2 changes,
+				// which saw no events and are still queued.
+				for _, want := range []string{"3 queued · 0 provisioning · 0 active · 8 failed", "2 queued · 0 provisioning · 0 active · 8 failed"} {
+					if !containsLine(screen, want) {
+						t.Errorf("counts %q missing:\n%s", want, strings.Join(screen, "\n"))
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestParseMode(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		tty  bool
+		want Mode
+		err  bool
+	}{
+		{"", true, TTY, false}, {"auto", false, Plain, false}, {"plain", true, Plain, false},
+		{"json", true, JSON, false}, {"tty", false, TTY, false}, {"yaml", true, Plain, true},
+	} {
+		got, err := ParseMode(c.in, c.tty)
+		if got != c.want || (err != nil) != c.err {
+			t.Errorf("ParseMode(%q, %v) = %v, %v", c.in, c.tty, got, err)
+		}
+	}
+}
+
+func TestIsColor(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		m := map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return func(k string) string { return m[k] }
+	}
+	for _, c := range []struct {
+		name string
+		env  func(string) string
+		tty  bool
+		want bool
+	}{
+		{"terminal", env("TERM", "xterm-256color"), true, true},
+		{"not a terminal", env("TERM", "xterm"), false, false},
+		{"NO_COLOR", env("NO_COLOR", "1", "TERM", "xterm"), true, false},
+		{"empty NO_COLOR is unset", env("NO_COLOR", "", "TERM", "xterm"), true, true},
+		{"dumb terminal", env("TERM", "dumb"), true, false},
+	} {
+		if got := IsColor(c.env, c.tty); got != c.want {
+			t.Errorf("%s: IsColor = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestFormatDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		14200 * time.Millisecond: "14.2s",
+		3149 * time.Millisecond:  "3.1s",
+		0:                        "0.0s",
+		125 * time.Second:        "2m5s",
+		-time.Second:             "0.0s",
+	} {
+		if got := FormatDuration(d); got != want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
