@@ -1,0 +1,120 @@
+package spec
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Error is one problem in a fleet file, located by line, column and the
+// key path of the value at fault (for example groups[1].image).
+type Error struct {
+	File string
+	// Line and Col are 1-based; Line 0 means the problem has no position
+	// (for example a --project value that is not a UUID).
+	Line, Col int
+	// Path is the key path (images.sshd.base_url, groups[0].zones[1]); it
+	// is empty for YAML syntax errors.
+	Path string
+	Msg  string
+}
+
+// Error formats the problem as FILE:LINE:COL: PATH: message, the form
+// editors and CI logs recognise.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d:%d", e.Line, max(e.Col, 1))
+	}
+	b.WriteString(": ")
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found in a fleet file, in file order. Load
+// returns it so callers can print each problem on its own line.
+type Errors []*Error
+
+// Error prints one problem per line.
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// sortAndDedupe orders problems by position so output reads top to bottom,
+// and drops exact repeats (a defaults value inherited by several groups is
+// reported once).
+func (es Errors) sortAndDedupe() Errors {
+	slices.SortStableFunc(es, func(a, b *Error) int {
+		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col),
+			strings.Compare(a.Path, b.Path), strings.Compare(a.Msg, b.Msg))
+	})
+	return slices.CompactFunc(es, func(a, b *Error) bool { return *a == *b })
+}
+
+// suggest returns the candidate closest to s when it is close enough to
+// be a plausible typo, else "".
+func suggest(s string, candidates []string) string {
+	best, bestD := "", -1
+	ls := strings.ToLower(s)
+	for _, c := range candidates {
+		if c == s {
+			continue
+		}
+		d := editDistance(ls, strings.ToLower(c))
+		limit := max(1, min(len(s), len(c))/3)
+		if d <= limit && (bestD < 0 || d < bestD) {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// didYouMean formats a suggestion clause, or "" when nothing is close.
+func didYouMean(s string, candidates []string) string {
+	if m := suggest(s, candidates); m != "" {
+		return fmt.Sprintf("; did you mean %q?", m)
+	}
+	return ""
+}
+
+// editDistance is the optimal string alignment distance (Levenshtein plus
+// adjacent transpositions), over bytes. Inputs longer than 64 bytes are
+// compared by length only: no key or name is that long, and it keeps the
+// cost bounded on hostile input.
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return max(len(a), len(b))
+	}
+	// Three rows suffice for the transposition rule.
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
+}
