@@ -174,6 +174,9 @@ func resolveRebuild(f *spec.Fleet, desired []spec.Device, targets []string) (map
 	for _, d := range desired {
 		slots[d.Slot] = true
 	}
+	// The most specific target names the reason (slot, then group, then
+	// all), so the order of the flags does not change the plan.
+	rank := map[string]int{}
 	for _, t := range targets {
 		switch {
 		case t == RebuildAll || groups[t] || slots[t]:
@@ -181,10 +184,18 @@ func resolveRebuild(f *spec.Fleet, desired []spec.Device, targets []string) (map
 			return nil, fmt.Errorf("compute plan for fleet %q: --rebuild %q: no group or desired slot has that name (want %q, a group name or a slot such as group/zone/1)", f.Name, t, RebuildAll)
 		}
 		for _, d := range desired {
-			if t == RebuildAll || t == d.Group || t == d.Slot {
-				if _, done := out[d.Slot]; !done {
-					out[d.Slot] = "rebuild requested (--rebuild " + t + ")"
-				}
+			r := 0
+			switch t {
+			case d.Slot:
+				r = 3
+			case d.Group:
+				r = 2
+			case RebuildAll:
+				r = 1
+			}
+			if r > rank[d.Slot] {
+				rank[d.Slot] = r
+				out[d.Slot] = "rebuild requested (--rebuild " + t + ")"
 			}
 		}
 	}
