@@ -1,0 +1,553 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/lkfleet/lkfleet/pkg/planner"
+)
+
+// WaitMode says what "ready" means for a device apply waits on.
+type WaitMode string
+
+// The wait modes of `apply --wait`.
+const (
+	// WaitActive waits for the API state active (the default). Active is
+	// not booted: the API says active as soon as iPXE was served.
+	WaitActive WaitMode = "active"
+	// WaitBooted waits for the device's own user state "succeeded", posted
+	// from inside once the image is really up; "failed" fails the device.
+	WaitBooted WaitMode = "booted"
+	// WaitNone returns once the calls are accepted (see docs/executor.md
+	// for the one wait it keeps: a replacement is active before its old
+	// device is deleted).
+	WaitNone WaitMode = "none"
+)
+
+// ParseWaitMode turns a --wait flag value into a WaitMode.
+func ParseWaitMode(s string) (WaitMode, error) {
+	switch m := WaitMode(s); m {
+	case WaitActive, WaitBooted, WaitNone:
+		return m, nil
+	case "":
+		return WaitActive, nil
+	}
+	return "", fmt.Errorf("parse wait mode %q: want active, booted or none", s)
+}
+
+// Defaults of Options, exported so the CLI can show them in help text.
+const (
+	DefaultParallelism  = 10
+	DefaultPollInterval = time.Second
+	DefaultCallTimeout  = 2 * time.Minute
+	DefaultListLag      = 5 * time.Second
+)
+
+// Options tune Apply. The zero value is usable.
+type Options struct {
+	// Parallelism caps concurrent mutating API calls (default 10). The
+	// plan's Rollout.MaxInFlight caps it further.
+	Parallelism int
+	// Wait says when a device counts as ready (default WaitActive).
+	Wait WaitMode
+	// PollInterval is the period of the one fleet-wide listing used for
+	// waiting (default 1s): completion is noticed within about one
+	// interval, and waiting never costs more than one listing per interval.
+	PollInterval time.Duration
+	// Timeout bounds the whole apply (0 = none). When it expires Apply
+	// behaves as on Ctrl-C and its error wraps context.DeadlineExceeded.
+	Timeout time.Duration
+	// FailedRetries is how often a failed device is deleted and created
+	// again (0 = the default, 1; negative = never).
+	FailedRetries int
+	// CallTimeout bounds one API call. Calls do not see the cancellation of
+	// Apply's context (a create in flight must finish so its device is
+	// tracked), so this is what keeps Ctrl-C prompt (default 2m).
+	CallTimeout time.Duration
+	// ListLag is how long a new device may be missing from listings. After
+	// an ambiguous create the slot is looked up until a listing begun this
+	// long after the failed call still does not show it (default 5s).
+	ListLag time.Duration
+	// OnEvent receives every Event, from several goroutines at once; the
+	// receiver serialises. nil drops events.
+	OnEvent func(Event)
+}
+
+func (o Options) withDefaults(maxInFlight int) Options {
+	if o.Parallelism <= 0 {
+		o.Parallelism = DefaultParallelism
+	}
+	if maxInFlight > 0 && maxInFlight < o.Parallelism {
+		o.Parallelism = maxInFlight
+	}
+	if o.Wait == "" {
+		o.Wait = WaitActive
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = DefaultPollInterval
+	}
+	switch {
+	case o.FailedRetries == 0:
+		o.FailedRetries = 1
+	case o.FailedRetries < 0:
+		o.FailedRetries = 0
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = DefaultCallTimeout
+	}
+	if o.ListLag <= 0 {
+		o.ListLag = DefaultListLag
+	}
+	return o
+}
+
+// FailedDevice is a change that did not succeed: a device that ended
+// failed (after its retries) or a call the API refused.
+type FailedDevice struct {
+	Hostname string
+	Slot     string
+	// ID is the failed device, "" when no device was made.
+	ID string
+	// LastEvent is what went wrong: the failed boot's message, the state,
+	// or the API's error.
+	LastEvent string
+}
+
+func (f FailedDevice) String() string {
+	id := f.ID
+	if id == "" {
+		id = "none"
+	}
+	return fmt.Sprintf("device %q (slot %s, id %s): %s", f.Hostname, f.Slot, id, f.LastEvent)
+}
+
+// Result is what Apply did. Every change of the plan is counted exactly
+// once: in a counter, in Failed or in NotDone.
+type Result struct {
+	Created  int
+	Rebuilt  int
+	Updated  int
+	Deleted  int
+	Replaced int
+	// Failed lists the changes that failed, in the order they failed.
+	Failed []FailedDevice
+	// NotDone lists the changes not carried out (Ctrl-C, timeout, halt),
+	// in plan order. Re-running apply picks them up.
+	NotDone []planner.Change
+	// Halted is set when a wave exceeded max_failures; HaltReason says why
+	// and how to resume.
+	Halted     bool
+	HaltReason string
+	Elapsed    time.Duration
+}
+
+// ErrHalted is wrapped by Apply's error when the rollout halted.
+var ErrHalted = errors.New("rollout halted")
+
+// Apply carries out plan against cloud: creates, rebuilds, updates,
+// replaces and deletes devices wave by wave under the plan's rollout
+// budgets, waiting for devices as opts.Wait says. It returns when every
+// change is done, failed or abandoned, and never before the calls it sent
+// have returned.
+//
+// The error is nil only when everything succeeded. It wraps
+// context.Canceled (Ctrl-C) or context.DeadlineExceeded (Options.Timeout)
+// when apply stopped early, ErrHalted when a wave exceeded max_failures,
+// and names every failed device. The Result is meaningful in every case.
+func Apply(ctx context.Context, cloud Cloud, plan planner.Plan, opts Options) (Result, error) {
+	start := time.Now()
+	opts = opts.withDefaults(plan.Rollout.MaxInFlight)
+	if opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
+		defer cancel()
+	}
+	r := newRun(cloud, plan, opts)
+
+	wctx, stopWatch := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { r.w.run(wctx) })
+
+	r.runWaves(ctx)
+
+	// Every change goroutine has returned, so every call has too; Wait only
+	// makes that explicit.
+	_ = r.mut.Wait()
+	stopWatch()
+	wg.Wait()
+
+	res := r.result()
+	res.Elapsed = time.Since(start)
+	return res, r.err(ctx, res)
+}
+
+// run is the state of one Apply.
+type run struct {
+	cloud Cloud
+	plan  planner.Plan
+	opts  Options
+	w     *watcher
+	// mut bounds concurrent mutating calls (SetLimit = parallelism).
+	mut errgroup.Group
+
+	mu  sync.Mutex
+	res Result
+	// notDone holds the plan index of every change not carried out.
+	notDone map[int]bool
+	// known holds the ids of devices that are not a slot's new device: the
+	// plan's live devices and devices this run deleted or gave up on. An
+	// ambiguous create's lookup ignores them.
+	known map[string]bool
+	// canaryLeft is how many canaries are still to be picked.
+	canaryLeft int
+}
+
+func newRun(cloud Cloud, plan planner.Plan, opts Options) *run {
+	r := &run{
+		cloud:      cloud,
+		plan:       plan,
+		opts:       opts,
+		notDone:    map[int]bool{},
+		known:      map[string]bool{},
+		canaryLeft: plan.Rollout.Canary,
+	}
+	r.mut.SetLimit(opts.Parallelism)
+	r.w = newWatcher(cloud, opts.PollInterval, r.emit)
+	for _, c := range plan.Changes {
+		if c.DeviceID != "" {
+			r.known[c.DeviceID] = true
+		}
+		if c.Live != nil && c.Live.ID != "" {
+			r.known[c.Live.ID] = true
+		}
+	}
+	return r
+}
+
+// errNotSent reports that a call was not sent because scheduling stopped.
+var errNotSent = errors.New("not sent: scheduling stopped")
+
+// call runs one mutating API call under the parallelism limit. gate
+// decides whether the call may still be sent when a slot frees up; the
+// call itself gets a context that Ctrl-C does not cancel (so a create in
+// flight completes and its device is tracked) but CallTimeout bounds.
+func (r *run) call(gate context.Context, fn func(ctx context.Context) error) error {
+	done := make(chan error, 1)
+	r.mut.Go(func() error { // blocks while Parallelism calls are in flight
+		if gate.Err() != nil {
+			done <- errNotSent
+			return nil
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(gate), r.opts.CallTimeout)
+		defer cancel()
+		done <- fn(cctx)
+		return nil
+	})
+	return <-done
+}
+
+func (r *run) emit(e Event) {
+	if r.opts.OnEvent == nil {
+		return
+	}
+	e.Time = time.Now()
+	r.opts.OnEvent(e)
+}
+
+// changeEvent is an Event about one change.
+func changeEvent(kind EventKind, c *planner.Change, id, msg string) Event {
+	return Event{Kind: kind, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname, DeviceID: id, Message: msg}
+}
+
+// markKnown records that id is not a slot's new device.
+func (r *run) markKnown(id string) {
+	r.mu.Lock()
+	r.known[id] = true
+	r.mu.Unlock()
+}
+
+func (r *run) isKnown(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.known[id]
+}
+
+// wave is the work of one wave.
+type wave struct {
+	index   int
+	changes []int // plan indexes, in plan order
+	// budget holds max_unavailable units: one per device of the wave taken
+	// out of service by this apply (see docs/executor.md).
+	budget *semaphore.Weighted
+	// sched is cancelled on Ctrl-C, timeout or halt: no new change starts.
+	sched context.Context
+	halt  context.CancelFunc
+
+	mu       sync.Mutex
+	failures int
+}
+
+// groupWaves splits the plan into its waves, in run order. A change whose
+// wave is unknown (negative) runs in a trailing wave of its own.
+func groupWaves(plan planner.Plan) []*wave {
+	byIndex := map[int]*wave{}
+	for i, c := range plan.Changes {
+		if c.Action == planner.NoOp {
+			continue
+		}
+		w := c.Wave
+		if w < 0 {
+			w = max(len(plan.Rollout.Waves), maxWave(plan)+1)
+		}
+		if byIndex[w] == nil {
+			byIndex[w] = &wave{index: w}
+		}
+		byIndex[w].changes = append(byIndex[w].changes, i)
+	}
+	waves := make([]*wave, 0, len(byIndex))
+	for _, w := range byIndex {
+		waves = append(waves, w)
+	}
+	sort.Slice(waves, func(i, j int) bool { return waves[i].index < waves[j].index })
+	return waves
+}
+
+func maxWave(plan planner.Plan) int {
+	m := 0
+	for _, c := range plan.Changes {
+		m = max(m, c.Wave)
+	}
+	return m
+}
+
+func (r *run) runWaves(ctx context.Context) {
+	for _, w := range groupWaves(r.plan) {
+		if ctx.Err() != nil || r.halted() {
+			r.skip(w.changes)
+			continue
+		}
+		r.runWave(ctx, w)
+	}
+}
+
+func (r *run) halted() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.res.Halted
+}
+
+// skip records changes as not done.
+func (r *run) skip(idx []int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, i := range idx {
+		r.notDone[i] = true
+	}
+}
+
+// runWave runs one wave: its canaries (first wave with rebuilds only),
+// then its creates, rebuilds, replacements and updates together, then,
+// once those devices are ready, its deletes — so a wave never gives up a
+// device before the devices it gains are serving.
+func (r *run) runWave(ctx context.Context, w *wave) {
+	zones := ""
+	if w.index < len(r.plan.Rollout.Waves) {
+		zones = strings.Join(r.plan.Rollout.Waves[w.index], ",")
+	}
+	r.emit(Event{Kind: WaveStarted, Wave: w.index, Message: zones})
+
+	var canary, main, deletes []int
+	slots := map[string]bool{}
+	for _, i := range w.changes {
+		c := &r.plan.Changes[i]
+		switch {
+		case c.Action == planner.Delete:
+			deletes = append(deletes, i)
+			continue
+		case r.canaryLeft > 0 && (c.Action == planner.Rebuild || c.Action == planner.Replace):
+			canary = append(canary, i)
+			r.canaryLeft--
+		default:
+			main = append(main, i)
+		}
+		slots[c.Slot] = true
+	}
+	if len(canary) > 0 {
+		// Canaries are taken from the first wave that has rebuilds or
+		// replacements; later waves get none.
+		r.canaryLeft = 0
+	}
+	w.budget = semaphore.NewWeighted(int64(r.plan.Rollout.MaxUnavailable.Of(len(slots))))
+	w.sched, w.halt = context.WithCancel(ctx)
+	defer w.halt()
+
+	if len(canary) > 0 {
+		r.emit(Event{Kind: Info, Wave: w.index, Message: fmt.Sprintf("canary: %d device(s) first", len(canary))})
+	}
+	for _, group := range [][]int{canary, main, deletes} {
+		if w.sched.Err() != nil {
+			r.skip(group)
+			continue
+		}
+		var g errgroup.Group // unbounded: waits must not hold call slots
+		for _, i := range group {
+			g.Go(func() error {
+				r.runChange(ctx, w, i)
+				return nil
+			})
+		}
+		_ = g.Wait()
+	}
+	if w.sched.Err() == nil {
+		r.emit(Event{Kind: WaveDone, Wave: w.index})
+	}
+}
+
+// outcome is how a change ended.
+type outcome int
+
+const (
+	done       outcome = iota // counted in Result
+	failed                    // in Result.Failed
+	notStarted                // in Result.NotDone
+)
+
+func (r *run) runChange(ctx context.Context, w *wave, i int) {
+	c := &r.plan.Changes[i]
+	var (
+		oc outcome
+		fd FailedDevice
+	)
+	switch c.Action {
+	case planner.Create:
+		oc, fd = r.doCreate(ctx, w, c)
+	case planner.Delete:
+		oc, fd = r.doDelete(w, c)
+	case planner.Update:
+		oc, fd = r.doUpdate(w, c)
+	case planner.Replace:
+		oc, fd = r.doReplace(ctx, w, c)
+	case planner.Rebuild:
+		switch strategy(r.plan, c) {
+		case "reboot", "reinstall":
+			oc, fd = r.doInPlace(ctx, w, c, strategy(r.plan, c))
+		default:
+			oc, fd = r.doReplace(ctx, w, c)
+		}
+	default:
+		oc, fd = failed, FailedDevice{LastEvent: fmt.Sprintf("unknown action %q", c.Action)}
+	}
+	switch oc {
+	case notStarted:
+		r.skip([]int{i})
+	case failed:
+		r.fail(w, c, fd)
+	case done:
+		r.count(c)
+	}
+}
+
+// strategy resolves a rebuild's strategy: the change's, else the
+// rollout's, else reboot when the device PXE-boots on every reboot.
+func strategy(plan planner.Plan, c *planner.Change) string {
+	if c.Strategy != "" {
+		return c.Strategy
+	}
+	if plan.Rollout.Rebuild != "" {
+		return plan.Rollout.Rebuild
+	}
+	if c.Desired != nil && !c.Desired.AlwaysPXE {
+		return "reinstall"
+	}
+	return "reboot"
+}
+
+func (r *run) count(c *planner.Change) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch c.Action {
+	case planner.Create:
+		r.res.Created++
+	case planner.Delete:
+		r.res.Deleted++
+	case planner.Update:
+		r.res.Updated++
+	case planner.Replace:
+		r.res.Replaced++
+	case planner.Rebuild:
+		r.res.Rebuilt++
+	}
+}
+
+// fail records a failed change and halts the rollout when the wave's
+// failures exceed max_failures.
+func (r *run) fail(w *wave, c *planner.Change, fd FailedDevice) {
+	fd.Hostname, fd.Slot = c.Hostname, c.Slot
+	if fd.ID == "" {
+		fd.ID = c.DeviceID
+	}
+	r.emit(Event{Kind: ChangeFailed, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
+		DeviceID: fd.ID, Message: fd.LastEvent})
+
+	w.mu.Lock()
+	w.failures++
+	n := w.failures
+	w.mu.Unlock()
+
+	r.mu.Lock()
+	r.res.Failed = append(r.res.Failed, fd)
+	halt := n > r.plan.Rollout.MaxFailures && !r.res.Halted
+	if halt {
+		r.res.Halted = true
+		zones := ""
+		if w.index < len(r.plan.Rollout.Waves) {
+			zones = " (" + strings.Join(r.plan.Rollout.Waves[w.index], ", ") + ")"
+		}
+		r.res.HaltReason = fmt.Sprintf("wave %d%s: %d failed device(s) exceed max_failures %d; "+
+			"changes not yet started and every later wave were left untouched. "+
+			"Fix the cause, then run `lkfleet apply` again to resume from here",
+			w.index, zones, n, r.plan.Rollout.MaxFailures)
+	}
+	reason := r.res.HaltReason
+	r.mu.Unlock()
+	if halt {
+		w.halt()
+		r.emit(Event{Kind: Halted, Wave: w.index, Message: reason})
+	}
+}
+
+func (r *run) result() Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := r.res
+	res.Failed = append([]FailedDevice(nil), r.res.Failed...)
+	for i, c := range r.plan.Changes {
+		if r.notDone[i] {
+			res.NotDone = append(res.NotDone, c)
+		}
+	}
+	return res
+}
+
+// err builds Apply's error from the result.
+func (r *run) err(ctx context.Context, res Result) error {
+	var errs []error
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("apply stopped with %d change(s) not done: %w", len(res.NotDone), err))
+	}
+	if res.Halted {
+		errs = append(errs, fmt.Errorf("%w: %s", ErrHalted, res.HaltReason))
+	}
+	for _, f := range res.Failed {
+		errs = append(errs, errors.New(f.String()))
+	}
+	return errors.Join(errs...)
+}

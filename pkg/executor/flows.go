@@ -1,0 +1,410 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/lkfleet/lkfleet/pkg/planner"
+	"github.com/lkfleet/lkfleet/pkg/spec"
+)
+
+// maxCreateAttempts bounds creates of one slot whose outcome stayed
+// ambiguous after the lookup: past it the change fails and the next apply
+// (which lists first) sorts it out.
+const maxCreateAttempts = 3
+
+// isAmbiguous reports whether err says the device may have been created.
+func isAmbiguous(err error) bool {
+	var a interface{ Ambiguous() bool }
+	return errors.As(err, &a) && a.Ambiguous()
+}
+
+// describe names a change's device for error messages.
+func describe(c *planner.Change) string {
+	return fmt.Sprintf("device %q (slot %s)", c.Hostname, c.Slot)
+}
+
+// doCreate creates a new slot's device and waits until it is ready.
+func (r *run) doCreate(ctx context.Context, w *wave, c *planner.Change) (outcome, FailedDevice) {
+	if c.Desired == nil {
+		return failed, FailedDevice{LastEvent: "create: the plan has no desired device"}
+	}
+	live, err := r.safeCreate(ctx, w.sched, c, true)
+	switch {
+	case errors.Is(err, errNotSent):
+		return notStarted, FailedDevice{}
+	case err != nil && ctx.Err() != nil:
+		// Interrupted while looking up an ambiguous create: the next plan
+		// lists the slot and knows.
+		return notStarted, FailedDevice{}
+	case err != nil:
+		return failed, FailedDevice{LastEvent: err.Error()}
+	}
+	r.emit(changeEvent(ChangeDone, c, live.ID, "created"))
+	if r.opts.Wait == WaitNone {
+		return done, FailedDevice{}
+	}
+	if _, fd, err := r.ensureReady(ctx, c, live.ID, r.opts.Wait, false, time.Time{}); err == nil && fd != nil {
+		return failed, *fd
+	}
+	// Ready, or the wait was interrupted: the create itself is done either
+	// way, and the next plan sees the device in whatever state it reaches.
+	return done, FailedDevice{}
+}
+
+// doDelete deletes a device; a device already gone counts as deleted.
+func (r *run) doDelete(w *wave, c *planner.Change) (outcome, FailedDevice) {
+	err := r.call(w.sched, func(cctx context.Context) error {
+		r.emit(changeEvent(ChangeStarted, c, c.DeviceID, "delete"))
+		return r.cloud.Delete(cctx, c.DeviceID)
+	})
+	switch {
+	case errors.Is(err, errNotSent):
+		return notStarted, FailedDevice{}
+	case err != nil:
+		return failed, FailedDevice{LastEvent: fmt.Sprintf("delete %s: %v", describe(c), err)}
+	}
+	r.markKnown(c.DeviceID)
+	r.emit(changeEvent(ChangeDone, c, c.DeviceID, "deleted"))
+	return done, FailedDevice{}
+}
+
+// doUpdate changes the mutable attributes in one PUT.
+func (r *run) doUpdate(w *wave, c *planner.Change) (outcome, FailedDevice) {
+	if c.Desired == nil {
+		return failed, FailedDevice{LastEvent: "update: the plan has no desired device"}
+	}
+	d := c.Desired
+	tags := d.Tags()
+	u := Update{Hostname: &d.Hostname, Tags: &tags, AlwaysPXE: &d.AlwaysPXE}
+	err := r.call(w.sched, func(cctx context.Context) error {
+		r.emit(changeEvent(ChangeStarted, c, c.DeviceID, "update"))
+		return r.cloud.Update(cctx, c.DeviceID, u)
+	})
+	switch {
+	case errors.Is(err, errNotSent):
+		return notStarted, FailedDevice{}
+	case err != nil:
+		return failed, FailedDevice{LastEvent: fmt.Sprintf("update %s: %v", describe(c), err)}
+	}
+	r.emit(changeEvent(ChangeDone, c, c.DeviceID, "updated"))
+	return done, FailedDevice{}
+}
+
+// doReplace creates the slot's new device, waits until it is ready, and
+// only then deletes the old one: the slot always has a serving device, and
+// the old hardware is released only once the new device is ready. It
+// serves replacements and rebuilds by recreate.
+func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcome, FailedDevice) {
+	if c.Desired == nil {
+		return failed, FailedDevice{LastEvent: string(c.Action) + ": the plan has no desired device"}
+	}
+	live, err := r.safeCreate(ctx, w.sched, c, true)
+	switch {
+	case errors.Is(err, errNotSent):
+		return notStarted, FailedDevice{}
+	case err != nil && ctx.Err() != nil:
+		return notStarted, FailedDevice{}
+	case err != nil:
+		return failed, FailedDevice{LastEvent: err.Error()}
+	}
+	r.emit(changeEvent(Info, c, live.ID, "created new device"))
+	// Even with --wait none the new device must be active before the old
+	// one goes: deleting first would lose the slot on a failed provision.
+	mode := r.opts.Wait
+	if mode == WaitNone {
+		mode = WaitActive
+	}
+	newLive, fd, err := r.ensureReady(ctx, c, live.ID, mode, false, time.Time{})
+	switch {
+	case err != nil:
+		// Ctrl-C: the slot has both devices; the next plan keeps the newest
+		// healthy one and deletes the other.
+		return notStarted, FailedDevice{}
+	case fd != nil:
+		// The old device stays: it still serves the slot.
+		return failed, *fd
+	}
+	old := c.DeviceID
+	if old == "" {
+		r.emit(changeEvent(ChangeDone, c, newLive.ID, "replaced"))
+		return done, FailedDevice{}
+	}
+	// The old device becomes unavailable from its delete on (the slot is
+	// served by the new one by then); the budget bounds those deletes.
+	if err := w.budget.Acquire(ctx, 1); err != nil {
+		return notStarted, FailedDevice{}
+	}
+	err = r.call(ctx, func(cctx context.Context) error {
+		r.emit(changeEvent(Info, c, old, "delete old device"))
+		return r.cloud.Delete(cctx, old)
+	})
+	w.budget.Release(1)
+	switch {
+	case errors.Is(err, errNotSent):
+		return notStarted, FailedDevice{}
+	case err != nil:
+		return failed, FailedDevice{ID: old, LastEvent: fmt.Sprintf("delete old device %s of %s: %v", old, describe(c), err)}
+	}
+	r.markKnown(old)
+	r.emit(changeEvent(ChangeDone, c, newLive.ID, "replaced "+old))
+	return done, FailedDevice{}
+}
+
+// doInPlace rebuilds a device on its own hardware: one PUT with the new
+// userdata (or script URL) and rev tag, then the reboot or reinstall
+// action, then a wait until it has booted again. The device counts
+// against the wave's max_unavailable from the PUT until it is ready.
+func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how string) (outcome, FailedDevice) {
+	d := c.Desired
+	switch {
+	case d == nil:
+		return failed, FailedDevice{LastEvent: "rebuild: the plan has no desired device"}
+	case how == spec.RebuildReboot && !d.AlwaysPXE:
+		// Without always_pxe a reboot boots the local disk, not the image.
+		return failed, FailedDevice{LastEvent: "rebuild by reboot needs always_pxe: true (or rollout.rebuild: reinstall)"}
+	}
+	if err := w.budget.Acquire(w.sched, 1); err != nil {
+		return notStarted, FailedDevice{}
+	}
+	defer w.budget.Release(1)
+
+	id := c.DeviceID
+	tags := d.Tags()
+	userdata := d.APIUserdata()
+	u := Update{Hostname: &d.Hostname, Tags: &tags, AlwaysPXE: &d.AlwaysPXE, Userdata: &userdata}
+	if c.Live == nil || c.Live.ScriptURL != d.IPXEScriptURL {
+		u.IPXEScriptURL = &d.IPXEScriptURL
+	}
+	err := r.call(w.sched, func(cctx context.Context) error {
+		r.emit(changeEvent(ChangeStarted, c, id, how))
+		return r.cloud.Update(cctx, id, u)
+	})
+	switch {
+	case errors.Is(err, errNotSent):
+		return notStarted, FailedDevice{}
+	case err != nil:
+		return failed, FailedDevice{LastEvent: fmt.Sprintf("rebuild %s: update: %v", describe(c), err)}
+	}
+	// The PUT wrote the new rev tag, which promises the new image: the
+	// action is sent even after Ctrl-C, and if it fails the old tags are
+	// put back so the next plan still sees the rebuild.
+	err = r.call(context.WithoutCancel(ctx), func(cctx context.Context) error {
+		return r.cloud.Action(cctx, id, how)
+	})
+	if err != nil {
+		fd := FailedDevice{LastEvent: fmt.Sprintf("rebuild %s: %s: %v", describe(c), how, err)}
+		if c.Live != nil {
+			old := append([]string{}, c.Live.Tags...)
+			if rerr := r.call(context.WithoutCancel(ctx), func(cctx context.Context) error {
+				return r.cloud.Update(cctx, id, Update{Tags: &old})
+			}); rerr != nil {
+				fd.LastEvent += fmt.Sprintf("; restoring the old tags also failed (%v): rebuild it with --rebuild %s", rerr, c.Slot)
+			}
+		}
+		return failed, fd
+	}
+	after := r.w.now()
+	r.emit(changeEvent(ChangeDone, c, id, how+" sent"))
+	if r.opts.Wait == WaitNone {
+		return done, FailedDevice{}
+	}
+	var baseline time.Time
+	if c.Live != nil {
+		baseline = c.Live.UserStateAt
+	}
+	_, fd, err := r.ensureReadyAfter(ctx, c, id, r.opts.Wait, true, baseline, after)
+	if err == nil && fd != nil {
+		return failed, *fd
+	}
+	return done, FailedDevice{}
+}
+
+// safeCreate creates c's device without ever making a second one: after
+// an ambiguous failure it looks the slot up (allowing for listing lag) and
+// creates again only if the device is truly absent. gate stops the first
+// attempt when scheduling stopped (errNotSent); later attempts belong to a
+// change already under way.
+func (r *run) safeCreate(ctx, gate context.Context, c *planner.Change, announce bool) (planner.Live, error) {
+	for attempt := 1; ; attempt++ {
+		var live planner.Live
+		err := r.call(gate, func(cctx context.Context) error {
+			if attempt == 1 && announce {
+				r.emit(changeEvent(ChangeStarted, c, "", "create"))
+			}
+			var err error
+			live, err = r.cloud.Create(cctx, *c.Desired)
+			return err
+		})
+		if err == nil {
+			return live, nil
+		}
+		if errors.Is(err, errNotSent) {
+			if attempt == 1 {
+				return planner.Live{}, err
+			}
+			return planner.Live{}, ctx.Err()
+		}
+		if !isAmbiguous(err) {
+			return planner.Live{}, fmt.Errorf("create %s: %w", describe(c), err)
+		}
+		if attempt >= maxCreateAttempts {
+			return planner.Live{}, fmt.Errorf("create %s: outcome still unknown after %d attempts; run apply again, it lists before creating: %w",
+				describe(c), attempt, err)
+		}
+		r.emit(Event{Kind: Retrying, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
+			Message: "create may have succeeded; looking the slot up", Err: err})
+		found, ok, lerr := r.lookup(ctx, c.Slot, r.w.now(), time.Now())
+		if lerr != nil {
+			return planner.Live{}, lerr
+		}
+		if ok {
+			r.emit(changeEvent(Info, c, found.ID, "the ambiguous create made the device; using it"))
+			return found, nil
+		}
+		r.emit(changeEvent(Retrying, c, "", "the slot is empty; creating again"))
+		gate = ctx
+	}
+}
+
+// lookup finds the new device of slot, if any, in listings that began
+// after the failed create (after, at failedAt) and keeps listing until one
+// begun ListLag after failedAt still does not show it.
+func (r *run) lookup(ctx context.Context, slot string, after uint64, failedAt time.Time) (planner.Live, bool, error) {
+	for {
+		s, err := r.w.next(ctx, after)
+		if err != nil {
+			return planner.Live{}, false, err
+		}
+		after = s.seq
+		for _, l := range s.bySlot[slot] {
+			if !r.isKnown(l.ID) {
+				return l, true, nil
+			}
+		}
+		if s.start.Sub(failedAt) >= r.opts.ListLag {
+			return planner.Live{}, false, nil
+		}
+	}
+}
+
+// ensureReady waits until device id is ready (see waitReady). A device
+// that fails is deleted and created again up to FailedRetries times. It
+// returns the ready device, or the failure, or ctx's error when the wait
+// was interrupted.
+func (r *run) ensureReady(ctx context.Context, c *planner.Change, id string, mode WaitMode, inPlace bool, baseline time.Time) (planner.Live, *FailedDevice, error) {
+	return r.ensureReadyAfter(ctx, c, id, mode, inPlace, baseline, r.w.now())
+}
+
+func (r *run) ensureReadyAfter(ctx context.Context, c *planner.Change, id string, mode WaitMode, inPlace bool, baseline time.Time, after uint64) (planner.Live, *FailedDevice, error) {
+	for try := 0; ; try++ {
+		live, reason, err := r.waitReady(ctx, c, id, mode, inPlace, baseline, after)
+		if err != nil {
+			return planner.Live{}, nil, err
+		}
+		if reason == "" {
+			r.emit(Event{Kind: DeviceReady, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
+				DeviceID: id, State: live.State})
+			return live, nil, nil
+		}
+		r.emit(Event{Kind: DeviceFailed, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
+			DeviceID: id, State: live.State, Message: reason})
+		r.markKnown(id)
+		if try >= r.opts.FailedRetries || ctx.Err() != nil {
+			return live, &FailedDevice{ID: id, LastEvent: reason}, nil
+		}
+		r.emit(changeEvent(Retrying, c, id, "deleting the failed device and creating it again"))
+		err = r.call(ctx, func(cctx context.Context) error { return r.cloud.Delete(cctx, id) })
+		if err != nil {
+			if errors.Is(err, errNotSent) {
+				return live, &FailedDevice{ID: id, LastEvent: reason}, nil
+			}
+			return live, &FailedDevice{ID: id, LastEvent: fmt.Sprintf("%s; deleting it for a retry failed: %v", reason, err)}, nil
+		}
+		created, err := r.safeCreate(ctx, ctx, c, false)
+		if err != nil {
+			if ctx.Err() != nil {
+				return planner.Live{}, nil, ctx.Err()
+			}
+			return live, &FailedDevice{ID: id, LastEvent: fmt.Sprintf("%s; creating it again failed: %v", reason, err)}, nil
+		}
+		r.emit(changeEvent(Info, c, created.ID, "created again"))
+		id, inPlace, baseline, after = created.ID, false, time.Time{}, r.w.now()
+	}
+}
+
+// missingLimit is how many listings in a row may omit a device that was
+// listed before until it counts as failed (it was deleted behind our back).
+const missingLimit = 5
+
+// waitReady watches the fleet listings begun after `after` until device id
+// is ready (reason "") or has failed (reason = the last event). Ready:
+//   - WaitActive: state active; for a device rebuilt in place (already
+//     active before its reboot) only once it has left active or posted a
+//     user state newer than baseline since.
+//   - WaitBooted: a user state "succeeded" newer than baseline.
+//
+// Failed: state failed, or in WaitBooted a newer user state "failed".
+func (r *run) waitReady(ctx context.Context, c *planner.Change, id string, mode WaitMode, inPlace bool, baseline time.Time, after uint64) (planner.Live, string, error) {
+	var (
+		last     planner.Live
+		seen     bool
+		sawDown  bool
+		missing  int
+		lastSeen string
+	)
+	for {
+		s, err := r.w.next(ctx, after)
+		if err != nil {
+			return last, "", err
+		}
+		after = s.seq
+		l, ok := s.byID[id]
+		if !ok {
+			// New devices may be missing from listings for a while (lag).
+			if seen {
+				if missing++; missing >= missingLimit {
+					return last, "device disappeared from the listing", nil
+				}
+			}
+			continue
+		}
+		seen, missing, last = true, 0, l
+		if key := l.State + "/" + l.UserState + "/" + l.UserStateAt.String(); key != lastSeen {
+			lastSeen = key
+			msg := ""
+			if l.UserState != "" {
+				msg = "user state " + l.UserState
+			}
+			r.emit(Event{Kind: DeviceState, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
+				DeviceID: id, State: l.State, Message: msg})
+		}
+		fresh := l.UserState != "" && l.UserStateAt.After(baseline)
+		switch {
+		case l.State == "failed":
+			reason := "state failed"
+			if l.UserStateBody != "" {
+				reason += ": " + l.UserStateBody
+			}
+			return l, reason, nil
+		case gone(l.State):
+			return l, "device is being deleted (state " + l.State + ")", nil
+		case mode == WaitBooted && fresh && l.UserState == "failed":
+			reason := "boot failed"
+			if l.UserStateBody != "" {
+				reason += ": " + l.UserStateBody
+			}
+			return l, reason, nil
+		case mode == WaitBooted:
+			if fresh && l.UserState == "succeeded" {
+				return l, "", nil
+			}
+		case l.State != "active":
+			sawDown = true
+		case !inPlace || sawDown || fresh:
+			return l, "", nil
+		}
+	}
+}
