@@ -180,9 +180,9 @@ func TestCompute(t *testing.T) {
 			noops: 4,
 		},
 		{
-			name:  "failed device is replaced",
-			setup: func(in *Input) { findLive(in, "web/ewr1/1").State = StateFailed },
-			want:  []string{"replace web/ewr1/1 d-03"},
+			name:    "failed device is replaced",
+			setup:   func(in *Input) { findLive(in, "web/ewr1/1").State = StateFailed },
+			want:    []string{"replace web/ewr1/1 d-03"},
 			reasons: map[string][]string{"replace web/ewr1/1 d-03": {"device is failed"}},
 			attrs: map[string][]string{"replace web/ewr1/1 d-03": {
 				`state: "failed" -> "active" forces`, `id: "d-03" -> "(known after apply)"`,
@@ -445,8 +445,8 @@ func TestCompute(t *testing.T) {
 			},
 			want: []string{"rebuild db/ams1/1 d-05", "rebuild web/ams1/1 d-01"},
 			strategy: map[string]string{
-				"rebuild db/ams1/1 d-05": "reinstall", // default without always_pxe
-				"rebuild web/ams1/1 d-01": "reboot",   // default with always_pxe
+				"rebuild db/ams1/1 d-05":  "reinstall", // default without always_pxe
+				"rebuild web/ams1/1 d-01": "reboot",    // default with always_pxe
 			},
 			noops: 3,
 		},
