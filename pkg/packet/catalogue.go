@@ -5,98 +5,83 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/packethost/packngo"
+
+	"github.com/lkfleet/lkfleet/pkg/planner"
+	"github.com/lkfleet/lkfleet/pkg/spec"
 )
-
-// Catalogue is what the service offers: machine types (plans), facilities
-// and metros. The planner checks a fleet's machines and zones against it
-// before anything is created.
-type Catalogue struct {
-	Plans      []Plan     // sorted by slug
-	Facilities []Facility // sorted by code
-	Metros     []Metro    // sorted by code
-}
-
-// Plan is one machine type.
-type Plan struct {
-	Slug  string
-	Name  string
-	Class string
-	// Legacy plans are still accepted but no longer sold everywhere.
-	Legacy bool
-	// Facilities and Metros list where the plan is offered, when the API
-	// says (codes, sorted); empty means unknown.
-	Facilities []string
-	Metros     []string
-}
-
-// Facility is one data centre (deprecated by the service but accepted).
-type Facility struct {
-	Code  string
-	Name  string
-	Metro string // code of the metro it is in, "" if unknown
-}
-
-// Metro is one metropolitan area.
-type Metro struct {
-	Code string
-	Name string
-}
-
-// IsMetro reports whether code is a metro of the catalogue.
-func (c *Catalogue) IsMetro(code string) bool {
-	_, ok := slices.BinarySearchFunc(c.Metros, code, func(m Metro, s string) int { return cmp.Compare(m.Code, s) })
-	return ok
-}
-
-// IsFacility reports whether code is a facility of the catalogue.
-func (c *Catalogue) IsFacility(code string) bool {
-	_, ok := slices.BinarySearchFunc(c.Facilities, code, func(f Facility, s string) int { return cmp.Compare(f.Code, s) })
-	return ok
-}
-
-// Plan returns the plan with the slug, if the catalogue has it.
-func (c *Catalogue) Plan(slug string) (Plan, bool) {
-	i, ok := slices.BinarySearchFunc(c.Plans, slug, func(p Plan, s string) int { return cmp.Compare(p.Slug, s) })
-	if !ok {
-		return Plan{}, false
-	}
-	return c.Plans[i], true
-}
 
 // catalogueCache fetches the catalogue once per Client. A failed fetch is
 // not cached: the next call tries again.
 type catalogueCache struct {
 	mu  sync.Mutex // held while fetching, so only one fetch runs
-	cat atomic.Pointer[Catalogue]
+	cat atomic.Pointer[planner.Catalogue]
 }
 
-func (cc *catalogueCache) loaded() *Catalogue { return cc.cat.Load() }
+func (cc *catalogueCache) loaded() *planner.Catalogue { return cc.cat.Load() }
 
-// Catalogue returns the plans, facilities and metros, fetched with three
-// concurrent requests on the first call and cached for the Client's life.
-func (c *Client) Catalogue(ctx context.Context) (*Catalogue, error) {
+// ref is a catalogue reference as the API writes it: sometimes expanded
+// (code, id), sometimes only an href ending in the id.
+type ref struct {
+	ID   string `json:"id"`
+	Code string `json:"code"`
+	Href string `json:"href"`
+}
+
+func (r ref) id() string {
+	if r.ID != "" {
+		return r.ID
+	}
+	return path.Base(r.Href)
+}
+
+// planList is the plans listing. packngo's Plan decodes a location given
+// only as an href into an empty value, so plans are decoded here.
+type planList struct {
+	Plans []struct {
+		Slug  string `json:"slug"`
+		Specs struct {
+			Cpus []struct {
+				Type string `json:"type"`
+			} `json:"cpus"`
+		} `json:"specs"`
+		AvailableIn       []ref `json:"available_in"`
+		AvailableInMetros []ref `json:"available_in_metros"`
+	} `json:"plans"`
+}
+
+// Catalogue returns the plans, facilities and metros the service offers,
+// fetched with three concurrent requests on the first call and cached for
+// the Client's life.
+func (c *Client) Catalogue(ctx context.Context) (planner.Catalogue, error) {
 	c.cat.mu.Lock()
 	defer c.cat.mu.Unlock()
 	if cat := c.cat.loaded(); cat != nil {
-		return cat, nil
+		return *cat, nil
 	}
 	var (
 		wg                    sync.WaitGroup
-		plans                 []packngo.Plan
+		plans                 planList
 		facs                  []packngo.Facility
 		metros                []packngo.Metro
 		errPlan, errFac, errM error
 	)
 	wg.Go(func() {
 		pc, err := c.api(ctx)
+		if err != nil {
+			errPlan = err
+			return
+		}
+		req, err := pc.NewRequest(http.MethodGet, "plans", nil)
 		if err == nil {
-			plans, _, err = pc.Plans.List(nil)
+			_, err = pc.Do(req, &plans)
 		}
 		errPlan = err
 	})
@@ -120,49 +105,71 @@ func (c *Client) Catalogue(ctx context.Context) (*Catalogue, error) {
 		err error
 	}{{"list plans", errPlan}, {"list facilities", errFac}, {"list metros", errM}} {
 		if e.err != nil {
-			return nil, c.apiError(e.op, "", "", e.err, false)
+			return planner.Catalogue{}, c.apiError(e.op, "", "", e.err, false)
 		}
 	}
-	cat := &Catalogue{}
-	for _, p := range plans {
-		if p.Slug == "" {
-			continue
+	cat := planner.Catalogue{
+		Plans:      map[string]planner.PlanInfo{},
+		Facilities: map[string]string{},
+		Metros:     map[string]bool{},
+	}
+	facByID := map[string]string{}
+	metroByID := map[string]string{}
+	for _, m := range metros {
+		if m.Code != "" {
+			cat.Metros[m.Code] = true
+			metroByID[m.ID] = m.Code
 		}
-		pl := Plan{Slug: p.Slug, Name: p.Name, Class: p.Class, Legacy: p.Legacy}
-		for _, f := range p.AvailableIn {
-			if f.Code != "" {
-				pl.Facilities = append(pl.Facilities, f.Code)
-			}
-		}
-		for _, m := range p.AvailableInMetros {
-			if m.Code != "" {
-				pl.Metros = append(pl.Metros, m.Code)
-			}
-		}
-		slices.Sort(pl.Facilities)
-		slices.Sort(pl.Metros)
-		cat.Plans = append(cat.Plans, pl)
 	}
 	for _, f := range facs {
 		if f.Code == "" {
 			continue
 		}
-		fa := Facility{Code: f.Code, Name: f.Name}
+		facByID[f.ID] = f.Code
+		metro := ""
 		if f.Metro != nil {
-			fa.Metro = f.Metro.Code
+			metro = cmp.Or(f.Metro.Code, metroByID[f.Metro.ID])
 		}
-		cat.Facilities = append(cat.Facilities, fa)
+		cat.Facilities[f.Code] = metro
 	}
-	for _, m := range metros {
-		if m.Code != "" {
-			cat.Metros = append(cat.Metros, Metro{Code: m.Code, Name: m.Name})
+	for _, p := range plans.Plans {
+		if p.Slug == "" {
+			continue
 		}
+		info := planner.PlanInfo{Arch: archOfCPUs(p.Specs.Cpus)}
+		for _, r := range p.AvailableIn {
+			if code := cmp.Or(r.Code, facByID[r.id()]); code != "" {
+				info.Locations = append(info.Locations, code)
+			}
+		}
+		for _, r := range p.AvailableInMetros {
+			if code := cmp.Or(r.Code, metroByID[r.id()]); code != "" {
+				info.Locations = append(info.Locations, code)
+			}
+		}
+		slices.Sort(info.Locations)
+		info.Locations = slices.Compact(info.Locations)
+		cat.Plans[p.Slug] = info
 	}
-	slices.SortFunc(cat.Plans, func(a, b Plan) int { return cmp.Compare(a.Slug, b.Slug) })
-	slices.SortFunc(cat.Facilities, func(a, b Facility) int { return cmp.Compare(a.Code, b.Code) })
-	slices.SortFunc(cat.Metros, func(a, b Metro) int { return cmp.Compare(a.Code, b.Code) })
-	c.cat.cat.Store(cat)
+	c.cat.cat.Store(&cat)
 	return cat, nil
+}
+
+// archOfCPUs reads an architecture from a plan's CPU descriptions, which
+// is all the API says about it; "" when they do not tell.
+func archOfCPUs(cpus []struct {
+	Type string `json:"type"`
+}) string {
+	for _, cpu := range cpus {
+		t := strings.ToLower(cpu.Type)
+		switch {
+		case strings.Contains(t, "arm") || strings.Contains(t, "ampere") || strings.Contains(t, "cavium") || strings.Contains(t, "aarch64"):
+			return spec.ArchARM
+		case strings.Contains(t, "intel") || strings.Contains(t, "amd") || strings.Contains(t, "x86"):
+			return spec.ArchX86
+		}
+	}
+	return ""
 }
 
 // isMetro tells whether a zone is a metro code or a facility code: from
@@ -170,10 +177,10 @@ func (c *Client) Catalogue(ctx context.Context) (*Catalogue, error) {
 // two letters, facility codes a digit after three letters: am vs ams1).
 func (c *Client) isMetro(zone string) bool {
 	if cat := c.cat.loaded(); cat != nil {
-		switch {
-		case cat.IsMetro(zone):
+		if cat.Metros[zone] {
 			return true
-		case cat.IsFacility(zone):
+		}
+		if _, ok := cat.Facilities[zone]; ok {
 			return false
 		}
 	}

@@ -52,7 +52,14 @@ type pacer struct {
 	lim  *rate.Limiter
 	rcap float64 // --rate cap in requests/s; 0 = none
 
-	mu        sync.Mutex
+	// head admits one waiter at a time to the limiter (see wait).
+	head chan struct{}
+
+	mu sync.Mutex
+	// changed is closed (and replaced) when the pace changes or the first
+	// answer arrives, to wake the head.
+	changed   chan struct{}
+	learned   bool      // an answer has arrived: the probe phase is over
 	notBefore time.Time // the gate: no request starts before this
 	inFlight  int
 	accepted  int64 // responses that spent a server token (not 429)
@@ -68,7 +75,7 @@ type refillSample struct {
 }
 
 func newPacer(rcap float64) *pacer {
-	p := &pacer{rcap: rcap}
+	p := &pacer{rcap: rcap, head: make(chan struct{}, 1), changed: make(chan struct{})}
 	limit, burst := rate.Inf, 1
 	if rcap > 0 {
 		limit, burst = rate.Limit(rcap), capBurst(rcap)
@@ -86,22 +93,55 @@ func capBurst(rcap float64) int {
 // wait blocks until the gate is open and the limiter grants a token, then
 // counts the request as in flight. Every started request must be matched by
 // one call to done.
+//
+// Only one caller at a time (the head) holds a reservation on the limiter.
+// If every caller reserved at once, rate.Limiter would hand out start times
+// far into the future at the pace of that moment, and a faster pace learnt
+// a moment later could not pull them back. The head instead re-reserves
+// whenever the pace changes, so a new pace applies to the very next request.
 func (p *pacer) wait(ctx context.Context) error {
+	select {
+	case p.head <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-p.head }()
 	for {
 		if err := p.waitGate(ctx); err != nil {
 			return err
 		}
-		if err := p.lim.Wait(ctx); err != nil {
-			if ctxErr := ctx.Err(); ctxErr != nil {
-				return ctxErr
+		p.mu.Lock()
+		changed := p.changed
+		// Until the first answer tells us the server's limits, send one
+		// probe at a time rather than a burst that may all be refused.
+		probing := !p.learned && p.inFlight > 0
+		p.mu.Unlock()
+		if probing {
+			select {
+			case <-changed:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
 			}
-			// The limiter refuses waits that would outlast the deadline:
-			// report that as the deadline it is.
-			return context.DeadlineExceeded
+		}
+		r := p.lim.Reserve()
+		if d := r.Delay(); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-changed:
+				t.Stop()
+				r.Cancel()
+				continue
+			case <-ctx.Done():
+				t.Stop()
+				r.Cancel()
+				return ctx.Err()
+			}
 		}
 		p.mu.Lock()
-		// A 429 may have closed the gate while this caller waited for a
-		// token: go back and wait for the gate rather than add to a storm.
+		// A 429 may have closed the gate while the head waited for its
+		// token: wait for the gate rather than add to a storm.
 		if time.Now().Before(p.notBefore) {
 			p.mu.Unlock()
 			continue
@@ -110,6 +150,12 @@ func (p *pacer) wait(ctx context.Context) error {
 		p.mu.Unlock()
 		return nil
 	}
+}
+
+// notify wakes the head so it re-reads the pace. p.mu is held.
+func (p *pacer) notify() {
+	close(p.changed)
+	p.changed = make(chan struct{})
 }
 
 // waitGate sleeps until the shared not-before time has passed.
@@ -140,7 +186,14 @@ func (p *pacer) done(h http.Header, status int) time.Duration {
 	defer p.mu.Unlock()
 	p.inFlight--
 	if h == nil {
+		if !p.learned {
+			p.notify() // let the next probe go
+		}
 		return 0
+	}
+	if !p.learned {
+		p.learned = true
+		p.notify()
 	}
 	limit, okL := headerInt(h, headerLimit)
 	rem, okR := headerInt(h, headerRemaining)
@@ -167,6 +220,9 @@ func (p *pacer) done(h http.Header, status int) time.Duration {
 		return pause
 	}
 	if !okL || !okR {
+		// A server that does not say its limits is not paced (beyond
+		// --rate), except by the 429s it sends.
+		p.setPace(now, math.Inf(1), math.MaxInt32)
 		return 0
 	}
 	p.accepted++
@@ -219,12 +275,18 @@ func (p *pacer) setPace(now time.Time, limit float64, burst int) {
 		limit = min(limit, p.rcap)
 		burst = min(burst, capBurst(p.rcap))
 	}
+	old := float64(p.lim.Limit())
 	if math.IsInf(limit, 1) {
 		p.lim.SetLimitAt(now, rate.Inf)
-		return
+	} else {
+		p.lim.SetLimitAt(now, rate.Limit(limit))
+		p.lim.SetBurstAt(now, burst)
 	}
-	p.lim.SetLimitAt(now, rate.Limit(limit))
-	p.lim.SetBurstAt(now, burst)
+	// Wake the head only for changes that matter: every answer moves the
+	// pace a little, and a re-reservation each time would be churn.
+	if math.IsInf(old, 1) != math.IsInf(limit, 1) || math.Abs(limit-old) > 0.1*old {
+		p.notify()
+	}
 }
 
 // throttledUntil reports the gate, for tests and debug output.

@@ -1,0 +1,161 @@
+package packet
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// runWorkers makes n calls of Project from workers goroutines and returns
+// how long they took and how many failed.
+func runWorkers(t *testing.T, c *Client, n, workers int) (time.Duration, int) {
+	t.Helper()
+	start := time.Now()
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	failed := 0
+	for range workers {
+		wg.Go(func() {
+			for range jobs {
+				if _, err := c.Project(context.Background()); err != nil {
+					mu.Lock()
+					failed++
+					mu.Unlock()
+					t.Log(err)
+				}
+			}
+		})
+	}
+	for i := range n {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	return time.Since(start), failed
+}
+
+// TestPacerUsesServerCapacity drives a token bucket server (rate R, burst
+// B) with more requests than it allows at once. The client must finish
+// near the physical bound (N−B)/R — no capacity left unused — while
+// tripping the limit on at most 1% of requests.
+func TestPacerUsesServerCapacity(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		resetFull bool
+		workers   int
+	}{
+		{"reset when full, 16 workers", true, 16},
+		{"reset next second, 16 workers", false, 16},
+		{"reset when full, 64 workers", true, 64},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const n, r, b = 500, 50.0, 20.0
+				bk := newBucket(&fakeAPI{}, r, b, tc.resetFull)
+				c := memClient(t, bk, 20*time.Millisecond, nil)
+				took, failed := runWorkers(t, c, n, tc.workers)
+				bound := time.Duration((n - b) / r * float64(time.Second))
+				st := c.Stats()
+				t.Logf("took %v (bound %v, ratio %.3f), %+v", took, bound, float64(took)/float64(bound), st)
+				if failed != 0 {
+					t.Errorf("%d calls failed", failed)
+				}
+				if took > bound*110/100 {
+					t.Errorf("took %v, want <= 1.10 × %v: capacity left unused", took, bound)
+				}
+				if st.Throttled > n/100 {
+					t.Errorf("%d answers were 429, want <= %d", st.Throttled, n/100)
+				}
+				if st.Requests != n+st.Throttled {
+					t.Errorf("requests %d, want %d calls + %d resent after 429", st.Requests, n, st.Throttled)
+				}
+			})
+		})
+	}
+}
+
+// TestRateCap checks that --rate caps the pace below what the server allows.
+func TestRateCap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := memClient(t, &fakeAPI{}, time.Millisecond, func(cfg *Config) { cfg.Rate = 10 })
+		took, failed := runWorkers(t, c, 60, 8)
+		if failed != 0 {
+			t.Fatalf("%d calls failed", failed)
+		}
+		// 10 at once (a second's worth), then 10/s: 50 more take 5s.
+		if took < 5*time.Second || took > 5100*time.Millisecond {
+			t.Errorf("60 calls at --rate 10 took %v, want 5s", took)
+		}
+	})
+}
+
+// stormServer answers 429 with Retry-After: 2 to every request during the
+// first storm seconds, then serves; it records when requests arrive.
+type stormServer struct {
+	next  http.Handler
+	until time.Time
+
+	mu       sync.Mutex
+	arrivals []time.Time
+	refused  int
+}
+
+func (s *stormServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	s.mu.Lock()
+	s.arrivals = append(s.arrivals, now)
+	storm := now.Before(s.until)
+	if storm {
+		s.refused++
+	}
+	s.mu.Unlock()
+	if storm {
+		w.Header().Set("Retry-After", "2")
+		writeJSON(w, 429, map[string]any{"errors": []string{"Rate limit exceeded"}})
+		return
+	}
+	s.next.ServeHTTP(w, r)
+}
+
+// TestThrottleStormDrains: a 429 pauses every caller (not only the refused
+// one) until Retry-After, and when the storm passes every call completes:
+// nothing is lost, and the refused calls are re-sent.
+func TestThrottleStormDrains(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		s := &stormServer{next: &fakeAPI{}, until: start.Add(3 * time.Second)}
+		c := memClient(t, s, 10*time.Millisecond, nil)
+		took, failed := runWorkers(t, c, 200, 20)
+		if failed != 0 {
+			t.Fatalf("%d of 200 calls were lost in the storm", failed)
+		}
+		st := c.Stats()
+		if st.Throttled != s.refused || st.Requests != 200+s.refused || st.Retries != s.refused {
+			t.Errorf("stats %+v, server refused %d", st, s.refused)
+		}
+		// The first wave of 20 is refused at once; the gate then holds every
+		// worker for 2s, one probe per Retry-After goes out, so the storm
+		// costs a handful of 429s, not one per worker per second.
+		if s.refused > 20+2*20 {
+			t.Errorf("%d requests refused: callers did not wait for Retry-After together", s.refused)
+		}
+		// Nothing was sent within 2s after the first 429 other than the
+		// requests already in flight with it.
+		early := 0
+		for _, a := range s.arrivals {
+			if a.After(start.Add(100*time.Millisecond)) && a.Before(start.Add(2*time.Second)) {
+				early++
+			}
+		}
+		if early != 0 {
+			t.Errorf("%d requests sent while the gate was closed", early)
+		}
+		if took > 10*time.Second {
+			t.Errorf("storm drained in %v, want well under 10s", took)
+		}
+	})
+}
