@@ -216,13 +216,17 @@ func next(cur status, a planner.Action, e executor.Event) status {
 		}
 		return max(cur, stQueued)
 	case executor.ChangeDone:
-		if a == planner.Delete || a == planner.Update {
+		switch a {
+		case planner.Delete, planner.Update:
 			return stDone
+		case planner.Create, planner.Replace:
+			// A new device starts out queued at the API.
+			if cur == stFailed {
+				return stQueued
+			}
+			return max(cur, stQueued)
 		}
-		if cur == stFailed {
-			return stProvisioning
-		}
-		return max(cur, stProvisioning)
+		return stProvisioning
 	case executor.DeviceState:
 		switch e.State {
 		case "queued":
