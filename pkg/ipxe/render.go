@@ -9,17 +9,15 @@
 package ipxe
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"strings"
-	"text/template"
 
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
-// MaxScriptSize bounds a rendered script. Userdata is small in practice; the
-// bound stops a runaway custom template (a large range) from eating memory.
+// MaxScriptSize bounds a rendered script. Userdata is small in practice, and
+// a script this large is a template gone wrong (a runaway range).
 const MaxScriptSize = 64 << 10
 
 // MaxKernelArgsSize bounds a rendered kernel_args value for the same reason;
@@ -29,32 +27,6 @@ const MaxKernelArgsSize = 4 << 10
 // Magic is the first line of every iPXE script. Packet only treats userdata
 // as an iPXE script when it starts with it.
 const Magic = "#!ipxe"
-
-// TemplateImage is the image part of TemplateData.
-type TemplateImage struct {
-	Key     string
-	Name    string
-	BaseURL string
-}
-
-// TemplateData is what a custom ipxe_template and a group's kernel_args are
-// executed with. For kernel_args, Cmdline is the image's command line
-// without the kernel_args; for ipxe_template it includes them.
-type TemplateData struct {
-	Hostname string
-	Fleet    string
-	Group    string
-	Zone     string
-	Index    int
-	Slot     string
-	Machine  string
-	Arch     string
-	Image    TemplateImage
-	// Cmdline is the kernel command line (see the type comment).
-	Cmdline   string
-	KernelURL string
-	InitrdURL string
-}
 
 // Render returns a copy of devs with Script and Rev filled.
 //
@@ -89,7 +61,9 @@ func renderDevice(d *spec.Device, cmdlines, arches map[string]string) error {
 	if !ok {
 		return fmt.Errorf("image %q has no cmdline: it is neither given nor fetched from %s", d.Image.Key, d.Image.CmdlineURL())
 	}
-	data := templateData(*d, normalizeCmdline(base))
+	// Templates see spec.TemplateData, the same values spec validated
+	// them against, so a field accepted there never fails here.
+	data := d.TemplateData(normalizeCmdline(base))
 
 	if d.KernelArgs != "" {
 		args, err := execute("kernel_args", d.KernelArgs, data, MaxKernelArgsSize)
@@ -148,27 +122,6 @@ func NormalizeArch(s string) string {
 func HasMagic(script string) bool {
 	rest, ok := strings.CutPrefix(script, Magic)
 	return ok && rest != "" && (rest[0] == ' ' || rest[0] == '\t' || rest[0] == '\n')
-}
-
-func templateData(d spec.Device, cmdline string) TemplateData {
-	return TemplateData{
-		Hostname: d.Hostname,
-		Fleet:    d.Fleet,
-		Group:    d.Group,
-		Zone:     d.Zone,
-		Index:    d.Index,
-		Slot:     d.Slot,
-		Machine:  d.Machine,
-		Arch:     d.Arch,
-		Image: TemplateImage{
-			Key:     d.Image.Key,
-			Name:    d.Image.Name,
-			BaseURL: d.Image.BaseURL,
-		},
-		Cmdline:   cmdline,
-		KernelURL: d.Image.KernelURL(),
-		InitrdURL: d.Image.InitrdURL(),
-	}
 }
 
 // DefaultScript is the script a device boots when neither its group nor its
@@ -245,34 +198,16 @@ func tidy(s string) string {
 	return strings.TrimRight(s, "\n") + "\n"
 }
 
-// execute parses and runs one template. Missing keys are errors, and output
-// beyond limit stops execution.
-func execute(name, text string, data TemplateData, limit int) (string, error) {
-	t, err := template.New(name).Option("missingkey=error").Parse(text)
+// execute renders one fleet file template with spec's rules (strict
+// fields, bounded output, messages naming unknown fields) and bounds the
+// result further to limit.
+func execute(name, text string, data spec.TemplateData, limit int) (string, error) {
+	out, err := spec.RenderTemplate(name, text, data)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", name, err)
 	}
-	w := &limitedBuffer{limit: limit}
-	if err := t.Execute(w, data); err != nil {
-		if errors.Is(err, errTooLarge) {
-			return "", fmt.Errorf("%s: rendered output exceeds %d bytes", name, limit)
-		}
-		return "", fmt.Errorf("%s: %w", name, err)
+	if len(out) > limit {
+		return "", fmt.Errorf("%s: rendered output exceeds %d bytes", name, limit)
 	}
-	return w.buf.String(), nil
-}
-
-var errTooLarge = errors.New("output too large")
-
-// limitedBuffer fails writes past limit, which makes text/template stop.
-type limitedBuffer struct {
-	buf   bytes.Buffer
-	limit int
-}
-
-func (w *limitedBuffer) Write(p []byte) (int, error) {
-	if w.buf.Len()+len(p) > w.limit {
-		return 0, errTooLarge
-	}
-	return w.buf.Write(p)
+	return out, nil
 }

@@ -265,9 +265,9 @@ func TestRenderErrorsNameDeviceAndSlot(t *testing.T) {
 		want []string
 	}{
 		{"unknown field in template", func(d *spec.Device) { d.IPXETemplate = "#!ipxe\n{{.Nope}}" }, cm,
-			[]string{`render device "web-ams1-1" (slot web/ams1/1): ipxe_template:`, "Nope"}},
+			[]string{`render device "web-ams1-1" (slot web/ams1/1): ipxe_template: template: line 2: unknown field .Nope (available: .Hostname`}},
 		{"unknown field in kernel_args", func(d *spec.Device) { d.KernelArgs = "x={{.Image.Nope}}" }, cm,
-			[]string{`render device "web-ams1-1" (slot web/ams1/1): kernel_args:`, "Nope"}},
+			[]string{`render device "web-ams1-1" (slot web/ams1/1): kernel_args: template: unknown field .Image.Nope`}},
 		{"parse error", func(d *spec.Device) { d.IPXETemplate = "#!ipxe\n{{if}}" }, cm,
 			[]string{`(slot web/ams1/1): ipxe_template:`, "missing value for if"}},
 		{"no magic", func(d *spec.Device) { d.IPXETemplate = "dhcp\nboot\n" }, cm,
@@ -275,7 +275,11 @@ func TestRenderErrorsNameDeviceAndSlot(t *testing.T) {
 		{"magic glued to text", func(d *spec.Device) { d.IPXETemplate = "#!ipxeboot\n" }, cm,
 			[]string{`ipxe_template: rendered script does not start with a "#!ipxe" line`}},
 		{"runaway template", func(d *spec.Device) { d.IPXETemplate = "#!ipxe\n{{range 100000000}}0123456789{{end}}" }, cm,
+			[]string{`(slot web/ams1/1): ipxe_template: renders to more than`}},
+		{"script too large", func(d *spec.Device) { d.IPXETemplate = "#!ipxe\n{{range 10000}}0123456789{{end}}" }, cm,
 			[]string{`(slot web/ams1/1): ipxe_template: rendered output exceeds 65536 bytes`}},
+		{"kernel_args too large", func(d *spec.Device) { d.KernelArgs = "{{range 1000}}0123456789{{end}}" }, cm,
+			[]string{`(slot web/ams1/1): kernel_args: rendered output exceeds 4096 bytes`}},
 		{"no cmdline", func(*spec.Device) {}, nil,
 			[]string{`(slot web/ams1/1): image "sshd" has no cmdline: it is neither given nor fetched from https://img.example.com/2026-11-25/sshd-cmdline`}},
 	}
