@@ -152,6 +152,8 @@ func New(cfg Config) (*Client, error) {
 		budget:     orDefault(cfg.RetryBudget, DefaultRetryBudget),
 		tok:        tok,
 		debug:      cfg.Debug,
+
+		backoffBase: backoffBase,
 	}
 	if cfg.MaxRetries == 0 {
 		c.tr.maxRetries = DefaultMaxRetries

@@ -175,6 +175,7 @@ func startFake(t *testing.T, f http.Handler, mod func(*Config)) *Client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.tr.backoffBase = 2 * time.Millisecond
 	t.Cleanup(func() {
 		c.Close()
 		srv.CloseClientConnections()

@@ -80,6 +80,8 @@ type transport struct {
 	maxRetries int
 	budget     time.Duration
 	tok        *secret
+	// backoffBase is the first retry's pause (backoffBase; tests shorten it).
+	backoffBase time.Duration
 
 	debugMu sync.Mutex
 	debug   io.Writer
@@ -125,7 +127,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				return nil, err
 			}
 			failures++
-			delay = backoff(failures)
+			delay = backoff(t.backoffBase, failures)
 		case resp.StatusCode == http.StatusTooManyRequests:
 			// The server refused before acting: resending is safe for every
 			// class. The pacer's gate already holds every caller back until
@@ -136,7 +138,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		case resp.StatusCode >= 500 && class == classIdempotent:
 			failures++
-			delay = backoff(failures)
+			delay = backoff(t.backoffBase, failures)
 		default:
 			return resp, nil
 		}
@@ -233,8 +235,8 @@ func neverSent(err error) bool {
 
 // backoff is the pause before the n-th retry (n ≥ 1): half fixed, half
 // random, doubling up to backoffMax.
-func backoff(n int) time.Duration {
-	d := backoffBase << min(n-1, 10)
+func backoff(base time.Duration, n int) time.Duration {
+	d := base << min(n-1, 10)
 	d = min(d, backoffMax)
 	return d/2 + rand.N(d/2+1)
 }
