@@ -183,8 +183,8 @@ func clean(s string) string {
 // `wave N  SYM HOSTNAME (SLOT)  TEXT`.
 func line(e executor.Event, waveInfo string) string {
 	parts := []string{waveLabel(e.Wave)}
-	if d := deviceLabel(e.Action, e.Hostname, e.Slot); d != "" && (e.Slot != "" || e.Hostname != "") {
-		parts = append(parts, d)
+	if e.Slot != "" || e.Hostname != "" {
+		parts = append(parts, deviceLabel(e.Action, e.Hostname, e.Slot))
 	}
 	if t := eventText(e, waveInfo); t != "" {
 		parts = append(parts, t)

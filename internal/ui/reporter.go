@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,7 +72,8 @@ type Options struct {
 	// mode; the caller decides from the environment (see IsColor).
 	NoColor bool
 	// Now is the clock for events without a time, the live view's elapsed
-	// time and ETA, and the summary's timestamp; nil means time.Now.
+	// time and ETA, and the summary's timestamp; nil means time.Now. The
+	// live view calls it from its own goroutines.
 	Now func() time.Time
 	// Width is the live view's width when the output is not a real
 	// terminal (whose own width wins); 0 means 80.
@@ -139,7 +141,7 @@ func (r *Reporter) Event(e executor.Event) {
 	if e.Time.IsZero() {
 		e.Time = r.opts.Now()
 	}
-	w, created := r.track.apply(e)
+	w := r.track.apply(e)
 	switch r.mode {
 	case Plain:
 		r.write(e.Time.UTC().Format(plainTime) + "  " + line(e, waveInfo(e, r.track.wave(e.Wave, false))) + "\n")
@@ -151,9 +153,7 @@ func (r *Reporter) Event(e executor.Event) {
 		}
 		lv := r.liveView()
 		if w != nil {
-			if created {
-				lv.addWave(w)
-			}
+			lv.addWave(w) // once; a wave may first appear through its events
 			lv.update(w)
 		}
 		if aboveBars(e.Kind) {
@@ -245,14 +245,17 @@ func (r *Reporter) write(s string) {
 }
 
 func (r *Reporter) writeJSON(v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	// Messages quote plan reasons like "a -> b": keep them readable.
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		if r.err == nil {
 			r.err = fmt.Errorf("encode progress event: %w", err)
 		}
 		return
 	}
-	r.write(string(b) + "\n")
+	r.write(b.String())
 }
 
 // jsonEvent is the stable JSON lines schema of one event (docs/output.md).

@@ -266,3 +266,26 @@ func TestFormatDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestJSONKeepsMessagesReadable(t *testing.T) {
+	var out bytes.Buffer
+	r := New(&out, JSON, Options{})
+	r.Event(executor.Event{Time: t0, Kind: executor.Info, Wave: -1, Message: "machine: a -> b & <c>"})
+	if !strings.Contains(out.String(), `"message":"machine: a -> b & <c>"`) {
+		t.Errorf("message escaped: %s", out.String())
+	}
+}
+
+func TestPlainWithoutPlanUsesEventMessage(t *testing.T) {
+	var out bytes.Buffer
+	r := New(&out, Plain, Options{})
+	r.Event(executor.Event{Time: t0, Kind: executor.WaveStarted, Wave: 2, Message: "sjc1,fra2"})
+	r.Event(executor.Event{Time: t0, Kind: executor.ChangeDone, Wave: 2, Action: planner.Update, Slot: "a/sjc1/1", Hostname: "a-sjc1-1", DeviceID: "u1"})
+	r.Event(executor.Event{Time: t0, Kind: executor.WaveDone, Wave: 2})
+	want := "2026-11-25T21:40:00Z  wave 3  started: sjc1,fra2\n" +
+		"2026-11-25T21:40:00Z  wave 3  ~ a-sjc1-1 (a/sjc1/1)  updated u1\n" +
+		"2026-11-25T21:40:00Z  wave 3  done: 1 of 1 changes completed, 0 failed\n"
+	if got := out.String(); got != want {
+		t.Errorf("got\n%swant\n%s", got, want)
+	}
+}

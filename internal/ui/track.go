@@ -128,14 +128,14 @@ func (t *tracker) wave(i int, create bool) *waveState {
 	return w
 }
 
-// apply updates the counts for e and returns the wave it touched (nil if
-// none) and whether that wave is new to the view.
-func (t *tracker) apply(e executor.Event) (w *waveState, created bool) {
+// apply updates the counts for e and returns the wave it touched, nil if
+// none.
+func (t *tracker) apply(e executor.Event) *waveState {
 	switch e.Kind {
 	case executor.WaveStarted:
-		w = t.wave(e.Wave, false)
+		w := t.wave(e.Wave, false)
 		if w == nil {
-			return nil, false
+			return nil
 		}
 		if w.started.IsZero() {
 			w.started = e.Time
@@ -144,11 +144,11 @@ func (t *tracker) apply(e executor.Event) (w *waveState, created bool) {
 			w.zones = clean(e.Message)
 		}
 		w.publish()
-		return w, false
+		return w
 	case executor.WaveDone:
-		w = t.wave(e.Wave, false)
+		w := t.wave(e.Wave, false)
 		if w == nil {
-			return nil, false
+			return nil
 		}
 		// Without --wait the executor never reports devices ready: a wave
 		// that is over settles whatever did not fail.
@@ -159,19 +159,17 @@ func (t *tracker) apply(e executor.Event) (w *waveState, created bool) {
 		}
 		w.finish(e.Time)
 		w.publish()
-		return w, false
+		return w
 	case executor.Halted, executor.Info:
-		return nil, false
+		return nil
 	}
 	if e.Slot == "" && e.DeviceID == "" {
-		return nil, false
+		return nil
 	}
 	w, it := t.find(e)
 	if it == nil {
-		w = t.wave(e.Wave, false)
-		created = w == nil
 		if w = t.wave(e.Wave, true); w == nil {
-			return nil, false
+			return nil
 		}
 		it = &item{slot: e.Slot, hostname: e.Hostname, action: e.Action}
 		w.items = append(w.items, it)
@@ -192,7 +190,7 @@ func (t *tracker) apply(e executor.Event) (w *waveState, created bool) {
 		w.finished = time.Time{}
 	}
 	w.publish()
-	return w, created
+	return w
 }
 
 // next is the status after e. Only a failure or a retry moves a change

@@ -34,8 +34,8 @@ func TestTrackerUnwavedChanges(t *testing.T) {
 	if len(tr.waves) != 2 || tr.waves[1].index != 1 {
 		t.Fatalf("waves %+v, want 0 and a trailing 1", tr.waves)
 	}
-	w, created := tr.apply(executor.Event{Time: t0, Kind: executor.ChangeDone, Wave: -1, Action: planner.Delete, Slot: "b/q/1", DeviceID: "old"})
-	if w != tr.waves[1] || created || w.snap.Load().done != 1 {
+	w := tr.apply(executor.Event{Time: t0, Kind: executor.ChangeDone, Wave: -1, Action: planner.Delete, Slot: "b/q/1", DeviceID: "old"})
+	if w != tr.waves[1] || w.snap.Load().done != 1 {
 		t.Errorf("wave -1 delete not matched to the trailing wave")
 	}
 }
@@ -46,7 +46,7 @@ func TestTrackerRetryAndLateStates(t *testing.T) {
 	var tr tracker
 	tr.setPlan(planner.Plan{Changes: []planner.Change{{Action: planner.Create, Slot: "a/z/1", Wave: 0}}})
 	ev := func(k executor.EventKind, state string) *waveSnap {
-		w, _ := tr.apply(executor.Event{Time: t0, Kind: k, Wave: 0, Action: planner.Create, Slot: "a/z/1", State: state})
+		w := tr.apply(executor.Event{Time: t0, Kind: k, Wave: 0, Action: planner.Create, Slot: "a/z/1", State: state})
 		return w.snap.Load()
 	}
 	if s := ev(executor.DeviceFailed, ""); s.failed != 1 || s.finished.IsZero() {
