@@ -21,9 +21,9 @@ const PlanFileVersion = "1"
 // planFileKind marks a JSON document as a saved lkfleet plan.
 const planFileKind = "lkfleet-plan"
 
-// MaxPlanFileSize bounds what Load reads. A plan for 10,000 devices with
-// their scripts is a few tens of MiB.
-const MaxPlanFileSize = 256 << 20
+// maxPlanFileSize bounds what Load reads. A plan for 10,000 devices with
+// their scripts is a few tens of MiB. A variable so tests can lower it.
+var maxPlanFileSize = 256 << 20
 
 // planEnvelope is the file: the version, a checksum, and the plan body.
 // The checksum is the sha256 of the body in compact JSON form, so the file
@@ -177,12 +177,12 @@ func bodyChecksum(body []byte) string {
 // match their checksum (corrupted or edited), and checks that every change
 // is one Save could have written. It never panics on bad input.
 func Load(r io.Reader) (Plan, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxPlanFileSize+1))
+	data, err := io.ReadAll(io.LimitReader(r, int64(maxPlanFileSize)+1))
 	if err != nil {
 		return Plan{}, fmt.Errorf("load plan: %w", err)
 	}
-	if len(data) > MaxPlanFileSize {
-		return Plan{}, fmt.Errorf("load plan: file is larger than %d MiB; not an lkfleet plan", MaxPlanFileSize>>20)
+	if len(data) > maxPlanFileSize {
+		return Plan{}, fmt.Errorf("load plan: file is larger than %d MiB; not an lkfleet plan", maxPlanFileSize>>20)
 	}
 	var env planEnvelope
 	if err := strictDecode(data, &env); err != nil {
