@@ -109,7 +109,11 @@ func eventText(e executor.Event, waveInfo string) string {
 	case executor.Halted:
 		verb, withID = "halted", false
 	case executor.Info:
-		return joinDetail("", e.Message, e.Err)
+		text := joinDetail("", e.Message, e.Err)
+		if e.DeviceID != "" {
+			text += " (" + clean(e.DeviceID) + ")"
+		}
+		return strings.TrimSpace(text)
 	default:
 		verb = clean(string(e.Kind))
 	}
@@ -119,7 +123,28 @@ func eventText(e executor.Event, waveInfo string) string {
 	if e.Kind == executor.DeviceReady && e.State != "" {
 		verb += " (" + clean(e.State) + ")"
 	}
-	return joinDetail(verb, e.Message, e.Err)
+	msg := e.Message
+	if redundant(msg, e.Action) {
+		msg = ""
+	}
+	return joinDetail(verb, msg, e.Err)
+}
+
+// redundant reports whether a change event's message only repeats what
+// the line already says ("delete", "created"), so it is left out.
+func redundant(msg string, a planner.Action) bool {
+	m := strings.ToLower(strings.TrimSpace(msg))
+	if m == "" {
+		return false
+	}
+	if m == string(a) || m == startedVerb[a] || m == doneVerb[a] {
+		return true
+	}
+	switch m {
+	case "created", "deleted", "updated", "replaced", "rebuilt":
+		return true
+	}
+	return false
 }
 
 // joinDetail appends ": message: error" to verb, skipping empty parts.
@@ -132,7 +157,8 @@ func joinDetail(verb, msg string, err error) string {
 		parts = append(parts, m)
 	}
 	if err != nil {
-		if m := clean(err.Error()); m != "" {
+		// Messages often already quote the error ("list devices: ...").
+		if m := clean(err.Error()); m != "" && !strings.Contains(clean(msg), m) {
 			parts = append(parts, m)
 		}
 	}

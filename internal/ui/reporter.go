@@ -156,7 +156,7 @@ func (r *Reporter) Event(e executor.Event) {
 			lv.addWave(w) // once; a wave may first appear through its events
 			lv.update(w)
 		}
-		if aboveBars(e.Kind) {
+		if aboveBars(e) {
 			lv.print(r.ttyLine(e))
 		}
 	}
@@ -177,11 +177,14 @@ func waveInfo(e executor.Event, w *waveState) string {
 }
 
 // aboveBars says which events the live view prints as lines: the ones a
-// person must not miss. Routine progress shows in the bars only.
-func aboveBars(k executor.EventKind) bool {
-	switch k {
-	case executor.ChangeFailed, executor.DeviceFailed, executor.Retrying, executor.Halted, executor.Info:
+// person must not miss. Routine progress, including notes about single
+// devices ("created new device"), shows in the bars only.
+func aboveBars(e executor.Event) bool {
+	switch e.Kind {
+	case executor.ChangeFailed, executor.DeviceFailed, executor.Retrying, executor.Halted:
 		return true
+	case executor.Info:
+		return e.Slot == "" && e.DeviceID == ""
 	}
 	return false
 }

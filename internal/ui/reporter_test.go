@@ -3,6 +3,7 @@ package ui
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -285,6 +286,32 @@ func TestPlainWithoutPlanUsesEventMessage(t *testing.T) {
 	want := "2026-11-25T21:40:00Z  wave 3  started: sjc1,fra2\n" +
 		"2026-11-25T21:40:00Z  wave 3  ~ a-sjc1-1 (a/sjc1/1)  updated u1\n" +
 		"2026-11-25T21:40:00Z  wave 3  done: 1 of 1 changes completed, 0 failed\n"
+	if got := out.String(); got != want {
+		t.Errorf("got\n%swant\n%s", got, want)
+	}
+}
+
+// TestPlainLeavesOutRepeatedWords: the executor's messages that only
+// restate the action, and errors the message already quotes, are not
+// printed twice; informative messages stay.
+func TestPlainLeavesOutRepeatedWords(t *testing.T) {
+	var out bytes.Buffer
+	r := New(&out, Plain, Options{})
+	dev := func(k executor.EventKind, a planner.Action, id, msg string, err error) {
+		r.Event(executor.Event{Time: t0, Kind: k, Wave: 0, Action: a, Slot: "w/z/1", Hostname: "w-z-1", DeviceID: id, Message: msg, Err: err})
+	}
+	dev(executor.ChangeStarted, planner.Delete, "old", "delete", nil)
+	dev(executor.ChangeDone, planner.Delete, "old", "deleted", nil)
+	dev(executor.ChangeDone, planner.Replace, "new", "replaced old", nil)
+	dev(executor.Info, planner.Replace, "new", "created new device", nil)
+	lerr := errors.New("503 unavailable")
+	r.Event(executor.Event{Time: t0, Kind: executor.Info, Wave: -1, Message: "list devices: 503 unavailable", Err: lerr})
+	want := "" +
+		"2026-11-25T21:40:00Z  wave 1  - w-z-1 (w/z/1)  deleting old\n" +
+		"2026-11-25T21:40:00Z  wave 1  - w-z-1 (w/z/1)  deleted old\n" +
+		"2026-11-25T21:40:00Z  wave 1  -/+ w-z-1 (w/z/1)  replacement created new: replaced old\n" +
+		"2026-11-25T21:40:00Z  wave 1  -/+ w-z-1 (w/z/1)  created new device (new)\n" +
+		"2026-11-25T21:40:00Z  wave -  list devices: 503 unavailable\n"
 	if got := out.String(); got != want {
 		t.Errorf("got\n%swant\n%s", got, want)
 	}
