@@ -1,0 +1,72 @@
+package packetsim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Server is a simulator listening on a TCP address.
+type Server struct {
+	// URL is the server's root, e.g. http://127.0.0.1:PORT.
+	URL string
+	// APIURL is URL + "/metal/v1/", what clients take as their base URL.
+	APIURL string
+	// Sim is the simulator behind the server.
+	Sim *Sim
+
+	srv  *http.Server
+	done chan error
+}
+
+// Start builds a simulator and serves it on cfg.Listen (default
+// 127.0.0.1:0). It fails if the state file cannot be loaded or the address
+// cannot be bound.
+func Start(cfg Config) (*Server, error) {
+	s, err := newSim(cfg)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	addr := cfg.Listen
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("start simulator: listen on %s: %w", addr, err)
+	}
+	sv := &Server{
+		URL:  "http://" + ln.Addr().String(),
+		Sim:  s,
+		srv:  &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second},
+		done: make(chan error, 1),
+	}
+	sv.APIURL = sv.URL + apiPrefix
+	go func() { sv.done <- sv.srv.Serve(ln) }()
+	return sv, nil
+}
+
+// Shutdown stops accepting requests, waits for those in flight until ctx
+// ends, then closes the simulator (writing its state file).
+func (sv *Server) Shutdown(ctx context.Context) error {
+	err := sv.srv.Shutdown(ctx)
+	if serr := <-sv.done; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	if cerr := sv.Sim.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Close shuts the server down, giving requests in flight five seconds.
+func (sv *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return sv.Shutdown(ctx)
+}
