@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lkfleet/lkfleet/pkg/packetsim"
+)
+
+func init() { commands = append(commands, newSimCmd) }
+
+// simOptions are the flags of lkfleet sim.
+type simOptions struct {
+	listen              string
+	token               string
+	project             string
+	rateLimit           float64
+	burst               int
+	provisionTime       time.Duration
+	deprovisionTime     time.Duration
+	faultRate           float64
+	ambiguousCreateRate float64
+	failProvisionRate   float64
+	listLag             time.Duration
+	capacity            int
+	images              string
+	state               string
+	seed                uint64
+	allowRemoteFetch    bool
+	quiet               bool
+}
+
+func newSimCmd(env *Env) *cobra.Command {
+	o := &simOptions{}
+	cmd := &cobra.Command{
+		Use:   "sim",
+		Short: "Run a local Packet API simulator",
+		Long: `Run a stateful, in-memory Packet (Equinix Metal) API on this machine.
+
+The first line of output is PACKET_API_URL=...; generated credentials follow
+as PACKET_AUTH_TOKEN=... and PACKET_PROJECT_ID=... lines, so the output can be
+evaluated by a shell. Then one line is logged per request unless --quiet.
+Devices boot their iPXE scripts (userdata or ipxe_script_url) and post user
+state events. Stop with Ctrl-C; --state keeps devices across restarts.`,
+		Example: `  eval "$(lkfleet sim --quiet --provision-time 2s | head -3)"   # in another shell
+  lkfleet sim --listen 127.0.0.1:8080 --images ./out --rate-limit 50 --burst 20`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runSim(cmd, env, o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve on (port 0 picks a free port)")
+	f.StringVar(&o.token, "token", "", "the accepted X-Auth-Token (default: generated and printed)")
+	f.StringVar(&o.project, "project", "", "the project UUID (default: generated and printed)")
+	f.Float64Var(&o.rateLimit, "rate-limit", 20, "requests per second allowed per token; 0 = unlimited")
+	f.IntVar(&o.burst, "burst", 40, "requests a token may send at once (token bucket size)")
+	f.DurationVar(&o.provisionTime, "provision-time", 5*time.Second, "time from create to active")
+	f.DurationVar(&o.deprovisionTime, "deprovision-time", time.Second, "time a deleted device stays deprovisioning")
+	f.Float64Var(&o.faultRate, "fault-rate", 0, "probability of a 500/502/503, dropped connection or truncated body per request")
+	f.Float64Var(&o.ambiguousCreateRate, "ambiguous-create-rate", 0, "probability that a create makes the device and then fails the response")
+	f.Float64Var(&o.failProvisionRate, "fail-provision-rate", 0, "probability that a new device ends failed")
+	f.DurationVar(&o.listLag, "list-lag", 0, "how long new devices stay missing from listings")
+	f.IntVar(&o.capacity, "capacity", 0, "devices per facility and plan (0 = plenty)")
+	f.StringVar(&o.images, "images", "", "directory to serve at /images/")
+	f.StringVar(&o.state, "state", "", "file to load devices from and save them to")
+	f.Uint64Var(&o.seed, "seed", 1, "seed for ids and faults (same seed and requests, same answers)")
+	f.BoolVar(&o.allowRemoteFetch, "allow-remote-fetch", false, "let boots fetch scripts and artifacts from non-loopback hosts")
+	f.BoolVar(&o.quiet, "quiet", false, "do not log requests")
+	return cmd
+}
+
+func (o *simOptions) validate() error {
+	var errs []error
+	for _, p := range []struct {
+		name string
+		v    float64
+	}{{"--fault-rate", o.faultRate}, {"--ambiguous-create-rate", o.ambiguousCreateRate}, {"--fail-provision-rate", o.failProvisionRate}} {
+		if p.v < 0 || p.v > 1 {
+			errs = append(errs, fmt.Errorf("%s must be between 0 and 1, got %g", p.name, p.v))
+		}
+	}
+	if o.rateLimit < 0 || o.burst < 0 || o.capacity < 0 {
+		errs = append(errs, errors.New("--rate-limit, --burst and --capacity must not be negative"))
+	}
+	if o.rateLimit > 0 && o.burst == 0 {
+		errs = append(errs, errors.New("--burst must be at least 1 when --rate-limit is set"))
+	}
+	if o.provisionTime < 0 || o.deprovisionTime < 0 || o.listLag < 0 {
+		errs = append(errs, errors.New("--provision-time, --deprovision-time and --list-lag must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func runSim(cmd *cobra.Command, env *Env, o *simOptions) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	genToken := o.token == ""
+	if genToken {
+		var b [24]byte
+		rand.Read(b[:])
+		o.token = hex.EncodeToString(b[:])
+	}
+	if o.project == "" {
+		o.project = simUUID()
+	}
+	// Request logs wait until the PACKET_* lines are out: the URL line
+	// must be the first line of stdout even if a client is already polling.
+	logs := &simLogGate{w: env.Out}
+	srv, err := packetsim.Start(packetsim.Config{
+		Listen: o.listen, Token: o.token, Project: o.project,
+		RateLimit: o.rateLimit, Burst: o.burst,
+		ProvisionTime: o.provisionTime, DeprovisionTime: o.deprovisionTime,
+		FaultRate: o.faultRate, AmbiguousCreateRate: o.ambiguousCreateRate, FailProvisionRate: o.failProvisionRate,
+		ListLag: o.listLag, Capacity: o.capacity, ImagesDir: o.images, StateFile: o.state, Seed: o.seed,
+		AllowRemoteFetch: o.allowRemoteFetch, Logger: logs, Quiet: o.quiet,
+	})
+	if err != nil {
+		return fmt.Errorf("failed to start simulator: %w", err)
+	}
+	fmt.Fprintf(env.Out, "PACKET_API_URL=%s\n", srv.APIURL)
+	if genToken {
+		fmt.Fprintf(env.Out, "PACKET_AUTH_TOKEN=%s\n", o.token)
+	}
+	fmt.Fprintf(env.Out, "PACKET_PROJECT_ID=%s\n", srv.Sim.Project())
+	logs.open()
+	if o.images != "" {
+		fmt.Fprintf(env.Err, "serving %s at %s/images/\n", o.images, srv.URL)
+	}
+	<-cmd.Context().Done()
+	fmt.Fprintln(env.Err, "stopping simulator")
+	if err := srv.Close(); err != nil {
+		return fmt.Errorf("failed to stop simulator: %w", err)
+	}
+	return nil
+}
+
+// simUUID returns a random version 4 UUID.
+func simUUID() string {
+	var u [16]byte
+	rand.Read(u[:])
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	h := hex.EncodeToString(u[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// simLogGate holds log output back until open is called, then passes it
+// through.
+type simLogGate struct {
+	mu     sync.Mutex
+	w      io.Writer
+	opened bool
+	buf    bytes.Buffer
+}
+
+func (g *simLogGate) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.opened {
+		return g.buf.Write(p)
+	}
+	return g.w.Write(p)
+}
+
+func (g *simLogGate) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.opened = true
+	g.w.Write(g.buf.Bytes())
+	g.buf.Reset()
+}
