@@ -56,6 +56,9 @@ func Compute(in Input) (Plan, error) {
 		if _, ok := ParseSlot(d.Slot); !ok {
 			return Plan{}, fmt.Errorf("compute plan for fleet %q: desired device %q has an invalid slot %q", f.Name, d.Hostname, d.Slot)
 		}
+		if d.Wave < 0 || (len(f.Rollout.Waves) > 0 && d.Wave >= len(f.Rollout.Waves)) {
+			return Plan{}, fmt.Errorf("compute plan for fleet %q: slot %s is in wave %d, which the rollout does not have", f.Name, d.Slot, d.Wave)
+		}
 		if want[d.Slot] {
 			return Plan{}, fmt.Errorf("compute plan for fleet %q: slot %s is desired twice", f.Name, d.Slot)
 		}

@@ -614,6 +614,8 @@ func TestComputeErrors(t *testing.T) {
 			`compute plan for fleet "lab": slot web/ams1/1 is desired twice`},
 		{"invalid desired slot", func(in *Input) { in.Desired[0].Slot = "web/ams1" },
 			`compute plan for fleet "lab": desired device "web-ams1-1" has an invalid slot "web/ams1"`},
+		{"wave outside the rollout", func(in *Input) { in.Desired[2].Wave = 2 },
+			`compute plan for fleet "lab": slot web/ewr1/1 is in wave 2, which the rollout does not have`},
 		{"unknown rebuild target", func(in *Input) { in.Rebuild = []string{"wbe"} },
 			`compute plan for fleet "lab": --rebuild "wbe": no group or desired slot has that name (want "all", a group name or a slot such as group/zone/1)`},
 		{"rebuild of an undesired slot", func(in *Input) { in.Rebuild = []string{"web/ams1/3"} },

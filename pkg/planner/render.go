@@ -6,6 +6,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
 // TextOptions tunes RenderText.
@@ -145,6 +147,9 @@ func headline(c Change) string {
 	case Replace:
 		return name + " must be replaced"
 	case Rebuild:
+		if c.Strategy == spec.RebuildRecr {
+			return name + " will be rebuilt (recreate: a new device first, then this one is destroyed)"
+		}
 		return name + " will be rebuilt in-place (" + c.Strategy + ")"
 	case Update:
 		return name + " will be updated in-place"

@@ -211,3 +211,34 @@ func TestRenderJSONGolden(t *testing.T) {
 		t.Errorf("empty arrays rendered as null:\n%s", buf.String())
 	}
 }
+
+func TestRenderRecreate(t *testing.T) {
+	in := baseInput()
+	in.Fleet.Rollout.Rebuild = "recreate"
+	in.Rebuild = []string{"db/ams1/1"}
+	p, err := Compute(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := RenderText(&buf, p, TextOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`# device "db-ams1-1" will be rebuilt (recreate: a new device first, then this one is destroyed)`,
+		"#   rebuild requested (--rebuild db/ams1/1)",
+		`~ id   = "d-05" -> (known after apply)`,
+		"Plan: 0 to add, 1 to rebuild, 0 to change, 0 to destroy.",
+	} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, buf.String())
+		}
+	}
+	buf.Reset()
+	if err := RenderJSON(&buf, p); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `"strategy": "recreate"`) {
+		t.Errorf("JSON lacks the strategy:\n%s", buf.String())
+	}
+}
