@@ -54,11 +54,19 @@ func (es Errors) Error() string {
 // and drops exact repeats (a defaults value inherited by several groups is
 // reported once).
 func (es Errors) sortAndDedupe() Errors {
-	slices.SortStableFunc(es, func(a, b *Error) int {
-		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col),
-			strings.Compare(a.Path, b.Path), strings.Compare(a.Msg, b.Msg))
+	seen := make(map[Error]bool, len(es))
+	out := es[:0]
+	for _, e := range es {
+		if !seen[*e] {
+			seen[*e] = true
+			out = append(out, e)
+		}
+	}
+	// Stable: problems at one position keep the order they were found in.
+	slices.SortStableFunc(out, func(a, b *Error) int {
+		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col))
 	})
-	return slices.CompactFunc(es, func(a, b *Error) bool { return *a == *b })
+	return out
 }
 
 // suggest returns the candidate closest to s when it is close enough to
@@ -72,7 +80,9 @@ func suggest(s string, candidates []string) string {
 		}
 		d := editDistance(ls, strings.ToLower(c))
 		limit := max(1, min(len(s), len(c))/3)
-		if d <= limit && (bestD < 0 || d < bestD) {
+		// On a tie, prefer the candidate of the same length (zonse: zones,
+		// not zone).
+		if d <= limit && (bestD < 0 || d < bestD || (d == bestD && len(c) == len(s) && len(best) != len(s))) {
 			best, bestD = c, d
 		}
 	}

@@ -102,7 +102,7 @@ func (l *loader) parse(data []byte) *yaml.Node {
 		if errors.Is(err, io.EOF) {
 			l.errs = append(l.errs, &Error{File: l.file, Line: 1, Col: 1, Msg: "the file is empty; want a fleet file starting with apiVersion: " + APIVersion})
 		} else {
-			l.syntax(err)
+			l.syntax(data, err)
 		}
 		return nil
 	}
@@ -110,7 +110,7 @@ func (l *loader) parse(data []byte) *yaml.Node {
 	switch err := safeDecode(dec, &extra); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		l.syntax(err)
+		l.syntax(data, err)
 	default:
 		n := &extra
 		if len(extra.Content) > 0 {
@@ -134,9 +134,11 @@ func safeDecode(dec *yaml.Decoder, n *yaml.Node) (err error) {
 	return dec.Decode(n)
 }
 
-// syntax reports a YAML parse error. The parser knows only the line, so
-// the column is 1.
-func (l *loader) syntax(err error) {
+// syntax reports a YAML parse error. The parser names only a line, and
+// often the line where the enclosing block starts rather than the one at
+// fault, so the line is narrowed to the first line whose inclusion makes
+// the input fail to parse. The column is always 1.
+func (l *loader) syntax(data []byte, err error) {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	line := 1
 	if m := reYAMLLine.FindStringSubmatch(msg); m != nil {
@@ -145,7 +147,52 @@ func (l *loader) syntax(err error) {
 		}
 		msg = msg[len(m[0]):]
 	}
+	line = faultLine(data, line)
 	l.errs = append(l.errs, &Error{File: l.file, Line: line, Col: 1, Msg: "YAML syntax error: " + msg})
+}
+
+// faultLine binary-searches the shortest prefix of whole lines, starting
+// at the reported line, that no longer parses. The reported line is kept
+// when the search finds nothing better (an error that needs the whole
+// input to show).
+func faultLine(data []byte, reported int) int {
+	var ends []int // ends[i] is the offset just past line i+1
+	for i, c := range data {
+		if c == '\n' {
+			ends = append(ends, i+1)
+		}
+	}
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		ends = append(ends, len(data))
+	}
+	if reported < 1 || reported > len(ends) || !parses(data[:ends[reported-1]]) {
+		return reported
+	}
+	lo, hi := reported+1, len(ends) // the prefix of hi lines fails: it is the whole input
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if parses(data[:ends[mid-1]]) {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+// parses reports whether every YAML document in data parses.
+func parses(data []byte) bool {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		err := safeDecode(dec, &n)
+		if errors.Is(err, io.EOF) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
 }
 
 // resolve follows an alias to the node it names. A dangling alias reads
@@ -430,6 +477,10 @@ func (l *loader) int(fs fields, key string, lo, hi int) ival {
 		return iv
 	}
 	v, err := strconv.ParseInt(strings.TrimSpace(s), 0, 64)
+	if errors.Is(err, strconv.ErrRange) {
+		l.add(n, path, "%s is out of range %d..%d", strings.TrimSpace(s), lo, hi)
+		return iv
+	}
 	if err != nil {
 		l.add(n, path, "must be an integer, not %q", s)
 		return iv
@@ -606,7 +657,10 @@ func (l *loader) fleet(root *yaml.Node) *Fleet {
 			l.add(top.node, "groups", "missing; list the fleet's groups (groups: [] for none)")
 		}
 	}
-	var clean []int // groups whose own values are valid, for expansion
+	// Groups with a name and a known image are expanded even when other
+	// values were bad (those fall back to defaults), so hostname and
+	// template problems are reported alongside the rest.
+	var clean []int
 	var srcs []groupSources
 	if gok {
 		r := resolve(gnode)
@@ -622,19 +676,19 @@ func (l *loader) fleet(root *yaml.Node) *Fleet {
 					srcs = append(srcs, groupSources{})
 					continue
 				}
-				before := len(l.errs)
 				gs := l.groupSpec(n, path, groupKeys)
-				g, src := l.resolveGroup(gs, defaults, f.Images)
+				g, src, expandable := l.resolveGroup(gs, defaults, f.Images)
 				if g.Name != "" {
 					if line, dup := firstLine[g.Name]; dup {
 						l.add(gs.name.n, gs.name.path, "duplicate group name %q (first on line %d)", g.Name, line)
+						expandable = false
 					} else {
 						firstLine[g.Name] = gs.name.n.Line
 					}
 				}
 				f.Groups = append(f.Groups, g)
 				srcs = append(srcs, src)
-				if len(l.errs) == before {
+				if expandable {
 					clean = append(clean, i)
 				}
 			}
@@ -653,7 +707,21 @@ func (l *loader) project(top fields) string {
 		}
 		return l.opts.Project
 	}
-	p := l.str(top, "project", true)
+	p := l.str(top, "project", false)
+	if p.ok() {
+		v, missing, err := expandEnv(p.v, l.opts.Getenv)
+		switch {
+		case err != nil:
+			l.add(p.n, p.path, "%v", err)
+			p.bad = true
+		case len(missing) > 0:
+			for _, name := range missing {
+				l.add(p.n, p.path, "environment variable %s is not set (set it, or pass --project)", name)
+			}
+			p.bad = true
+		}
+		p.v = v
+	}
 	if !p.set {
 		if _, present := top.m["project"]; !present {
 			if v := l.opts.Getenv(EnvProject); v != "" {
@@ -810,8 +878,10 @@ func pickS(g, d sval) sval {
 	return g
 }
 
-// resolveGroup applies the defaults block and built-in defaults.
-func (l *loader) resolveGroup(g, d *groupSpec, images []Image) (Group, groupSources) {
+// resolveGroup applies the defaults block and built-in defaults. Values
+// that were reported as bad are left at their defaults; expandable is
+// false when the group cannot be expanded at all (no name, no image).
+func (l *loader) resolveGroup(g, d *groupSpec, images []Image) (Group, groupSources, bool) {
 	src := groupSources{}
 	out := Group{Name: g.name.v}
 	if !g.name.set && !g.name.bad {
@@ -838,6 +908,7 @@ func (l *loader) resolveGroup(g, d *groupSpec, images []Image) (Group, groupSour
 		}
 	}
 	out.Image = img.v
+	expandable := out.Name != "" && img.ok() && slices.Contains(keys, img.v)
 
 	switch {
 	case g.count.set:
@@ -912,7 +983,7 @@ func (l *loader) resolveGroup(g, d *groupSpec, images []Image) (Group, groupSour
 	if ud := pickS(g.userdata, d.userdata); ud.ok() && out.IPXEScriptURL == "" {
 		l.add(ud.n, ud.path, "userdata needs ipxe_script_url: without it the userdata carries the iPXE script")
 	}
-	return out, src
+	return out, src, expandable
 }
 
 func cmpOr(v, def string) string {
@@ -1011,8 +1082,12 @@ func (l *loader) rollout(top fields, groups []Group) Rollout {
 	case rb.ok():
 		r.Rebuild = rb.v
 		if rb.v == RebuildReboot && len(noPXE) > 0 {
-			l.add(rb.n, rb.path, "rebuild %q needs always_pxe: true (a plain reboot boots the installed image), but group %s sets always_pxe: false; use reinstall or recreate",
-				rb.v, quoteList(noPXE))
+			who := "group " + quoteList(noPXE) + " sets"
+			if len(noPXE) > 1 {
+				who = "groups " + quoteList(noPXE) + " set"
+			}
+			l.add(rb.n, rb.path, "rebuild %q needs always_pxe: true (a plain reboot boots the installed image), but %s always_pxe: false; use reinstall or recreate",
+				rb.v, who)
 		}
 	case len(noPXE) > 0:
 		r.Rebuild = RebuildReins

@@ -157,8 +157,12 @@ func cleanTemplateError(name, text string, err error, data any) error {
 		if strings.HasPrefix(at, ".") && strings.HasSuffix(at, "."+field) {
 			field = at[1:]
 		}
+		hint := ""
+		if m := suggest(field, fields); m != "" {
+			hint = fmt.Sprintf("; did you mean .%s?", m)
+		}
 		return fmt.Errorf("template: %sunknown field .%s%s (available: .%s)", line, field,
-			didYouMean(field, fields), strings.Join(fields, " ."))
+			hint, strings.Join(fields, " ."))
 	}
 	if at != "" {
 		return fmt.Errorf("template: %sat <%s>: %s", line, at, msg)
