@@ -180,6 +180,42 @@ func TestCompute(t *testing.T) {
 			noops: 4,
 		},
 		{
+			name: "duplicates: a device on its way up beats one in another state",
+			setup: func(in *Input) {
+				d := findDesired(in, "web/ams1/2")
+				l := findLive(in, "web/ams1/2")
+				l.State = "powering_off"
+				up := liveOf(*d, "d-88")
+				up.State, up.CreatedAt = StateQueued, t0.Add(-time.Hour)
+				in.Live = append(in.Live, up)
+			},
+			want:    []string{"delete web/ams1/2 d-02"},
+			reasons: map[string][]string{"delete web/ams1/2 d-02": {"duplicate in slot web/ams1/2: keeping queued device d-88"}},
+			noops:   5,
+		},
+		{
+			name: "create with ipxe_script_url shows the URL and the user's userdata",
+			setup: func(in *Input) {
+				urlMode(in, "db/ams1/1")
+				dropLive(in, "db/ams1/1")
+			},
+			want: []string{"create db/ams1/1 -"},
+			attrs: map[string][]string{"create db/ams1/1 -": {
+				`hostname: "" -> "db-ams1-1"`, `machine: "" -> "m3.large.x86"`, `zone: "" -> "ams1"`,
+				`billing: "" -> "hourly"`, `always_pxe: "" -> "true"`,
+				`image: "" -> "https://img.example.com/2026-11-25/sshd"`,
+				`ipxe_script_url: "" -> "https://boot.example.com/db/ams1/1"`,
+				`userdata: "" -> "` + describeText("#cloud-config\n") + `"`,
+				`tags: "" -> "[]"`, `rev: "" -> "` + func() string {
+					d := dev(testFleet(), "db", "ams1", 1)
+					d.IPXEScriptURL, d.Userdata = "https://boot.example.com/db/ams1/1", "#cloud-config\n"
+					return d.ComputeRev()
+				}() + `"`,
+				`id: "" -> "(known after apply)"`,
+			}},
+			noops: 4,
+		},
+		{
 			name:    "failed device is replaced",
 			setup:   func(in *Input) { findLive(in, "web/ewr1/1").State = StateFailed },
 			want:    []string{"replace web/ewr1/1 d-03"},
