@@ -731,7 +731,7 @@ func (l *loader) project(top fields) string {
 				return v
 			}
 		}
-		l.add(p.n, "project", "missing; set project (a UUID, or ${%s}), %s or --project", EnvProject, EnvProject)
+		l.add(p.n, "project", "missing; give the project UUID here, set %s, or pass --project", EnvProject)
 		return ""
 	}
 	if p.ok() && !reUUID.MatchString(p.v) {

@@ -28,7 +28,7 @@ func TestProjectSources(t *testing.T) {
 		{"flag overrides and skips expansion", withVar, LoadOptions{Project: other}, other, false},
 		{"flag must be a UUID", withVar, LoadOptions{Project: "nope"}, `x.yml: project: --project "nope" is not a project UUID`, true},
 		{"no key: environment", without, LoadOptions{Getenv: envOf(map[string]string{"PACKET_PROJECT_ID": testUUID})}, testUUID, false},
-		{"no key, no environment", without, LoadOptions{}, "x.yml:1:1: project: missing; set project (a UUID, or ${PACKET_PROJECT_ID}), PACKET_PROJECT_ID or --project", true},
+		{"no key, no environment", without, LoadOptions{}, "x.yml:1:1: project: missing; give the project UUID here, set PACKET_PROJECT_ID, or pass --project", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
