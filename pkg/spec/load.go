@@ -653,9 +653,7 @@ func (l *loader) fleet(root *yaml.Node) *Fleet {
 
 	gnode, gpath, gok := top.lookup("groups")
 	if !gok {
-		if _, present := top.m["groups"]; !present {
-			l.add(top.node, "groups", "missing; list the fleet's groups (groups: [] for none)")
-		}
+		l.add(gnode, gpath, "missing; list the fleet's groups (groups: [] for none)")
 	}
 	// Groups with a name and a known image are expanded even when other
 	// values were bad (those fall back to defaults), so hostname and
@@ -723,13 +721,11 @@ func (l *loader) project(top fields) string {
 		p.v = v
 	}
 	if !p.set {
-		if _, present := top.m["project"]; !present {
-			if v := l.opts.Getenv(EnvProject); v != "" {
-				if !reUUID.MatchString(v) {
-					l.add(top.node, "project", "%s %q is not a project UUID", EnvProject, v)
-				}
-				return v
+		if v := l.opts.Getenv(EnvProject); v != "" {
+			if !reUUID.MatchString(v) {
+				l.add(top.node, "project", "%s %q is not a project UUID", EnvProject, v)
 			}
+			return v
 		}
 		l.add(p.n, "project", "missing; give the project UUID here, set %s, or pass --project", EnvProject)
 		return ""
