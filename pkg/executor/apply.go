@@ -296,13 +296,12 @@ type wave struct {
 }
 
 // groupWaves splits the plan into its waves, in run order. A change whose
-// wave is unknown (negative) runs in a trailing wave of its own.
+// wave is unknown (negative) runs in a trailing wave of its own. No-op
+// changes (if a plan lists them) only size their wave's budget.
 func groupWaves(plan planner.Plan) []*wave {
 	byIndex := map[int]*wave{}
+	active := map[int]bool{}
 	for i, c := range plan.Changes {
-		if c.Action == planner.NoOp {
-			continue
-		}
 		w := c.Wave
 		if w < 0 {
 			w = max(len(plan.Rollout.Waves), maxWave(plan)+1)
@@ -311,10 +310,15 @@ func groupWaves(plan planner.Plan) []*wave {
 			byIndex[w] = &wave{index: w}
 		}
 		byIndex[w].changes = append(byIndex[w].changes, i)
+		if c.Action != planner.NoOp {
+			active[w] = true
+		}
 	}
 	waves := make([]*wave, 0, len(byIndex))
-	for _, w := range byIndex {
-		waves = append(waves, w)
+	for i, w := range byIndex {
+		if active[i] { // a wave of no-ops has nothing to run
+			waves = append(waves, w)
+		}
 	}
 	sort.Slice(waves, func(i, j int) bool { return waves[i].index < waves[j].index })
 	return waves
@@ -369,6 +373,9 @@ func (r *run) runWave(ctx context.Context, w *wave) {
 	for _, i := range w.changes {
 		c := &r.plan.Changes[i]
 		switch {
+		case c.Action == planner.NoOp:
+			// Not run, but the device is part of the wave: it counts in n
+			// for a percentage max_unavailable.
 		case c.Action == planner.Delete:
 			deletes = append(deletes, i)
 			continue

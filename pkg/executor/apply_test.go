@@ -592,10 +592,11 @@ func TestDeletesRunAfterTheWavesDevicesAreReady(t *testing.T) {
 			t.Fatalf("result %+v, %v", res, err)
 		}
 		log := fc.log()
-		active := fc.dev(log[0].id).states[1].at
-		for _, c := range log[1:] {
-			if c.op != "delete" || c.at.Before(active) {
-				t.Errorf("%s at %v, before the create was active at %v", c.op, c.at, active)
+		i := slices.IndexFunc(log, func(c fcall) bool { return c.op == "create" })
+		active := fc.dev(log[i].id).states[1].at
+		for _, c := range log {
+			if c.op == "delete" && c.at.Before(active) {
+				t.Errorf("delete at %v, before the create was active at %v", c.at, active)
 			}
 		}
 	})
@@ -707,5 +708,36 @@ func TestParseWaitMode(t *testing.T) {
 	}
 	if _, err := ParseWaitMode("ready"); err == nil {
 		t.Error("ParseWaitMode(ready) succeeded")
+	}
+}
+
+func TestPercentBudgetCountsNoOpDevices(t *testing.T) {
+	for _, tc := range []struct {
+		noops bool
+		want  int
+	}{{false, 1}, {true, 2}} {
+		t.Run(fmt.Sprint("noops=", tc.noops), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				fc := newFake()
+				lives, slots := seedWave(fc, "ams1", 10)
+				r := rollout()
+				r.MaxUnavailable = spec.Budget{Percent: 50}
+				changes := []planner.Change{liveChange(planner.Rebuild, lives[0], "reboot"), liveChange(planner.Rebuild, lives[1], "reboot")}
+				if tc.noops {
+					for _, l := range lives[2:] {
+						changes = append(changes, liveChange(planner.NoOp, l, ""))
+					}
+				}
+				start := time.Now()
+				res, err := Apply(t.Context(), fc, mkPlan(r, changes...), Options{Wait: WaitBooted})
+				if err != nil || res.Rebuilt != 2 {
+					t.Fatalf("Rebuilt %d, %v", res.Rebuilt, err)
+				}
+				// 50% of the 2 changed devices is 1; of the wave's 10 it is 5.
+				if got := fc.maxUnavailable(slots, start); got != tc.want {
+					t.Errorf("peak slots out of service = %d, want %d", got, tc.want)
+				}
+			})
+		})
 	}
 }

@@ -96,15 +96,6 @@ func newFake() *fakeCloud {
 	}
 }
 
-func slotOf(tags []string) string {
-	for _, t := range tags {
-		if s, ok := strings.CutPrefix(t, spec.TagSlot); ok {
-			return s
-		}
-	}
-	return ""
-}
-
 // seed adds an active, booted device of slot as of an hour ago.
 func (f *fakeCloud) seed(slot, rev string) planner.Live {
 	f.mu.Lock()
@@ -120,8 +111,9 @@ func (f *fakeCloud) seed(slot, rev string) planner.Live {
 
 func hostOf(slot string) string { return strings.ReplaceAll(slot, "/", "-") }
 
-// begin logs a mutation and counts it in flight for callDelay.
-func (f *fakeCloud) begin(c fcall) int {
+// begin logs a mutation and counts it in flight for callDelay. Like a
+// real client it gives up when ctx ends first; then the call did nothing.
+func (f *fakeCloud) begin(ctx context.Context, c fcall) (int, error) {
 	f.mu.Lock()
 	c.at = time.Now()
 	f.calls = append(f.calls, c)
@@ -129,8 +121,16 @@ func (f *fakeCloud) begin(c fcall) int {
 	f.inFlight++
 	f.maxInFlight = max(f.maxInFlight, f.inFlight)
 	f.mu.Unlock()
-	time.Sleep(f.callDelay)
-	return n
+	select {
+	case <-time.After(f.callDelay):
+		return n, nil
+	case <-ctx.Done():
+		f.mu.Lock()
+		f.end(n)
+		f.calls[n].op += " (abandoned)"
+		f.mu.Unlock()
+		return n, ctx.Err()
+	}
 }
 
 // end must be called with f.mu held.
@@ -165,8 +165,11 @@ func (f *fakeCloud) bootTimeline(d *fdev, down, from time.Time) {
 	d.down = append(d.down, interval{down, at})
 }
 
-func (f *fakeCloud) Create(_ context.Context, d spec.Device) (planner.Live, error) {
-	n := f.begin(fcall{op: "create", slot: d.Slot})
+func (f *fakeCloud) Create(ctx context.Context, d spec.Device) (planner.Live, error) {
+	n, err := f.begin(ctx, fcall{op: "create", slot: d.Slot})
+	if err != nil {
+		return planner.Live{}, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	defer f.end(n)
@@ -202,8 +205,11 @@ func (f *fakeCloud) find(id string) *fdev {
 	return nil
 }
 
-func (f *fakeCloud) Update(_ context.Context, id string, u Update) error {
-	n := f.begin(fcall{op: "update", id: id, upd: u})
+func (f *fakeCloud) Update(ctx context.Context, id string, u Update) error {
+	n, err := f.begin(ctx, fcall{op: "update", id: id, upd: u})
+	if err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	defer f.end(n)
@@ -227,8 +233,11 @@ func (f *fakeCloud) Update(_ context.Context, id string, u Update) error {
 	return nil
 }
 
-func (f *fakeCloud) Action(_ context.Context, id, action string) error {
-	n := f.begin(fcall{op: "action", id: id, action: action})
+func (f *fakeCloud) Action(ctx context.Context, id, action string) error {
+	n, err := f.begin(ctx, fcall{op: "action", id: id, action: action})
+	if err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	defer f.end(n)
@@ -254,8 +263,11 @@ func (f *fakeCloud) Action(_ context.Context, id, action string) error {
 	return nil
 }
 
-func (f *fakeCloud) Delete(_ context.Context, id string) error {
-	n := f.begin(fcall{op: "delete", id: id})
+func (f *fakeCloud) Delete(ctx context.Context, id string) error {
+	n, err := f.begin(ctx, fcall{op: "delete", id: id})
+	if err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	defer f.end(n)
