@@ -24,7 +24,7 @@ func TestListPaging(t *testing.T) {
 		{"empty fleet", 0, 0, false, 1},
 		{"one short page", 5, 1500, false, 1},
 		{"2500 over three pages", 2500, 0, false, 3},
-		{"exactly ten full pages", 10000, 0, false, 10},
+		{"exactly three full pages", 3000, 0, false, 3},
 		{"full page without meta needs one more", 1000, 0, true, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

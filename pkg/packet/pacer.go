@@ -22,7 +22,12 @@ const (
 // refillSampleSpan is the shortest span over which the server's refill rate
 // is measured: shorter spans are dominated by responses arriving out of
 // order with respect to when the server counted them.
-const refillSampleSpan = 200 * time.Millisecond
+const refillSampleSpan = 100 * time.Millisecond
+
+// plentySpread is how quickly tokens are spent while the server has more
+// than half its limit left: there is no reason to hold back, but a flood
+// faster than answers come back could overshoot.
+const plentySpread = 100 * time.Millisecond
 
 // defaultThrottlePause is how long every caller pauses after a 429 that says
 // neither Retry-After nor X-RateLimit-Reset.
@@ -36,18 +41,18 @@ const defaultThrottlePause = time.Second
 //
 //	avail  = Remaining − requests still in flight (they will spend tokens too)
 //	window = Reset − now, at least one second (Reset has one-second resolution)
-//	limit  = avail/window + refill, at least 1/window, at most the --rate cap
+//	spread = 100ms while Remaining ≥ Limit/2, else window
+//	limit  = avail/spread + refill, at least 1/window, at most the --rate cap
 //	burst  = avail/2, at least 1
 //
-// refill is measured, not assumed: between two responses at least
-// refillSampleSpan apart, the server gained (Remaining₂ − Remaining₁ +
-// requests it accepted in between) tokens. A token bucket server shows its
-// real rate there; a fixed-window server shows none until its window resets.
-// So with plenty left the client runs as fast as it is asked to (a large
-// burst, a high rate), and as Remaining falls it slows to spend what is
-// left evenly until Reset, ending at the server's own refill rate: capacity
-// is neither wasted nor overdrawn. The 1/window floor makes sure one request
-// is still tried once the window resets, so the pacer learns the new budget.
+// With plenty left the client spends it quickly; as Remaining falls it
+// spreads what is left until Reset, ending at the server's own refill rate,
+// so capacity is neither wasted nor overdrawn. refill is measured, not
+// assumed (see measureRefill): a token bucket server shows its real rate, a
+// fixed-window server shows none until its window resets, and the 1/window
+// floor then still tries one request after the reset to learn the new
+// budget. A 429 halves the refill estimate and closes the gate until
+// Retry-After (else Reset, else one second).
 type pacer struct {
 	lim  *rate.Limiter
 	rcap float64 // --rate cap in requests/s; 0 = none
@@ -71,6 +76,7 @@ type refillSample struct {
 	at       time.Time
 	rem      int
 	accepted int64
+	plenty   bool
 	ok       bool
 }
 
@@ -214,8 +220,12 @@ func (p *pacer) done(h http.Header, status int) time.Duration {
 		if until := now.Add(pause); until.After(p.notBefore) {
 			p.notBefore = until
 		}
-		// Restart from nothing once the gate opens: the callers that were
-		// held back must not all leave at once.
+		// The pace was too high: halve the refill estimate, and do not
+		// measure across the pause (the bucket fills while nobody sends).
+		// Restart slowly once the gate opens: the callers that were held
+		// back must not all leave at once.
+		p.refill /= 2
+		p.sample.ok = false
 		p.setPace(now, p.floorAfterThrottle(window), 1)
 		return pause
 	}
@@ -226,10 +236,17 @@ func (p *pacer) done(h http.Header, status int) time.Duration {
 		return 0
 	}
 	p.accepted++
-	p.measureRefill(now, limit, rem)
+	plenty := 2*rem >= limit
+	p.measureRefill(now, rem, plenty)
 
+	// With plenty left, spend what is there quickly; with little left,
+	// spread it until the server's reset.
+	spread := window
+	if plenty {
+		spread = plentySpread
+	}
 	avail := rem - p.inFlight
-	pace := float64(max(avail, 0))/window.Seconds() + p.refill
+	pace := float64(max(avail, 0))/spread.Seconds() + p.refill
 	pace = max(pace, 1/window.Seconds())
 	p.setPace(now, pace, max(1, avail/2))
 	return 0
@@ -244,29 +261,36 @@ func (p *pacer) floorAfterThrottle(window time.Duration) float64 {
 	return 1 / window.Seconds()
 }
 
-// measureRefill updates the refill estimate. p.mu is held.
-func (p *pacer) measureRefill(now time.Time, limit, rem int) {
+// measureRefill updates the refill estimate from the tokens the server
+// gained since the last sample. p.mu is held.
+//
+// While the bucket stays more than half full it may have been full in
+// between, and a full bucket hides refill: the measurement is then only a
+// lower bound (the pace we used), so the estimate is raised to twice it,
+// probing upwards until the bucket drains below half. Below half the
+// measurement is exact, and is believed at once when lower (never overdraw)
+// or averaged in when higher.
+func (p *pacer) measureRefill(now time.Time, rem int, plenty bool) {
 	s := p.sample
 	if !s.ok {
-		p.sample = refillSample{at: now, rem: rem, accepted: p.accepted, ok: true}
+		p.sample = refillSample{at: now, rem: rem, accepted: p.accepted, plenty: plenty, ok: true}
 		return
 	}
 	dt := now.Sub(s.at)
 	if dt < refillSampleSpan {
 		return
 	}
-	// A full bucket hides its refill: only spans that start and end below
-	// the limit measure anything.
-	if s.rem < limit && rem < limit {
-		gained := float64(rem-s.rem) + float64(p.accepted-s.accepted)
-		r := max(gained/dt.Seconds(), 0)
-		if p.refill == 0 {
-			p.refill = r
-		} else {
-			p.refill = (p.refill + r) / 2
-		}
+	gained := float64(rem-s.rem) + float64(p.accepted-s.accepted)
+	r := max(gained/dt.Seconds(), 0)
+	switch {
+	case plenty && s.plenty:
+		p.refill = max(p.refill, 2*r)
+	case r < p.refill || p.refill == 0:
+		p.refill = r
+	default:
+		p.refill = (p.refill + r) / 2
 	}
-	p.sample = refillSample{at: now, rem: rem, accepted: p.accepted, ok: true}
+	p.sample = refillSample{at: now, rem: rem, accepted: p.accepted, plenty: plenty, ok: true}
 }
 
 // setPace applies a limit and burst, capped by --rate. p.mu is held.
@@ -287,13 +311,6 @@ func (p *pacer) setPace(now time.Time, limit float64, burst int) {
 	if math.IsInf(old, 1) != math.IsInf(limit, 1) || math.Abs(limit-old) > 0.1*old {
 		p.notify()
 	}
-}
-
-// throttledUntil reports the gate, for tests and debug output.
-func (p *pacer) throttledUntil() time.Time {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.notBefore
 }
 
 func headerInt(h http.Header, name string) (int, bool) {

@@ -47,18 +47,23 @@ func TestPacerUsesServerCapacity(t *testing.T) {
 		name      string
 		resetFull bool
 		workers   int
+		r, b      float64
+		latency   time.Duration
 	}{
-		{"reset when full, 16 workers", true, 16},
-		{"reset next second, 16 workers", false, 16},
-		{"reset when full, 64 workers", true, 64},
+		{"reset when full, 16 workers", true, 16, 50, 20, 20 * time.Millisecond},
+		{"reset next second, 16 workers", false, 16, 50, 20, 20 * time.Millisecond},
+		{"reset when full, 64 workers", true, 64, 50, 20, 20 * time.Millisecond},
+		{"simulator defaults, slow answers", true, 32, 20, 40, 150 * time.Millisecond},
+		{"fast server", true, 32, 400, 20, 5 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				const n, r, b = 500, 50.0, 20.0
+				const n = 500
+				r, b := tc.r, tc.b
 				bk := newBucket(&fakeAPI{}, r, b, tc.resetFull)
-				c := memClient(t, bk, 20*time.Millisecond, nil)
+				c := memClient(t, bk, tc.latency, nil)
 				took, failed := runWorkers(t, c, n, tc.workers)
-				bound := time.Duration((n - b) / r * float64(time.Second))
+				bound := time.Duration((n-b)/r*float64(time.Second)) + tc.latency
 				st := c.Stats()
 				t.Logf("took %v (bound %v, ratio %.3f), %+v", took, bound, float64(took)/float64(bound), st)
 				if failed != 0 {
