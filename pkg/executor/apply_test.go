@@ -741,3 +741,37 @@ func TestPercentBudgetCountsNoOpDevices(t *testing.T) {
 		})
 	}
 }
+
+func TestHaltStopsChangesWaitingForBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := newFake()
+		lives, _ := seedWave(fc, "ams1", 5)
+		var changes []planner.Change
+		for _, l := range lives {
+			fc.bootFail[l.Slot] = 2 // a broken image: every boot fails
+			changes = append(changes, liveChange(planner.Rebuild, l, "reboot"))
+		}
+		res, err := Apply(t.Context(), fc, mkPlan(rollout(), changes...), Options{Wait: WaitBooted})
+		if !errors.Is(err, ErrHalted) || len(res.Failed) != 1 || len(res.NotDone) != 4 {
+			t.Fatalf("err %v; failed %v; not done %d", err, res.Failed, len(res.NotDone))
+		}
+		touched := map[string]bool{}
+		for _, c := range fc.log() {
+			touched[c.slot] = true
+		}
+		if len(touched) != 1 {
+			t.Errorf("calls touched %d slots, want only the first rebuild's", len(touched))
+		}
+	})
+}
+
+func TestWaitToleratesListLag(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := newFake()
+		fc.listLag = 40 * time.Second // longer than provisioning
+		res, err := Apply(t.Context(), fc, mkPlan(rollout(), createChange(slotName("ams1", 1))), Options{})
+		if err != nil || res.Created != 1 || len(fc.log()) != 1 {
+			t.Errorf("created %d, %v, calls %v", res.Created, err, fc.log())
+		}
+	})
+}
