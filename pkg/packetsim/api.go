@@ -401,11 +401,6 @@ func extraQuery(raw string) string {
 	return strings.Join(keep, "&")
 }
 
-type deviceList struct {
-	Devices []deviceJSON `json:"devices"`
-	Meta    listMeta     `json:"meta"`
-}
-
 func (s *Sim) listDevices(w http.ResponseWriter, r *http.Request, pid string) {
 	if !s.checkProject(w, pid) {
 		return
@@ -419,8 +414,9 @@ func (s *Sim) listDevices(w http.ResponseWriter, r *http.Request, pid string) {
 	fac, met := strings.ToLower(q.Get("facility")), strings.ToLower(q.Get("metro"))
 	now := s.now()
 	lagCut := now.Add(-s.cfg.ListLag)
-	out := deviceList{Devices: []deviceJSON{}}
-	total := 0
+	buf := make([]byte, 0, 64<<10)
+	buf = append(buf, `{"devices":[`...)
+	n, total := 0, 0
 	from := (page - 1) * perPage
 	s.mu.RLock()
 	for _, d := range s.order {
@@ -433,13 +429,20 @@ func (s *Sim) listDevices(w http.ResponseWriter, r *http.Request, pid string) {
 			continue
 		}
 		if total >= from && total < from+perPage {
-			out.Devices = append(out.Devices, s.render(d, now))
+			if n > 0 {
+				buf = append(buf, ',')
+			}
+			j := s.render(d, now)
+			buf, _ = j.appendJSON(buf) // cannot fail: plain strings and numbers
+			n++
 		}
 		total++
 	}
 	s.mu.RUnlock()
-	out.Meta = pageMeta("/metal/v1/projects/"+s.project+"/devices", extraQuery(r.URL.RawQuery), page, perPage, total)
-	writeJSON(w, http.StatusOK, out)
+	meta, _ := json.Marshal(pageMeta("/metal/v1/projects/"+s.project+"/devices", extraQuery(r.URL.RawQuery), page, perPage, total))
+	buf = append(buf, `],"meta":`...)
+	buf = append(buf, meta...)
+	writeRaw(w, http.StatusOK, append(buf, '}'))
 }
 
 // lookup finds a live device by id or answers 404.

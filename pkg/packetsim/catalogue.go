@@ -38,7 +38,8 @@ type plan struct {
 	Price  float64
 	// Facilities lists the codes the plan is sold in.
 	Facilities []string
-	json       json.RawMessage // pre-rendered Plan object
+	json       json.RawMessage // pre-rendered Plan object (GET /plans)
+	devJSON    json.RawMessage // the lighter Plan object embedded in devices
 }
 
 // catalogue is the fixed set of metros, facilities and plans.
@@ -139,6 +140,11 @@ func defaultCatalogue() *catalogue {
 			},
 			"available_in":        in,
 			"available_in_metros": inMetros,
+		})
+		p.devJSON = mustJSON(map[string]any{
+			"id": p.ID.String(), "slug": p.Slug, "name": p.Name, "class": p.Class, "line": p.Line,
+			"type": "standard", "categories": cats, "pricing": map[string]any{"hour": p.Price},
+			"specs": map[string]any{"cpus": []map[string]any{{"count": p.CPUs, "type": p.CPU}}, "memory": map[string]any{"total": p.Memory}},
 		})
 		pp := p
 		c.plans = append(c.plans, &pp)

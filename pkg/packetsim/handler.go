@@ -29,21 +29,25 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // statusWriter remembers the status of a response for stats and logs.
+// It reports the status before any of the response leaves, so a client
+// that reads /sim/stats after an answer always finds it counted.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status   int
+	onStatus func(int)
 }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code
+		w.onStatus(code)
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.WriteHeader(http.StatusOK)
 	}
 	return w.ResponseWriter.Write(b)
 }
@@ -98,19 +102,21 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request) {
 	s.stats.enter(s.inFlight.Add(1))
 	defer s.inFlight.Add(-1)
 	name, id, h := s.route(r)
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &statusWriter{ResponseWriter: w, onStatus: func(code int) { s.stats.record(name, strconv.Itoa(code)) }}
 	defer func() {
-		st := sw.status
-		if st == 0 {
-			st = http.StatusOK
-		}
 		if rec := recover(); rec != nil {
 			// Dropped or truncated on purpose (fault injection).
-			s.stats.record(name, "dropped")
+			if sw.status == 0 {
+				s.stats.record(name, "dropped")
+			}
 			s.logf("%s %s %s dropped %s", start.Format("15:04:05.000"), r.Method, r.URL.RequestURI(), time.Since(start).Round(time.Microsecond))
 			panic(rec)
 		}
-		s.stats.record(name, strconv.Itoa(st))
+		st := sw.status
+		if st == 0 {
+			sw.WriteHeader(http.StatusOK)
+			st = http.StatusOK
+		}
 		s.logf("%s %s %s %d %s", start.Format("15:04:05.000"), r.Method, r.URL.RequestURI(), st, time.Since(start).Round(time.Microsecond))
 	}()
 
