@@ -775,3 +775,18 @@ func TestWaitToleratesListLag(t *testing.T) {
 		}
 	})
 }
+
+func TestAmbiguousActionSentAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := newFake()
+		old := fc.seed(slotName("ams1", 1), "oldrev000000")
+		fc.ambiguousActions = 1
+		res, err := Apply(t.Context(), fc, mkPlan(rollout(), liveChange(planner.Rebuild, old, "reboot")), Options{Wait: WaitBooted})
+		if err != nil || res.Rebuilt != 1 {
+			t.Fatalf("Rebuilt %d, %v", res.Rebuilt, err)
+		}
+		if got, want := fc.ops(old.Slot), []string{"update", "action:reboot", "action:reboot"}; !slices.Equal(got, want) {
+			t.Errorf("calls %v, want %v", got, want)
+		}
+	})
+}

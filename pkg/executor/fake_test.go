@@ -36,8 +36,10 @@ type fakeCloud struct {
 	// post user state failed.
 	provFail map[string]int
 	bootFail map[string]int
-	// actionErr fails every Action call.
-	actionErr error
+	// actionErr fails every Action call; ambiguousActions fail that many
+	// with an ambiguous error (without acting).
+	actionErr        error
+	ambiguousActions int
 }
 
 type fault int
@@ -248,6 +250,10 @@ func (f *fakeCloud) Action(ctx context.Context, id, action string) error {
 	f.calls[n].slot = d.slot
 	if f.actionErr != nil {
 		return f.actionErr
+	}
+	if f.ambiguousActions > 0 {
+		f.ambiguousActions--
+		return &ambiguousErr{"502 bad gateway"}
 	}
 	now := time.Now()
 	switch action {

@@ -191,9 +191,16 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how str
 	// The PUT wrote the new rev tag, which promises the new image: the
 	// action is sent even after Ctrl-C, and if it fails the old tags are
 	// put back so the next plan still sees the rebuild.
-	err = r.call(context.WithoutCancel(ctx), func(cctx context.Context) error {
-		return r.cloud.Action(cctx, id, how)
-	})
+	action := func(cctx context.Context) error { return r.cloud.Action(cctx, id, how) }
+	err = r.call(context.WithoutCancel(ctx), action)
+	if isAmbiguous(err) {
+		// The action may or may not have happened. Sending it again costs at
+		// most one more boot, while not sending it could leave the old image
+		// running under the new rev tag.
+		r.emit(Event{Kind: Retrying, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
+			DeviceID: id, Message: how + " may not have been done; sending it again", Err: err})
+		err = r.call(context.WithoutCancel(ctx), action)
+	}
 	if err != nil {
 		fd := FailedDevice{LastEvent: fmt.Sprintf("rebuild %s: %s: %v", describe(c), how, err)}
 		if c.Live != nil {
