@@ -1,6 +1,7 @@
 package packet
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -134,9 +135,22 @@ func (c *Client) apiError(op, device, slot string, err error, mayAct bool) *APIE
 	// No status: the transport failed, the context ended, or the answer
 	// could not be decoded. Only a connection that never opened proves
 	// nothing happened.
-	e.Err = c.tok.redactErr(unwrapURLError(err))
+	e.Err = c.tok.redactErr(describeFailure(err))
 	e.Indeterminate = mayAct && !neverSent(err) && !isWaitError(err)
 	return e
+}
+
+// describeFailure says in words what kind of failure err is: no answer
+// (transport), or an answer that could not be read.
+func describeFailure(err error) error {
+	inner := unwrapURLError(err)
+	switch {
+	case errors.Is(inner, context.Canceled), errors.Is(inner, context.DeadlineExceeded), isWaitError(inner):
+		return inner
+	case inner != err:
+		return fmt.Errorf("no answer: %w", inner)
+	}
+	return fmt.Errorf("unreadable answer: %w", inner)
 }
 
 func isWaitError(err error) bool {

@@ -325,3 +325,24 @@ func TestEnv(t *testing.T) {
 		t.Errorf("APIURLFromEnv = %q", got)
 	}
 }
+
+func TestErrorWording(t *testing.T) {
+	f := &fakeAPI{hook: func(w http.ResponseWriter, r *http.Request, n int) bool {
+		if r.Method == "POST" {
+			return dropConn(w, r, n)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(200)
+		w.Write([]byte(`{"devices": [`))
+		return true
+	}}
+	c := startFake(t, f, func(cfg *Config) { cfg.MaxRetries = -1 })
+	_, err := c.Create(context.Background(), testDevice())
+	if want := `create device "web-ams1-2" (slot web/ams1/2): no answer: EOF (the device may have been created)`; err == nil || err.Error() != want {
+		t.Errorf("dropped create:\n%v\nwant\n%s", err, want)
+	}
+	_, err = c.List(context.Background())
+	if err == nil || !strings.HasPrefix(err.Error(), "list devices: unreadable answer: ") {
+		t.Errorf("truncated listing: %v", err)
+	}
+}
