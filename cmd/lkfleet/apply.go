@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lkfleet/lkfleet/internal/ui"
+	"github.com/lkfleet/lkfleet/pkg/executor"
+	"github.com/lkfleet/lkfleet/pkg/packet"
+	"github.com/lkfleet/lkfleet/pkg/planner"
+	"github.com/lkfleet/lkfleet/pkg/spec"
+)
+
+func init() { commands = append(commands, newApplyCmd) }
+
+type applyOptions struct {
+	fleet         fleetFlags
+	api           apiFlags
+	plan          planOptions
+	autoApprove   bool
+	parallelism   int
+	timeout       time.Duration
+	wait          string
+	failedRetries int
+	output        string
+}
+
+func newApplyCmd(env *Env) *cobra.Command {
+	o := &applyOptions{}
+	cmd := &cobra.Command{
+		Use:   "apply [PLANFILE]",
+		Short: "Create, rebuild and delete devices so the project matches the fleet file",
+		Long: `apply computes a plan (or reads one saved by 'plan --out'), shows it, asks
+for confirmation on a terminal, and carries it out under the API's rate limits.
+A saved plan is refused when the fleet file or the live devices changed since.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			planFile := ""
+			if len(args) == 1 {
+				planFile = args[0]
+			}
+			return runApply(cmd.Context(), env, o, planFile)
+		},
+	}
+	addFleetFlags(cmd, &o.fleet)
+	addAPIFlags(cmd, &o.api)
+	addPlanFlags(cmd, &o.plan, true)
+	addExecFlags(cmd, &o.parallelism, &o.timeout, &o.output)
+	cmd.Flags().BoolVar(&o.autoApprove, "auto-approve", false, "apply without asking for confirmation")
+	cmd.Flags().StringVar(&o.wait, "wait", "active", "when a device is ready: active (API state), booted (the image reported in), none")
+	cmd.Flags().IntVar(&o.failedRetries, "failed-retries", 1, "how often a device that ends failed is deleted and created again")
+	return cmd
+}
+
+func addExecFlags(cmd *cobra.Command, parallelism *int, timeout *time.Duration, output *string) {
+	cmd.Flags().IntVar(parallelism, "parallelism", executor.DefaultParallelism, "concurrent API mutations (rollout.max_in_flight caps it further)")
+	cmd.Flags().DurationVar(timeout, "timeout", 0, "give up after this long (0: no limit)")
+	cmd.Flags().StringVarP(output, "output", "o", "auto", "progress output: auto, tty, plain, json")
+}
+
+func runApply(ctx context.Context, env *Env, o *applyOptions, planFile string) error {
+	wait, err := executor.ParseWaitMode(o.wait)
+	if err != nil {
+		return err
+	}
+	mode, err := ui.ParseMode(o.output, env.OutTTY)
+	if err != nil {
+		return err
+	}
+	fleet, fleetBytes, err := readFleet(env, o.fleet)
+	if err != nil {
+		return err
+	}
+	var p *planned
+	if planFile != "" {
+		p, err = loadSavedPlan(ctx, env, fleet, fleetBytes, o.api, planFile)
+	} else {
+		p, err = computePlan(ctx, env, fleet, fleetBytes, o.api, o.plan, func(s string) { fmt.Fprintln(env.Err, s) })
+	}
+	if err != nil {
+		return err
+	}
+	if mode != ui.JSON {
+		if err := planner.RenderText(env.Out, p.plan, planner.TextOptions{Color: colorOut(env), FleetFile: o.fleet.File}); err != nil {
+			return err
+		}
+	}
+	if !p.plan.HasChanges() {
+		return nil
+	}
+	if !o.autoApprove {
+		if !env.InTTY {
+			return errors.New("apply needs confirmation: run it on a terminal, or pass --auto-approve")
+		}
+		ok, err := ui.Confirm(env.In, env.Out, "Do you want to apply these changes? Only 'yes' will be accepted.")
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errors.New("apply cancelled")
+		}
+	}
+	return execute(ctx, env, p, mode, executor.Options{
+		Parallelism:   o.parallelism,
+		Wait:          wait,
+		Timeout:       o.timeout,
+		FailedRetries: o.failedRetries,
+	}, false)
+}
+
+// execute carries out p.plan with a progress reporter and prints the
+// summary; its error carries the exit code.
+func execute(ctx context.Context, env *Env, p *planned, mode ui.Mode, opts executor.Options, destroy bool) error {
+	rep := ui.New(env.Out, mode, ui.Options{NoColor: !colorOut(env)})
+	rep.SetPlan(p.plan)
+	opts.OnEvent = rep.Event
+	if opts.FailedRetries == 0 {
+		opts.FailedRetries = -1
+	}
+	res, err := executor.Apply(ctx, cloud{p.client}, p.plan, opts)
+	st := p.client.Stats()
+	in := ui.SummaryInput{
+		Destroy:   destroy,
+		Added:     res.Created + res.Replaced,
+		Rebuilt:   res.Rebuilt,
+		Changed:   res.Updated,
+		Destroyed: res.Deleted + res.Replaced,
+		Elapsed:   res.Elapsed,
+		Requests:  st.Requests,
+		Throttled: st.Throttled,
+		Halted:    res.HaltReason,
+	}
+	for _, f := range res.Failed {
+		in.Failed = append(in.Failed, ui.FailedLine{Hostname: f.Hostname, Slot: f.Slot, DeviceID: f.ID, Reason: f.LastEvent})
+	}
+	for _, c := range res.NotDone {
+		in.NotDone = append(in.NotDone, ui.Symbol(c.Action)+" "+c.Hostname+" ("+c.Slot+")")
+	}
+	interrupted := errors.Is(err, context.Canceled)
+	in.Interrupted = interrupted || errors.Is(err, context.DeadlineExceeded)
+	if serr := rep.Summary(in); serr != nil && err == nil {
+		err = serr
+	}
+	switch {
+	case err == nil:
+		return nil
+	case interrupted:
+		return withCode(ExitInterrupted, nil)
+	case len(res.Failed) > 0 || res.Halted:
+		// The summary already named every failure.
+		return withCode(ExitError, nil)
+	}
+	return err
+}
+
+// cloud adapts the API client to the executor's Cloud interface.
+type cloud struct{ *packet.Client }
+
+func (c cloud) Update(ctx context.Context, id string, u executor.Update) error {
+	return c.Client.Update(ctx, id, packet.Update{
+		Hostname:      u.Hostname,
+		Tags:          u.Tags,
+		AlwaysPXE:     u.AlwaysPXE,
+		Userdata:      u.Userdata,
+		IPXEScriptURL: u.IPXEScriptURL,
+	})
+}
+
+// loadSavedPlan reads a plan saved by 'plan --out' and refuses it when the
+// fleet file or the live devices changed since.
+func loadSavedPlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes []byte, a apiFlags, path string) (*planned, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read plan: %w", err)
+	}
+	defer f.Close()
+	plan, err := planner.Load(f)
+	if err != nil {
+		return nil, fmt.Errorf("read plan %s: %w", path, err)
+	}
+	if plan.Fleet != fleet.Name {
+		return nil, fmt.Errorf("plan %s is for fleet %q, not %q", path, plan.Fleet, fleet.Name)
+	}
+	if plan.FleetFingerprint != planner.FleetFingerprint(fleetBytes) {
+		return nil, fmt.Errorf("plan %s is stale: %s changed since it was saved; run 'lkfleet plan' again", path, fleet.File)
+	}
+	client, err := newClient(env, fleet, a)
+	if err != nil {
+		return nil, err
+	}
+	live, err := client.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if planner.LiveFingerprint(live) != plan.LiveFingerprint {
+		return nil, fmt.Errorf("plan %s is stale: the fleet's devices changed since it was saved; run 'lkfleet plan' again", path)
+	}
+	return &planned{fleet: fleet, client: client, plan: plan}, nil
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lkfleet/lkfleet/internal/ui"
+	"github.com/lkfleet/lkfleet/pkg/executor"
+	"github.com/lkfleet/lkfleet/pkg/planner"
+)
+
+func init() { commands = append(commands, newDestroyCmd) }
+
+type destroyOptions struct {
+	fleet       fleetFlags
+	api         apiFlags
+	autoApprove bool
+	parallelism int
+	timeout     time.Duration
+	output      string
+}
+
+func newDestroyCmd(env *Env) *cobra.Command {
+	o := &destroyOptions{}
+	cmd := &cobra.Command{
+		Use:   "destroy",
+		Short: "Delete every device of the fleet, and nothing else",
+		Long: `destroy deletes every device that carries the fleet's tag. Devices
+without it are never touched, whatever their hostname.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDestroy(cmd.Context(), env, o)
+		},
+	}
+	addFleetFlags(cmd, &o.fleet)
+	addAPIFlags(cmd, &o.api)
+	addExecFlags(cmd, &o.parallelism, &o.timeout, &o.output)
+	cmd.Flags().BoolVar(&o.autoApprove, "auto-approve", false, "destroy without asking for confirmation")
+	return cmd
+}
+
+func runDestroy(ctx context.Context, env *Env, o *destroyOptions) error {
+	mode, err := ui.ParseMode(o.output, env.OutTTY)
+	if err != nil {
+		return err
+	}
+	fleet, fleetBytes, err := readFleet(env, o.fleet)
+	if err != nil {
+		return err
+	}
+	client, err := newClient(env, fleet, o.api)
+	if err != nil {
+		return err
+	}
+	live, err := client.List(ctx)
+	if err != nil {
+		return err
+	}
+	// With nothing desired, the planner deletes exactly the fleet's live
+	// devices; foreign devices are not even listed.
+	plan, err := planner.Compute(planner.Input{
+		Fleet:            fleet,
+		Live:             live,
+		FleetFingerprint: planner.FleetFingerprint(fleetBytes),
+	})
+	if err != nil {
+		return err
+	}
+	if mode != ui.JSON {
+		if err := planner.RenderText(env.Out, plan, planner.TextOptions{Color: colorOut(env), FleetFile: o.fleet.File}); err != nil {
+			return err
+		}
+	}
+	if !plan.HasChanges() {
+		return nil
+	}
+	if !o.autoApprove {
+		if !env.InTTY {
+			return errors.New("destroy needs confirmation: run it on a terminal, or pass --auto-approve")
+		}
+		ok, err := ui.Confirm(env.In, env.Out, fmt.Sprintf("Destroy all %d devices of fleet %q? Only 'yes' will be accepted.", plan.Summary().Destroy, fleet.Name))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errors.New("destroy cancelled")
+		}
+	}
+	p := &planned{fleet: fleet, client: client, plan: plan}
+	return execute(ctx, env, p, mode, executor.Options{
+		Parallelism: o.parallelism,
+		Wait:        executor.WaitNone,
+		Timeout:     o.timeout,
+	}, true)
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lkfleet/lkfleet/pkg/planner"
+)
+
+func init() { commands = append(commands, newPlanCmd) }
+
+type planCmdOptions struct {
+	fleet        fleetFlags
+	api          apiFlags
+	plan         planOptions
+	output       string
+	out          string
+	detailedExit bool
+}
+
+func newPlanCmd(env *Env) *cobra.Command {
+	o := &planCmdOptions{}
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "Show what apply would change",
+		Long: `plan compares the fleet file with the project's live devices (one
+tag-filtered listing) and prints the changes apply would make. Nothing is
+changed. --out saves the plan for 'lkfleet apply PLANFILE'.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runPlan(cmd.Context(), env, o)
+		},
+	}
+	addFleetFlags(cmd, &o.fleet)
+	addAPIFlags(cmd, &o.api)
+	addPlanFlags(cmd, &o.plan, true)
+	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringVar(&o.out, "out", "", "save the plan to FILE for 'lkfleet apply FILE'")
+	cmd.Flags().BoolVar(&o.detailedExit, "detailed-exitcode", false, "exit 0 when there are no changes, 2 when there are, 1 on error")
+	return cmd
+}
+
+func runPlan(ctx context.Context, env *Env, o *planCmdOptions) error {
+	if o.output != "text" && o.output != "json" {
+		return fmt.Errorf("unknown output format %q (text or json)", o.output)
+	}
+	fleet, fleetBytes, err := readFleet(env, o.fleet)
+	if err != nil {
+		return err
+	}
+	p, err := computePlan(ctx, env, fleet, fleetBytes, o.api, o.plan, func(s string) { fmt.Fprintln(env.Err, s) })
+	if err != nil {
+		return err
+	}
+	if o.output == "json" {
+		err = planner.RenderJSON(env.Out, p.plan)
+	} else {
+		err = planner.RenderText(env.Out, p.plan, planner.TextOptions{Color: colorOut(env), FleetFile: o.fleet.File})
+	}
+	if err != nil {
+		return err
+	}
+	if o.out != "" {
+		if err := savePlan(o.out, p.plan); err != nil {
+			return err
+		}
+		if o.output == "text" {
+			fmt.Fprintf(env.Out, "\nSaved the plan to %s. To apply exactly this plan: lkfleet apply -f %s %s\n", o.out, o.fleet.File, o.out)
+		}
+	}
+	if o.detailedExit && p.plan.HasChanges() {
+		return withCode(ExitChanges, nil)
+	}
+	return nil
+}
+
+// savePlan writes a plan file atomically, readable only by its owner.
+func savePlan(path string, p planner.Plan) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".lkfleet-plan-*")
+	if err != nil {
+		return fmt.Errorf("save plan: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := planner.Save(tmp, p); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save plan %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("save plan %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("save plan %s: %w", path, err)
+	}
+	return nil
+}
