@@ -224,7 +224,6 @@ func since(now, t time.Time) string {
 	return ui.FormatDuration(now.Sub(t).Truncate(time.Second))
 }
 
-
 // readFleet loads the fleet file and returns it with the bytes it was
 // loaded from (their hash is the plan's fleet fingerprint).
 func readFleet(env *Env, ff fleetFlags) (*spec.Fleet, []byte, error) {
