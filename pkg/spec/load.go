@@ -612,12 +612,6 @@ func (l *loader) ipxeTemplate(fs fields) sval {
 
 // ---- the document ----
 
-type imageSrc struct {
-	key    *yaml.Node
-	path   string
-	script sval
-}
-
 func (l *loader) fleet(root *yaml.Node) *Fleet {
 	if r := resolve(root); r.Kind != yaml.MappingNode {
 		l.add(root, "", "a fleet file must be a mapping with apiVersion, fleet, images and groups, not %s", describe(r))
@@ -641,7 +635,7 @@ func (l *loader) fleet(root *yaml.Node) *Fleet {
 	f.Name = name.v
 	f.Project = l.project(top)
 
-	images, isrc := l.images(top)
+	images, scripts := l.images(top)
 	f.Images = images
 
 	var defaults *groupSpec
@@ -694,7 +688,7 @@ func (l *loader) fleet(root *yaml.Node) *Fleet {
 	}
 
 	f.Rollout = l.rollout(top, f.Groups)
-	l.expandChecks(f, clean, srcs, isrc)
+	l.expandChecks(f, clean, srcs, scripts)
 	return f
 }
 
@@ -736,8 +730,10 @@ func (l *loader) project(top fields) string {
 	return p.v
 }
 
-func (l *loader) images(top fields) ([]Image, map[string]imageSrc) {
-	src := map[string]imageSrc{}
+// images decodes the images in file order, and returns where each
+// image's ipxe_template was given, for template problems found later.
+func (l *loader) images(top fields) ([]Image, map[string]sval) {
+	src := map[string]sval{}
 	e, ok := top.m["images"]
 	if !ok {
 		return nil, src
@@ -784,7 +780,7 @@ func (l *loader) images(top fields) ([]Image, map[string]imageSrc) {
 			im.IPXETemplate = script.v
 		}
 		out = append(out, im)
-		src[ie.key] = imageSrc{key: ie.k, path: path, script: script}
+		src[ie.key] = script
 	}
 	return out, src
 }
@@ -1144,7 +1140,7 @@ func (l *loader) budget(fs fields, key string, def Budget) Budget {
 // expandChecks renders every device of the groups that decoded cleanly, so
 // hostname clashes, bad DNS labels and failing templates are reported at
 // the key they came from.
-func (l *loader) expandChecks(f *Fleet, clean []int, srcs []groupSources, isrc map[string]imageSrc) {
+func (l *loader) expandChecks(f *Fleet, clean []int, srcs []groupSources, scripts map[string]sval) {
 	sub := *f
 	sub.Groups = make([]Group, len(clean))
 	for i, gi := range clean {
@@ -1159,8 +1155,8 @@ func (l *loader) expandChecks(f *Fleet, clean []int, srcs []groupSources, isrc m
 		gi := clean[p.group]
 		s := srcs[gi][p.field]
 		if p.fromImage {
-			im := isrc[f.Groups[gi].Image]
-			s = source{im.script.n, im.script.path}
+			sc := scripts[f.Groups[gi].Image]
+			s = source{sc.n, sc.path}
 		}
 		if s.n == nil {
 			s.path = "groups[" + strconv.Itoa(gi) + "]." + p.field
