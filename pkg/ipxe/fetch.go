@@ -49,7 +49,7 @@ func (e *FetchError) Unwrap() error { return e.Err }
 // ArtifactsError collects every failure of a preflight or a cmdline fetch,
 // sorted by URL, so one run shows the user everything that is missing.
 type ArtifactsError struct {
-	What     string // "preflight", "fetch cmdline", "check script URL"
+	What     string // the operation: "check boot artifacts", "fetch cmdline", ...
 	Total    int    // URLs checked
 	Failures []error
 }
@@ -113,7 +113,7 @@ func Preflight(ctx context.Context, client *http.Client, devs []spec.Device) err
 	for u := range set {
 		urls = append(urls, u)
 	}
-	_, err := forEachURL(ctx, "preflight", urls, func(ctx context.Context, u string) (string, error) {
+	_, err := forEachURL(ctx, "check boot artifacts", urls, func(ctx context.Context, u string) (string, error) {
 		return "", head(ctx, client, u)
 	})
 	return err

@@ -195,7 +195,7 @@ func TestPreflight(t *testing.T) {
 	}
 	msg := err.Error()
 	for _, w := range []string{
-		"preflight: 5 of 8 URLs failed:",
+		"check boot artifacts: 5 of 8 URLs failed:",
 		"HEAD " + a.URL + "/i/gone-kernel: 404 Not Found",
 		"HEAD " + a.URL + "/i/gone-initrd.img: 404 Not Found",
 		"HEAD " + a.URL + "/j/arm-initrd.img: 403 Forbidden",
