@@ -27,6 +27,7 @@ type applyOptions struct {
 	timeout       time.Duration
 	wait          string
 	failedRetries int
+	pollInterval  time.Duration
 	output        string
 }
 
@@ -54,6 +55,7 @@ A saved plan is refused when the fleet file or the live devices changed since.`,
 	cmd.Flags().BoolVar(&o.autoApprove, "auto-approve", false, "apply without asking for confirmation")
 	cmd.Flags().StringVar(&o.wait, "wait", "active", "when a device is ready: active (API state), booted (the image reported in), none")
 	cmd.Flags().IntVar(&o.failedRetries, "failed-retries", 1, "how often a device that ends failed is deleted and created again")
+	cmd.Flags().DurationVar(&o.pollInterval, "poll-interval", executor.DefaultPollInterval, "how often the fleet is listed while waiting (one listing per interval for the whole fleet)")
 	return cmd
 }
 
@@ -110,6 +112,7 @@ func runApply(ctx context.Context, env *Env, o *applyOptions, planFile string) e
 		Wait:          wait,
 		Timeout:       o.timeout,
 		FailedRetries: o.failedRetries,
+		PollInterval:  o.pollInterval,
 	}, false)
 }
 
@@ -173,7 +176,8 @@ func (c cloud) Update(ctx context.Context, id string, u executor.Update) error {
 
 // loadSavedPlan reads a plan saved by 'plan --out' and refuses it when the
 // fleet file or the live devices changed since.
-func loadSavedPlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes []byte, a apiFlags, path string) (*planned, error) {
+func loadSavedPlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes []byte, a apiFlags, path string) (_ *planned, err error) {
+	defer func() { err = explain(err, fleet) }()
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read plan: %w", err)

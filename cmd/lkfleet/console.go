@@ -60,7 +60,7 @@ func runConsole(ctx context.Context, env *Env, o *consoleOptions, name string) e
 	}
 	live, err := client.List(ctx)
 	if err != nil {
-		return err
+		return explain(err, fleet)
 	}
 	var found []planner.Live
 	for _, l := range live {

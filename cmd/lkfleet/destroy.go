@@ -58,7 +58,7 @@ func runDestroy(ctx context.Context, env *Env, o *destroyOptions) error {
 	}
 	live, err := client.List(ctx)
 	if err != nil {
-		return err
+		return explain(err, fleet)
 	}
 	// With nothing desired, the planner deletes exactly the fleet's live
 	// devices; foreign devices are not even listed.

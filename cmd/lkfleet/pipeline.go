@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -95,11 +96,17 @@ func renderDevices(ctx context.Context, desired []spec.Device, arches map[string
 // computePlan runs the whole planning pipeline: load, catalogue check,
 // render, preflight, one tag-filtered listing (plus one project listing
 // when devices are to be created, for hostname clashes), diff.
-func computePlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes []byte, a apiFlags, o planOptions, status func(string)) (*planned, error) {
+func computePlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes []byte, a apiFlags, o planOptions, status func(string)) (_ *planned, err error) {
+	defer func() { err = explain(err, fleet) }()
 	client, err := newClient(env, fleet, a)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			client.Close()
+		}
+	}()
 	cat, err := client.Catalogue(ctx)
 	if err != nil {
 		return nil, err
@@ -233,4 +240,20 @@ func readFleet(env *Env, ff fleetFlags) (*spec.Fleet, []byte, error) {
 	}
 	data, err := os.ReadFile(ff.File)
 	return fleet, data, err
+}
+
+// explain turns the API answers every command can meet into one line that
+// says what to fix: a refused token, or a project that does not exist.
+func explain(err error, fleet *spec.Fleet) error {
+	var ae *packet.APIError
+	if !errors.As(err, &ae) {
+		return err
+	}
+	switch {
+	case ae.Status == http.StatusUnauthorized:
+		return fmt.Errorf("the API refused the token (401 %s): check PACKET_AUTH_TOKEN", strings.Join(ae.Messages, "; "))
+	case ae.Status == http.StatusNotFound && strings.HasPrefix(ae.Op, "list devices"):
+		return fmt.Errorf("project %s not found (404): check --project, PACKET_PROJECT_ID or the fleet file's project", fleet.Project)
+	}
+	return err
 }

@@ -75,7 +75,7 @@ func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) e
 	}
 	live, err := client.List(ctx)
 	if err != nil {
-		return err
+		return explain(err, fleet)
 	}
 	// Which image each current rev stands for. Rendering needs the
 	// cmdlines; when they cannot be fetched, revs are shown bare.
