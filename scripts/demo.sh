@@ -1,7 +1,82 @@
 #!/usr/bin/env bash
-# The lkfleet demo: validates and prints the example fleets.
+# The lkfleet demo: the whole story on the built-in simulator, in well under
+# a minute. Usage: scripts/demo.sh [path/to/lkfleet]
+#
+# 1. start `lkfleet sim`, which also serves two image releases at /images/
+# 2. validate, plan and apply fleets/demo.yml (5 devices in two waves)
+# 3. show status, one device's iPXE script and its boot record
+# 4. roll out a new image release (rebuild in place, same device ids)
+# 5. destroy the fleet and stop the simulator
 set -euo pipefail
-bin=${1:-bin/lkfleet}
-for f in fleets/*.yml; do
-  "$bin" validate -f "$f"
+
+bin=$(cd "$(dirname "${1:-bin/lkfleet}")" && pwd)/$(basename "${1:-bin/lkfleet}")
+repo=$(cd "$(dirname "$0")/.." && pwd)
+listen=127.0.0.1:8080 # fleets/demo.yml serves its images from here
+work=$(mktemp -d)
+sim_pid=
+cleanup() {
+  [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+
+# Every fleet in fleets/ validates (the nightly lab names its build).
+export PACKET_PROJECT_ID=00000000-0000-4000-8000-000000000000 BUILD_ID=2026-11-25.1
+step "Validate the example fleets"
+for f in "$repo"/fleets/*.yml; do run "$bin" validate -f "${f#"$repo"/}"; done
+unset BUILD_ID
+
+# Two releases of a tiny stand-in image: a LinuxKit build writes
+# <name>-kernel, <name>-initrd.img and <name>-cmdline.
+for rel in 2026-11-24 2026-11-25; do
+  mkdir -p "$work/images/$rel"
+  printf 'kernel %s\n' "$rel" >"$work/images/$rel/sshd-kernel"
+  printf 'initrd %s\n' "$rel" >"$work/images/$rel/sshd-initrd.img"
+  printf 'console=ttyS1 page_poison=1' >"$work/images/$rel/sshd-cmdline"
 done
+cp "$work/images/2026-11-24/"* "$work/images/"
+
+step "Start the simulator (a Packet API on $listen)"
+"$bin" sim --listen "$listen" --images "$work/images" --provision-time 2s --quiet >"$work/sim.out" 2>"$work/sim.err" &
+sim_pid=$!
+for _ in $(seq 100); do
+  grep -q '^PACKET_PROJECT_ID=' "$work/sim.out" 2>/dev/null && break
+  kill -0 "$sim_pid" 2>/dev/null || { cat "$work/sim.err" >&2; echo "demo: the simulator did not start (is $listen in use?)" >&2; exit 1; }
+  sleep 0.1
+done
+head -3 "$work/sim.out" | sed 's/^\(PACKET_AUTH_TOKEN=\).*/\1(generated, not shown)/'
+eval "$(head -3 "$work/sim.out" | sed 's/^/export /')"
+
+cd "$repo"
+step "Plan: what would change?"
+run "$bin" plan -f fleets/demo.yml
+
+step "Apply: create the fleet, wave by wave"
+run "$bin" apply -f fleets/demo.yml --auto-approve --poll-interval 250ms -o plain
+
+step "Status: every device, the image it booted"
+run "$bin" status -f fleets/demo.yml
+
+step "The iPXE script one device boots"
+run "$bin" render -f fleets/demo.yml --device db-ams1-1
+
+step "Its boot, as the simulator recorded it"
+boots=$(exec 3<>"/dev/tcp/${listen%:*}/${listen#*:}" && printf 'GET /sim/boots HTTP/1.0\r\nHost: %s\r\n\r\n' "$listen" >&3 && sed '1,/^\r$/d' <&3)
+printf '%s\n' "$boots" | tr '{' '\n' | grep '"db-ams1-1"' | tail -1 | sed 's/^/{/; s/,$//'
+
+step "Roll out a new image release: edit the fleet file, plan, apply"
+sed 's#/images$#/images/2026-11-25#' fleets/demo.yml >"$work/demo.yml"
+run diff -u fleets/demo.yml "$work/demo.yml" || true
+run "$bin" plan -f "$work/demo.yml" --detailed-exitcode || [ $? -eq 2 ]
+run "$bin" apply -f "$work/demo.yml" --auto-approve --wait booted --poll-interval 250ms -o plain
+run "$bin" status -f "$work/demo.yml"
+run "$bin" plan -f "$work/demo.yml" --detailed-exitcode
+
+step "Destroy: delete the fleet's devices, and nothing else"
+run "$bin" destroy -f "$work/demo.yml" --auto-approve -o plain
+
+step "Done"
+echo "The simulator is stopped. Try it yourself: $bin sim --help"

@@ -70,6 +70,9 @@ func runDestroy(ctx context.Context, env *Env, o *destroyOptions) error {
 	if err != nil {
 		return err
 	}
+	for i := range plan.Changes {
+		plan.Changes[i].Reasons = []string{"lkfleet destroy removes every device of fleet " + fleet.Name}
+	}
 	if mode != ui.JSON {
 		if err := planner.RenderText(env.Out, plan, planner.TextOptions{Color: colorOut(env), FleetFile: o.fleet.File}); err != nil {
 			return err
