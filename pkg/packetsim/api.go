@@ -222,6 +222,9 @@ func (s *Sim) addDevice(in *createInput, pl placement, hostname string, now time
 		failProv: s.chance(s.cfg.FailProvisionRate),
 	}
 	s.insert(d)
+	if d.failProv {
+		s.stats.fault(FaultFailedProvision)
+	}
 	if d.os == "custom_ipxe" && !d.failProv {
 		s.scheduleBoot(d, now.Add(d.phaseDur), false)
 	}
@@ -280,6 +283,7 @@ func (s *Sim) createDevice(w http.ResponseWriter, r *http.Request, pid string) {
 
 // ambiguous fails a response whose request did take effect.
 func (s *Sim) ambiguous(w http.ResponseWriter) {
+	s.stats.fault(FaultAmbiguousCreate)
 	switch s.pick(3) {
 	case 0:
 		writeErr(w, http.StatusInternalServerError, "Oh snap, something went wrong! We've logged the error and will take a look - please reach out to us if you continue having trouble.")

@@ -166,16 +166,21 @@ func (s *Sim) fault(w http.ResponseWriter, r *http.Request, serve func(http.Resp
 	}
 	switch s.pick(n) {
 	case fault500:
+		s.stats.fault(FaultServerError)
 		writeErr(w, http.StatusInternalServerError, "Oh snap, something went wrong! We've logged the error and will take a look - please reach out to us if you continue having trouble.")
 	case fault502:
+		s.stats.fault(FaultBadGateway)
 		w.Header().Set("Content-Type", "text/html")
 		w.WriteHeader(http.StatusBadGateway)
 		w.Write([]byte("<html><body><h1>502 Bad Gateway</h1></body></html>\n"))
 	case fault503:
+		s.stats.fault(FaultUnavailable)
 		writeErr(w, http.StatusServiceUnavailable, "Service temporarily unavailable")
 	case faultDrop:
+		s.stats.fault(FaultDropped)
 		dropConn(w)
 	case faultTruncate:
+		s.stats.fault(FaultTruncated)
 		buf := &bufferWriter{header: http.Header{}}
 		serve(buf)
 		for k, v := range buf.header {

@@ -22,7 +22,24 @@ type Stats struct {
 	Duplicates int `json:"duplicates"`
 	// PeakInFlight is the most API requests served at once.
 	PeakInFlight int `json:"peak_in_flight"`
+	// Faults counts injected faults by kind: "500", "502", "503",
+	// "dropped" and "truncated" (--fault-rate), "ambiguous_create"
+	// (--ambiguous-create-rate) and "failed_provision"
+	// (--fail-provision-rate). Chaos runs report them, so a run that
+	// passed can be told from one where no fault happened.
+	Faults map[string]int `json:"faults"`
 }
+
+// Fault kinds counted in Stats.Faults.
+const (
+	FaultServerError     = "500"
+	FaultBadGateway      = "502"
+	FaultUnavailable     = "503"
+	FaultDropped         = "dropped"
+	FaultTruncated       = "truncated"
+	FaultAmbiguousCreate = "ambiguous_create"
+	FaultFailedProvision = "failed_provision"
+)
 
 // stats accumulates counters under its own lock.
 type stats struct {
@@ -32,11 +49,20 @@ type stats struct {
 	throttled int
 	creates   int
 	peak      int64
+	faults    map[string]int
 }
 
 func (st *stats) init() {
 	st.requests = map[string]int{}
 	st.status = map[string]int{}
+	st.faults = map[string]int{}
+}
+
+// fault counts one injected fault of kind.
+func (st *stats) fault(kind string) {
+	st.mu.Lock()
+	st.faults[kind]++
+	st.mu.Unlock()
 }
 
 func (st *stats) enter(n int64) {
@@ -70,6 +96,7 @@ func (s *Sim) Stats() Stats {
 	out := Stats{
 		Requests: maps.Clone(s.stats.requests), Status: maps.Clone(s.stats.status),
 		Throttled: s.stats.throttled, Creates: s.stats.creates, PeakInFlight: int(s.stats.peak),
+		Faults: maps.Clone(s.stats.faults),
 	}
 	s.stats.mu.Unlock()
 	out.Duplicates = s.duplicates()
