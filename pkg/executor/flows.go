@@ -382,8 +382,12 @@ func (r *run) waitReady(ctx context.Context, c *planner.Change, id string, mode 
 		if key := l.State + "/" + l.UserState + "/" + l.UserStateAt.String(); key != lastSeen {
 			lastSeen = key
 			msg := ""
-			if l.UserState != "" {
+			switch {
+			case l.UserState == "":
+			case l.UserStateAt.After(baseline):
 				msg = "user state " + l.UserState
+			default:
+				msg = "user state " + l.UserState + " (from before this change)"
 			}
 			r.emit(Event{Kind: DeviceState, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
 				DeviceID: id, State: l.State, Message: msg})
