@@ -23,6 +23,10 @@ const (
 	StateDeleted        = "deleted"
 )
 
+// UserStateFailed is the user state a device posts when its boot failed
+// (DESIGN section 1); the planner rebuilds such a device.
+const UserStateFailed = "failed"
+
 // RebuildAll is the --rebuild target that selects every desired device.
 const RebuildAll = "all"
 
@@ -400,10 +404,19 @@ func diffDevice(f *spec.Fleet, d *spec.Device, l *Live, rebuildReason, replaceRe
 		reasons = append([]string{replaceReason}, reasons...)
 	case len(forces) > 0:
 		c.Action = Replace
-	case len(boot) > 0 || rebuildReason != "":
+	case len(boot) > 0 || rebuildReason != "" || l.UserState == UserStateFailed:
+		// A device whose last boot failed is rebuilt even when its boot
+		// config is current: after a halted rollout (or an image fixed in
+		// place) re-running apply must boot it again, not call it done.
 		c.Action = Rebuild
 		if rebuildReason != "" {
 			reasons = append(reasons, rebuildReason)
+		}
+		if l.UserState == UserStateFailed {
+			if len(boot) == 0 {
+				reasons = append(reasons, "last boot failed: "+orNone(l.UserStateBody))
+			}
+			attrs = append(attrs, AttrDiff{Name: "booted", Before: UserStateFailed, After: "succeeded"})
 		}
 		strategy, note := strategyFor(f, d)
 		c.Strategy = strategy
@@ -531,15 +544,29 @@ func describeText(s string) string {
 
 // kernelOf returns the URL of the first iPXE `kernel` command in a script,
 // "" if none: the line that changes when an image moves, worth showing.
+// Variables set earlier in the script are expanded, because the rendered
+// scripts name the kernel as ${base-url}/NAME-kernel: unexpanded, every
+// release would look the same to the person approving the plan.
 func kernelOf(script string) string {
+	vars := map[string]string{}
+	expand := func(s string) string {
+		for name, v := range vars {
+			s = strings.ReplaceAll(s, "${"+name+"}", v)
+		}
+		return s
+	}
 	for line := range strings.Lines(script) {
 		fields := strings.Fields(line)
+		if len(fields) >= 3 && fields[0] == "set" {
+			vars[fields[1]] = expand(strings.Join(fields[2:], " "))
+			continue
+		}
 		if len(fields) < 2 || fields[0] != "kernel" {
 			continue
 		}
 		for _, f := range fields[1:] {
 			if !strings.HasPrefix(f, "--") {
-				return f
+				return expand(f)
 			}
 		}
 	}

@@ -350,6 +350,41 @@ func TestCompute(t *testing.T) {
 			noops:    4,
 		},
 		{
+			name: "new image named through a script variable: the kernel line shows it expanded",
+			setup: func(in *Input) {
+				for _, base := range []string{"https://img.example.com/2026-11-25", "https://img.example.com/2026-11-26"} {
+					s := "#!ipxe\ndhcp\nset base-url " + base + "\nset k ${base-url}/sshd-kernel\nkernel ${k} console=ttyS1\nboot\n"
+					if strings.HasSuffix(base, "25") {
+						findLive(in, "web/ams1/1").Userdata = s
+						continue
+					}
+					d := findDesired(in, "web/ams1/1")
+					d.Script = s
+					d.Rev = d.ComputeRev()
+				}
+			},
+			want: []string{"rebuild web/ams1/1 d-01"},
+			reasons: map[string][]string{"rebuild web/ams1/1 d-01": {
+				"script changed",
+				"kernel: https://img.example.com/2026-11-25/sshd-kernel -> https://img.example.com/2026-11-26/sshd-kernel",
+			}},
+			noops: 4,
+		},
+		{
+			name: "a device whose last boot failed is rebuilt though its config is current",
+			setup: func(in *Input) {
+				l := findLive(in, "web/ewr1/1")
+				l.UserState, l.UserStateBody = UserStateFailed, "kernel: 404 Not Found"
+				findLive(in, "web/ewr1/2").UserState = "succeeded"
+				findLive(in, "web/ams1/2").UserState = "running"
+			},
+			want:     []string{"rebuild web/ewr1/1 d-03"},
+			reasons:  map[string][]string{"rebuild web/ewr1/1 d-03": {"last boot failed: kernel: 404 Not Found"}},
+			attrs:    map[string][]string{"rebuild web/ewr1/1 d-03": {`booted: "failed" -> "succeeded"`}},
+			strategy: map[string]string{"rebuild web/ewr1/1 d-03": "reboot"},
+			noops:    4,
+		},
+		{
 			name: "ipxe_script_url changed",
 			setup: func(in *Input) {
 				d, _ := urlMode(in, "web/ewr1/2")
