@@ -99,7 +99,7 @@ func runApply(ctx context.Context, env *Env, o *applyOptions, planFile string) e
 		if !env.InTTY {
 			return errors.New("apply needs confirmation: run it on a terminal, or pass --auto-approve")
 		}
-		ok, err := ui.Confirm(env.In, env.Out, "Do you want to apply these changes? Only 'yes' will be accepted.")
+		ok, err := ui.Confirm(env.In, env.Out, "Do you want to apply these changes?")
 		if err != nil {
 			return err
 		}

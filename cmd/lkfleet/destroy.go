@@ -85,7 +85,7 @@ func runDestroy(ctx context.Context, env *Env, o *destroyOptions) error {
 		if !env.InTTY {
 			return errors.New("destroy needs confirmation: run it on a terminal, or pass --auto-approve")
 		}
-		ok, err := ui.Confirm(env.In, env.Out, fmt.Sprintf("Destroy all %d devices of fleet %q? Only 'yes' will be accepted.", plan.Summary().Destroy, fleet.Name))
+		ok, err := ui.Confirm(env.In, env.Out, fmt.Sprintf("Destroy all %d devices of fleet %q?", plan.Summary().Destroy, fleet.Name))
 		if err != nil {
 			return err
 		}
