@@ -11,6 +11,13 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first Ctrl-C cancels ctx: lkfleet stops scheduling, lets calls in
+	// flight finish and prints what was done. Restoring the default handler
+	// then lets a second Ctrl-C end the process at once.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	code := Run(ctx, os.Args[1:], SystemEnv())
 	stop()
 	os.Exit(code)
