@@ -111,4 +111,3 @@ func TestPlanCostOverTenThousandDevices(t *testing.T) {
 		t.Errorf("plan over 10,000 devices cost %d API requests, want at most 13 (%v)", n, e.srv.Sim.Stats().Requests)
 	}
 }
-
