@@ -518,10 +518,12 @@ func (r *run) fail(w *wave, c *planner.Change, fd FailedDevice) {
 		if w.index < len(r.plan.Rollout.Waves) {
 			zones = " (" + strings.Join(r.plan.Rollout.Waves[w.index], ", ") + ")"
 		}
+		// Waves count from 1 here as in the plan text and the progress
+		// lines: a person reads this message next to them.
 		r.res.HaltReason = fmt.Sprintf("wave %d%s: %d failed device(s) exceed max_failures %d; "+
 			"changes not yet started and every later wave were left untouched. "+
 			"Fix the cause, then run `lkfleet apply` again to resume from here",
-			w.index, zones, n, r.plan.Rollout.MaxFailures)
+			w.index+1, zones, n, r.plan.Rollout.MaxFailures)
 	}
 	reason := r.res.HaltReason
 	r.mu.Unlock()
