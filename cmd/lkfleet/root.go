@@ -86,6 +86,11 @@ func Run(ctx context.Context, args []string, env *Env) int {
 	if errors.As(err, &ee) {
 		code = ee.code
 		err = ee.err
+	} else if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		// Ctrl-C before any change was made (while planning): the
+		// command stopped because it was asked to, not because it failed.
+		code = ExitInterrupted
+		err = fmt.Errorf("interrupted before any change was made (%w)", err)
 	}
 	if err != nil {
 		msg := err.Error()
