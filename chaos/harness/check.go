@@ -191,7 +191,7 @@ func (l *Lab) Apply(ctx context.Context, run Runner, poll time.Duration, desired
 	}
 	sum, ok := ParseSummary(st.Stdout)
 	st.Summary = sum
-	if !ok && st.Code != 1 {
+	if !ok && st.Code != 1 && strings.TrimSpace(st.Stdout) != "" {
 		problems = append(problems, fmt.Sprintf("apply exited %d without a summary; stderr: %s", st.Code, lastLine(st.Stderr)))
 	}
 	l.settle()
@@ -202,7 +202,7 @@ func (l *Lab) Apply(ctx context.Context, run Runner, poll time.Duration, desired
 	conv, _ := Converged(devs, desired)
 	switch st.Code {
 	case 0:
-		if sum.Result != "complete" {
+		if ok && sum.Result != "complete" {
 			problems = append(problems, "apply exited 0 with result "+sum.Result)
 		}
 		if len(conv) > 0 {

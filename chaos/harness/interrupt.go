@@ -1,0 +1,258 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lkfleet/lkfleet/pkg/packetsim"
+)
+
+// InterruptConfig configures the interruption trials.
+type InterruptConfig struct {
+	// Dir is the trials' scratch directory.
+	Dir string
+	// Count is devices per group and zone: the fleet grows from 6×Count
+	// to 18×Count devices and shrinks back.
+	Count int
+	// Seed, FaultRate and AmbiguousCreateRate configure the simulator's
+	// faults (failed provisions are left out so every trial's accounting
+	// is exact).
+	Seed                           uint64
+	FaultRate, AmbiguousCreateRate float64
+	ListLag, ProvisionTime         time.Duration
+	// Poll is apply's --poll-interval.
+	Poll time.Duration
+	// StopWithin bounds the time from Ctrl-C to exit (default 5 s).
+	StopWithin time.Duration
+	// Logf, if set, receives progress lines.
+	Logf func(format string, args ...any)
+}
+
+// TrialResult is one interruption and the resume after it.
+type TrialResult struct {
+	// Name says when Ctrl-C came.
+	Name string
+	// Code is the interrupted apply's exit code (want 130).
+	Code int
+	// Outcome is the summary's result ("interrupted"; "" without summary).
+	Outcome string
+	// Stopped is the time from Ctrl-C to exit.
+	Stopped time.Duration
+	// Done, NotDone and Failed are the summary's accounting.
+	Done, NotDone, Failed int
+	// Resumes is how many applies converged afterwards (0: none did).
+	Resumes int
+	// Duplicates the simulator counted after the resume.
+	Duplicates int
+	// Problems lists every guarantee the trial saw broken.
+	Problems []string
+}
+
+// trial is one interruption: how to prepare the fleet file, when to
+// press Ctrl-C, and how many changes the interrupted apply's plan has.
+type trial struct {
+	name    string
+	rel     string
+	count   int
+	changes int
+	// trigger sees every API request with counts of creates, deletes and
+	// actions so far in this trial and says when to interrupt.
+	trigger func(method, path string, n counts) bool
+}
+
+type counts struct{ lists, creates, deletes, actions int }
+
+// Interrupts runs the interruption trials on one lab, in order: Ctrl-C
+// before any create, during creates, while waiting for new devices,
+// during deletes and during a rebuild. After each, it checks the exit
+// code (130), the time to exit, the summary's accounting against what the
+// simulator did, and that the next apply converges without duplicates.
+func Interrupts(ctx context.Context, cfg InterruptConfig, run Runner) ([]TrialResult, error) {
+	logf := cfg.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if cfg.StopWithin == 0 {
+		cfg.StopWithin = 5 * time.Second
+	}
+	lab, err := NewLab(LabConfig{Dir: cfg.Dir, Sim: packetsim.Config{
+		Seed:                cfg.Seed,
+		FaultRate:           cfg.FaultRate,
+		AmbiguousCreateRate: cfg.AmbiguousCreateRate,
+		ListLag:             cfg.ListLag,
+		ProvisionTime:       cfg.ProvisionTime,
+		DeprovisionTime:     cfg.ProvisionTime / 2,
+	}})
+	if err != nil {
+		return nil, err
+	}
+	defer lab.Close()
+	seeded, err := lab.SeedForeign(ctx, 6)
+	if err != nil {
+		return nil, err
+	}
+	c, n := cfg.Count, 6*cfg.Count
+	devices := func(m string) bool { return strings.HasSuffix(m, "/devices") }
+	// Each trial starts where the previous one's resume left the fleet:
+	// c slots, then 2c, 3c, back to c, then a new image.
+	trials := []trial{
+		{name: "before creates", rel: "v1", count: c, changes: n,
+			trigger: func(m, p string, k counts) bool { return m == "GET" && devices(p) }},
+		{name: "during creates", rel: "v1", count: 2 * c, changes: n,
+			trigger: func(m, p string, k counts) bool { return k.creates >= n/3 }},
+		{name: "after creates, while waiting", rel: "v1", count: 3 * c, changes: n,
+			trigger: func(m, p string, k counts) bool { return k.creates >= n && m == "GET" && devices(p) }},
+		{name: "during deletes", rel: "v1", count: c, changes: 2 * n,
+			trigger: func(m, p string, k counts) bool { return k.deletes >= n/2 }},
+		{name: "during a rebuild", rel: "v2", count: c, changes: n,
+			trigger: func(m, p string, k counts) bool { return k.actions >= n/3 }},
+	}
+	var out []TrialResult
+	for _, tr := range trials {
+		r, err := lab.interrupt(ctx, cfg, run, tr)
+		if err != nil {
+			return out, fmt.Errorf("trial %q: %w", tr.name, err)
+		}
+		logf("interrupt %s: exit %d (%s) %s after Ctrl-C; %d done, %d not done, %d failed; converged after %d apply(s)",
+			r.Name, r.Code, r.Outcome, r.Stopped.Round(time.Millisecond), r.Done, r.NotDone, r.Failed, r.Resumes)
+		out = append(out, r)
+	}
+	changed, err := lab.ForeignChanges(ctx, seeded)
+	if err != nil {
+		return out, err
+	}
+	if len(changed) > 0 && len(out) > 0 {
+		last := &out[len(out)-1]
+		for _, c := range changed {
+			last.Problems = append(last.Problems, "foreign device "+c)
+		}
+	}
+	return out, nil
+}
+
+// interrupt runs one trial.
+func (l *Lab) interrupt(ctx context.Context, cfg InterruptConfig, run Runner, tr trial) (TrialResult, error) {
+	res := TrialResult{Name: tr.name}
+	if err := l.WriteFleet(tr.rel, tr.count); err != nil {
+		return res, err
+	}
+	desired := DesiredSlots(tr.count)
+	l.settle()
+	before, err := l.Listing(ctx)
+	if err != nil {
+		return res, err
+	}
+	slotsBefore := len(Fleet(before))
+	creates0 := l.Sim().Stats().Creates
+
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		k        counts
+		cancelAt time.Time
+	)
+	l.OnRequest(func(method, path string) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case method == "POST" && strings.HasSuffix(path, "/devices"):
+			k.creates++
+		case method == "DELETE":
+			k.deletes++
+		case method == "POST" && strings.HasSuffix(path, "/actions"):
+			k.actions++
+		}
+		if cancelAt.IsZero() && tr.trigger(method, path, k) {
+			cancelAt = time.Now()
+			cancel()
+		}
+	})
+	st := l.run(actx, run, l.ApplyArgs(cfg.Poll)...)
+	end := time.Now()
+	l.OnRequest(nil)
+	mu.Lock()
+	at := cancelAt
+	mu.Unlock()
+	res.Code = st.Code
+	if at.IsZero() {
+		res.Problems = append(res.Problems, fmt.Sprintf("the apply ended (exit %d) before Ctrl-C came", st.Code))
+	} else {
+		res.Stopped = end.Sub(at)
+	}
+	if res.Code != 130 {
+		res.Problems = append(res.Problems, fmt.Sprintf("interrupted apply exited %d, want 130; stderr: %s", st.Code, lastLine(st.Stderr)))
+	}
+	if strings.Contains(st.Stdout+st.Stderr, Token) {
+		res.Problems = append(res.Problems, "the interrupted apply printed the API token")
+	}
+	if res.Stopped > cfg.StopWithin {
+		res.Problems = append(res.Problems, fmt.Sprintf("exit took %s after Ctrl-C, want at most %s", res.Stopped, cfg.StopWithin))
+	}
+	sum, ok := ParseSummary(st.Stdout)
+	if ok {
+		res.Outcome = sum.Result
+		res.Done = sum.Added + sum.Rebuilt + sum.Changed + sum.Destroyed
+		res.NotDone, res.Failed = len(sum.NotDone), len(sum.Failed)
+		if sum.Result != "interrupted" {
+			res.Problems = append(res.Problems, "summary result "+sum.Result+", want interrupted")
+		}
+		if total := res.Done + res.NotDone + res.Failed; total != tr.changes {
+			res.Problems = append(res.Problems, fmt.Sprintf("summary accounts for %d changes (%d done, %d not done, %d failed), the plan had %d",
+				total, res.Done, res.NotDone, res.Failed, tr.changes))
+		}
+	} else if !strings.Contains(strings.ToLower(st.Stderr), "interrupt") {
+		res.Problems = append(res.Problems, "no summary and no word of the interruption; stderr: "+lastLine(st.Stderr))
+	}
+
+	// What the summary claims done must have happened, and what happened
+	// must be claimed done or not done.
+	l.settle()
+	after, err := l.Listing(ctx)
+	if err != nil {
+		return res, err
+	}
+	slotsAfter := len(Fleet(after))
+	created := l.Sim().Stats().Creates - creates0
+	switch {
+	case strings.HasPrefix(tr.name, "during deletes"):
+		removed := slotsBefore - slotsAfter
+		if removed < sum.Destroyed || removed > sum.Destroyed+res.NotDone+res.Failed {
+			res.Problems = append(res.Problems, fmt.Sprintf("%d devices deleted, the summary says %d destroyed and %d not done", removed, sum.Destroyed, res.NotDone))
+		}
+	case tr.rel == "v1":
+		grown := slotsAfter - slotsBefore
+		if grown < sum.Added || grown > sum.Added+res.NotDone+res.Failed {
+			res.Problems = append(res.Problems, fmt.Sprintf("%d slots filled, the summary says %d added and %d not done", grown, sum.Added, res.NotDone))
+		}
+		if tr.name == "before creates" && created != 0 {
+			res.Problems = append(res.Problems, fmt.Sprintf("%d devices created after Ctrl-C before any create", created))
+		}
+	}
+
+	// The next apply converges (two at most) without duplicates.
+	for i := 1; i <= 2; i++ {
+		st, problems, err := l.Apply(ctx, run, cfg.Poll, desired)
+		if err != nil {
+			return res, err
+		}
+		res.Problems = append(res.Problems, problems...)
+		if st.Code == 0 {
+			res.Resumes = i
+			break
+		}
+	}
+	if res.Resumes == 0 {
+		res.Problems = append(res.Problems, "no apply converged after the interruption")
+	} else if p := l.Plan(ctx, run); p.Code != 0 {
+		res.Problems = append(res.Problems, fmt.Sprintf("plan --detailed-exitcode after the resume exited %d", p.Code))
+	}
+	res.Duplicates = l.Sim().Stats().Duplicates
+	if res.Duplicates != 0 {
+		res.Problems = append(res.Problems, fmt.Sprintf("%d duplicate devices", res.Duplicates))
+	}
+	return res, nil
+}
