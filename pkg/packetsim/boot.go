@@ -26,6 +26,9 @@ type Boot struct {
 	InitrdURLs []string `json:"initrd_urls,omitempty"`
 	OK         bool     `json:"ok"`
 	Error      string   `json:"error,omitempty"`
+
+	script string // the script that booted (after chains), for a Booter
+	detail string // a Booter's success text for the user_state event
 }
 
 // Boots returns every boot recorded so far, oldest first.
@@ -213,6 +216,7 @@ type bootSnap struct {
 	userdata  string
 	ipxeURL   string
 	localDisk bool
+	arch      string
 }
 
 func (s *Sim) runBootJob(ctx context.Context, j job) {
@@ -223,9 +227,15 @@ func (s *Sim) runBootJob(ctx context.Context, j job) {
 		return
 	}
 	snap := bootSnap{id: d.id, gen: d.gen, hostname: d.hostname, userdata: d.userdata, ipxeURL: d.ipxeURL, localDisk: d.bootLocal}
+	if d.plan != nil {
+		snap.arch = d.plan.Arch
+	}
 	s.mu.RUnlock()
 
 	b := s.boot(ctx, snap)
+	if b.OK && s.cfg.Booter != nil {
+		b = s.realBoot(ctx, snap, b)
+	}
 	if ctx.Err() != nil {
 		return // shutting down: the boot did not finish
 	}
@@ -239,6 +249,9 @@ func (s *Sim) runBootJob(ctx context.Context, j job) {
 	ev := event{id: s.newID(), at: s.now(), typ: "user_state", state: UserStateSucceeded}
 	if b.OK {
 		ev.body = "booted " + b.KernelURL
+		if b.detail != "" {
+			ev.body = b.detail
+		}
 	} else {
 		ev.state, ev.body = UserStateFailed, b.Error
 	}
@@ -312,6 +325,9 @@ func (s *Sim) boot(ctx context.Context, d bootSnap) Boot {
 		}
 	}
 	b.OK = true
+	if s.cfg.Booter != nil {
+		b.script = script
+	}
 	return b
 }
 

@@ -71,6 +71,9 @@ type Config struct {
 	SaveDelay time.Duration
 	// BootWorkers bounds concurrent boots (0 = 8).
 	BootWorkers int
+	// Booter, if set, boots every script that interpreted well for real
+	// (e.g. a QEMUBooter); the user state then reports its result.
+	Booter Booter
 }
 
 // DefaultCapacity is the per facility and plan capacity when Config.Capacity
