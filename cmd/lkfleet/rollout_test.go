@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -21,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/lkfleet/lkfleet/pkg/packetsim"
 	"github.com/lkfleet/lkfleet/pkg/planner"
@@ -806,4 +809,116 @@ rollout:`, 1))
 			t.Errorf("plan %v: exit %d, stderr %q", bad, code, errs)
 		}
 	}
+}
+
+// stubLkfleet writes an executable "lkfleet" into dir that appends its
+// arguments (and BUILD_ID) to dir/calls and exits with $STUB_PLAN_EXIT for
+// plan, 0 otherwise.
+func stubLkfleet(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "lkfleet")
+	stub := "#!/bin/sh\necho \"BUILD_ID=$BUILD_ID $*\" >> '" + filepath.Join(dir, "calls") + "'\n" +
+		"if [ \"$1\" = plan ]; then exit \"$STUB_PLAN_EXIT\"; fi\nexit 0\n"
+	if err := os.WriteFile(bin, []byte(stub), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+const nightlyApply = "apply -f fleets/nightly-lab.yml --auto-approve --rebuild all --wait booted"
+
+// The nightly examples gate the apply on plan --detailed-exitcode: 0 does
+// nothing and succeeds, 2 applies with --auto-approve --rebuild all
+// --wait booted, anything else fails without applying.
+func TestNightlyExamples(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	cases := []struct {
+		planExit, wantExit int
+		applied            bool
+	}{{0, 0, false}, {2, 0, true}, {1, 1, false}, {3, 1, false}}
+
+	t.Run("cron", func(t *testing.T) {
+		for _, tc := range cases {
+			dir := t.TempDir()
+			cmd := exec.Command(sh, filepath.Join("..", "..", "examples", "cron", "nightly-lab.sh"))
+			cmd.Env = []string{
+				"PATH=" + os.Getenv("PATH"), "LKFLEET=" + stubLkfleet(t, dir),
+				"LOCK_FILE=" + filepath.Join(dir, "lock"), "BUILD_ID=2026-11-25.3",
+				"STUB_PLAN_EXIT=" + fmt.Sprint(tc.planExit),
+			}
+			out, _ := cmd.CombinedOutput()
+			calls, _ := os.ReadFile(filepath.Join(dir, "calls"))
+			wantCalls := "BUILD_ID=2026-11-25.3 plan -f fleets/nightly-lab.yml --detailed-exitcode\n"
+			if tc.applied {
+				wantCalls += "BUILD_ID=2026-11-25.3 " + nightlyApply + " --timeout 60m -o plain\n"
+			}
+			if code := cmd.ProcessState.ExitCode(); code != tc.wantExit || string(calls) != wantCalls {
+				t.Errorf("plan exit %d: script exit %d (want %d), calls:\n%s(want:\n%s)output:\n%s",
+					tc.planExit, code, tc.wantExit, calls, wantCalls, out)
+			}
+		}
+	})
+
+	t.Run("github actions", func(t *testing.T) {
+		data, err := os.ReadFile(filepath.Join("..", "..", "examples", "github-actions", "nightly-lab.yml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wf struct {
+			Jobs map[string]struct {
+				Env   map[string]string `yaml:"env"`
+				Steps []struct {
+					ID  string `yaml:"id"`
+					If  string `yaml:"if"`
+					Run string `yaml:"run"`
+				} `yaml:"steps"`
+			} `yaml:"jobs"`
+		}
+		if err := yaml.Unmarshal(data, &wf); err != nil {
+			t.Fatalf("workflow is not YAML: %v", err)
+		}
+		job := wf.Jobs["rebuild"]
+		if job.Env["PACKET_AUTH_TOKEN"] != "${{ secrets.PACKET_AUTH_TOKEN }}" {
+			t.Errorf("the token does not come from a secret: %q", job.Env["PACKET_AUTH_TOKEN"])
+		}
+		var plan, apply string
+		for _, s := range job.Steps {
+			switch {
+			case s.ID == "plan":
+				plan = s.Run
+			case strings.Contains(s.Run, "lkfleet apply"):
+				apply = strings.Join(strings.Fields(s.Run), " ")
+				if s.If != "steps.plan.outputs.changes == 'true'" {
+					t.Errorf("apply runs if %q", s.If)
+				}
+			}
+		}
+		if !strings.Contains(apply, `lkfleet apply -f "$FLEET_FILE" --auto-approve --rebuild all --wait booted`) {
+			t.Errorf("apply step: %q", apply)
+		}
+		// Run the plan step's script with the stub as lkfleet.
+		for _, tc := range cases {
+			dir := t.TempDir()
+			stubLkfleet(t, dir)
+			output := filepath.Join(dir, "output")
+			cmd := exec.Command(sh, "-e", "-c", plan)
+			cmd.Env = []string{
+				"PATH=" + dir + string(os.PathListSeparator) + os.Getenv("PATH"),
+				"FLEET_FILE=fleets/nightly-lab.yml", "BUILD_ID=b7", "GITHUB_OUTPUT=" + output,
+				"GITHUB_STEP_SUMMARY=" + filepath.Join(dir, "summary"), "STUB_PLAN_EXIT=" + fmt.Sprint(tc.planExit),
+			}
+			out, _ := cmd.CombinedOutput()
+			got, _ := os.ReadFile(output)
+			want := ""
+			if tc.wantExit == 0 {
+				want = fmt.Sprintf("changes=%v\n", tc.applied)
+			}
+			if code := cmd.ProcessState.ExitCode(); code != tc.wantExit || string(got) != want {
+				t.Errorf("plan exit %d: step exit %d (want %d), output %q (want %q)\n%s", tc.planExit, code, tc.wantExit, got, want, out)
+			}
+		}
+	})
 }
