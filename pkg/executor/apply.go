@@ -424,6 +424,7 @@ type outcome int
 const (
 	done       outcome = iota // counted in Result
 	failed                    // in Result.Failed
+	reported                  // failed, and already recorded by the change
 	notStarted                // in Result.NotDone
 )
 
@@ -457,6 +458,7 @@ func (r *run) runChange(ctx context.Context, w *wave, i int) {
 		r.skip([]int{i})
 	case failed:
 		r.fail(w, c, fd)
+	case reported:
 	case done:
 		r.count(c)
 	}

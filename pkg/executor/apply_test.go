@@ -743,6 +743,14 @@ func TestPercentBudgetCountsNoOpDevices(t *testing.T) {
 }
 
 func TestHaltStopsChangesWaitingForBudget(t *testing.T) {
+	// The halt races the failed device's budget unit going back to the next
+	// device waiting for it; repeat so that losing the race shows.
+	for range 100 {
+		haltStopsChangesWaitingForBudget(t)
+	}
+}
+
+func haltStopsChangesWaitingForBudget(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fc := newFake()
 		lives, _ := seedWave(fc, "ams1", 5)

@@ -157,7 +157,7 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 // userdata (or script URL) and rev tag, then the reboot or reinstall
 // action, then a wait until it has booted again. The device counts
 // against the wave's max_unavailable from the PUT until it is ready.
-func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how string) (outcome, FailedDevice) {
+func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how string) (oc outcome, fd FailedDevice) {
 	d := c.Desired
 	switch {
 	case d == nil:
@@ -169,7 +169,16 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how str
 	if err := w.budget.Acquire(w.sched, 1); err != nil {
 		return notStarted, FailedDevice{}
 	}
-	defer w.budget.Release(1)
+	defer func() {
+		// A failure is recorded, and halts the rollout when it is one too
+		// many, before the unit goes back: released first, the unit would
+		// let the next device of the wave start before the halt.
+		if oc == failed {
+			r.fail(w, c, fd)
+			oc = reported
+		}
+		w.budget.Release(1)
+	}()
 
 	id := c.DeviceID
 	tags := d.Tags()
@@ -222,9 +231,9 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how str
 	if c.Live != nil {
 		baseline = c.Live.UserStateAt
 	}
-	_, fd, err := r.ensureReadyAfter(ctx, c, id, r.opts.Wait, true, baseline, after)
-	if err == nil && fd != nil {
-		return failed, *fd
+	_, bad, err := r.ensureReadyAfter(ctx, c, id, r.opts.Wait, true, baseline, after)
+	if err == nil && bad != nil {
+		return failed, *bad
 	}
 	return done, FailedDevice{}
 }
