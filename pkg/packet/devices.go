@@ -120,7 +120,7 @@ func (c *Client) FindSlot(ctx context.Context, slot string) ([]planner.Live, err
 // deviceList is one page of a device listing. packngo's own listing type
 // hides the page numbers, which the paging loop needs.
 type deviceList struct {
-	Devices []packngo.Device `json:"devices"`
+	Devices []listedDevice `json:"devices"`
 	Meta    struct {
 		CurrentPage int `json:"current_page"`
 		LastPage    int `json:"last_page"`
@@ -165,7 +165,7 @@ func (c *Client) list(ctx context.Context, op string, filters map[string]string)
 				continue
 			}
 			seen[root.Devices[i].ID] = true
-			out = append(out, toLive(&root.Devices[i]))
+			out = append(out, toLive(root.Devices[i].device()))
 		}
 		m := root.Meta
 		if len(root.Devices) < PerPage || (m.LastPage > 0 && m.CurrentPage >= m.LastPage) {

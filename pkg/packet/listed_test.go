@@ -1,0 +1,103 @@
+package packet
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/packethost/packngo"
+
+	"github.com/lkfleet/lkfleet/pkg/packetsim"
+	"github.com/lkfleet/lkfleet/pkg/spec"
+)
+
+// sameLive decodes raw (a JSON array of devices) into packngo.Device and
+// into listedDevice and fails unless toLive maps both identically.
+func sameLive(t *testing.T, raw []byte) int {
+	t.Helper()
+	var full []packngo.Device
+	var slim []listedDevice
+	if err := json.Unmarshal(raw, &full); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &slim); err != nil {
+		t.Fatal(err)
+	}
+	if len(full) != len(slim) {
+		t.Fatalf("decoded %d and %d devices", len(full), len(slim))
+	}
+	for i := range full {
+		want, got := toLive(&full[i]), toLive(slim[i].device())
+		if !reflect.DeepEqual(want, got) {
+			t.Errorf("device %d:\n full %+v\n slim %+v", i, want, got)
+		}
+	}
+	return len(full)
+}
+
+func TestListedDeviceMapsLikePackngo(t *testing.T) {
+	raw := `[{
+	  "id": "d1", "short_id": "d1s", "hostname": "web-ams1-1", "state": "active",
+	  "created_at": "2026-01-02T03:04:05Z", "billing_cycle": "hourly", "always_pxe": true,
+	  "userdata": "#!ipxe", "ipxe_script_url": "", "sos": "d1@sos.ams1.platformequinix.com",
+	  "tags": ["lab", "lkfleet:fleet=lab", "lkfleet:slot=web/ams1/1", "lkfleet:rev=abcdefabcdef"],
+	  "plan": {"slug": "c3.small.x86", "name": "c3.small", "specs": {"cpus": [{"count": 1, "type": "x"}]}},
+	  "facility": {"code": "ams1", "name": "Amsterdam", "metro": {"code": "am", "id": "m1"}, "address": {"address": "x"}},
+	  "ip_addresses": [{"address": "147.75.1.2", "public": true, "assigned_to": {"href": "/x"}}, {"address": "10.0.0.2"}, {"address": ""}],
+	  "provisioning_events": [
+	    {"type": "provisioning.104", "state": "", "created_at": "2026-01-02T03:05:00Z", "relationships": [{"href": "/y"}]},
+	    {"type": "user_state", "state": "succeeded", "body": "booted", "created_at": "2026-01-02T03:06:00Z"},
+	    {"type": "user_state", "state": "running", "body": "", "created_at": "2026-01-02T03:06:00Z"},
+	    {"type": "user_state", "state": "failed", "body": "old", "created_at": "2026-01-02T03:01:00Z"},
+	    {"type": "user_state", "state": "failed", "body": "no time"}
+	  ]},
+	 {"id": "d2", "hostname": "db-am-1", "state": "provisioning", "metro": {"code": "am"},
+	  "ipxe_script_url": "http://x/s.ipxe", "userdata": "mine", "tags": [], "ip_addresses": [],
+	  "plan": null, "created_at": "not a time"},
+	 {"id": "d3", "facility": {"code": "ewr1"}, "metro": {"code": ""}}]`
+	if n := sameLive(t, []byte(raw)); n != 3 {
+		t.Fatalf("decoded %d devices, want 3", n)
+	}
+}
+
+// TestListedDeviceMapsSimulatorPage checks a real listing page: devices in
+// facilities and metros, booted, failed, provisioning and foreign.
+func TestListedDeviceMapsSimulatorPage(t *testing.T) {
+	_, srv := startSim(t, packetsim.Config{ProvisionTime: time.Hour}, false, nil)
+	seeds := []packetsim.SeedDevice{
+		{Hostname: "a", Tags: []string{spec.TagFleet + "lab", spec.TagSlot + "g/ams1/1"}, Zone: "ams1", AlwaysPXE: true, Userdata: "#!ipxe\nboot\n", UserState: packetsim.UserStateSucceeded},
+		{Hostname: "b", Tags: []string{spec.TagFleet + "lab"}, Zone: "ny", Plan: "c3.small.x86", IPXEScriptURL: "http://127.0.0.1:1/s", UserState: packetsim.UserStateFailed},
+		{Hostname: "c", Zone: "ewr1", State: "failed"},
+		{Hostname: "d", Zone: "sjc1", State: "provisioning", Userdata: "#!ipxe\nboot\n"},
+		{Hostname: "e", Zone: "am", State: "inactive", Tags: []string{}},
+	}
+	if _, err := srv.Sim.Seed(seeds...); err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodGet, srv.APIURL+"projects/"+testProject+"/devices?include=facility&per_page=1000", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Auth-Token", testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page struct {
+		Devices json.RawMessage `json:"devices"`
+	}
+	if err := json.Unmarshal(body, &page); err != nil {
+		t.Fatal(err)
+	}
+	if n := sameLive(t, page.Devices); n != len(seeds) {
+		t.Fatalf("page has %d devices, want %d", n, len(seeds))
+	}
+}
