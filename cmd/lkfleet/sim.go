@@ -36,6 +36,10 @@ type simOptions struct {
 	seed                uint64
 	allowRemoteFetch    bool
 	quiet               bool
+	boot                string
+	bootConcurrency     int
+	bootTimeout         time.Duration
+	bootDir             string
 }
 
 func newSimCmd(env *Env) *cobra.Command {
@@ -73,6 +77,10 @@ state events. Stop with Ctrl-C; --state keeps devices across restarts.`,
 	f.Uint64Var(&o.seed, "seed", 1, "seed for ids and faults (same seed and requests, same answers)")
 	f.BoolVar(&o.allowRemoteFetch, "allow-remote-fetch", false, "let boots fetch scripts and artifacts from non-loopback hosts")
 	f.BoolVar(&o.quiet, "quiet", false, "do not log requests")
+	f.StringVar(&o.boot, "boot", "interpret", "how devices boot: interpret (check the script and its files) or qemu (also boot x86_64 scripts under iPXE in QEMU; the guest must call back)")
+	f.IntVar(&o.bootConcurrency, "boot-concurrency", 2, "QEMU boots at once with --boot qemu")
+	f.DurationVar(&o.bootTimeout, "boot-timeout", 3*time.Minute, "time a QEMU boot has to call back before the device's user state is failed")
+	f.StringVar(&o.bootDir, "boot-dir", "", "keep each QEMU boot's script and serial logs in DIR/<device id>/ (default: discarded)")
 	return cmd
 }
 
@@ -91,6 +99,12 @@ func (o *simOptions) validate() error {
 	}
 	if o.rateLimit > 0 && o.burst == 0 {
 		errs = append(errs, errors.New("--burst must be at least 1 when --rate-limit is set"))
+	}
+	if o.boot != "interpret" && o.boot != "qemu" {
+		errs = append(errs, fmt.Errorf("--boot must be interpret or qemu, got %q", o.boot))
+	}
+	if o.bootConcurrency < 1 || o.bootTimeout <= 0 {
+		errs = append(errs, errors.New("--boot-concurrency must be at least 1 and --boot-timeout positive"))
 	}
 	if o.provisionTime < 0 || o.deprovisionTime < 0 || o.listLag < 0 {
 		errs = append(errs, errors.New("--provision-time, --deprovision-time and --list-lag must not be negative"))
@@ -114,6 +128,16 @@ func runSim(cmd *cobra.Command, env *Env, o *simOptions) error {
 	// Request logs wait until the PACKET_* lines are out: the URL line
 	// must be the first line of stdout even if a client is already polling.
 	logs := &simLogGate{w: env.Out}
+	var booter *packetsim.QEMUBooter
+	if o.boot == "qemu" {
+		var err error
+		// Boot progress is logged even with --quiet: a boot takes seconds.
+		booter, err = packetsim.NewQEMUBooter(packetsim.QEMU{Timeout: o.bootTimeout, Dir: o.bootDir}, o.bootConcurrency, logs)
+		if err != nil {
+			return fmt.Errorf("failed to start simulator: --boot qemu: %w", err)
+		}
+		defer booter.Close()
+	}
 	srv, err := packetsim.Start(packetsim.Config{
 		Listen: o.listen, Token: o.token, Project: o.project,
 		RateLimit: o.rateLimit, Burst: o.burst,
@@ -121,6 +145,7 @@ func runSim(cmd *cobra.Command, env *Env, o *simOptions) error {
 		FaultRate: o.faultRate, AmbiguousCreateRate: o.ambiguousCreateRate, FailProvisionRate: o.failProvisionRate,
 		ListLag: o.listLag, Capacity: o.capacity, ImagesDir: o.images, StateFile: o.state, Seed: o.seed,
 		AllowRemoteFetch: o.allowRemoteFetch, Logger: logs, Quiet: o.quiet,
+		Booter: booterOrNil(booter),
 	})
 	if err != nil {
 		return fmt.Errorf("failed to start simulator: %w", err)
@@ -140,6 +165,14 @@ func runSim(cmd *cobra.Command, env *Env, o *simOptions) error {
 		return fmt.Errorf("failed to stop simulator: %w", err)
 	}
 	return nil
+}
+
+// booterOrNil keeps a nil *QEMUBooter from becoming a non-nil Booter.
+func booterOrNil(b *packetsim.QEMUBooter) packetsim.Booter {
+	if b == nil {
+		return nil
+	}
+	return b
 }
 
 // simUUID returns a random version 4 UUID.
