@@ -4,7 +4,7 @@ BIN      := bin/lkfleet
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.Version=$(VERSION)
 
-.PHONY: build test lint fmt bench demo chaos clean
+.PHONY: build test lint fmt bench demo chaos clean boot-test
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/lkfleet
@@ -25,6 +25,13 @@ bench: build
 
 demo: build
 	./scripts/demo.sh $(BIN)
+
+# Boots every rendered script variant under Debian's iPXE in QEMU (TCG) and
+# applies a fleet with --wait booted against lkfleet sim --boot qemu.
+# Installs ipxe, qemu-system-x86, busybox-static and cpio when missing and
+# unpacks a Debian kernel into .cache/boot (needs root and apt-get).
+boot-test: build
+	LKFLEET_BOOT_TEST=1 LKFLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 20m -run '^TestRealBoot$$' ./boottest/
 
 clean:
 	rm -rf bin
