@@ -1,0 +1,250 @@
+// Command bench measures lkfleet against the in-process Packet API
+// simulator (R = 50 requests/s, burst B = 20, provision time T = 5 s) and
+// compares it with the physical bounds and with models of what people run
+// instead. It runs the built binary (bin/lkfleet) as a child process, so
+// wall time, CPU time and peak RSS are those of the real command, and the
+// simulator counts every request it sends.
+//
+// Run it with `make bench` (or `go run ./bench` after `make build`) from the
+// repository root. It prints a table, writes bench/results.json and
+// regenerates docs/benchmarks.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// opts are the command line settings shared by the scenarios.
+type opts struct {
+	bin      string
+	images   string // directory the simulators serve at /images/
+	tmp      string
+	results  string
+	doc      string
+	sizes    []int // apply N creates
+	plans    []int // plan over N fleet devices
+	foreign  int
+	rebuildN int
+	serialN  int
+	tfN      int
+	refreshN int
+	only     map[string]bool
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	var o opts
+	var sizes, plans, only string
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.StringVar(&o.bin, "bin", "bin/lkfleet", "the lkfleet binary to measure")
+	fs.StringVar(&o.results, "results", "bench/results.json", "where to write the JSON results")
+	fs.StringVar(&o.doc, "doc", "docs/benchmarks.md", "where to write the report (empty: do not)")
+	fs.StringVar(&sizes, "apply", "100,1000", "apply N creates for these N")
+	fs.StringVar(&plans, "plan", "1000,10000", "plan over these numbers of fleet devices")
+	fs.IntVar(&o.foreign, "foreign", 10000, "foreign devices next to the fleet in the plan scenarios")
+	fs.IntVar(&o.rebuildN, "rebuild", 1000, "devices rebuilt by reboot in the nightly rebuild")
+	fs.IntVar(&o.serialN, "serial-n", 20, "devices of the one-at-a-time reference")
+	fs.IntVar(&o.tfN, "tf-n", 100, "devices of the Terraform-style apply reference")
+	fs.IntVar(&o.refreshN, "refresh-n", 1000, "devices of the Terraform-style refresh reference")
+	fs.StringVar(&only, "only", "apply,plan,rebuild,ref", "scenarios to run")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var err error
+	if o.sizes, err = ints(sizes); err != nil {
+		return err
+	}
+	if o.plans, err = ints(plans); err != nil {
+		return err
+	}
+	if o.bin, err = filepath.Abs(o.bin); err != nil {
+		return err
+	}
+	if _, err := os.Stat(o.bin); err != nil {
+		return fmt.Errorf("%w (run make build first)", err)
+	}
+	o.only = map[string]bool{}
+	for _, s := range strings.Split(only, ",") {
+		o.only[strings.TrimSpace(s)] = true
+	}
+	if _, err := os.Stat(o.bin); err != nil {
+		return fmt.Errorf("%s: %w (run make build first)", o.bin, err)
+	}
+	if o.tmp, err = os.MkdirTemp("", "lkfleet-bench-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(o.tmp)
+	o.images = mkdir(o.tmp, "images")
+	if err := writeImages(o.images); err != nil {
+		return err
+	}
+
+	res := &results{Machine: describeMachine(), Params: params{R: rateR, B: burstB, TS: provT.Seconds(), DeprovS: deprovT.Seconds()}}
+	start := time.Now()
+	step := func(name string) { fmt.Fprintf(os.Stderr, "[%5.1fs] %s\n", time.Since(start).Seconds(), name) }
+
+	if o.only["apply"] {
+		for _, n := range o.sizes {
+			step(fmt.Sprintf("apply %d creates", n))
+			r, err := benchApply(ctx, o, n)
+			if err != nil {
+				return fmt.Errorf("apply %d: %w", n, err)
+			}
+			res.Apply = append(res.Apply, r)
+		}
+	}
+	if o.only["plan"] || o.only["rebuild"] {
+		sizes := o.plans
+		if !o.only["plan"] {
+			sizes = nil
+		}
+		if o.only["rebuild"] && !containsInt(sizes, o.rebuildN) {
+			sizes = append(sizes, o.rebuildN)
+		}
+		for _, n := range sizes {
+			step(fmt.Sprintf("seed %d fleet + %d foreign devices, plan", n, o.foreign))
+			b, err := seededBed(ctx, o, "plan-"+strconv.Itoa(n), n, o.foreign)
+			if err != nil {
+				return fmt.Errorf("plan %d: %w", n, err)
+			}
+			pr, err := benchPlan(ctx, b, n, o.foreign)
+			if err == nil && o.only["plan"] && containsInt(o.plans, n) {
+				res.Plan = append(res.Plan, pr)
+			}
+			if err == nil && o.only["rebuild"] && n == o.rebuildN {
+				settle()
+				step(fmt.Sprintf("nightly rebuild of %d devices", n))
+				var rr rebuildResult
+				rr, err = benchRebuild(ctx, b, n)
+				res.Rebuild = &rr
+			}
+			b.close()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if o.only["ref"] {
+		if err := references(ctx, o, res, step); err != nil {
+			return err
+		}
+	}
+	res.TotalS = time.Since(start).Seconds()
+	res.Machine.LoadEnd = loadAvg()
+	res.judge()
+
+	printTable(os.Stdout, res)
+	data, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(o.results, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	if o.doc != "" {
+		if err := writeDoc(o.doc, res); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s and %s in %.0fs\n", o.results, o.doc, res.TotalS)
+	return nil
+}
+
+// references runs the reference strategies, each on its own simulator and
+// at the same time (they spend nearly all their time waiting), and pairs
+// each with lkfleet's figure for the same job and size.
+func references(ctx context.Context, o opts, res *results, step func(string)) error {
+	lk := map[int]float64{}
+	for _, a := range res.Apply {
+		lk[a.N] = a.WallS
+	}
+	for _, n := range []int{o.serialN, o.tfN} {
+		if _, ok := lk[n]; !ok {
+			step(fmt.Sprintf("apply %d creates (for the references)", n))
+			r, err := benchApply(ctx, o, n)
+			if err != nil {
+				return fmt.Errorf("apply %d: %w", n, err)
+			}
+			lk[n] = r.WallS
+			res.ApplyExtra = append(res.ApplyExtra, r)
+		}
+	}
+	planWall := 0.0
+	for _, p := range res.Plan {
+		if p.Fleet == o.refreshN {
+			planWall = p.WallS
+		}
+	}
+	if planWall == 0 {
+		step(fmt.Sprintf("plan over %d devices (for the references)", o.refreshN))
+		b, err := seededBed(ctx, o, "plan-ref", o.refreshN, 0)
+		if err != nil {
+			return err
+		}
+		pr, err := benchPlan(ctx, b, o.refreshN, 0)
+		b.close()
+		if err != nil {
+			return err
+		}
+		planWall = pr.WallS
+	}
+	step(fmt.Sprintf("references: one at a time (%d), Terraform-style apply (%d) and refresh (%d), concurrently", o.serialN, o.tfN, o.refreshN))
+	refs := make([]refResult, 3)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) { refs[0], err = refSerial(gctx, o, o.serialN); return })
+	g.Go(func() (err error) { refs[1], err = refTerraform(gctx, o, o.tfN, 0); return })
+	g.Go(func() (err error) { refs[2], err = refTerraform(gctx, o, o.refreshN, o.refreshN); return })
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for i, w := range []float64{lk[o.serialN], lk[o.tfN], planWall} {
+		refs[i].LkfleetWallS = w
+		refs[i].Ratio = w / refs[i].WallS
+		refs[i].Speedup = refs[i].WallS / w
+	}
+	res.References = refs
+	return nil
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("size %q: %w", f, err)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func containsInt(s []int, n int) bool {
+	for _, x := range s {
+		if x == n {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// applyResult is one "apply N creates" run, with its wait cost.
+type applyResult struct {
+	N            int            `json:"n"`
+	WallS        float64        `json:"wall_s"`
+	BoundS       float64        `json:"bound_s"`
+	Ratio        float64        `json:"ratio"`
+	Requests     int            `json:"requests"`
+	CreatePosts  int            `json:"create_posts"`
+	Created      int            `json:"devices_created"`
+	Throttled    int            `json:"throttled_429"`
+	ThrottledPct float64        `json:"throttled_pct"`
+	PeakInFlight int            `json:"peak_in_flight"`
+	Duplicates   int            `json:"duplicates"`
+	CPUS         float64        `json:"cpu_s"`
+	MaxRSSMiB    float64        `json:"max_rss_mib"`
+	Converged    bool           `json:"converged"` // a plan right after says no changes
+	Wait         waitCost       `json:"wait"`
+	Phases       phases         `json:"phases"`
+	ByRoute      map[string]int `json:"requests_by_route"`
+}
+
+// waitCost is what waiting for provisioning devices cost in listings.
+type waitCost struct {
+	N                  int     `json:"n"`
+	PlanListings       int     `json:"plan_listings"`
+	ApplyListings      int     `json:"apply_listings"`
+	WaitListings       int     `json:"wait_listings"`
+	WaitSpanS          float64 `json:"wait_span_s"`
+	ListingsPerSecond  float64 `json:"listings_per_s"`
+	MinGapS            float64 `json:"min_gap_s"`
+	DeviceMinutes      float64 `json:"device_minutes"`
+	PerDeviceMinute    float64 `json:"listings_per_device_minute"`
+	GetsPerDeviceCalls int     `json:"device_gets"`
+}
+
+// createBound is the earliest N creates can be done: the first B requests
+// pass at once, the rest at R/s, and the last device then provisions for T.
+func createBound(n int) time.Duration {
+	return time.Duration(float64(max(n-burstB, 0))/rateR*float64(time.Second)) + provT
+}
+
+// rebootBound is the earliest a reboot rebuild of N devices can be done: each
+// device takes two calls (a PUT with the new tags and userdata, then the
+// reboot action), the first B pass at once and the rest at R/s, and the
+// last device boots T/5 after its reboot (the simulator's reboot boot
+// time).
+func rebootBound(n int) time.Duration {
+	return time.Duration(float64(max(2*n-burstB, 0))/rateR*float64(time.Second)) + provT/5
+}
+
+// benchApply creates n devices with `lkfleet apply` on a fresh simulator.
+// The recorder's timeline splits the run: listings after the first create
+// are what waiting cost, the ones before it what planning cost.
+func benchApply(ctx context.Context, o opts, n int) (applyResult, error) {
+	b, err := newBed(o.bin, mkdir(o.tmp, "apply-"+strconv.Itoa(n)), o.images, n)
+	if err != nil {
+		return applyResult{}, err
+	}
+	defer b.close()
+	ap, err := b.must(ctx, 0, "apply", "-f", b.fleet, "--auto-approve", "-o", "plain")
+	if err != nil {
+		return applyResult{}, err
+	}
+	settle()
+	after, err := b.cli(ctx, "plan", "-f", b.fleet, "--detailed-exitcode")
+	if err != nil {
+		return applyResult{}, err
+	}
+	st := ap.Stats
+	bound := createBound(n)
+	r := applyResult{
+		N: n, WallS: ap.Wall.Seconds(), BoundS: bound.Seconds(), Ratio: ap.Wall.Seconds() / bound.Seconds(),
+		Requests: st.Total, CreatePosts: st.Requests[routeCreate], Created: st.Creates,
+		Throttled: st.Throttled, ThrottledPct: pct(st.Throttled, st.Total),
+		PeakInFlight: st.PeakFlight, Duplicates: st.Duplicates,
+		CPUS: ap.CPU.Seconds(), MaxRSSMiB: mib(ap.MaxRSS), Converged: after.Exit == 0,
+		ByRoute: st.Requests,
+	}
+	ph := phasesOf(ap.Timeline)
+	r.Phases = ph
+	w := waitCost{N: n, ApplyListings: st.Requests[routeList], WaitListings: ph.ListingsAfter,
+		GetsPerDeviceCalls: st.Requests[routeGet]}
+	w.PlanListings = w.ApplyListings - w.WaitListings
+	w.WaitSpanS = ap.Wall.Seconds() - ph.FirstCallS
+	if w.WaitListings > 1 {
+		// The steady rate: k listings are k-1 poll intervals apart.
+		w.ListingsPerSecond = float64(w.WaitListings-1) / (ph.LastListingS - ph.FirstListingS)
+	}
+	w.MinGapS = ph.MinGapS
+	w.DeviceMinutes = float64(n) * provT.Minutes()
+	w.PerDeviceMinute = float64(w.WaitListings) / w.DeviceMinutes
+	r.Wait = w
+	return r, nil
+}
+
+// planResult is one `lkfleet plan` over an existing fleet.
+type planResult struct {
+	Fleet     int            `json:"fleet_devices"`
+	Foreign   int            `json:"foreign_devices"`
+	Requests  int            `json:"requests"`
+	Limit     int            `json:"request_limit"`
+	WallS     float64        `json:"wall_s"`
+	CPUS      float64        `json:"cpu_s"`
+	MaxRSSMiB float64        `json:"max_rss_mib"`
+	NoChanges bool           `json:"no_changes"`
+	ByRoute   map[string]int `json:"requests_by_route"`
+}
+
+// seededBed starts a simulator holding fleet devices seeded exactly as an
+// apply leaves them, plus foreign devices.
+func seededBed(ctx context.Context, o opts, name string, fleet, foreign int) (*bed, error) {
+	b, err := newBed(o.bin, mkdir(o.tmp, name), o.images, fleet)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := b.seedFleet(ctx); err != nil {
+		b.close()
+		return nil, err
+	}
+	if err := b.seedForeign(foreign); err != nil {
+		b.close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// benchPlan runs `lkfleet plan --detailed-exitcode` over b's seeded fleet;
+// exit 0 (no changes) proves the seeding matches what apply would leave.
+func benchPlan(ctx context.Context, b *bed, fleet, foreign int) (planResult, error) {
+	r, err := b.must(ctx, 0, "plan", "-f", b.fleet, "--detailed-exitcode")
+	if err != nil {
+		return planResult{}, fmt.Errorf("plan over %d seeded devices (exit 0 means the seeding matches an apply): %w", fleet, err)
+	}
+	return planResult{
+		Fleet: fleet, Foreign: foreign, Requests: r.Stats.Total, Limit: (fleet+999)/1000 + 3,
+		WallS: r.Wall.Seconds(), CPUS: r.CPU.Seconds(), MaxRSSMiB: mib(r.MaxRSS), NoChanges: r.Exit == 0,
+		ByRoute: r.Stats.Requests,
+	}, nil
+}
+
+// rebuildResult is one nightly rebuild (`apply --rebuild all`, reboot).
+type rebuildResult struct {
+	N          int            `json:"n"`
+	WallS      float64        `json:"wall_s"`
+	BoundS     float64        `json:"bound_s"`
+	Ratio      float64        `json:"ratio"`
+	Requests   int            `json:"requests"`
+	Puts       int            `json:"puts"`
+	Reboots    int            `json:"reboot_actions"`
+	Listings   int            `json:"listings"`
+	PerDevice  float64        `json:"requests_per_device"`
+	Throttled  int            `json:"throttled_429"`
+	Booted     int            `json:"devices_booted_again"`
+	CPUS       float64        `json:"cpu_s"`
+	MaxRSSMiB  float64        `json:"max_rss_mib"`
+	Converged  bool           `json:"converged"`
+	ByRoute    map[string]int `json:"requests_by_route"`
+	PeakFlight int            `json:"peak_in_flight"`
+	Phases     phases         `json:"phases"`
+}
+
+// benchRebuild reboots every device of b's seeded fleet into its image and
+// waits until each one booted again.
+func benchRebuild(ctx context.Context, b *bed, n int) (rebuildResult, error) {
+	start := time.Now()
+	r, err := b.must(ctx, 0, "apply", "-f", b.fleet, "--rebuild", "all", "--wait", "booted", "--auto-approve", "-o", "plain")
+	if err != nil {
+		return rebuildResult{}, err
+	}
+	booted := map[string]bool{}
+	for _, bt := range b.sim.Boots() {
+		if bt.OK && bt.Time.After(start) {
+			booted[bt.DeviceID] = true
+		}
+	}
+	settle()
+	after, err := b.cli(ctx, "plan", "-f", b.fleet, "--detailed-exitcode")
+	if err != nil {
+		return rebuildResult{}, err
+	}
+	st := r.Stats
+	bound := rebootBound(n)
+	return rebuildResult{
+		N: n, WallS: r.Wall.Seconds(), BoundS: bound.Seconds(), Ratio: r.Wall.Seconds() / bound.Seconds(),
+		Requests: st.Total, Puts: st.Requests[routePut], Reboots: st.Requests[routeAction], Listings: st.Requests[routeList],
+		PerDevice: float64(st.Total) / float64(n), Throttled: st.Throttled, Booted: len(booted),
+		CPUS: r.CPU.Seconds(), MaxRSSMiB: mib(r.MaxRSS), Converged: after.Exit == 0, ByRoute: st.Requests,
+		PeakFlight: st.PeakFlight, Phases: phasesOf(r.Timeline),
+	}, nil
+}
+
+func pct(a, b int) float64 {
+	if b == 0 {
+		return 0
+	}
+	return 100 * float64(a) / float64(b)
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// mkdir creates parent/name and returns it; a failure surfaces when the
+// scenario writes its fleet file there.
+func mkdir(parent, name string) string {
+	d := filepath.Join(parent, name)
+	os.MkdirAll(d, 0o755)
+	return d
+}
