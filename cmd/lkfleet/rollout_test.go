@@ -812,12 +812,12 @@ rollout:`, 1))
 }
 
 // stubLkfleet writes an executable "lkfleet" into dir that appends its
-// arguments (and BUILD_ID) to dir/calls and exits with $STUB_PLAN_EXIT for
+// arguments (and BUILD_ID and the token) to dir/calls and exits with $STUB_PLAN_EXIT for
 // plan, 0 otherwise.
 func stubLkfleet(t *testing.T, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "lkfleet")
-	stub := "#!/bin/sh\necho \"BUILD_ID=$BUILD_ID $*\" >> '" + filepath.Join(dir, "calls") + "'\n" +
+	stub := "#!/bin/sh\necho \"BUILD_ID=$BUILD_ID TOKEN=${PACKET_AUTH_TOKEN:-} $*\" >> '" + filepath.Join(dir, "calls") + "'\n" +
 		"if [ \"$1\" = plan ]; then exit \"$STUB_PLAN_EXIT\"; fi\nexit 0\n"
 	if err := os.WriteFile(bin, []byte(stub), 0o755); err != nil {
 		t.Fatal(err)
@@ -843,17 +843,22 @@ func TestNightlyExamples(t *testing.T) {
 	t.Run("cron", func(t *testing.T) {
 		for _, tc := range cases {
 			dir := t.TempDir()
+			// The token comes from the env file the script sources.
+			envFile := filepath.Join(dir, "lab.env")
+			if err := os.WriteFile(envFile, []byte("PACKET_AUTH_TOKEN=t0k\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
 			cmd := exec.Command(sh, filepath.Join("..", "..", "examples", "cron", "nightly-lab.sh"))
 			cmd.Env = []string{
-				"PATH=" + os.Getenv("PATH"), "LKFLEET=" + stubLkfleet(t, dir),
+				"PATH=" + os.Getenv("PATH"), "LKFLEET=" + stubLkfleet(t, dir), "LKFLEET_ENV=" + envFile,
 				"LOCK_FILE=" + filepath.Join(dir, "lock"), "BUILD_ID=2026-11-25.3",
 				"STUB_PLAN_EXIT=" + fmt.Sprint(tc.planExit),
 			}
 			out, _ := cmd.CombinedOutput()
 			calls, _ := os.ReadFile(filepath.Join(dir, "calls"))
-			wantCalls := "BUILD_ID=2026-11-25.3 plan -f fleets/nightly-lab.yml --detailed-exitcode\n"
+			wantCalls := "BUILD_ID=2026-11-25.3 TOKEN=t0k plan -f fleets/nightly-lab.yml --detailed-exitcode\n"
 			if tc.applied {
-				wantCalls += "BUILD_ID=2026-11-25.3 " + nightlyApply + " --timeout 60m -o plain\n"
+				wantCalls += "BUILD_ID=2026-11-25.3 TOKEN=t0k " + nightlyApply + " --timeout 60m -o plain\n"
 			}
 			if code := cmd.ProcessState.ExitCode(); code != tc.wantExit || string(calls) != wantCalls {
 				t.Errorf("plan exit %d: script exit %d (want %d), calls:\n%s(want:\n%s)output:\n%s",

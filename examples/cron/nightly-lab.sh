@@ -22,8 +22,11 @@
 set -eu
 
 if [ -n "${LKFLEET_ENV:-}" ]; then
+	# VAR=value lines; set -a exports them to lkfleet.
+	set -a
 	# shellcheck disable=SC1090
 	. "$LKFLEET_ENV"
+	set +a
 fi
 LKFLEET=${LKFLEET:-lkfleet}
 FLEET_FILE=${FLEET_FILE:-fleets/nightly-lab.yml}
