@@ -53,7 +53,10 @@ The first line of output is PACKET_API_URL=...; generated credentials follow
 as PACKET_AUTH_TOKEN=... and PACKET_PROJECT_ID=... lines, so the output can be
 evaluated by a shell. Then one line is logged per request unless --quiet.
 Devices boot their iPXE scripts (userdata or ipxe_script_url) and post user
-state events. Stop with Ctrl-C; --state keeps devices across restarts.`,
+state events. With --boot qemu, x86_64 scripts also boot for real under
+iPXE in QEMU, and a device succeeds only when its guest calls back to the
+lkfleet.callback= URL added to its kernel command line (docs/boot-test.md).
+Stop with Ctrl-C; --state keeps devices across restarts.`,
 		Example: `  eval "$(lkfleet sim --quiet --provision-time 2s | head -3)"   # in another shell
   lkfleet sim --listen 127.0.0.1:8080 --images ./out --rate-limit 50 --burst 20`,
 		Args: cobra.NoArgs,
