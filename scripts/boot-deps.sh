@@ -23,7 +23,8 @@ if [ -z "$need" ] && kernel_ready; then
 	exit 0
 fi
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-	echo "boot-deps: missing:${need:- }$(kernel_ready || echo ' kernel') — run as root on Debian/Ubuntu (apt-get) to install them" >&2
+	kernel_ready || need="$need kernel(linux-image-amd64, unpacked into $cache)"
+	echo "boot-deps: missing:$need — run as root on Debian/Ubuntu (apt-get) to install them" >&2
 	exit 77
 fi
 
