@@ -27,6 +27,8 @@ type InterruptConfig struct {
 	Poll time.Duration
 	// StopWithin bounds the time from Ctrl-C to exit (default 5 s).
 	StopWithin time.Duration
+	// Trials, if positive, runs only the first Trials trials.
+	Trials int
 	// Logf, if set, receives progress lines.
 	Logf func(format string, args ...any)
 }
@@ -109,6 +111,9 @@ func Interrupts(ctx context.Context, cfg InterruptConfig, run Runner) ([]TrialRe
 			trigger: func(m, p string, k counts) bool { return k.deletes >= n/2 }},
 		{name: "during a rebuild", rel: "v2", count: c, changes: n,
 			trigger: func(m, p string, k counts) bool { return k.actions >= n/3 }},
+	}
+	if cfg.Trials > 0 && cfg.Trials < len(trials) {
+		trials = trials[:cfg.Trials]
 	}
 	var out []TrialResult
 	for _, tr := range trials {
@@ -251,6 +256,129 @@ func (l *Lab) interrupt(ctx context.Context, cfg InterruptConfig, run Runner, tr
 		res.Problems = append(res.Problems, fmt.Sprintf("plan --detailed-exitcode after the resume exited %d", p.Code))
 	}
 	res.Duplicates = l.Sim().Stats().Duplicates
+	if res.Duplicates != 0 {
+		res.Problems = append(res.Problems, fmt.Sprintf("%d duplicate devices", res.Duplicates))
+	}
+	return res, nil
+}
+
+// RestartConfig configures a simulator restart in the middle of an apply.
+type RestartConfig struct {
+	// Dir is the scratch directory (it holds the state file).
+	Dir string
+	// Count is devices per group and zone.
+	Count int
+	// ProvisionTime and Poll as in ChaosConfig.
+	ProvisionTime, Poll time.Duration
+	// Down is how long the simulator stays down after the first third of
+	// the creates; 0 keeps it down until the apply gives up.
+	Down time.Duration
+	// ExtraArgs are added to the interrupted apply (e.g. --timeout).
+	ExtraArgs []string
+}
+
+// RestartResult is what a restart trial saw.
+type RestartResult struct {
+	// Code, Stdout and Stderr are the apply's during which the simulator
+	// restarted.
+	Code           int
+	Stdout, Stderr string
+	Took   time.Duration
+	// Resumes is how many more applies converged the fleet (0 when the
+	// first one did, -1 when none did).
+	Resumes    int
+	Duplicates int
+	Problems   []string
+}
+
+// Restart stops the simulator (which saves its state file) after a third
+// of an apply's creates and starts it again on the same address after
+// cfg.Down, or after the apply exits when Down is 0. The apply must ride
+// out a short outage or exit 1 with an error naming the API; either way
+// the next apply converges without duplicates.
+func Restart(ctx context.Context, cfg RestartConfig, run Runner) (RestartResult, error) {
+	res := RestartResult{Resumes: -1}
+	lab, err := NewLab(LabConfig{Dir: cfg.Dir, Sim: packetsim.Config{
+		ProvisionTime:   cfg.ProvisionTime,
+		DeprovisionTime: cfg.ProvisionTime / 2,
+		StateFile:       cfg.Dir + "/sim-state.json",
+		SaveDelay:       10 * time.Millisecond,
+	}})
+	if err != nil {
+		return res, err
+	}
+	defer lab.Close()
+	if err := lab.WriteFleet("v1", cfg.Count); err != nil {
+		return res, err
+	}
+	n := 6 * cfg.Count
+	desired := DesiredSlots(cfg.Count)
+	var once sync.Once
+	restarted := make(chan error, 1)
+	creates := 0
+	var mu sync.Mutex
+	lab.OnRequest(func(method, path string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if method == "POST" && strings.HasSuffix(path, "/devices") {
+			creates++
+		}
+		if creates >= n/3 {
+			once.Do(func() {
+				// Not on the server's goroutine: Stop waits for it.
+				go func() {
+					err := lab.Stop()
+					if cfg.Down > 0 {
+						time.Sleep(cfg.Down)
+						if serr := lab.Start(); err == nil {
+							err = serr
+						}
+					}
+					restarted <- err
+				}()
+			})
+		}
+	})
+	st := lab.run(ctx, run, append(lab.ApplyArgs(cfg.Poll), cfg.ExtraArgs...)...)
+	lab.OnRequest(nil)
+	res.Code, res.Stdout, res.Stderr, res.Took = st.Code, st.Stdout, st.Stderr, st.Took
+	select {
+	case err := <-restarted:
+		if err != nil {
+			return res, err
+		}
+	default:
+		res.Problems = append(res.Problems, fmt.Sprintf("the apply ended (exit %d) before the simulator was stopped", st.Code))
+	}
+	if cfg.Down == 0 {
+		if err := lab.Start(); err != nil {
+			return res, err
+		}
+		// The apply waits for the API until --timeout; its progress
+		// output must have said why nothing moved.
+		if st.Code != 1 || !strings.Contains(st.Stdout+st.Stderr, "connection refused") {
+			res.Problems = append(res.Problems, fmt.Sprintf("with the API down the apply exited %d; stderr: %s", st.Code, lastLine(st.Stderr)))
+		}
+	} else if st.Code != 0 && st.Code != 1 {
+		res.Problems = append(res.Problems, fmt.Sprintf("across a restart the apply exited %d; stderr: %s", st.Code, lastLine(st.Stderr)))
+	}
+	if st.Code == 0 {
+		res.Resumes = 0
+	}
+	for i := 1; res.Resumes < 0 && i <= 2; i++ {
+		st, problems, err := lab.Apply(ctx, run, cfg.Poll, desired)
+		if err != nil {
+			return res, err
+		}
+		res.Problems = append(res.Problems, problems...)
+		if st.Code == 0 {
+			res.Resumes = i
+		}
+	}
+	if res.Resumes < 0 {
+		res.Problems = append(res.Problems, "no apply converged after the restart")
+	}
+	res.Duplicates = lab.Sim().Stats().Duplicates
 	if res.Duplicates != 0 {
 		res.Problems = append(res.Problems, fmt.Sprintf("%d duplicate devices", res.Duplicates))
 	}
