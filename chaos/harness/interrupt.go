@@ -283,7 +283,7 @@ type RestartResult struct {
 	// restarted.
 	Code           int
 	Stdout, Stderr string
-	Took   time.Duration
+	Took           time.Duration
 	// Resumes is how many more applies converged the fleet (0 when the
 	// first one did, -1 when none did).
 	Resumes    int
