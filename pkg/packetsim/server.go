@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -20,6 +21,20 @@ type Server struct {
 
 	srv  *http.Server
 	done chan error
+
+	mu    sync.Mutex
+	fresh map[net.Conn]bool // connections that have not sent a request yet
+}
+
+// track records which connections are still new (see Shutdown).
+func (sv *Server) track(c net.Conn, st http.ConnState) {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if st == http.StateNew {
+		sv.fresh[c] = true
+	} else {
+		delete(sv.fresh, c)
+	}
 }
 
 // Start builds a simulator and serves it on cfg.Listen (default
@@ -41,11 +56,13 @@ func Start(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("start simulator: listen on %s: %w", addr, err)
 	}
 	sv := &Server{
-		URL:  "http://" + ln.Addr().String(),
-		Sim:  s,
-		srv:  &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second},
-		done: make(chan error, 1),
+		URL:   "http://" + ln.Addr().String(),
+		Sim:   s,
+		srv:   &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second},
+		done:  make(chan error, 1),
+		fresh: map[net.Conn]bool{},
 	}
+	sv.srv.ConnState = sv.track
 	sv.APIURL = sv.URL + apiPrefix
 	go func() { sv.done <- sv.srv.Serve(ln) }()
 	return sv, nil
@@ -54,6 +71,16 @@ func Start(cfg Config) (*Server, error) {
 // Shutdown stops accepting requests, waits for those in flight until ctx
 // ends, then closes the simulator (writing its state file).
 func (sv *Server) Shutdown(ctx context.Context) error {
+	// A client may hold connections it dialled but never sent a request on
+	// (Go's transport keeps a spare dial as an idle connection). The
+	// server counts such a connection as busy for its first five seconds,
+	// so close those first or Shutdown waits that long for nothing.
+	sv.srv.SetKeepAlivesEnabled(false)
+	sv.mu.Lock()
+	for c := range sv.fresh {
+		c.Close()
+	}
+	sv.mu.Unlock()
 	err := sv.srv.Shutdown(ctx)
 	if serr := <-sv.done; !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
