@@ -323,3 +323,22 @@ func TestAPIErrorsAreOneClearLine(t *testing.T) {
 		t.Fatalf("no token: exit %d, stderr %q", code, errs)
 	}
 }
+
+func TestStatusFlagsForeignHostnameClash(t *testing.T) {
+	e := newE2E(t, packetsim.Config{})
+	ids, err := e.srv.Sim.Seed(packetsim.SeedDevice{Hostname: "web-ewr1-1", Zone: "ewr1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.write(fmt.Sprintf(e2eFleet, "v1", 1))
+	e.mustRun(0, "apply", "-f", e.fleet, "--auto-approve", "--poll-interval", "20ms", "-o", "plain")
+	out := e.mustRun(0, "status", "-f", e.fleet)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 6 || !strings.HasPrefix(lines[0], "SLOT") || !strings.HasPrefix(lines[1], "web/ams1/1") || !strings.HasPrefix(lines[2], "web/ewr1/1") {
+		t.Fatalf("status table:\n%s", out)
+	}
+	want := "! web-ewr1-1 (" + ids[0] + ") is not owned by fleet e2e; hostname clashes with slot web/ewr1/1"
+	if lines[5] != want {
+		t.Errorf("status note = %q, want %q", lines[5], want)
+	}
+}

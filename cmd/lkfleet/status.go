@@ -132,21 +132,28 @@ func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) e
 		return err
 	}
 	t := ui.NewTable(env.Out, "SLOT", "HOSTNAME", "ID", "STATE", "ZONE", "MACHINE", "IPS", "IMAGE", "BOOTED", "AGE")
+	var notes []string
 	for _, r := range rows {
-		img := r.Image
+		img, slot := r.Image, r.Slot
 		switch {
 		case r.Foreign:
-			img = "(foreign)"
+			img, slot = "-", "!"
+			notes = append(notes, fmt.Sprintf("! %s (%s) is %s", r.Hostname, r.ID, r.Note))
 		case img == "":
 			img = "rev " + r.Rev + " (outdated)"
 		}
-		slot := r.Slot
-		if r.Foreign {
-			slot = "! " + r.Note
-		}
 		t.Row(slot, r.Hostname, r.ID, r.State, r.Zone, r.Machine, strings.Join(r.IPs, ","), img, orDash(r.Booted), since(now, parseTime(r.CreatedAt)))
 	}
-	return t.Flush()
+	if err := t.Flush(); err != nil {
+		return err
+	}
+	if len(notes) > 0 {
+		fmt.Fprintln(env.Out)
+		for _, n := range notes {
+			fmt.Fprintln(env.Out, n)
+		}
+	}
+	return nil
 }
 
 func row(l planner.Live, now time.Time) statusRow {
