@@ -23,6 +23,9 @@ fmt:
 bench: build
 	$(GO) run ./bench
 
+chaos: build
+	$(GO) run ./chaos -bin $(BIN)
+
 demo: build
 	./scripts/demo.sh $(BIN)
 
