@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/lkfleet/lkfleet/pkg/planner"
+	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
 // WaitMode says what "ready" means for a device apply waits on.
@@ -287,6 +288,9 @@ type wave struct {
 	// budget holds max_unavailable units: one per device of the wave taken
 	// out of service by this apply (see docs/executor.md).
 	budget *semaphore.Weighted
+	// turns hands the budget to the in-place rebuilds of the group being
+	// run in plan order (see turns).
+	turns *turns
 	// sched is cancelled on Ctrl-C, timeout or halt: no new change starts.
 	sched context.Context
 	halt  context.CancelFunc
@@ -404,6 +408,7 @@ func (r *run) runWave(ctx context.Context, w *wave) {
 			r.skip(group)
 			continue
 		}
+		w.turns = newTurns(r.plan, group)
 		var g errgroup.Group // unbounded: waits must not hold call slots
 		for _, i := range group {
 			g.Go(func() error {
@@ -561,4 +566,64 @@ func (r *run) err(ctx context.Context, res Result) error {
 		errs = append(errs, errors.New(f.String()))
 	}
 	return errors.Join(errs...)
+}
+
+// turns makes a wave's in-place rebuilds take their max_unavailable units in
+// plan (slot) order, so a rollout walks a wave's devices in the order the
+// plan shows. semaphore.Weighted serves waiters first come, first served;
+// letting each rebuild queue only once the one before it was served turns
+// "first come" into plan order.
+type turns struct {
+	mu   sync.Mutex
+	wait map[*planner.Change]chan struct{} // closed when the change may queue
+	next map[*planner.Change]chan struct{} // the following change's channel
+}
+
+// newTurns orders the in-place rebuilds among the plan indexes idx.
+func newTurns(plan planner.Plan, idx []int) *turns {
+	t := &turns{wait: map[*planner.Change]chan struct{}{}, next: map[*planner.Change]chan struct{}{}}
+	var prev *planner.Change
+	for _, i := range idx {
+		c := &plan.Changes[i]
+		if c.Action != planner.Rebuild || (strategy(plan, c) != spec.RebuildReboot && strategy(plan, c) != spec.RebuildReins) {
+			continue
+		}
+		ch := make(chan struct{})
+		if prev == nil {
+			close(ch)
+		} else {
+			t.next[prev] = ch
+		}
+		t.wait[c] = ch
+		prev = c
+	}
+	return t
+}
+
+// await blocks until c may queue for the budget (at once for a change
+// that is not an in-place rebuild).
+func (t *turns) await(ctx context.Context, c *planner.Change) error {
+	t.mu.Lock()
+	ch := t.wait[c]
+	t.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// pass lets the change after c queue. Every change awaited must pass,
+// whether it got its unit or gave up, or the ones after it wait forever.
+func (t *turns) pass(c *planner.Change) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ch := t.next[c]; ch != nil {
+		close(ch)
+		delete(t.next, c)
+	}
 }

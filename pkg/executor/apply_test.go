@@ -798,3 +798,34 @@ func TestAmbiguousActionSentAgain(t *testing.T) {
 		}
 	})
 }
+
+// In-place rebuilds of a wave take their budget in plan (slot) order, so a
+// rollout walks a wave's devices in the order the plan shows.
+func TestInPlaceRebuildsFollowPlanOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := newFake()
+		lives, _ := seedWave(fc, "ams1", 12)
+		r := rollout()
+		r.MaxUnavailable = spec.Budget{Count: 2}
+		var changes []planner.Change
+		for _, l := range lives {
+			changes = append(changes, liveChange(planner.Rebuild, l, "reboot"))
+		}
+		var ev events
+		res, err := Apply(t.Context(), fc, mkPlan(r, changes...), Options{Wait: WaitBooted, OnEvent: ev.add})
+		if err != nil || res.Rebuilt != len(lives) {
+			t.Fatalf("Rebuilt %d, err %v", res.Rebuilt, err)
+		}
+		var prev time.Time
+		for _, l := range lives {
+			e, ok := ev.first(ChangeStarted, l.Slot)
+			if !ok {
+				t.Fatalf("%s never started", l.Slot)
+			}
+			if e.Time.Before(prev) {
+				t.Errorf("%s started at %v, before the slot ahead of it (%v)", l.Slot, e.Time, prev)
+			}
+			prev = e.Time
+		}
+	})
+}

@@ -161,12 +161,19 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how str
 	d := c.Desired
 	switch {
 	case d == nil:
+		w.turns.pass(c)
 		return failed, FailedDevice{LastEvent: "rebuild: the plan has no desired device"}
 	case how == spec.RebuildReboot && !d.AlwaysPXE:
 		// Without always_pxe a reboot boots the local disk, not the image.
+		w.turns.pass(c)
 		return failed, FailedDevice{LastEvent: "rebuild by reboot needs always_pxe: true (or rollout.rebuild: reinstall)"}
 	}
-	if err := w.budget.Acquire(w.sched, 1); err != nil {
+	err := w.turns.await(w.sched, c)
+	if err == nil {
+		err = w.budget.Acquire(w.sched, 1)
+	}
+	w.turns.pass(c)
+	if err != nil {
 		return notStarted, FailedDevice{}
 	}
 	defer func() {
@@ -187,7 +194,7 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how str
 	if c.Live == nil || c.Live.ScriptURL != d.IPXEScriptURL {
 		u.IPXEScriptURL = &d.IPXEScriptURL
 	}
-	err := r.call(w.sched, func(cctx context.Context) error {
+	err = r.call(w.sched, func(cctx context.Context) error {
 		r.emit(changeEvent(ChangeStarted, c, id, how))
 		return r.cloud.Update(cctx, id, u)
 	})
