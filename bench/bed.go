@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -149,8 +150,8 @@ type runResult struct {
 	Args   []string
 	Exit   int
 	Wall   time.Duration
-	CPU    time.Duration // user + system time of the child
-	MaxRSS int64         // peak resident set of the child, bytes
+	CPU    time.Duration // user + system time of the child (rusage)
+	MaxRSS int64         // peak resident set of the child (VmHWM), bytes
 	Out    string        // last lines of stdout and stderr, for failures
 	Stats  delta         // what the simulator saw while it ran
 	// Timeline is every API request it sent, timed from its start.
@@ -169,8 +170,17 @@ func (b *bed) cli(ctx context.Context, args ...string) (runResult, error) {
 	before := b.sim.Stats()
 	start := time.Now()
 	b.rec.begin(start)
-	err := cmd.Run()
-	r := runResult{Args: args, Wall: time.Since(start)}
+	err := cmd.Start()
+	var hwm int64
+	if err == nil {
+		stop := make(chan struct{})
+		done := make(chan int64)
+		go func() { done <- watchHWM(cmd.Process.Pid, stop) }()
+		err = cmd.Wait()
+		close(stop)
+		hwm = <-done
+	}
+	r := runResult{Args: args, Wall: time.Since(start), MaxRSS: hwm}
 	r.Stats = diff(before, b.sim.Stats())
 	r.Timeline = b.rec.end()
 	r.Out = tail(out.String(), 30)
@@ -183,9 +193,40 @@ func (b *bed) cli(ctx context.Context, args ...string) (runResult, error) {
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		r.MaxRSS = ru.Maxrss * 1024 // Linux reports KiB
 	}
 	return r, nil
+}
+
+// watchHWM polls the child's VmHWM (the peak resident set of its own
+// address space) until stop is closed and returns the highest value seen,
+// in bytes. rusage's ru_maxrss cannot be used alone: Go starts children
+// with vfork semantics (CLONE_VM), and Linux folds the peak RSS of the
+// address space the child had before exec — the parent's — into the
+// child's ru_maxrss, so a bench process holding 20,000 seeded devices
+// would be charged to every child. The last poll is at most 2 ms before
+// the child exits; VmHWM only grows, so that misses at most the growth of
+// those last milliseconds.
+func watchHWM(pid int, stop <-chan struct{}) int64 {
+	path := "/proc/" + strconv.Itoa(pid) + "/status"
+	var peak int64
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if data, err := os.ReadFile(path); err == nil {
+			for _, line := range strings.Split(string(data), "\n") {
+				if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+					if kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64); err == nil {
+						peak = max(peak, kb*1024)
+					}
+				}
+			}
+		}
+		select {
+		case <-stop:
+			return peak
+		case <-t.C:
+		}
+	}
 }
 
 // must runs lkfleet and fails unless it exits with want.

@@ -62,7 +62,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&plans, "plan", "1000,10000", "plan over these numbers of fleet devices")
 	fs.IntVar(&o.foreign, "foreign", 10000, "foreign devices next to the fleet in the plan scenarios")
 	fs.IntVar(&o.rebuildN, "rebuild", 1000, "devices rebuilt by reboot in the nightly rebuild")
-	fs.IntVar(&o.serialN, "serial-n", 20, "devices of the one-at-a-time reference")
+	fs.IntVar(&o.serialN, "serial-n", 30, "devices of the one-at-a-time reference")
 	fs.IntVar(&o.tfN, "tf-n", 100, "devices of the Terraform-style apply reference")
 	fs.IntVar(&o.refreshN, "refresh-n", 1000, "devices of the Terraform-style refresh reference")
 	fs.StringVar(&only, "only", "apply,plan,rebuild,ref", "scenarios to run")

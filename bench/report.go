@@ -185,10 +185,19 @@ func writeDoc(path string, r *results) error {
 	var table strings.Builder
 	printTable(&table, r)
 	t, err := template.New("doc").Funcs(template.FuncMap{
-		"f1": func(v float64) string { return fmt.Sprintf("%.1f", v) },
-		"f2": func(v float64) string { return fmt.Sprintf("%.2f", v) },
-		"f3": func(v float64) string { return fmt.Sprintf("%.3f", v) },
-		"f0": func(v float64) string { return fmt.Sprintf("%.0f", v) },
+		"f1":           func(v float64) string { return fmt.Sprintf("%.1f", v) },
+		"f2":           func(v float64) string { return fmt.Sprintf("%.2f", v) },
+		"f3":           func(v float64) string { return fmt.Sprintf("%.3f", v) },
+		"f0":           func(v float64) string { return fmt.Sprintf("%.0f", v) },
+		"idealCreates": func(n int) float64 { return float64(max(n-burstB, 0)) / rateR },
+		"idealRebuild": func(n int) float64 { return float64(max(2*n-burstB, 0)) / rateR },
+		"perDevice":    func(x refResult) float64 { return x.WallS / float64(x.N) },
+		"thousand":     func(x refResult) float64 { return 1000 * x.WallS / float64(x.N) },
+		"perRound":     func(x refResult) float64 { return x.WallS / float64((x.N+tfParallelism-1)/tfParallelism) },
+		"tfThousand": func(x refResult) float64 {
+			return 1000 / tfParallelism * x.WallS / float64((x.N+tfParallelism-1)/tfParallelism)
+		},
+		"minutes": func(s float64) float64 { return s / 60 },
 	}).Parse(docTemplate)
 	if err != nil {
 		return fmt.Errorf("report template: %w", err)

@@ -93,9 +93,13 @@ func benchApply(ctx context.Context, o opts, n int) (applyResult, error) {
 		GetsPerDeviceCalls: st.Requests[routeGet]}
 	w.PlanListings = w.ApplyListings - w.WaitListings
 	w.WaitSpanS = ap.Wall.Seconds() - ph.FirstCallS
-	if w.WaitListings > 1 {
-		// The steady rate: k listings are k-1 poll intervals apart.
-		w.ListingsPerSecond = float64(w.WaitListings-1) / (ph.LastListingS - ph.FirstListingS)
+	if w.WaitListings > 0 {
+		// Polling every second from the first create on sends 1 + S
+		// listings in S seconds: k listings cost (k-1)/S per second. The
+		// arrival times of single listings jitter (a listing may queue in
+		// the client's pacer behind calls), their number over the span
+		// does not.
+		w.ListingsPerSecond = float64(w.WaitListings-1) / w.WaitSpanS
 	}
 	w.MinGapS = ph.MinGapS
 	w.DeviceMinutes = float64(n) * provT.Minutes()
