@@ -26,6 +26,11 @@ const (
 	maxThrottled = 100
 	// debugBodyMax bounds how much of a body a debug dump shows.
 	debugBodyMax = 4 << 10
+	// MaxResponseBody bounds the response body read into memory. A page of
+	// PerPage devices is a few MiB; anything past this is not an answer
+	// the client could use (a proxy's error stream, a wrong endpoint), and
+	// reading it whole would let a server exhaust our memory.
+	MaxResponseBody = 32 << 20
 )
 
 // retryClass says which failures a request may be re-sent after.
@@ -184,8 +189,12 @@ func (t *transport) attempt(ctx context.Context, req *http.Request, getBody func
 		t.dumpError(r, err)
 		return nil, err
 	}
-	body, rerr := io.ReadAll(resp.Body)
+	body, rerr := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBody+1))
 	resp.Body.Close()
+	if rerr == nil && len(body) > MaxResponseBody {
+		body = nil
+		rerr = fmt.Errorf("body larger than %d MiB", MaxResponseBody>>20)
+	}
 	if resp.StatusCode == http.StatusTooManyRequests {
 		t.throttled.Add(1)
 	}
