@@ -65,7 +65,7 @@ type trial struct {
 	trigger func(method, path string, n counts) bool
 }
 
-type counts struct{ lists, creates, deletes, actions int }
+type counts struct{ creates, deletes, actions int }
 
 // Interrupts runs the interruption trials on one lab, in order: Ctrl-C
 // before any create, during creates, while waiting for new devices,
