@@ -66,8 +66,12 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&o.tfN, "tf-n", 100, "devices of the Terraform-style apply reference")
 	fs.IntVar(&o.refreshN, "refresh-n", 1000, "devices of the Terraform-style refresh reference")
 	fs.StringVar(&only, "only", "apply,plan,rebuild,ref", "scenarios to run")
+	report := fs.String("report", "", "measure nothing: judge the results in this JSON file again, print them and write the report")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *report != "" {
+		return rereport(*report, o.doc)
 	}
 	var err error
 	if o.sizes, err = ints(sizes); err != nil {
@@ -247,4 +251,24 @@ func containsInt(s []int, n int) bool {
 		}
 	}
 	return false
+}
+
+// rereport judges saved results again and rewrites the report from them,
+// so a change to the judging or the report needs no new measurement.
+func rereport(path, doc string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var res results
+	if err := json.Unmarshal(data, &res); err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	res.Targets = nil
+	res.judge()
+	printTable(os.Stdout, &res)
+	if doc == "" {
+		return nil
+	}
+	return writeDoc(doc, &res)
 }

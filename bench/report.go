@@ -113,8 +113,10 @@ func (r *results) judge() {
 	}
 	if b := r.Rebuild; b != nil {
 		add(fmt.Sprintf("rebuild %d: wall", b.N), "≤ 1.10 × bound", fmt.Sprintf("%.1fs = %.3f × %.1fs", b.WallS, b.Ratio, b.BoundS), b.Ratio <= 1.10)
-		add(fmt.Sprintf("rebuild %d: requests", b.N), "≈ 2 per device + listings", fmt.Sprintf("%d PUT + %d reboot + %d listings + %d other", b.Puts, b.Reboots, b.Listings, b.Requests-b.Puts-b.Reboots-b.Listings),
-			b.Puts == b.N && b.Reboots == b.N && b.Booted == b.N)
+		// A call refused with 429 had no effect and is sent again: it
+		// counts as a request, not as an extra call.
+		add(fmt.Sprintf("rebuild %d: requests", b.N), "≈ 2 per device + listings", fmt.Sprintf("%d PUT + %d reboot (%d refused 429 and re-sent) + %d listings + %d other; %d booted again", b.Puts, b.Reboots, b.Throttled, b.Listings, b.Requests-b.Puts-b.Reboots-b.Listings, b.Booted),
+			b.Puts >= b.N && b.Reboots >= b.N && b.Puts+b.Reboots <= 2*b.N+b.Throttled && b.Booted == b.N)
 	}
 	if r.TotalS > 0 {
 		add("make bench", "< 10 min", fmt.Sprintf("%.0fs (bench program)", r.TotalS), r.TotalS < 600)
