@@ -61,6 +61,9 @@ func Interpret(script string) (*BootSpec, error) {
 			lines = append(lines[:i+1], append([]string{after}, lines[i+1:]...)...)
 		}
 		expanded := expandVars(line, spec.Vars)
+		if len(expanded) > maxExpanded {
+			return nil, fmt.Errorf("line %d: longer than %d bytes after expanding variables", n, maxExpanded)
+		}
 		fields := strings.Fields(expanded)
 		if len(fields) == 0 {
 			continue
@@ -156,7 +159,14 @@ func imageArgs(args []string) (name string, rest []string, err error) {
 	return name, args, nil
 }
 
-// expandVars replaces ${name} and ${name:type} with their values.
+// maxExpanded bounds a line after variable expansion. A script that
+// doubles a variable line after line (set x ${x}${x}) would otherwise
+// grow it exponentially and exhaust the simulator's memory; real iPXE
+// runs out of its own small heap long before this.
+const maxExpanded = 64 << 10
+
+// expandVars replaces ${name} and ${name:type} with their values. It stops
+// early once the result exceeds maxExpanded (the caller rejects the line).
 func expandVars(line string, vars map[string]string) string {
 	if !strings.Contains(line, "${") {
 		return line
@@ -176,6 +186,9 @@ func expandVars(line string, vars map[string]string) string {
 		b.WriteString(line[:i])
 		name, _, _ := strings.Cut(line[i+2:i+j], ":")
 		b.WriteString(vars[name])
+		if b.Len() > maxExpanded {
+			return b.String()
+		}
 		line = line[i+j+1:]
 	}
 }
