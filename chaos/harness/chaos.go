@@ -102,6 +102,15 @@ func Chaos(ctx context.Context, cfg ChaosConfig, run Runner) (ChaosResult, error
 		res.Problems = append(res.Problems, problems...)
 		logf("seed %d, %d devices: apply %d exited %d in %s (%s: %d added, %d failed)",
 			cfg.Seed, res.Devices, i, st.Code, st.Took.Round(time.Millisecond), st.Summary.Result, st.Summary.Added, len(st.Summary.Failed))
+		for _, f := range st.Summary.Failed {
+			logf("  failed: %s (%s) %s: %s", f.Hostname, f.Slot, f.DeviceID, f.Reason)
+		}
+		if st.Summary.Halted != "" {
+			logf("  halted: %s", st.Summary.Halted)
+		}
+		if st.Code != 0 {
+			logf("  stderr: %s", lastLine(st.Stderr))
+		}
 		if st.Code == 0 {
 			res.Applies = i
 			break

@@ -25,8 +25,10 @@ type Summary struct {
 		Hostname string `json:"hostname"`
 		Slot     string `json:"slot"`
 		DeviceID string `json:"device_id"`
+		Reason   string `json:"reason"`
 	} `json:"failed"`
 	NotDone []string `json:"not_done"`
+	Halted  string   `json:"halted"`
 }
 
 // ParseSummary finds the summary line in JSON lines output.

@@ -197,7 +197,12 @@ func (l *Lab) serve(w http.ResponseWriter, r *http.Request) {
 
 // WriteFleet writes the fleet file: groups "web" and "worker" with count
 // devices each per zone in ams1, ewr1 and sjc1 (6×count devices), on
-// image release rel ("v1" or "v2"), one wave per zone.
+// image release rel ("v1" or "v2"), one wave per zone. A wave tolerates
+// three failed devices (rollout.max_failures), as an operator of a large
+// fleet would set it: a device that fails after its retry then makes the
+// apply exit 1 without halting the other waves, and the next apply
+// replaces it. With max_failures 0 the first such device halts every
+// later wave, and a 300-device fleet often needs a third apply.
 func (l *Lab) WriteFleet(rel string, count int) error {
 	body := fmt.Sprintf(`apiVersion: lkfleet/v1
 fleet: chaos
@@ -218,6 +223,7 @@ rollout:
   waves: [[ams1], [ewr1], [sjc1]]
   max_in_flight: 20
   max_unavailable: 25%%
+  max_failures: 3
 `, l.URL, rel, count, count)
 	return os.WriteFile(l.FleetFile, []byte(body), 0o644)
 }
