@@ -145,7 +145,8 @@ func execute(ctx context.Context, env *Env, p *planned, mode ui.Mode, opts execu
 		in.NotDone = append(in.NotDone, ui.Symbol(c.Action)+" "+c.Hostname+" ("+c.Slot+")")
 	}
 	interrupted := errors.Is(err, context.Canceled)
-	in.Interrupted = interrupted || errors.Is(err, context.DeadlineExceeded)
+	// Stopped early: Ctrl-C, --timeout, or an API that stayed unreachable.
+	in.Interrupted = interrupted || (err != nil && !res.Halted && len(res.NotDone) > 0)
 	if serr := rep.Summary(in); serr != nil && err == nil {
 		err = serr
 	}
@@ -154,6 +155,8 @@ func execute(ctx context.Context, env *Env, p *planned, mode ui.Mode, opts execu
 		return nil
 	case interrupted:
 		return withCode(ExitInterrupted, nil)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("stopped at --timeout %s with %d change(s) not done", opts.Timeout, len(res.NotDone))
 	case len(res.Failed) > 0 || res.Halted:
 		// The summary already named every failure.
 		return withCode(ExitError, nil)

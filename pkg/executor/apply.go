@@ -50,6 +50,8 @@ const (
 	DefaultPollInterval = time.Second
 	DefaultCallTimeout  = 2 * time.Minute
 	DefaultListLag      = 5 * time.Second
+	// DefaultMaxListOutage is Options.MaxListOutage's default.
+	DefaultMaxListOutage = 5 * time.Minute
 )
 
 // Options tune Apply. The zero value is usable.
@@ -77,6 +79,11 @@ type Options struct {
 	// an ambiguous create the slot is looked up until a listing begun this
 	// long after the failed call still does not show it (default 5s).
 	ListLag time.Duration
+	// MaxListOutage is how long the fleet listing may keep failing (after
+	// the client's own retries) before apply gives up on waiting: without
+	// a listing no device can ever be seen ready. Default 5m; negative =
+	// wait forever (Timeout still applies).
+	MaxListOutage time.Duration
 	// OnEvent receives every Event, from several goroutines at once; the
 	// receiver serialises. nil drops events.
 	OnEvent func(Event)
@@ -106,6 +113,12 @@ func (o Options) withDefaults(maxInFlight int) Options {
 	}
 	if o.ListLag <= 0 {
 		o.ListLag = DefaultListLag
+	}
+	switch {
+	case o.MaxListOutage == 0:
+		o.MaxListOutage = DefaultMaxListOutage
+	case o.MaxListOutage < 0:
+		o.MaxListOutage = 0
 	}
 	return o
 }
@@ -171,7 +184,12 @@ func Apply(ctx context.Context, cloud Cloud, plan planner.Plan, opts Options) (R
 		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
 		defer cancel()
 	}
+	// A sustained API outage ends the run like a timeout, with its own
+	// cause (see Options.MaxListOutage).
+	ctx, giveUp := context.WithCancelCause(ctx)
+	defer giveUp(nil)
 	r := newRun(cloud, plan, opts)
+	r.w.outage, r.w.giveUp = opts.MaxListOutage, giveUp
 
 	wctx, stopWatch := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -556,8 +574,10 @@ func (r *run) result() Result {
 // err builds Apply's error from the result.
 func (r *run) err(ctx context.Context, res Result) error {
 	var errs []error
-	if err := ctx.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("apply stopped with %d change(s) not done: %w", len(res.NotDone), err))
+	if ctx.Err() != nil {
+		// The cause tells Ctrl-C (Canceled) from --timeout
+		// (DeadlineExceeded) and from an API that stayed unreachable.
+		errs = append(errs, fmt.Errorf("apply stopped with %d change(s) not done: %w", len(res.NotDone), context.Cause(ctx)))
 	}
 	if res.Halted {
 		errs = append(errs, fmt.Errorf("%w: %s", ErrHalted, res.HaltReason))

@@ -829,3 +829,27 @@ func TestInPlaceRebuildsFollowPlanOrder(t *testing.T) {
 		}
 	})
 }
+
+// An API that stays unreachable ends the wait after MaxListOutage with an
+// error that names the outage — not an endless wait, and not Ctrl-C.
+func TestListOutageEndsTheWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := newFake()
+		fc.listErr = errors.New("list devices: no answer: connection refused")
+		start := time.Now()
+		res, err := Apply(t.Context(), fc, mkPlan(rollout(), createChange(slotName("ams1", 1)), createChange(slotName("ewr1", 1))),
+			Options{MaxListOutage: time.Minute})
+		if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want the outage", err)
+		}
+		if !strings.Contains(err.Error(), "could not be listed for 1m0s") || !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("err = %v", err)
+		}
+		if took := time.Since(start); took < time.Minute || took > time.Minute+2*DefaultPollInterval {
+			t.Errorf("gave up after %v, want about 1m", took)
+		}
+		if res.Created != 1 || len(res.NotDone) != 1 || res.NotDone[0].Wave != 1 {
+			t.Errorf("result %+v: want the wave-1 create done and wave 2 not done", res)
+		}
+	})
+}

@@ -40,6 +40,8 @@ type fakeCloud struct {
 	// with an ambiguous error (without acting).
 	actionErr        error
 	ambiguousActions int
+	// listErr, when set, fails every List (an API outage).
+	listErr error
 }
 
 type fault int
@@ -293,6 +295,9 @@ func (f *fakeCloud) List(context.Context) ([]planner.Live, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lists++
+	if f.listErr != nil {
+		return nil, f.listErr
+	}
 	now := time.Now()
 	var out []planner.Live
 	for _, d := range f.devs {

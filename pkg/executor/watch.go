@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,10 @@ type watcher struct {
 	cloud Cloud
 	lim   *rate.Limiter
 	emit  func(Event)
+	// outage is how long listings may fail in a row before giveUp is
+	// called with the last error (0 = forever); see Options.MaxListOutage.
+	outage time.Duration
+	giveUp func(error)
 	// seq is a logical clock shared by listings and callers. A caller that
 	// loads it after a call returned and asks for a snapshot with a larger
 	// seq gets a listing that began after the call returned. Wall-clock
@@ -66,6 +71,7 @@ func (w *watcher) wanted() bool {
 
 // run lists the fleet while there is demand, until ctx ends.
 func (w *watcher) run(ctx context.Context) {
+	var failingSince time.Time // start of the current run of failed listings
 	for {
 		select {
 		case <-ctx.Done():
@@ -83,10 +89,20 @@ func (w *watcher) run(ctx context.Context) {
 				if ctx.Err() != nil {
 					return
 				}
-				// The client already retried; the next poll tries again.
+				// The client already retried; the next poll tries again,
+				// until the API has been unreachable for too long: then
+				// nobody could ever be told their device is ready.
 				w.emit(Event{Kind: Info, Wave: -1, Message: "list devices: " + err.Error(), Err: err})
+				if failingSince.IsZero() {
+					failingSince = start
+				}
+				if down := time.Since(failingSince); w.outage > 0 && down >= w.outage && w.giveUp != nil {
+					w.giveUp(fmt.Errorf("the fleet could not be listed for %s: %w", down.Round(time.Second), err))
+					return
+				}
 				continue
 			}
+			failingSince = time.Time{}
 			w.publish(newSnapshot(seq, start, lives))
 		}
 	}
