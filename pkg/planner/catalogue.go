@@ -165,7 +165,7 @@ func suggest(got string, known []string, what string) string {
 	}
 	best, bestD := "", -1
 	for _, k := range known {
-		d := editDistance(strings.ToLower(got), strings.ToLower(k))
+		d := spec.EditDistance(strings.ToLower(got), strings.ToLower(k))
 		if bestD < 0 || d < bestD {
 			best, bestD = k, d
 		}
@@ -178,28 +178,6 @@ func suggest(got string, known []string, what string) string {
 		return fmt.Sprintf("known %s include %s, ...", what, strings.Join(known[:show], ", "))
 	}
 	return fmt.Sprintf("known %s: %s", what, strings.Join(known, ", "))
-}
-
-// editDistance is the Levenshtein distance over bytes (slugs and codes are
-// ASCII).
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			sub := prev[j-1]
-			if a[i-1] != b[j-1] {
-				sub++
-			}
-			cur[j] = min(sub, prev[j]+1, cur[j-1]+1)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func sortedKeys[V any](m map[string]V) []string {

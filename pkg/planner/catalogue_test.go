@@ -81,14 +81,3 @@ func TestCheckCatalogue(t *testing.T) {
 		})
 	}
 }
-
-func TestEditDistance(t *testing.T) {
-	for _, c := range []struct {
-		a, b string
-		d    int
-	}{{"", "", 0}, {"ams1", "ams1", 0}, {"ams1", "amz1", 1}, {"", "abc", 3}, {"kitten", "sitting", 3}, {"c3.smal.x86", "c3.small.x86", 1}} {
-		if got := editDistance(c.a, c.b); got != c.d {
-			t.Errorf("editDistance(%q, %q) = %d, want %d", c.a, c.b, got, c.d)
-		}
-	}
-}

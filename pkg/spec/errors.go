@@ -78,7 +78,7 @@ func suggest(s string, candidates []string) string {
 		if c == s {
 			continue
 		}
-		d := editDistance(ls, strings.ToLower(c))
+		d := EditDistance(ls, strings.ToLower(c))
 		limit := max(1, min(len(s), len(c))/3)
 		// On a tie, prefer the candidate of the same length (zonse: zones,
 		// not zone).
@@ -97,11 +97,12 @@ func didYouMean(s string, candidates []string) string {
 	return ""
 }
 
-// editDistance is the optimal string alignment distance (Levenshtein plus
-// adjacent transpositions), over bytes. Inputs longer than 64 bytes are
+// EditDistance is the optimal string alignment distance (Levenshtein plus
+// adjacent transpositions), over bytes: how "did you mean" suggestions find
+// the nearest valid name. Inputs longer than 64 bytes are
 // compared by length only: no key or name is that long, and it keeps the
 // cost bounded on hostile input.
-func editDistance(a, b string) int {
+func EditDistance(a, b string) int {
 	if len(a) > 64 || len(b) > 64 {
 		return max(len(a), len(b))
 	}

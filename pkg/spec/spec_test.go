@@ -216,3 +216,18 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestEditDistance(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		d    int
+	}{
+		{"", "", 0}, {"ams1", "ams1", 0}, {"ams1", "amz1", 1}, {"", "abc", 3},
+		{"kitten", "sitting", 3}, {"c3.smal.x86", "c3.small.x86", 1},
+		{"zonse", "zones", 1}, // a transposition is one edit
+	} {
+		if got := EditDistance(c.a, c.b); got != c.d {
+			t.Errorf("EditDistance(%q, %q) = %d, want %d", c.a, c.b, got, c.d)
+		}
+	}
+}
