@@ -87,6 +87,7 @@ func runApply(ctx context.Context, env *Env, o *applyOptions, planFile string) e
 	if err != nil {
 		return err
 	}
+	defer p.client.Close()
 	if mode != ui.JSON {
 		if err := planner.RenderText(env.Out, p.plan, planner.TextOptions{Color: colorOut(env), FleetFile: o.fleet.File}); err != nil {
 			return err

@@ -50,18 +50,12 @@ func sosAddress(l planner.Live) string {
 }
 
 func runConsole(ctx context.Context, env *Env, o *consoleOptions, name string) error {
-	fleet, _, err := readFleet(env, o.fleet)
+	l, err := listFleet(ctx, env, o.fleet, o.api)
 	if err != nil {
 		return err
 	}
-	client, err := newClient(env, fleet, o.api)
-	if err != nil {
-		return err
-	}
-	live, err := client.List(ctx)
-	if err != nil {
-		return explain(err, fleet)
-	}
+	l.client.Close()
+	fleet, live := l.fleet, l.live
 	var found []planner.Live
 	for _, l := range live {
 		if !planner.Ignored(l.State) && (l.Hostname == name || l.Slot == name) {

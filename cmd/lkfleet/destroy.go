@@ -48,24 +48,18 @@ func runDestroy(ctx context.Context, env *Env, o *destroyOptions) error {
 	if err != nil {
 		return err
 	}
-	fleet, fleetBytes, err := readFleet(env, o.fleet)
+	l, err := listFleet(ctx, env, o.fleet, o.api)
 	if err != nil {
 		return err
 	}
-	client, err := newClient(env, fleet, o.api)
-	if err != nil {
-		return err
-	}
-	live, err := client.List(ctx)
-	if err != nil {
-		return explain(err, fleet)
-	}
+	defer l.client.Close()
+	fleet := l.fleet
 	// With nothing desired, the planner deletes exactly the fleet's live
 	// devices; foreign devices are not even listed.
 	plan, err := planner.Compute(planner.Input{
 		Fleet:            fleet,
-		Live:             live,
-		FleetFingerprint: planner.FleetFingerprint(fleetBytes),
+		Live:             l.live,
+		FleetFingerprint: planner.FleetFingerprint(l.fleetBytes),
 	})
 	if err != nil {
 		return err
@@ -93,7 +87,7 @@ func runDestroy(ctx context.Context, env *Env, o *destroyOptions) error {
 			return errors.New("destroy cancelled")
 		}
 	}
-	p := &planned{fleet: fleet, client: client, plan: plan}
+	p := &planned{fleet: fleet, client: l.client, plan: plan}
 	return execute(ctx, env, p, mode, executor.Options{
 		Parallelism: o.parallelism,
 		Wait:        executor.WaitNone,

@@ -257,3 +257,30 @@ func explain(err error, fleet *spec.Fleet) error {
 	}
 	return err
 }
+
+// listed is a fleet with its live devices.
+type listed struct {
+	fleet      *spec.Fleet
+	fleetBytes []byte
+	client     *packet.Client
+	live       []planner.Live
+}
+
+// listFleet loads the fleet file and lists the fleet's live devices: one
+// tag-filtered listing, so devices of other owners cost nothing.
+func listFleet(ctx context.Context, env *Env, ff fleetFlags, a apiFlags) (*listed, error) {
+	fleet, data, err := readFleet(env, ff)
+	if err != nil {
+		return nil, err
+	}
+	client, err := newClient(env, fleet, a)
+	if err != nil {
+		return nil, err
+	}
+	live, err := client.List(ctx)
+	if err != nil {
+		client.Close()
+		return nil, explain(err, fleet)
+	}
+	return &listed{fleet: fleet, fleetBytes: data, client: client, live: live}, nil
+}

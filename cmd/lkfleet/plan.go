@@ -56,6 +56,7 @@ func runPlan(ctx context.Context, env *Env, o *planCmdOptions) error {
 	if err != nil {
 		return err
 	}
+	defer p.client.Close()
 	if o.output == "json" {
 		err = planner.RenderJSON(env.Out, p.plan)
 	} else {

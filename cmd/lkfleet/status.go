@@ -65,18 +65,12 @@ func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) e
 	if o.output != "text" && o.output != "json" {
 		return fmt.Errorf("unknown output format %q (text or json)", o.output)
 	}
-	fleet, _, err := readFleet(env, o.fleet)
+	l, err := listFleet(ctx, env, o.fleet, o.api)
 	if err != nil {
 		return err
 	}
-	client, err := newClient(env, fleet, o.api)
-	if err != nil {
-		return err
-	}
-	live, err := client.List(ctx)
-	if err != nil {
-		return explain(err, fleet)
-	}
+	defer l.client.Close()
+	fleet, client, live := l.fleet, l.client, l.live
 	// Which image each current rev stands for. Rendering needs the
 	// cmdlines; when they cannot be fetched, revs are shown bare.
 	desired, err := spec.Expand(fleet)
