@@ -365,3 +365,25 @@ func TestStatusFlagsForeignHostnameClash(t *testing.T) {
 		t.Errorf("status note = %q, want %q", lines[5], want)
 	}
 }
+
+func TestPreflightNamesMissingArtifacts(t *testing.T) {
+	e := newE2E(t, packetsim.Config{})
+	e.write(fmt.Sprintf(e2eFleet, "v3", 1)) // release v3 was never uploaded
+	_, errs, code := e.run("plan", "-f", e.fleet)
+	if code != 1 || !strings.Contains(errs, e.images+"/v3/sshd-cmdline") {
+		t.Fatalf("plan with a missing release: exit %d, stderr %q", code, errs)
+	}
+	// The cmdline given in the file, only the kernel and initrd are missing.
+	e.write(strings.Replace(fmt.Sprintf(e2eFleet, "v3", 1), "base_url: IMAGES/v3", "base_url: IMAGES/v3\n    cmdline: console=ttyS1", 1))
+	_, errs, code = e.run("plan", "-f", e.fleet)
+	for _, want := range []string{e.images + "/v3/sshd-kernel", e.images + "/v3/sshd-initrd.img", "404"} {
+		if code != 1 || !strings.Contains(errs, want) {
+			t.Errorf("plan with missing artifacts: exit %d, stderr %q lacks %q", code, errs, want)
+		}
+	}
+	out, errs, code := e.run("plan", "-f", e.fleet, "--skip-preflight")
+	if code != 0 || !strings.Contains(out, "Plan: 2 to add") ||
+		!strings.Contains(errs, "Preflight skipped (--skip-preflight): 2 kernel and initrd URLs and 0 script URLs were not checked.") {
+		t.Fatalf("--skip-preflight: exit %d\nstdout %s\nstderr %s", code, out, errs)
+	}
+}

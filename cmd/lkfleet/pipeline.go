@@ -71,12 +71,11 @@ func addPlanFlags(cmd *cobra.Command, o *planOptions, forcing bool) {
 	}
 }
 
-// planned is everything a computed plan came from.
+// planned is a plan with the fleet and the API client it was made with.
 type planned struct {
-	fleet   *spec.Fleet
-	desired []spec.Device
-	client  *packet.Client
-	plan    planner.Plan
+	fleet  *spec.Fleet
+	client *packet.Client
+	plan   planner.Plan
 }
 
 // artifactClient fetches cmdlines, HEADs artifacts and script URLs.
@@ -123,7 +122,7 @@ func computePlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes []
 		return nil, err
 	}
 	if o.skipPreflight {
-		status("Preflight skipped: kernels, initrds and script URLs were not checked.")
+		status(skippedPreflight(desired))
 	} else {
 		if err := ipxe.Preflight(ctx, artifactClient(), desired); err != nil {
 			return nil, fmt.Errorf("preflight: %w", err)
@@ -145,8 +144,7 @@ func computePlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes []
 		FleetFingerprint: planner.FleetFingerprint(fleetBytes),
 		Catalogue:        &cat,
 	}
-	needs := creates(desired, live)
-	if len(needs) > 0 {
+	if createsAny(desired, live) {
 		// Devices will be created: look at the whole project once for
 		// hostname clashes with devices this fleet does not own.
 		all, err := client.ListAll(ctx)
@@ -170,7 +168,7 @@ func computePlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes []
 		}
 		plan.Warnings = append(plan.Warnings, warnings...)
 	}
-	return &planned{fleet: fleet, desired: desired, client: client, plan: plan}, nil
+	return &planned{fleet: fleet, client: client, plan: plan}, nil
 }
 
 // archesOf maps machine slugs to the architecture the catalogue gives.
@@ -184,19 +182,18 @@ func archesOf(cat planner.Catalogue) map[string]string {
 	return m
 }
 
-// creates reports whether any desired slot has no live device.
-func creates(desired []spec.Device, live []planner.Live) []string {
+// createsAny reports whether any desired slot has no live device.
+func createsAny(desired []spec.Device, live []planner.Live) bool {
 	have := make(map[string]bool, len(live))
 	for _, l := range live {
 		have[l.Slot] = true
 	}
-	var missing []string
 	for _, d := range desired {
 		if !have[d.Slot] {
-			missing = append(missing, d.Slot)
+			return true
 		}
 	}
-	return missing
+	return false
 }
 
 // capacityNeeds counts the devices a plan creates per zone and machine.
@@ -283,4 +280,17 @@ func listFleet(ctx context.Context, env *Env, ff fleetFlags, a apiFlags) (*liste
 		return nil, explain(err, fleet)
 	}
 	return &listed{fleet: fleet, fleetBytes: data, client: client, live: live}, nil
+}
+
+// skippedPreflight says what --skip-preflight left unchecked.
+func skippedPreflight(desired []spec.Device) string {
+	artifacts, scripts := map[string]bool{}, map[string]bool{}
+	for _, d := range desired {
+		artifacts[d.Image.KernelURL()] = true
+		artifacts[d.Image.InitrdURL()] = true
+		if d.IPXEScriptURL != "" {
+			scripts[d.IPXEScriptURL] = true
+		}
+	}
+	return fmt.Sprintf("Preflight skipped (--skip-preflight): %d kernel and initrd URLs and %d script URLs were not checked.", len(artifacts), len(scripts))
 }
