@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -18,21 +19,25 @@ func TestTokenNeverShown(t *testing.T) {
 	e.write(fmt.Sprintf(e2eFleet, "v1", 2))
 	planFile := filepath.Join(e.dir, "lab.plan")
 	var all strings.Builder
-	run := func(want int, args ...string) {
+	// run accepts any of the exit codes in want. Under 10 % faults a
+	// reboot whose request and resend both fail is, rightly, a failed
+	// change (exit 1): what matters here is what the outputs contain.
+	run := func(want []int, args ...string) {
 		t.Helper()
 		out, errs, code := e.run(args...)
-		if code != want {
-			t.Fatalf("lkfleet %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, want, out, errs)
+		if !slices.Contains(want, code) {
+			t.Fatalf("lkfleet %s: exit %d, want one of %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, want, out, errs)
 		}
 		all.WriteString(out + errs)
 	}
-	run(0, "validate", "-f", e.fleet)
-	run(0, "plan", "-f", e.fleet, "--debug", "-o", "json", "--out", planFile)
-	run(0, "apply", "-f", e.fleet, "--debug", "-o", "json", "--auto-approve", "--poll-interval", "20ms", planFile)
-	run(0, "status", "-f", e.fleet, "--debug", "-o", "json")
-	run(0, "render", "-f", e.fleet)
-	run(0, "apply", "-f", e.fleet, "--debug", "-o", "json", "--auto-approve", "--poll-interval", "20ms", "--rebuild", "all")
-	run(0, "destroy", "-f", e.fleet, "--debug", "-o", "json", "--auto-approve")
+	ok, okOrFailed := []int{0}, []int{0, 1}
+	run(ok, "validate", "-f", e.fleet)
+	run(ok, "plan", "-f", e.fleet, "--debug", "-o", "json", "--out", planFile)
+	run(okOrFailed, "apply", "-f", e.fleet, "--debug", "-o", "json", "--auto-approve", "--poll-interval", "20ms", planFile)
+	run(ok, "status", "-f", e.fleet, "--debug", "-o", "json")
+	run(ok, "render", "-f", e.fleet)
+	run(okOrFailed, "apply", "-f", e.fleet, "--debug", "-o", "json", "--auto-approve", "--poll-interval", "20ms", "--rebuild", "all")
+	run(okOrFailed, "destroy", "-f", e.fleet, "--debug", "-o", "json", "--auto-approve")
 	// A token the API refuses is not echoed either.
 	e.vars["PACKET_AUTH_TOKEN"] = e2eToken + "-wrong"
 	out, errs, code := runCLI(t, e.vars, "plan", "-f", e.fleet, "--debug")
