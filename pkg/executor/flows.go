@@ -26,21 +26,29 @@ func describe(c *planner.Change) string {
 	return fmt.Sprintf("device %q (slot %s)", c.Hostname, c.Slot)
 }
 
-// doCreate creates a new slot's device and waits until it is ready.
-func (r *run) doCreate(ctx context.Context, w *wave, c *planner.Change) (outcome, FailedDevice) {
+// createNew makes c's new device (safeCreate) and says how that went:
+// done with the device, notStarted when scheduling stopped or Ctrl-C came
+// during an ambiguous create's lookup (the next plan lists the slot and
+// knows), or failed.
+func (r *run) createNew(ctx context.Context, w *wave, c *planner.Change) (planner.Live, outcome, FailedDevice) {
 	if c.Desired == nil {
-		return failed, FailedDevice{LastEvent: "create: the plan has no desired device"}
+		return planner.Live{}, failed, FailedDevice{LastEvent: string(c.Action) + ": the plan has no desired device"}
 	}
 	live, err := r.safeCreate(ctx, w.sched, c, true)
 	switch {
-	case errors.Is(err, errNotSent):
-		return notStarted, FailedDevice{}
-	case err != nil && ctx.Err() != nil:
-		// Interrupted while looking up an ambiguous create: the next plan
-		// lists the slot and knows.
-		return notStarted, FailedDevice{}
+	case errors.Is(err, errNotSent), err != nil && ctx.Err() != nil:
+		return live, notStarted, FailedDevice{}
 	case err != nil:
-		return failed, FailedDevice{LastEvent: err.Error()}
+		return live, failed, FailedDevice{LastEvent: err.Error()}
+	}
+	return live, done, FailedDevice{}
+}
+
+// doCreate creates a new slot's device and waits until it is ready.
+func (r *run) doCreate(ctx context.Context, w *wave, c *planner.Change) (outcome, FailedDevice) {
+	live, oc, fd := r.createNew(ctx, w, c)
+	if oc != done {
+		return oc, fd
 	}
 	r.emit(changeEvent(ChangeDone, c, live.ID, "created"))
 	if r.opts.Wait == WaitNone {
@@ -98,17 +106,9 @@ func (r *run) doUpdate(w *wave, c *planner.Change) (outcome, FailedDevice) {
 // the old hardware is released only once the new device is ready. It
 // serves replacements and rebuilds by recreate.
 func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcome, FailedDevice) {
-	if c.Desired == nil {
-		return failed, FailedDevice{LastEvent: string(c.Action) + ": the plan has no desired device"}
-	}
-	live, err := r.safeCreate(ctx, w.sched, c, true)
-	switch {
-	case errors.Is(err, errNotSent):
-		return notStarted, FailedDevice{}
-	case err != nil && ctx.Err() != nil:
-		return notStarted, FailedDevice{}
-	case err != nil:
-		return failed, FailedDevice{LastEvent: err.Error()}
+	live, oc, created := r.createNew(ctx, w, c)
+	if oc != done {
+		return oc, created
 	}
 	r.emit(changeEvent(Info, c, live.ID, "created new device"))
 	// Even with --wait none the new device must be active before the old
