@@ -26,7 +26,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/lkfleet/lkfleet/pkg/packetsim"
-	"github.com/lkfleet/lkfleet/pkg/planner"
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
@@ -206,7 +205,7 @@ rollout:
 // zoneOf returns the zone of a slot "group/zone/index".
 func zoneOf(t *testing.T, slot string) string {
 	t.Helper()
-	s, ok := planner.ParseSlot(slot)
+	s, ok := spec.ParseSlot(slot)
 	if !ok {
 		t.Fatalf("bad slot %q", slot)
 	}

@@ -153,7 +153,7 @@ func slotList(slots []string) string {
 		return "slot " + slots[0]
 	}
 	s := slices.Clone(slots)
-	slices.SortFunc(s, CompareSlots)
+	slices.SortFunc(s, spec.CompareSlots)
 	return fmt.Sprintf("slot %s and %d more", s[0], len(s)-1)
 }
 
@@ -191,6 +191,6 @@ func sortedKeys[V any](m map[string]V) []string {
 
 func sortedDevices(ds []spec.Device) []spec.Device {
 	s := slices.Clone(ds)
-	slices.SortStableFunc(s, func(a, b spec.Device) int { return CompareSlots(a.Slot, b.Slot) })
+	slices.SortStableFunc(s, func(a, b spec.Device) int { return spec.CompareSlots(a.Slot, b.Slot) })
 	return s
 }

@@ -57,7 +57,7 @@ func Compute(in Input) (Plan, error) {
 	desired := sortedDevices(in.Desired)
 	want := make(map[string]bool, len(desired))
 	for _, d := range desired {
-		if _, ok := ParseSlot(d.Slot); !ok {
+		if _, ok := spec.ParseSlot(d.Slot); !ok {
 			return Plan{}, fmt.Errorf("compute plan for fleet %q: desired device %q has an invalid slot %q", f.Name, d.Hostname, d.Slot)
 		}
 		if d.Wave < 0 || (len(f.Rollout.Waves) > 0 && d.Wave >= len(f.Rollout.Waves)) {
@@ -81,7 +81,7 @@ func Compute(in Input) (Plan, error) {
 	// first makes every later loop (and so every warning) deterministic.
 	live := slices.Clone(in.Live)
 	slices.SortStableFunc(live, func(a, b Live) int {
-		return cmp.Or(CompareSlots(a.Slot, b.Slot), cmp.Compare(a.ID, b.ID))
+		return cmp.Or(spec.CompareSlots(a.Slot, b.Slot), cmp.Compare(a.ID, b.ID))
 	})
 	bySlot := map[string][]Live{}
 	var liveSlots []string
@@ -94,7 +94,7 @@ func Compute(in Input) (Plan, error) {
 			foreign = append(foreign, l)
 			continue
 		}
-		if _, ok := ParseSlot(l.Slot); !ok {
+		if _, ok := spec.ParseSlot(l.Slot); !ok {
 			p.Warnings = append(p.Warnings, unreadableSlotWarning(f.Name, l))
 			continue
 		}
@@ -144,7 +144,7 @@ func Compute(in Input) (Plan, error) {
 func compareChanges(a, b Change) int {
 	return cmp.Or(
 		cmp.Compare(a.Wave, b.Wave),
-		CompareSlots(a.Slot, b.Slot),
+		spec.CompareSlots(a.Slot, b.Slot),
 		cmp.Compare(actionRank(a.Action), actionRank(b.Action)),
 		cmp.Compare(a.DeviceID, b.DeviceID),
 	)
@@ -280,7 +280,7 @@ func deleteChange(slot string, wave int, l Live, reason string) Change {
 // undesiredReason says why a live slot is no longer wanted, and which wave
 // its delete belongs to: the wave of its zone, else the last wave.
 func undesiredReason(f *spec.Fleet, slot string) (string, int) {
-	s, _ := ParseSlot(slot)
+	s, _ := spec.ParseSlot(slot)
 	wave := f.Rollout.WaveOf(s.Zone)
 	if wave < 0 {
 		wave = max(len(f.Rollout.Waves)-1, 0)

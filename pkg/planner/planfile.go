@@ -335,7 +335,7 @@ func fromFile(fp filePlan) (Plan, error) {
 }
 
 func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
-	if _, ok := ParseSlot(fc.Slot); !ok {
+	if _, ok := spec.ParseSlot(fc.Slot); !ok {
 		return Change{}, errors.New("invalid slot")
 	}
 	if fc.Wave < 0 || (len(ro.Waves) > 0 && fc.Wave >= len(ro.Waves)) {

@@ -125,7 +125,9 @@ func expandFleet(f *Fleet) ([]Device, []problem) {
 		}
 		devs = expandGroup(f, gi, im, devs, hostSlot, &ps)
 	}
-	slices.SortFunc(devs, func(a, b Device) int { return compareSlot(a.Group, a.Zone, a.Index, b.Group, b.Zone, b.Index) })
+	slices.SortFunc(devs, func(a, b Device) int {
+		return Slot{a.Group, a.Zone, a.Index}.Compare(Slot{b.Group, b.Zone, b.Index})
+	})
 	return devs, ps.done()
 }
 
@@ -247,73 +249,3 @@ func checkHTTPURL(s string) error {
 	return nil
 }
 
-// CompareSlots orders slot names ("group/zone/index") the way Expand sorts
-// devices: by group, then zone, in natural order (digit runs compare by
-// value, so ams2 < ams10), then by index as a number. Names that are not
-// slots sort after slots, by plain string order.
-func CompareSlots(a, b string) int {
-	ga, za, ia, okA := ParseSlot(a)
-	gb, zb, ib, okB := ParseSlot(b)
-	switch {
-	case okA && okB:
-		return compareSlot(ga, za, ia, gb, zb, ib)
-	case okA:
-		return -1
-	case okB:
-		return 1
-	}
-	return strings.Compare(a, b)
-}
-
-func compareSlot(ga, za string, ia int, gb, zb string, ib int) int {
-	return cmp.Or(NaturalCompare(ga, gb), NaturalCompare(za, zb), cmp.Compare(ia, ib))
-}
-
-// ParseSlot splits "group/zone/index"; ok is false when s is not a slot.
-func ParseSlot(s string) (group, zone string, index int, ok bool) {
-	parts := strings.Split(s, "/")
-	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
-		return "", "", 0, false
-	}
-	n, err := strconv.Atoi(parts[2])
-	if err != nil || n < 1 || strconv.Itoa(n) != parts[2] {
-		return "", "", 0, false
-	}
-	return parts[0], parts[1], n, true
-}
-
-// NaturalCompare compares strings with runs of ASCII digits compared by
-// numeric value (web2 < web10); ties in value (a01 vs a1) fall back to
-// plain byte order so the order stays total.
-func NaturalCompare(a, b string) int {
-	i, j := 0, 0
-	for i < len(a) && j < len(b) {
-		ca, cb := a[i], b[j]
-		if isDigit(ca) && isDigit(cb) {
-			si, sj := i, j
-			for i < len(a) && isDigit(a[i]) {
-				i++
-			}
-			for j < len(b) && isDigit(b[j]) {
-				j++
-			}
-			na := strings.TrimLeft(a[si:i], "0")
-			nb := strings.TrimLeft(b[sj:j], "0")
-			if c := cmp.Or(cmp.Compare(len(na), len(nb)), strings.Compare(na, nb)); c != 0 {
-				return c
-			}
-			continue
-		}
-		if ca != cb {
-			return cmp.Compare(ca, cb)
-		}
-		i++
-		j++
-	}
-	if c := cmp.Compare(len(a)-i, len(b)-j); c != 0 {
-		return c
-	}
-	return strings.Compare(a, b)
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }

@@ -171,9 +171,9 @@ type Device struct {
 	Rev    string // 12 hex chars over the boot configuration
 }
 
-// SlotName builds a slot identity.
+// SlotName builds a slot identity (Slot.String of its parts).
 func SlotName(group, zone string, index int) string {
-	return group + "/" + zone + "/" + strconv.Itoa(index)
+	return Slot{Group: group, Zone: zone, Index: index}.String()
 }
 
 // APIUserdata is the userdata the device is created with: the script itself
