@@ -248,4 +248,3 @@ func checkHTTPURL(s string) error {
 	}
 	return nil
 }
-
