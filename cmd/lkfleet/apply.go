@@ -11,7 +11,6 @@ import (
 
 	"github.com/lkfleet/lkfleet/internal/ui"
 	"github.com/lkfleet/lkfleet/pkg/executor"
-	"github.com/lkfleet/lkfleet/pkg/packet"
 	"github.com/lkfleet/lkfleet/pkg/planner"
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
@@ -126,7 +125,7 @@ func execute(ctx context.Context, env *Env, p *planned, mode ui.Mode, opts execu
 	if opts.FailedRetries == 0 {
 		opts.FailedRetries = -1
 	}
-	res, err := executor.Apply(ctx, cloud{p.client}, p.plan, opts)
+	res, err := executor.Apply(ctx, p.client, p.plan, opts)
 	st := p.client.Stats()
 	in := ui.SummaryInput{
 		Destroy:   destroy,
@@ -163,19 +162,6 @@ func execute(ctx context.Context, env *Env, p *planned, mode ui.Mode, opts execu
 		return withCode(ExitError, nil)
 	}
 	return err
-}
-
-// cloud adapts the API client to the executor's Cloud interface.
-type cloud struct{ *packet.Client }
-
-func (c cloud) Update(ctx context.Context, id string, u executor.Update) error {
-	return c.Client.Update(ctx, id, packet.Update{
-		Hostname:      u.Hostname,
-		Tags:          u.Tags,
-		AlwaysPXE:     u.AlwaysPXE,
-		Userdata:      u.Userdata,
-		IPXEScriptURL: u.IPXEScriptURL,
-	})
 }
 
 // loadSavedPlan reads a plan saved by 'plan --out' and refuses it when the

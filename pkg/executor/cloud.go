@@ -19,18 +19,9 @@ type Cloud interface {
 	// List returns the fleet's live devices (one tag-filtered listing).
 	List(ctx context.Context) ([]planner.Live, error)
 	// Update changes the mutable attributes of a device in one PUT.
-	Update(ctx context.Context, id string, u Update) error
+	Update(ctx context.Context, id string, u planner.DeviceUpdate) error
 	// Action runs a device action: reboot, reinstall, power_on, power_off.
 	Action(ctx context.Context, id, action string) error
 	// Delete deletes a device; a device that is already gone is success.
 	Delete(ctx context.Context, id string) error
-}
-
-// Update carries the attributes a PUT changes; nil fields are left alone.
-type Update struct {
-	Hostname      *string
-	Tags          *[]string
-	AlwaysPXE     *bool
-	Userdata      *string
-	IPXEScriptURL *string
 }

@@ -62,7 +62,7 @@ type fcall struct {
 	op, id   string
 	slot     string
 	action   string
-	upd      Update
+	upd      planner.DeviceUpdate
 	finished time.Time
 }
 
@@ -209,7 +209,7 @@ func (f *fakeCloud) find(id string) *fdev {
 	return nil
 }
 
-func (f *fakeCloud) Update(ctx context.Context, id string, u Update) error {
+func (f *fakeCloud) Update(ctx context.Context, id string, u planner.DeviceUpdate) error {
 	n, err := f.begin(ctx, fcall{op: "update", id: id, upd: u})
 	if err != nil {
 		return err

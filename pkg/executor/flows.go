@@ -86,7 +86,7 @@ func (r *run) doUpdate(w *wave, c *planner.Change) (outcome, FailedDevice) {
 	}
 	d := c.Desired
 	tags := d.Tags()
-	u := Update{Hostname: &d.Hostname, Tags: &tags, AlwaysPXE: &d.AlwaysPXE}
+	u := planner.DeviceUpdate{Hostname: &d.Hostname, Tags: &tags, AlwaysPXE: &d.AlwaysPXE}
 	err := r.call(w.sched, func(cctx context.Context) error {
 		r.emit(changeEvent(ChangeStarted, c, c.DeviceID, "update"))
 		return r.cloud.Update(cctx, c.DeviceID, u)
@@ -190,7 +190,7 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how str
 	id := c.DeviceID
 	tags := d.Tags()
 	userdata := d.APIUserdata()
-	u := Update{Hostname: &d.Hostname, Tags: &tags, AlwaysPXE: &d.AlwaysPXE, Userdata: &userdata}
+	u := planner.DeviceUpdate{Hostname: &d.Hostname, Tags: &tags, AlwaysPXE: &d.AlwaysPXE, Userdata: &userdata}
 	if c.Live == nil || c.Live.ScriptURL != d.IPXEScriptURL {
 		u.IPXEScriptURL = &d.IPXEScriptURL
 	}
@@ -222,7 +222,7 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how str
 		if c.Live != nil {
 			old := append([]string{}, c.Live.Tags...)
 			if rerr := r.call(context.WithoutCancel(ctx), func(cctx context.Context) error {
-				return r.cloud.Update(cctx, id, Update{Tags: &old})
+				return r.cloud.Update(cctx, id, planner.DeviceUpdate{Tags: &old})
 			}); rerr != nil {
 				fd.LastEvent += fmt.Sprintf("; restoring the old tags also failed (%v): rebuild it with --rebuild %s", rerr, c.Slot)
 			}
@@ -416,7 +416,7 @@ func (r *run) waitReady(ctx context.Context, c *planner.Change, id string, mode 
 				reason += ": " + l.UserStateBody
 			}
 			return l, reason, nil
-		case gone(l.State):
+		case planner.Ignored(l.State):
 			return l, "device is being deleted (state " + l.State + ")", nil
 		case mode == WaitBooted && fresh && l.UserState == "failed":
 			reason := "boot failed"

@@ -26,17 +26,6 @@ const maxPages = 100000
 // userStateEvent is the event type a device's user state is recorded as.
 const userStateEvent = "user_state"
 
-// Update carries the attributes a PUT changes; nil fields are left alone.
-// Its fields match executor.Update one for one, so a value converts with
-// packet.Update(u).
-type Update struct {
-	Hostname      *string
-	Tags          *[]string
-	AlwaysPXE     *bool
-	Userdata      *string
-	IPXEScriptURL *string
-}
-
 // Device actions Action accepts.
 const (
 	ActionReboot    = "reboot"
@@ -187,7 +176,7 @@ func (c *Client) pageError(op string, page int, err error) error {
 }
 
 // Update changes a device's mutable attributes in one PUT.
-func (c *Client) Update(ctx context.Context, id string, u Update) error {
+func (c *Client) Update(ctx context.Context, id string, u planner.DeviceUpdate) error {
 	req := &packngo.DeviceUpdateRequest{
 		Hostname:      u.Hostname,
 		Tags:          u.Tags,

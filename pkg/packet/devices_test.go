@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/packethost/packngo"
+
+	"github.com/lkfleet/lkfleet/pkg/planner"
 )
 
 func TestListPaging(t *testing.T) {
@@ -121,7 +123,7 @@ func TestUpdateBody(t *testing.T) {
 	no := false
 	name := "web-ams1-9"
 	if err := c.Update(context.Background(), "00000000-0000-4000-8000-000000000001",
-		Update{Hostname: &name, Tags: &none, AlwaysPXE: &no}); err != nil {
+		planner.DeviceUpdate{Hostname: &name, Tags: &none, AlwaysPXE: &no}); err != nil {
 		t.Fatal(err)
 	}
 	var body map[string]any

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lkfleet/lkfleet/pkg/planner"
 )
 
 // canned is what the fuzzed server answers to every request.
@@ -109,7 +111,7 @@ func FuzzDecodeResponses(f *testing.F) {
 		}
 		_, err = c.Project(ctx)
 		check("project", err)
-		check("update", c.Update(ctx, "0f9c9c1a-0000-4000-8000-000000000001", Update{Hostname: new("h")}))
+		check("update", c.Update(ctx, "0f9c9c1a-0000-4000-8000-000000000001", planner.DeviceUpdate{Hostname: new("h")}))
 		check("delete", c.Delete(ctx, "0f9c9c1a-0000-4000-8000-000000000001"))
 		c.cat = catalogueCache{}
 		_, err = c.Catalogue(ctx)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/lkfleet/lkfleet/internal/apispec"
 	"github.com/lkfleet/lkfleet/pkg/packetsim"
+	"github.com/lkfleet/lkfleet/pkg/planner"
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
@@ -149,7 +150,7 @@ func TestSimDeviceLifecycle(t *testing.T) {
 	}
 	name := "web-ams1-renamed"
 	tags := append(d1.Tags(), "extra")
-	if err := c.Update(ctx, ids[0], Update{Hostname: &name, Tags: &tags}); err != nil {
+	if err := c.Update(ctx, ids[0], planner.DeviceUpdate{Hostname: &name, Tags: &tags}); err != nil {
 		t.Fatal(err)
 	}
 	found, err := c.FindSlot(ctx, d1.Slot)

@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,14 +32,31 @@ const (
 // legend lists the symbols in the order the legend prints them.
 var legend = []struct {
 	action Action
-	symbol string
 	text   string
 }{
-	{Create, "+", "create"},
-	{Rebuild, "~", "rebuild in-place"},
-	{Update, "~", "update in-place"},
-	{Replace, "+/-", "create replacement and then destroy"},
-	{Delete, "-", "destroy"},
+	{Create, "create"},
+	{Rebuild, "rebuild in-place"},
+	{Update, "update in-place"},
+	{Replace, "create replacement and then destroy"},
+	{Delete, "destroy"},
+}
+
+// Symbol is an action's plan symbol (Terraform's convention), "" for no-op
+// and unknown actions. It is the one home of the symbols: the plan text and
+// the progress lines both use it. A replacement is "+/-", Terraform's
+// create-before-destroy, because lkfleet creates the new device first.
+func Symbol(a Action) string {
+	switch a {
+	case Create:
+		return "+"
+	case Delete:
+		return "-"
+	case Replace:
+		return "+/-"
+	case Rebuild, Update:
+		return "~"
+	}
+	return ""
 }
 
 type textWriter struct {
@@ -95,7 +113,7 @@ func RenderText(w io.Writer, p Plan, o TextOptions) error {
 		t.line("Changes are indicated with the following symbols:")
 		for _, l := range legend {
 			if present[l.action] {
-				pad := strings.Repeat(" ", 3-len(l.symbol))
+				pad := strings.Repeat(" ", 3-len(Symbol(l.action)))
 				t.line("%s%s %s", pad, t.symbol(l.action), l.text)
 			}
 		}
@@ -162,7 +180,7 @@ func (t *textWriter) change(c Change) {
 	for _, r := range c.Reasons {
 		t.line("  #   %s", r)
 	}
-	pad := strings.Repeat(" ", 3-len(symbolText(c.Action)))
+	pad := strings.Repeat(" ", 3-len(cmp.Or(Symbol(c.Action), " ")))
 	t.line("%s%s device %q {", pad, t.symbol(c.Action), c.Hostname)
 
 	// Context first: what identifies the device, unless it is an attribute.
@@ -207,13 +225,6 @@ func (t *textWriter) change(c Change) {
 		t.line("      %s %-*s = %s%s", sym, width, r.name, r.value, r.note)
 	}
 	t.line("    }")
-}
-
-func symbolText(a Action) string {
-	if a == Replace {
-		return "+/-"
-	}
-	return "+"
 }
 
 // fmtValue quotes strings but not booleans, lists or values only known later.

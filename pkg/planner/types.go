@@ -36,6 +36,17 @@ type Live struct {
 	UserStateAt   time.Time
 }
 
+// DeviceUpdate carries the attributes one PUT changes; nil fields are left
+// alone. It is the one update type: the executor builds it from a Change,
+// the backend (pkg/packet) sends it.
+type DeviceUpdate struct {
+	Hostname      *string
+	Tags          *[]string
+	AlwaysPXE     *bool
+	Userdata      *string
+	IPXEScriptURL *string
+}
+
 // Action is what a Change does.
 type Action string
 

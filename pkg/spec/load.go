@@ -332,7 +332,7 @@ func (l *loader) fieldsOf(n *yaml.Node, path string, known []string) fields {
 	fs := fields{node: n, path: path, m: map[string]entry{}}
 	for _, e := range l.entries(n, path) {
 		if !slices.Contains(known, e.key) {
-			if s := suggest(e.key, known); s != "" {
+			if s := Suggest(e.key, known); s != "" {
 				l.add(e.k, joinPath(path, e.key), "unknown key; did you mean %q?", s)
 			} else {
 				l.add(e.k, joinPath(path, e.key), "unknown key (known: %s)", strings.Join(known, ", "))

@@ -213,6 +213,19 @@ func (d Device) ComputeRev() string {
 	return BootRev(d.Script, d.APIUserdata(), d.IPXEScriptURL, d.Machine, d.Zone, d.Billing, d.AlwaysPXE)
 }
 
+// NormalizeArch maps the spellings an API or a user may use to ArchX86 or
+// ArchARM, and anything else to "". It is the one place that knows them:
+// rendering (pkg/ipxe) and the catalogue check (pkg/planner) both use it.
+func NormalizeArch(s string) string {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "x86_64", "amd64", "x86", "x86-64":
+		return ArchX86
+	case "aarch64", "arm64", "arm":
+		return ArchARM
+	}
+	return ""
+}
+
 // ArchOfMachine guesses an architecture from a plan slug when neither the
 // image nor the API catalogue says: baremetal_2a*, *.arm*, *arm64 are arm.
 func ArchOfMachine(machine string) string {
