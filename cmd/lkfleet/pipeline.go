@@ -206,7 +206,7 @@ func capacityNeeds(p planner.Plan) map[packet.Need]int {
 		switch c.Action {
 		case planner.Create, planner.Replace:
 		case planner.Rebuild:
-			if c.Strategy != spec.RebuildRecr {
+			if c.Strategy.InPlace() {
 				continue
 			}
 		default:

@@ -467,10 +467,9 @@ func (r *run) runChange(ctx context.Context, w *wave, i int) {
 	case planner.Replace:
 		oc, fd = r.doReplace(ctx, w, c)
 	case planner.Rebuild:
-		switch strategy(r.plan, c) {
-		case "reboot", "reinstall":
-			oc, fd = r.doInPlace(ctx, w, c, strategy(r.plan, c))
-		default:
+		if s := strategy(r.plan, c); s.InPlace() {
+			oc, fd = r.doInPlace(ctx, w, c, s)
+		} else {
 			oc, fd = r.doReplace(ctx, w, c)
 		}
 	default:
@@ -487,19 +486,15 @@ func (r *run) runChange(ctx context.Context, w *wave, i int) {
 	}
 }
 
-// strategy resolves a rebuild's strategy: the change's, else the
-// rollout's, else reboot when the device PXE-boots on every reboot.
-func strategy(plan planner.Plan, c *planner.Change) string {
+// strategy is a rebuild's strategy: the one the planner resolved into the
+// change; a change built without one (in code) resolves the rollout's the
+// same way the planner would.
+func strategy(plan planner.Plan, c *planner.Change) spec.Strategy {
 	if c.Strategy != "" {
 		return c.Strategy
 	}
-	if plan.Rollout.Rebuild != "" {
-		return plan.Rollout.Rebuild
-	}
-	if c.Desired != nil && !c.Desired.AlwaysPXE {
-		return "reinstall"
-	}
-	return "reboot"
+	s, _ := plan.Rollout.Rebuild.For(c.Desired == nil || c.Desired.AlwaysPXE)
+	return s
 }
 
 func (r *run) count(c *planner.Change) {
@@ -605,7 +600,7 @@ func newTurns(plan planner.Plan, idx []int) *turns {
 	var prev *planner.Change
 	for _, i := range idx {
 		c := &plan.Changes[i]
-		if c.Action != planner.Rebuild || (strategy(plan, c) != spec.RebuildReboot && strategy(plan, c) != spec.RebuildReins) {
+		if c.Action != planner.Rebuild || !strategy(plan, c).InPlace() {
 			continue
 		}
 		ch := make(chan struct{})

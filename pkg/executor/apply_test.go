@@ -24,7 +24,7 @@ var zones = []string{"ams1", "ewr1", "sjc1"}
 
 func rollout() spec.Rollout {
 	return spec.Rollout{Waves: [][]string{{"ams1"}, {"ewr1"}, {"sjc1"}}, MaxInFlight: 10,
-		MaxUnavailable: spec.Budget{Count: 1}, Rebuild: spec.RebuildReboot}
+		MaxUnavailable: spec.Budget{Count: 1}, Rebuild: spec.StrategyReboot}
 }
 
 // desired builds the desired device of slot "web/<zone>/<i>".
@@ -47,7 +47,7 @@ func createChange(slot string) planner.Change {
 func liveChange(a planner.Action, l planner.Live, strategy string) planner.Change {
 	d := desired(l.Slot, "newrev000000")
 	return planner.Change{Action: a, Slot: l.Slot, Hostname: d.Hostname, Wave: d.Wave, DeviceID: l.ID,
-		Live: &l, Desired: d, Strategy: strategy}
+		Live: &l, Desired: d, Strategy: spec.Strategy(strategy)}
 }
 
 func deleteChange(l planner.Live) planner.Change {

@@ -10,7 +10,8 @@ import (
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
-// Cloud is the little the executor needs from the API. pkg/packet
+// Cloud is the little the executor needs from the API: a backend (another
+// API, another provider) plugs in by implementing these six methods. pkg/packet
 // implements it for the real service; tests use in-memory fakes.
 type Cloud interface {
 	// Create makes one device, once. It never retries by itself: an error
@@ -20,8 +21,13 @@ type Cloud interface {
 	List(ctx context.Context) ([]planner.Live, error)
 	// Update changes the mutable attributes of a device in one PUT.
 	Update(ctx context.Context, id string, u planner.DeviceUpdate) error
-	// Action runs a device action: reboot, reinstall, power_on, power_off.
-	Action(ctx context.Context, id, action string) error
+	// Reboot reboots a device (rebuild strategy reboot: with always_pxe it
+	// boots the new script). Like Create it is sent once: an error may be
+	// ambiguous (the reboot may have happened).
+	Reboot(ctx context.Context, id string) error
+	// Reinstall reinstalls a device in place (rebuild strategy reinstall),
+	// sent once like Reboot.
+	Reinstall(ctx context.Context, id string) error
 	// Delete deletes a device; a device that is already gone is success.
 	Delete(ctx context.Context, id string) error
 }

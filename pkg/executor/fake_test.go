@@ -237,7 +237,13 @@ func (f *fakeCloud) Update(ctx context.Context, id string, u planner.DeviceUpdat
 	return nil
 }
 
-func (f *fakeCloud) Action(ctx context.Context, id, action string) error {
+func (f *fakeCloud) Reboot(ctx context.Context, id string) error { return f.action(ctx, id, "reboot") }
+
+func (f *fakeCloud) Reinstall(ctx context.Context, id string) error {
+	return f.action(ctx, id, "reinstall")
+}
+
+func (f *fakeCloud) action(ctx context.Context, id, action string) error {
 	n, err := f.begin(ctx, fcall{op: "action", id: id, action: action})
 	if err != nil {
 		return err

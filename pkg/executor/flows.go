@@ -157,16 +157,16 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 // userdata (or script URL) and rev tag, then the reboot or reinstall
 // action, then a wait until it has booted again. The device counts
 // against the wave's max_unavailable from the PUT until it is ready.
-func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how string) (oc outcome, fd FailedDevice) {
+func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how spec.Strategy) (oc outcome, fd FailedDevice) {
 	d := c.Desired
 	switch {
 	case d == nil:
 		w.turns.pass(c)
 		return failed, FailedDevice{LastEvent: "rebuild: the plan has no desired device"}
-	case how == spec.RebuildReboot && !d.AlwaysPXE:
+	case how.NeedsAlwaysPXE() && !d.AlwaysPXE:
 		// Without always_pxe a reboot boots the local disk, not the image.
 		w.turns.pass(c)
-		return failed, FailedDevice{LastEvent: "rebuild by reboot needs always_pxe: true (or rollout.rebuild: reinstall)"}
+		return failed, FailedDevice{LastEvent: fmt.Sprintf("rebuild by %s needs always_pxe: true (or rollout.rebuild: %s)", how, spec.DefaultStrategy(false))}
 	}
 	err := w.turns.await(w.sched, c)
 	if err == nil {
@@ -195,7 +195,7 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how str
 		u.IPXEScriptURL = &d.IPXEScriptURL
 	}
 	err = r.call(w.sched, func(cctx context.Context) error {
-		r.emit(changeEvent(ChangeStarted, c, id, how))
+		r.emit(changeEvent(ChangeStarted, c, id, string(how)))
 		return r.cloud.Update(cctx, id, u)
 	})
 	switch {
@@ -207,14 +207,14 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how str
 	// The PUT wrote the new rev tag, which promises the new image: the
 	// action is sent even after Ctrl-C, and if it fails the old tags are
 	// put back so the next plan still sees the rebuild.
-	action := func(cctx context.Context) error { return r.cloud.Action(cctx, id, how) }
+	action := func(cctx context.Context) error { return r.sendAction(cctx, id, how) }
 	err = r.call(context.WithoutCancel(ctx), action)
 	if isAmbiguous(err) {
 		// The action may or may not have happened. Sending it again costs at
 		// most one more boot, while not sending it could leave the old image
 		// running under the new rev tag.
 		r.emit(Event{Kind: Retrying, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
-			DeviceID: id, Message: how + " may not have been done; sending it again", Err: err})
+			DeviceID: id, Message: string(how) + " may not have been done; sending it again", Err: err})
 		err = r.call(context.WithoutCancel(ctx), action)
 	}
 	if err != nil {
@@ -230,7 +230,7 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how str
 		return failed, fd
 	}
 	after := r.w.now()
-	r.emit(changeEvent(ChangeDone, c, id, how+" sent"))
+	r.emit(changeEvent(ChangeDone, c, id, string(how)+" sent"))
 	if r.opts.Wait == WaitNone {
 		return done, FailedDevice{}
 	}
@@ -243,6 +243,18 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how str
 		return failed, *bad
 	}
 	return done, FailedDevice{}
+}
+
+// sendAction sends the API action of an in-place strategy: one case per
+// in-place row of spec's strategy table.
+func (r *run) sendAction(ctx context.Context, id string, how spec.Strategy) error {
+	switch how {
+	case spec.StrategyReboot:
+		return r.cloud.Reboot(ctx, id)
+	case spec.StrategyReinstall:
+		return r.cloud.Reinstall(ctx, id)
+	}
+	return fmt.Errorf("rebuild strategy %q has no in-place action", how)
 }
 
 // safeCreate creates c's device without ever making a second one: after

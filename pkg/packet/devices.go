@@ -26,14 +26,6 @@ const maxPages = 100000
 // userStateEvent is the event type a device's user state is recorded as.
 const userStateEvent = "user_state"
 
-// Device actions Action accepts.
-const (
-	ActionReboot    = "reboot"
-	ActionReinstall = "reinstall"
-	ActionPowerOn   = "power_on"
-	ActionPowerOff  = "power_off"
-)
-
 // Create makes one device for d, once. It is never retried after a
 // failure that could have created the device (timeout, 5xx, lost
 // connection, unreadable answer): the *APIError then reports Ambiguous()
@@ -198,7 +190,24 @@ func (c *Client) Update(ctx context.Context, id string, u planner.DeviceUpdate) 
 	return nil
 }
 
-// Action runs a device action: reboot, reinstall, power_on or power_off.
+// Reboot reboots a device (POST devices/{id}/actions type reboot).
+func (c *Client) Reboot(ctx context.Context, id string) error {
+	return c.action(ctx, id, "reboot", func(pc *packngo.Client) error {
+		_, err := pc.Devices.Reboot(id)
+		return err
+	})
+}
+
+// Reinstall reinstalls a device with its current settings (POST
+// devices/{id}/actions type reinstall).
+func (c *Client) Reinstall(ctx context.Context, id string) error {
+	return c.action(ctx, id, "reinstall", func(pc *packngo.Client) error {
+		_, err := pc.Devices.Reinstall(id, nil)
+		return err
+	})
+}
+
+// action sends one device action.
 //
 // Actions are POSTs that act: a reboot answered by a 5xx or lost on the way
 // back may have happened, and repeating it would reboot a machine that is
@@ -206,25 +215,13 @@ func (c *Client) Update(ctx context.Context, id string, u planner.DeviceUpdate) 
 // a connection that never opened; any other failure is returned with
 // Ambiguous() true, and the caller decides (every action here converges:
 // repeating one costs time, not correctness).
-func (c *Client) Action(ctx context.Context, id, action string) error {
-	op := "device action " + action
+func (c *Client) action(ctx context.Context, id, name string, send func(*packngo.Client) error) error {
+	op := "device action " + name
 	pc, err := c.api(withRetryClass(ctx, classOnce))
 	if err != nil {
 		return c.apiError(op, id, "", err, false)
 	}
-	switch action {
-	case ActionReboot:
-		_, err = pc.Devices.Reboot(id)
-	case ActionReinstall:
-		_, err = pc.Devices.Reinstall(id, nil)
-	case ActionPowerOn:
-		_, err = pc.Devices.PowerOn(id)
-	case ActionPowerOff:
-		_, err = pc.Devices.PowerOff(id)
-	default:
-		return fmt.Errorf("%s on %s: unknown action (want reboot, reinstall, power_on or power_off)", op, id)
-	}
-	if err != nil {
+	if err := send(pc); err != nil {
 		return c.apiError(op, id, "", err, true)
 	}
 	return nil

@@ -204,7 +204,7 @@ func TestActionsAreNotRetriedAfter5xx(t *testing.T) {
 		return false
 	}
 	c := startFake(t, f, nil)
-	err := c.Action(context.Background(), "00000000-0000-4000-8000-000000000001", ActionReboot)
+	err := c.Reboot(context.Background(), "00000000-0000-4000-8000-000000000001")
 	if err == nil || !IsAmbiguous(err) {
 		t.Fatalf("err = %v, want an ambiguous error", err)
 	}

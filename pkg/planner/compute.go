@@ -418,7 +418,7 @@ func diffDevice(f *spec.Fleet, d *spec.Device, l *Live, rebuildReason, replaceRe
 			}
 			attrs = append(attrs, AttrDiff{Name: "booted", Before: UserStateFailed, After: "succeeded"})
 		}
-		strategy, note := strategyFor(f, d)
+		strategy, note := f.Rollout.Rebuild.For(d.AlwaysPXE)
 		c.Strategy = strategy
 		if note != "" {
 			reasons = append(reasons, note)
@@ -428,7 +428,7 @@ func diffDevice(f *spec.Fleet, d *spec.Device, l *Live, rebuildReason, replaceRe
 	default:
 		return Change{}, false
 	}
-	if c.Action == Replace || c.Strategy == spec.RebuildRecr {
+	if c.Action == Replace || (c.Action == Rebuild && !c.Strategy.InPlace()) {
 		attrs = append(attrs, AttrDiff{Name: "id", Before: l.ID, After: KnownAfterApply})
 	}
 	// The rev tag always follows the desired device after any change.
@@ -438,23 +438,6 @@ func diffDevice(f *spec.Fleet, d *spec.Device, l *Live, rebuildReason, replaceRe
 	c.Reasons = reasons
 	c.Attrs = attrs
 	return c, true
-}
-
-// strategyFor resolves the fleet's rebuild strategy for one device. A
-// reboot only picks up a new script when the device PXE-boots on every
-// boot, so without always_pxe it becomes a reinstall.
-func strategyFor(f *spec.Fleet, d *spec.Device) (string, string) {
-	s := f.Rollout.Rebuild
-	if s == "" {
-		if d.AlwaysPXE {
-			return spec.RebuildReboot, ""
-		}
-		return spec.RebuildReins, ""
-	}
-	if s == spec.RebuildReboot && !d.AlwaysPXE {
-		return spec.RebuildReins, "reinstall instead of reboot: without always_pxe a reboot does not load the new script"
-	}
-	return s, ""
 }
 
 // revExplained reports whether the live rev tag is what the desired boot

@@ -540,7 +540,7 @@ func TestCompute(t *testing.T) {
 		{
 			name: "rebuild strategy: recreate gets a new id",
 			setup: func(in *Input) {
-				in.Fleet.Rollout.Rebuild = spec.RebuildRecr
+				in.Fleet.Rollout.Rebuild = spec.StrategyRecreate
 				newScript(findDesired(in, "db/ams1/1"))
 			},
 			want:     []string{"rebuild db/ams1/1 d-05"},
@@ -634,7 +634,7 @@ func TestCompute(t *testing.T) {
 				}
 			}
 			for k, want := range tc.strategy {
-				if got := byKey[k].Strategy; got != want {
+				if got := string(byKey[k].Strategy); got != want {
 					t.Errorf("%s strategy = %q, want %q", k, got, want)
 				}
 			}

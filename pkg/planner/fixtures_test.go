@@ -28,7 +28,7 @@ func testFleet() *spec.Fleet {
 			Waves:          [][]string{{"ams1"}, {"ewr1"}},
 			MaxInFlight:    10,
 			MaxUnavailable: spec.Budget{Count: 1},
-			Rebuild:        spec.RebuildReboot,
+			Rebuild:        spec.StrategyReboot,
 		},
 	}
 }

@@ -52,26 +52,26 @@ type filePlan struct {
 }
 
 type fileRollout struct {
-	Waves                 [][]string `json:"waves"`
-	MaxInFlight           int        `json:"max_in_flight"`
-	MaxUnavailableCount   int        `json:"max_unavailable_count"`
-	MaxUnavailablePercent int        `json:"max_unavailable_percent"`
-	Rebuild               string     `json:"rebuild"`
-	Canary                int        `json:"canary"`
-	MaxFailures           int        `json:"max_failures"`
+	Waves                 [][]string    `json:"waves"`
+	MaxInFlight           int           `json:"max_in_flight"`
+	MaxUnavailableCount   int           `json:"max_unavailable_count"`
+	MaxUnavailablePercent int           `json:"max_unavailable_percent"`
+	Rebuild               spec.Strategy `json:"rebuild"`
+	Canary                int           `json:"canary"`
+	MaxFailures           int           `json:"max_failures"`
 }
 
 type fileChange struct {
-	Action   Action      `json:"action"`
-	Slot     string      `json:"slot"`
-	Hostname string      `json:"hostname"`
-	Wave     int         `json:"wave"`
-	DeviceID string      `json:"device_id"`
-	Desired  *fileDevice `json:"desired"`
-	Live     *fileLive   `json:"live"`
-	Reasons  []string    `json:"reasons"`
-	Attrs    []fileAttr  `json:"attributes"`
-	Strategy string      `json:"strategy"`
+	Action   Action        `json:"action"`
+	Slot     string        `json:"slot"`
+	Hostname string        `json:"hostname"`
+	Wave     int           `json:"wave"`
+	DeviceID string        `json:"device_id"`
+	Desired  *fileDevice   `json:"desired"`
+	Live     *fileLive     `json:"live"`
+	Reasons  []string      `json:"reasons"`
+	Attrs    []fileAttr    `json:"attributes"`
+	Strategy spec.Strategy `json:"strategy"`
 }
 
 type fileAttr struct {
@@ -393,8 +393,8 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 		needDesired = false
 	case Replace, Update:
 	case Rebuild:
-		switch c.Strategy {
-		case spec.RebuildReboot, spec.RebuildReins, spec.RebuildRecr:
+		switch {
+		case c.Strategy.Known():
 		default:
 			return Change{}, fmt.Errorf("unknown rebuild strategy %q", c.Strategy)
 		}

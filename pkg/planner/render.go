@@ -165,10 +165,10 @@ func headline(c Change) string {
 	case Replace:
 		return name + " must be replaced"
 	case Rebuild:
-		if c.Strategy == spec.RebuildRecr {
+		if !c.Strategy.InPlace() {
 			return name + " will be rebuilt (recreate: a new device first, then this one is destroyed)"
 		}
-		return name + " will be rebuilt in-place (" + c.Strategy + ")"
+		return name + " will be rebuilt in-place (" + string(c.Strategy) + ")"
 	case Update:
 		return name + " will be updated in-place"
 	}
@@ -250,14 +250,14 @@ type jsonPlan struct {
 }
 
 type jsonChange struct {
-	Action     Action     `json:"action"`
-	Slot       string     `json:"slot"`
-	Hostname   string     `json:"hostname"`
-	Wave       int        `json:"wave"`
-	DeviceID   string     `json:"device_id"`
-	Reasons    []string   `json:"reasons"`
-	Attributes []jsonAttr `json:"attributes"`
-	Strategy   string     `json:"strategy"`
+	Action     Action        `json:"action"`
+	Slot       string        `json:"slot"`
+	Hostname   string        `json:"hostname"`
+	Wave       int           `json:"wave"`
+	DeviceID   string        `json:"device_id"`
+	Reasons    []string      `json:"reasons"`
+	Attributes []jsonAttr    `json:"attributes"`
+	Strategy   spec.Strategy `json:"strategy"`
 }
 
 type jsonAttr struct {

@@ -76,8 +76,8 @@ type Change struct {
 	Reasons []string
 	// Attrs lists attribute differences for rendering.
 	Attrs []AttrDiff
-	// Strategy is the rebuild strategy (reboot, reinstall, recreate) for rebuilds.
-	Strategy string
+	// Strategy is the rebuild strategy of a rebuild ("" otherwise).
+	Strategy spec.Strategy
 }
 
 // AttrDiff is one attribute that differs.

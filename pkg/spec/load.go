@@ -48,7 +48,6 @@ var (
 var (
 	billings = []string{"hourly", "daily", "monthly", "yearly"}
 	arches   = []string{ArchX86, ArchARM}
-	rebuilds = []string{RebuildReboot, RebuildReins, RebuildRecr}
 
 	topKeys     = []string{"apiVersion", "fleet", "project", "images", "defaults", "groups", "rollout"}
 	imageKeys   = []string{"base_url", "name", "arch", "cmdline", "ipxe_template"}
@@ -1069,11 +1068,11 @@ func (l *loader) rollout(top fields, groups []Group) Rollout {
 			noPXE = append(noPXE, g.Name)
 		}
 	}
-	rb := l.oneOf(l.str(fs, "rebuild", true), rebuilds)
+	rb := l.oneOf(l.str(fs, "rebuild", true), Strategies())
 	switch {
 	case rb.ok():
-		r.Rebuild = rb.v
-		if rb.v == RebuildReboot && len(noPXE) > 0 {
+		r.Rebuild = Strategy(rb.v)
+		if r.Rebuild.NeedsAlwaysPXE() && len(noPXE) > 0 {
 			who := "group " + quoteList(noPXE) + " sets"
 			if len(noPXE) > 1 {
 				who = "groups " + quoteList(noPXE) + " set"
@@ -1081,10 +1080,8 @@ func (l *loader) rollout(top fields, groups []Group) Rollout {
 			l.add(rb.n, rb.path, "rebuild %q needs always_pxe: true (a plain reboot boots the installed image), but %s always_pxe: false; use reinstall or recreate",
 				rb.v, who)
 		}
-	case len(noPXE) > 0:
-		r.Rebuild = RebuildReins
 	default:
-		r.Rebuild = RebuildReboot
+		r.Rebuild = DefaultStrategy(len(noPXE) == 0)
 	}
 	return r
 }

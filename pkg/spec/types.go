@@ -16,20 +16,17 @@ const APIVersion = "lkfleet/v1"
 // Tag prefixes lkfleet writes on the devices it owns. The prefix "lkfleet:"
 // is reserved: user tags may not start with it.
 const (
-	TagPrefix     = "lkfleet:"
-	TagFleet      = "lkfleet:fleet="
-	TagSlot       = "lkfleet:slot="
-	TagRev        = "lkfleet:rev="
-	RevLength     = 12
-	DefaultZone   = "ams1"
-	DefaultMach   = "baremetal_0"
-	DefaultHost   = "{{.Group}}-{{.Zone}}-{{.Index}}"
-	DefaultBill   = "hourly"
-	ArchX86       = "x86_64"
-	ArchARM       = "aarch64"
-	RebuildReboot = "reboot"
-	RebuildReins  = "reinstall"
-	RebuildRecr   = "recreate"
+	TagPrefix   = "lkfleet:"
+	TagFleet    = "lkfleet:fleet="
+	TagSlot     = "lkfleet:slot="
+	TagRev      = "lkfleet:rev="
+	RevLength   = 12
+	DefaultZone = "ams1"
+	DefaultMach = "baremetal_0"
+	DefaultHost = "{{.Group}}-{{.Zone}}-{{.Index}}"
+	DefaultBill = "hourly"
+	ArchX86     = "x86_64"
+	ArchARM     = "aarch64"
 )
 
 // Fleet is a validated fleet file. It carries no serialization tags: the
@@ -121,7 +118,7 @@ type Rollout struct {
 	Waves          [][]string
 	MaxInFlight    int
 	MaxUnavailable Budget
-	Rebuild        string // reboot | reinstall | recreate
+	Rebuild        Strategy
 	Canary         int
 	MaxFailures    int
 }
