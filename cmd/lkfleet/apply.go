@@ -11,6 +11,7 @@ import (
 
 	"github.com/lkfleet/lkfleet/internal/ui"
 	"github.com/lkfleet/lkfleet/pkg/executor"
+	"github.com/lkfleet/lkfleet/pkg/pipeline"
 	"github.com/lkfleet/lkfleet/pkg/planner"
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
@@ -177,22 +178,13 @@ func loadSavedPlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes 
 	if err != nil {
 		return nil, fmt.Errorf("read plan %s: %w", path, err)
 	}
-	if plan.Fleet != fleet.Name {
-		return nil, fmt.Errorf("plan %s is for fleet %q, not %q", path, plan.Fleet, fleet.Name)
-	}
-	if plan.FleetFingerprint != planner.FleetFingerprint(fleetBytes) {
-		return nil, fmt.Errorf("plan %s is stale: %s changed since it was saved; run 'lkfleet plan' again", path, fleet.File)
-	}
 	client, err := newClient(env, fleet, a)
 	if err != nil {
 		return nil, err
 	}
-	live, err := client.List(ctx)
-	if err != nil {
+	if err := pipeline.CheckSaved(ctx, client, plan, fleet, fleetBytes, path); err != nil {
+		client.Close()
 		return nil, err
-	}
-	if planner.LiveFingerprint(live) != plan.LiveFingerprint {
-		return nil, fmt.Errorf("plan %s is stale: the fleet's devices changed since it was saved; run 'lkfleet plan' again", path)
 	}
 	return &planned{fleet: fleet, client: client, plan: plan}, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/lkfleet/lkfleet/internal/ui"
 	"github.com/lkfleet/lkfleet/pkg/packet"
+	"github.com/lkfleet/lkfleet/pkg/pipeline"
 	"github.com/lkfleet/lkfleet/pkg/planner"
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
@@ -82,7 +83,7 @@ func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) e
 		wantHost[d.Hostname] = d.Slot
 	}
 	revImage := map[string]string{}
-	if rendered, err := renderDevices(ctx, desired, statusArches(ctx, client)); err == nil {
+	if rendered, err := pipeline.Render(ctx, pipeline.HTTPClient(), desired, statusArches(ctx, client)); err == nil {
 		for _, d := range rendered {
 			revImage[d.Rev] = d.Image.Key
 		}
@@ -188,5 +189,5 @@ func statusArches(ctx context.Context, c *packet.Client) map[string]string {
 	if err != nil {
 		return nil
 	}
-	return archesOf(cat)
+	return pipeline.Arches(cat)
 }

@@ -10,6 +10,13 @@ import (
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
+// Need is one zone and machine type a plan wants devices of: the key of a
+// capacity check (pipeline.Backend.CheckCapacity).
+type Need struct {
+	Zone    string // facility or metro code
+	Machine string // plan slug
+}
+
 // Catalogue is what the API offers: machine types and locations. pkg/packet
 // fetches it once per run; the planner only reads it.
 type Catalogue struct {
