@@ -21,10 +21,12 @@ func isAmbiguous(err error) bool {
 	return errors.As(err, &a) && a.Ambiguous()
 }
 
-// describe names a change's device for error messages.
-func describe(c *planner.Change) string {
-	return fmt.Sprintf("device %q (slot %s)", c.Hostname, c.Slot)
-}
+// Errors say each thing once: the Cloud's errors name the operation and
+// the device it was given (`create device "web-ams1-1" (slot web/ams1/1):
+// 422 ...`, `delete device "ID": ...`), FailedDevice carries the change's
+// hostname, slot and id, and the executor adds only what it alone knows
+// (attempts, which of a replacement's devices). It never wraps a Cloud
+// error in the operation and device again.
 
 // createNew makes c's new device (safeCreate) and says how that went:
 // done with the device, notStarted when scheduling stopped or Ctrl-C came
@@ -72,7 +74,7 @@ func (r *run) doDelete(w *wave, c *planner.Change) (outcome, FailedDevice) {
 	case errors.Is(err, errNotSent):
 		return notStarted, FailedDevice{}
 	case err != nil:
-		return failed, FailedDevice{LastEvent: fmt.Sprintf("delete %s: %v", describe(c), err)}
+		return failed, FailedDevice{LastEvent: err.Error()}
 	}
 	r.markKnown(c.DeviceID)
 	r.emit(changeEvent(ChangeDone, c, c.DeviceID, "deleted"))
@@ -95,7 +97,7 @@ func (r *run) doUpdate(w *wave, c *planner.Change) (outcome, FailedDevice) {
 	case errors.Is(err, errNotSent):
 		return notStarted, FailedDevice{}
 	case err != nil:
-		return failed, FailedDevice{LastEvent: fmt.Sprintf("update %s: %v", describe(c), err)}
+		return failed, FailedDevice{LastEvent: err.Error()}
 	}
 	r.emit(changeEvent(ChangeDone, c, c.DeviceID, "updated"))
 	return done, FailedDevice{}
@@ -146,7 +148,7 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 	case errors.Is(err, errNotSent):
 		return notStarted, FailedDevice{}
 	case err != nil:
-		return failed, FailedDevice{ID: old, LastEvent: fmt.Sprintf("delete old device %s of %s: %v", old, describe(c), err)}
+		return failed, FailedDevice{ID: old, LastEvent: fmt.Sprintf("new device %s is ready, the old one is not deleted: %v", newLive.ID, err)}
 	}
 	r.markKnown(old)
 	r.emit(changeEvent(ChangeDone, c, newLive.ID, "replaced "+old))
@@ -202,7 +204,7 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how spe
 	case errors.Is(err, errNotSent):
 		return notStarted, FailedDevice{}
 	case err != nil:
-		return failed, FailedDevice{LastEvent: fmt.Sprintf("rebuild %s: update: %v", describe(c), err)}
+		return failed, FailedDevice{LastEvent: err.Error()}
 	}
 	// The PUT wrote the new rev tag, which promises the new image: the
 	// action is sent even after Ctrl-C, and if it fails the old tags are
@@ -218,7 +220,7 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how spe
 		err = r.call(context.WithoutCancel(ctx), action)
 	}
 	if err != nil {
-		fd := FailedDevice{LastEvent: fmt.Sprintf("rebuild %s: %s: %v", describe(c), how, err)}
+		fd := FailedDevice{LastEvent: err.Error()}
 		if c.Live != nil {
 			old := append([]string{}, c.Live.Tags...)
 			if rerr := r.call(context.WithoutCancel(ctx), func(cctx context.Context) error {
@@ -283,11 +285,11 @@ func (r *run) safeCreate(ctx, gate context.Context, c *planner.Change, announce 
 			return planner.Live{}, ctx.Err()
 		}
 		if !isAmbiguous(err) {
-			return planner.Live{}, fmt.Errorf("create %s: %w", describe(c), err)
+			return planner.Live{}, err
 		}
 		if attempt >= maxCreateAttempts {
-			return planner.Live{}, fmt.Errorf("create %s: outcome still unknown after %d attempts; run apply again, it lists before creating: %w",
-				describe(c), attempt, err)
+			return planner.Live{}, fmt.Errorf("%w; outcome still unknown after %d attempts: run apply again, it lists before creating",
+				err, attempt)
 		}
 		r.emit(Event{Kind: Retrying, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
 			Message: "create may have succeeded; looking the slot up", Err: err})

@@ -236,7 +236,7 @@ func TestCatalogueFetchedOnce(t *testing.T) {
 func TestCheckCapacity(t *testing.T) {
 	a := &catalogueAPI{}
 	c := startFake(t, a, nil)
-	warnings, err := c.CheckCapacity(context.Background(), map[Need]int{
+	warnings, err := c.CheckCapacity(context.Background(), map[planner.Need]int{
 		{Zone: "ams1", Machine: "c3.small.x86"}: 50,
 		{Zone: "am", Machine: "c3.small.x86"}:   2,
 		{Zone: "ewr1", Machine: "c3.small.x86"}: 0,

@@ -127,7 +127,7 @@ func TestSimDeviceLifecycle(t *testing.T) {
 	if len(cat.Plans) == 0 || len(cat.Metros) == 0 || len(cat.Facilities) == 0 {
 		t.Fatalf("catalogue %+v", cat)
 	}
-	if _, err := c.CheckCapacity(ctx, map[Need]int{{Zone: "ams1", Machine: "baremetal_0"}: 2, {Zone: "am", Machine: "baremetal_0"}: 1}); err != nil {
+	if _, err := c.CheckCapacity(ctx, map[planner.Need]int{{Zone: "ams1", Machine: "baremetal_0"}: 2, {Zone: "am", Machine: "baremetal_0"}: 1}); err != nil {
 		t.Fatal(err)
 	}
 	d1, d2 := testDevice(), testDevice()
