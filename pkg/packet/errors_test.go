@@ -21,7 +21,9 @@ func TestMutationErrorsNameOperationAndDeviceOnce(t *testing.T) {
 	}{
 		{"POST", func(c *Client) error { _, err := c.Create(context.Background(), testDevice()); return err },
 			`create device "web-ams1-2" (slot web/ams1/2): 422 no capacity`},
-		{"PUT", func(c *Client) error { return c.Update(context.Background(), id, planner.DeviceUpdate{Hostname: &name}) },
+		{"PUT", func(c *Client) error {
+			return c.Update(context.Background(), id, planner.DeviceUpdate{Hostname: &name})
+		},
 			`update device "` + id + `": 422 no capacity`},
 		{"DELETE", func(c *Client) error { return c.Delete(context.Background(), id) },
 			`delete device "` + id + `": 422 no capacity`},
