@@ -194,21 +194,37 @@ func (d Device) Tags() []string {
 	return tags
 }
 
-// BootRev hashes a device's boot configuration into the value of its
-// lkfleet:rev tag. Any change to these inputs changes the rev.
-func BootRev(script, userdata, scriptURL, machine, zone, billing string, alwaysPXE bool) string {
+// BootConfig is what a device's lkfleet:rev tag covers: everything that
+// decides what it boots and where.
+type BootConfig struct {
+	Script    string // the rendered iPXE script
+	Userdata  string // what the API holds as userdata (APIUserdata)
+	ScriptURL string
+	Machine   string
+	Zone      string
+	Billing   string
+	AlwaysPXE bool
+}
+
+// Rev hashes the boot configuration into the value of the lkfleet:rev
+// tag. Any change to a field changes the rev.
+func (b BootConfig) Rev() string {
 	h := sha256.New()
-	for _, s := range []string{script, userdata, scriptURL, machine, zone, billing, strconv.FormatBool(alwaysPXE)} {
+	for _, s := range []string{b.Script, b.Userdata, b.ScriptURL, b.Machine, b.Zone, b.Billing, strconv.FormatBool(b.AlwaysPXE)} {
 		// Length-prefix each field so no two inputs collide by concatenation.
 		h.Write([]byte(strconv.Itoa(len(s)) + ":" + s + "\n"))
 	}
 	return hex.EncodeToString(h.Sum(nil))[:RevLength]
 }
 
-// ComputeRev returns BootRev over the device's own fields.
-func (d Device) ComputeRev() string {
-	return BootRev(d.Script, d.APIUserdata(), d.IPXEScriptURL, d.Machine, d.Zone, d.Billing, d.AlwaysPXE)
+// BootConfig is the device's boot configuration.
+func (d Device) BootConfig() BootConfig {
+	return BootConfig{Script: d.Script, Userdata: d.APIUserdata(), ScriptURL: d.IPXEScriptURL,
+		Machine: d.Machine, Zone: d.Zone, Billing: d.Billing, AlwaysPXE: d.AlwaysPXE}
 }
+
+// ComputeRev is the rev of the device's own boot configuration.
+func (d Device) ComputeRev() string { return d.BootConfig().Rev() }
 
 // NormalizeArch maps the spellings an API or a user may use to ArchX86 or
 // ArchARM, and anything else to "". It is the one place that knows them:
