@@ -344,4 +344,3 @@ func orNone(s string) string {
 	}
 	return s
 }
-
