@@ -56,7 +56,7 @@ func (r *run) doCreate(ctx context.Context, w *wave, c *planner.Change) (outcome
 	if r.opts.Wait == WaitNone {
 		return done, FailedDevice{}
 	}
-	if _, fd, err := r.ensureReady(ctx, c, live.ID, r.opts.Wait, false, time.Time{}); err == nil && fd != nil {
+	if _, fd, err := r.ensureReady(ctx, waitFor{c: c, id: live.ID, mode: r.opts.Wait, after: r.w.now()}); err == nil && fd != nil {
 		return failed, *fd
 	}
 	// Ready, or the wait was interrupted: the create itself is done either
@@ -119,7 +119,7 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 	if mode == WaitNone {
 		mode = WaitActive
 	}
-	newLive, fd, err := r.ensureReady(ctx, c, live.ID, mode, false, time.Time{})
+	newLive, fd, err := r.ensureReady(ctx, waitFor{c: c, id: live.ID, mode: mode, after: r.w.now()})
 	switch {
 	case err != nil:
 		// Ctrl-C: the slot has both devices; the next plan keeps the newest
@@ -206,30 +206,8 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how spe
 	case err != nil:
 		return failed, FailedDevice{LastEvent: err.Error()}
 	}
-	// The PUT wrote the new rev tag, which promises the new image: the
-	// action is sent even after Ctrl-C, and if it fails the old tags are
-	// put back so the next plan still sees the rebuild.
-	action := func(cctx context.Context) error { return r.sendAction(cctx, id, how) }
-	err = r.call(context.WithoutCancel(ctx), action)
-	if isAmbiguous(err) {
-		// The action may or may not have happened. Sending it again costs at
-		// most one more boot, while not sending it could leave the old image
-		// running under the new rev tag.
-		r.emit(Event{Kind: Retrying, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
-			DeviceID: id, Message: string(how) + " may not have been done; sending it again", Err: err})
-		err = r.call(context.WithoutCancel(ctx), action)
-	}
-	if err != nil {
-		fd := FailedDevice{LastEvent: err.Error()}
-		if c.Live != nil {
-			old := append([]string{}, c.Live.Tags...)
-			if rerr := r.call(context.WithoutCancel(ctx), func(cctx context.Context) error {
-				return r.cloud.Update(cctx, id, planner.DeviceUpdate{Tags: &old})
-			}); rerr != nil {
-				fd.LastEvent += fmt.Sprintf("; restoring the old tags also failed (%v): rebuild it with --rebuild %s", rerr, c.Slot)
-			}
-		}
-		return failed, fd
+	if fd := r.act(ctx, c, id, how); fd != nil {
+		return failed, *fd
 	}
 	after := r.w.now()
 	r.emit(changeEvent(ChangeDone, c, id, string(how)+" sent"))
@@ -240,11 +218,41 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how spe
 	if c.Live != nil {
 		baseline = c.Live.UserStateAt
 	}
-	_, bad, err := r.ensureReadyAfter(ctx, c, id, r.opts.Wait, true, baseline, after)
+	_, bad, err := r.ensureReady(ctx, waitFor{c: c, id: id, mode: r.opts.Wait, inPlace: true, baseline: baseline, after: after})
 	if err == nil && bad != nil {
 		return failed, *bad
 	}
 	return done, FailedDevice{}
+}
+
+// act sends an in-place rebuild's action after its PUT. The PUT wrote the
+// new rev tag, which promises the new image: the action is sent even after
+// Ctrl-C, and if it fails the old tags are put back so the next plan still
+// sees the rebuild.
+func (r *run) act(ctx context.Context, c *planner.Change, id string, how spec.Strategy) *FailedDevice {
+	action := func(cctx context.Context) error { return r.sendAction(cctx, id, how) }
+	err := r.call(context.WithoutCancel(ctx), action)
+	if isAmbiguous(err) {
+		// The action may or may not have happened. Sending it again costs at
+		// most one more boot, while not sending it could leave the old image
+		// running under the new rev tag.
+		r.emit(Event{Kind: Retrying, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
+			DeviceID: id, Message: string(how) + " may not have been done; sending it again", Err: err})
+		err = r.call(context.WithoutCancel(ctx), action)
+	}
+	if err == nil {
+		return nil
+	}
+	fd := &FailedDevice{LastEvent: err.Error()}
+	if c.Live != nil {
+		old := append([]string{}, c.Live.Tags...)
+		if rerr := r.call(context.WithoutCancel(ctx), func(cctx context.Context) error {
+			return r.cloud.Update(cctx, id, planner.DeviceUpdate{Tags: &old})
+		}); rerr != nil {
+			fd.LastEvent += fmt.Sprintf("; restoring the old tags also failed (%v): rebuild it with --rebuild %s", rerr, c.Slot)
+		}
+	}
+	return fd
 }
 
 // sendAction sends the API action of an in-place strategy: one case per
@@ -327,125 +335,3 @@ func (r *run) lookup(ctx context.Context, slot string, after uint64, failedAt ti
 	}
 }
 
-// ensureReady waits until device id is ready (see waitReady). A device
-// that fails is deleted and created again up to FailedRetries times. It
-// returns the ready device, or the failure, or ctx's error when the wait
-// was interrupted.
-func (r *run) ensureReady(ctx context.Context, c *planner.Change, id string, mode WaitMode, inPlace bool, baseline time.Time) (planner.Live, *FailedDevice, error) {
-	return r.ensureReadyAfter(ctx, c, id, mode, inPlace, baseline, r.w.now())
-}
-
-func (r *run) ensureReadyAfter(ctx context.Context, c *planner.Change, id string, mode WaitMode, inPlace bool, baseline time.Time, after uint64) (planner.Live, *FailedDevice, error) {
-	for try := 0; ; try++ {
-		live, reason, err := r.waitReady(ctx, c, id, mode, inPlace, baseline, after)
-		if err != nil {
-			return planner.Live{}, nil, err
-		}
-		if reason == "" {
-			r.emit(Event{Kind: DeviceReady, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
-				DeviceID: id, State: live.State})
-			return live, nil, nil
-		}
-		r.emit(Event{Kind: DeviceFailed, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
-			DeviceID: id, State: live.State, Message: reason})
-		r.markKnown(id)
-		if try >= r.opts.FailedRetries || ctx.Err() != nil {
-			return live, &FailedDevice{ID: id, LastEvent: reason}, nil
-		}
-		r.emit(changeEvent(Retrying, c, id, "deleting the failed device and creating it again"))
-		err = r.call(ctx, func(cctx context.Context) error { return r.cloud.Delete(cctx, id) })
-		if err != nil {
-			if errors.Is(err, errNotSent) {
-				return live, &FailedDevice{ID: id, LastEvent: reason}, nil
-			}
-			return live, &FailedDevice{ID: id, LastEvent: fmt.Sprintf("%s; deleting it for a retry failed: %v", reason, err)}, nil
-		}
-		created, err := r.safeCreate(ctx, ctx, c, false)
-		if err != nil {
-			if ctx.Err() != nil {
-				return planner.Live{}, nil, ctx.Err()
-			}
-			return live, &FailedDevice{ID: id, LastEvent: fmt.Sprintf("%s; creating it again failed: %v", reason, err)}, nil
-		}
-		r.emit(changeEvent(Info, c, created.ID, "created again"))
-		id, inPlace, baseline, after = created.ID, false, time.Time{}, r.w.now()
-	}
-}
-
-// missingLimit is how many listings in a row may omit a device that was
-// listed before until it counts as failed (it was deleted behind our back).
-const missingLimit = 5
-
-// waitReady watches the fleet listings begun after `after` until device id
-// is ready (reason "") or has failed (reason = the last event). Ready:
-//   - WaitActive: state active; for a device rebuilt in place (already
-//     active before its reboot) only once it has left active or posted a
-//     user state newer than baseline since.
-//   - WaitBooted: a user state "succeeded" newer than baseline.
-//
-// Failed: state failed, or in WaitBooted a newer user state "failed".
-func (r *run) waitReady(ctx context.Context, c *planner.Change, id string, mode WaitMode, inPlace bool, baseline time.Time, after uint64) (planner.Live, string, error) {
-	var (
-		last     planner.Live
-		seen     bool
-		sawDown  bool
-		missing  int
-		lastSeen string
-	)
-	for {
-		s, err := r.w.next(ctx, after)
-		if err != nil {
-			return last, "", err
-		}
-		after = s.seq
-		l, ok := s.byID[id]
-		if !ok {
-			// New devices may be missing from listings for a while (lag).
-			if seen {
-				if missing++; missing >= missingLimit {
-					return last, "device disappeared from the listing", nil
-				}
-			}
-			continue
-		}
-		seen, missing, last = true, 0, l
-		if key := l.State + "/" + l.UserState + "/" + l.UserStateAt.String(); key != lastSeen {
-			lastSeen = key
-			msg := ""
-			switch {
-			case l.UserState == "":
-			case l.UserStateAt.After(baseline):
-				msg = "user state " + l.UserState
-			default:
-				msg = "user state " + l.UserState + " (from before this change)"
-			}
-			r.emit(Event{Kind: DeviceState, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
-				DeviceID: id, State: l.State, Message: msg})
-		}
-		fresh := l.UserState != "" && l.UserStateAt.After(baseline)
-		switch {
-		case l.State == "failed":
-			reason := "state failed"
-			if l.UserStateBody != "" {
-				reason += ": " + l.UserStateBody
-			}
-			return l, reason, nil
-		case planner.Ignored(l.State):
-			return l, "device is being deleted (state " + l.State + ")", nil
-		case mode == WaitBooted && fresh && l.UserState == "failed":
-			reason := "boot failed"
-			if l.UserStateBody != "" {
-				reason += ": " + l.UserStateBody
-			}
-			return l, reason, nil
-		case mode == WaitBooted:
-			if fresh && l.UserState == "succeeded" {
-				return l, "", nil
-			}
-		case l.State != "active":
-			sawDown = true
-		case !inPlace || sawDown || fresh:
-			return l, "", nil
-		}
-	}
-}
