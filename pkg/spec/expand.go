@@ -115,40 +115,48 @@ func expandFleet(f *Fleet) ([]Device, []problem) {
 			return nil, ps.done()
 		}
 	}
-	devs := make([]Device, 0, total)
-	hostSlot := make(map[string]string, total)
+	e := &expansion{f: f, devs: make([]Device, 0, total), hostSlot: make(map[string]string, total), ps: &ps}
 	for gi, g := range f.Groups {
 		im, ok := images[g.Image]
 		if !ok {
 			ps.add(problem{group: gi, field: "image", msg: fmt.Sprintf("unknown image %q", g.Image)})
 			continue
 		}
-		devs = expandGroup(f, gi, im, devs, hostSlot, &ps)
+		e.group(gi, im)
 	}
+	devs := e.devs
 	slices.SortFunc(devs, func(a, b Device) int {
 		return Slot{a.Group, a.Zone, a.Index}.Compare(Slot{b.Group, b.Zone, b.Index})
 	})
 	return devs, ps.done()
 }
 
-// expandGroup appends the group's devices to devs; hostSlot maps each
-// hostname taken so far to its slot, fleet-wide.
-func expandGroup(f *Fleet, gi int, im Image, devs []Device, hostSlot map[string]string, ps *problems) []Device {
-	g := f.Groups[gi]
+// expansion is the state of one expansion: the devices so far, each
+// hostname taken so far with its slot (fleet-wide), and the problems.
+type expansion struct {
+	f        *Fleet
+	devs     []Device
+	hostSlot map[string]string
+	ps       *problems
+}
+
+// group appends the devices of group gi, built from image im.
+func (e *expansion) group(gi int, im Image) {
+	g := e.f.Groups[gi]
 	hostText := g.Hostname
 	if hostText == "" {
 		hostText = DefaultHost
 	}
 	hostT, err := ParseTemplate("hostname", hostText)
 	if err != nil {
-		ps.add(problem{group: gi, field: "hostname", msg: err.Error()})
-		return devs
+		e.ps.add(problem{group: gi, field: "hostname", msg: err.Error()})
+		return
 	}
 	var urlT *template.Template
 	if g.IPXEScriptURL != "" {
 		if urlT, err = ParseTemplate("ipxe_script_url", g.IPXEScriptURL); err != nil {
-			ps.add(problem{group: gi, field: "ipxe_script_url", msg: err.Error()})
-			return devs
+			e.ps.add(problem{group: gi, field: "ipxe_script_url", msg: err.Error()})
+			return
 		}
 	}
 	script, fromImage := g.IPXETemplate, false
@@ -164,25 +172,25 @@ func expandGroup(f *Fleet, gi int, im Image, devs []Device, hostSlot map[string]
 	for _, zone := range g.Zones {
 		for idx := 1; idx <= g.Count; idx++ {
 			d := Device{
-				Slot: SlotName(g.Name, zone, idx), Fleet: f.Name, Group: g.Name, Zone: zone, Index: idx,
-				Wave: waveOf(f.Rollout, zone), Machine: g.Machine, Billing: g.Billing, AlwaysPXE: g.AlwaysPXE,
+				Slot: SlotName(g.Name, zone, idx), Fleet: e.f.Name, Group: g.Name, Zone: zone, Index: idx,
+				Wave: waveOf(e.f.Rollout, zone), Machine: g.Machine, Billing: g.Billing, AlwaysPXE: g.AlwaysPXE,
 				Arch: arch, Image: im, UserTags: slices.Clone(g.Tags), KernelArgs: g.KernelArgs,
 				IPXETemplate: script, Userdata: g.Userdata,
 			}
 			if !hostBroken {
-				h, err := execTemplate(hostT, hostText, HostnameData{Fleet: f.Name, Group: g.Name, Zone: zone, Index: idx, Machine: g.Machine})
+				h, err := execTemplate(hostT, hostText, HostnameData{Fleet: e.f.Name, Group: g.Name, Zone: zone, Index: idx, Machine: g.Machine})
 				switch {
 				case err != nil:
 					// The same template fails the same way for the next device.
-					ps.add(problem{group: gi, field: "hostname", msg: err.Error()})
+					e.ps.add(problem{group: gi, field: "hostname", msg: err.Error()})
 					hostBroken = true
 				case !reLabel.MatchString(h):
-					ps.add(problem{group: gi, field: "hostname", msg: fmt.Sprintf("renders %q for slot %s, which is not a DNS label "+
+					e.ps.add(problem{group: gi, field: "hostname", msg: fmt.Sprintf("renders %q for slot %s, which is not a DNS label "+
 						"(lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)", h, d.Slot)})
-				case hostSlot[h] != "":
-					ps.add(problem{group: gi, field: "hostname", msg: fmt.Sprintf("renders %q for slot %s, already the hostname of slot %s; hostnames must be unique across the fleet", h, d.Slot, hostSlot[h])})
+				case e.hostSlot[h] != "":
+					e.ps.add(problem{group: gi, field: "hostname", msg: fmt.Sprintf("renders %q for slot %s, already the hostname of slot %s; hostnames must be unique across the fleet", h, d.Slot, e.hostSlot[h])})
 				default:
-					hostSlot[h] = d.Slot
+					e.hostSlot[h] = d.Slot
 				}
 				d.Hostname = h
 			}
@@ -192,14 +200,14 @@ func expandGroup(f *Fleet, gi int, im Image, devs []Device, hostSlot map[string]
 					err = checkHTTPURL(u)
 				}
 				if err != nil {
-					ps.add(problem{group: gi, field: "ipxe_script_url", msg: err.Error()})
+					e.ps.add(problem{group: gi, field: "ipxe_script_url", msg: err.Error()})
 					urlBroken = true
 				}
 				d.IPXEScriptURL = u
 			}
-			devs = append(devs, d)
+			e.devs = append(e.devs, d)
 			if sample == nil {
-				sample = &devs[len(devs)-1]
+				sample = &e.devs[len(e.devs)-1]
 			}
 		}
 	}
@@ -210,7 +218,7 @@ func expandGroup(f *Fleet, gi int, im Image, devs []Device, hostSlot map[string]
 		if len(g.Zones) > 0 {
 			zone = g.Zones[0]
 		}
-		sample = &Device{Slot: SlotName(g.Name, zone, 1), Fleet: f.Name, Group: g.Name, Zone: zone, Index: 1,
+		sample = &Device{Slot: SlotName(g.Name, zone, 1), Fleet: e.f.Name, Group: g.Name, Zone: zone, Index: 1,
 			Machine: g.Machine, Arch: arch, Image: im, Hostname: g.Name + "-" + zone + "-1"}
 	}
 	data := sample.TemplateData(im.Cmdline)
@@ -220,15 +228,15 @@ func expandGroup(f *Fleet, gi int, im Image, devs []Device, hostSlot map[string]
 			err = errors.New("renders to more than one line; kernel arguments must be a single line")
 		}
 		if err != nil {
-			ps.add(problem{group: gi, field: "kernel_args", msg: err.Error()})
+			e.ps.add(problem{group: gi, field: "kernel_args", msg: err.Error()})
 		}
 	}
 	if script != "" {
 		if _, err := RenderTemplate("ipxe_template", script, data); err != nil {
-			ps.add(problem{group: gi, field: "ipxe_template", fromImage: fromImage, msg: err.Error()})
+			e.ps.add(problem{group: gi, field: "ipxe_template", fromImage: fromImage, msg: err.Error()})
 		}
 	}
-	return devs
+	return
 }
 
 // waveOf is the device's wave; a zone no wave lists (possible only in a
