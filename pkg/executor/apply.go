@@ -398,4 +398,3 @@ func (r *run) err(ctx context.Context, res Result) error {
 	}
 	return errors.Join(errs...)
 }
-

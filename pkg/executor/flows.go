@@ -334,4 +334,3 @@ func (r *run) lookup(ctx context.Context, slot string, after uint64, failedAt ti
 		}
 	}
 }
-
