@@ -13,7 +13,6 @@ import (
 	"github.com/lkfleet/lkfleet/pkg/executor"
 	"github.com/lkfleet/lkfleet/pkg/pipeline"
 	"github.com/lkfleet/lkfleet/pkg/planner"
-	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
 func init() { commands = append(commands, newApplyCmd) }
@@ -74,15 +73,15 @@ func runApply(ctx context.Context, env *Env, o *applyOptions, planFile string) e
 	if err != nil {
 		return err
 	}
-	fleet, fleetBytes, err := readFleet(env, o.fleet)
+	src, err := readFleet(env, o.fleet)
 	if err != nil {
 		return err
 	}
 	var p *planned
 	if planFile != "" {
-		p, err = loadSavedPlan(ctx, env, fleet, fleetBytes, o.api, planFile)
+		p, err = loadSavedPlan(ctx, env, src, o.api, planFile)
 	} else {
-		p, err = computePlan(ctx, env, fleet, fleetBytes, o.api, o.plan, func(s string) { fmt.Fprintln(env.Err, s) })
+		p, err = computePlan(ctx, env, src, o.api, o.plan)
 	}
 	if err != nil {
 		return err
@@ -108,18 +107,27 @@ func runApply(ctx context.Context, env *Env, o *applyOptions, planFile string) e
 			return errors.New("apply cancelled")
 		}
 	}
-	return execute(ctx, env, p, mode, executor.Options{
+	return execute(ctx, env, p, execution{mode: mode, opts: executor.Options{
 		Parallelism:   o.parallelism,
 		Wait:          wait,
 		Timeout:       o.timeout,
 		FailedRetries: o.failedRetries,
 		PollInterval:  o.pollInterval,
-	}, false)
+	}})
+}
+
+// execution says how execute runs a plan: the progress output, the
+// executor's options, and whether this is a destroy (for the summary).
+type execution struct {
+	mode    ui.Mode
+	opts    executor.Options
+	destroy bool
 }
 
 // execute carries out p.plan with a progress reporter and prints the
 // summary; its error carries the exit code.
-func execute(ctx context.Context, env *Env, p *planned, mode ui.Mode, opts executor.Options, destroy bool) error {
+func execute(ctx context.Context, env *Env, p *planned, x execution) error {
+	mode, opts, destroy := x.mode, x.opts, x.destroy
 	rep := ui.New(env.Out, mode, ui.Options{NoColor: !colorOut(env)})
 	rep.SetPlan(p.plan)
 	opts.OnEvent = rep.Event
@@ -167,7 +175,8 @@ func execute(ctx context.Context, env *Env, p *planned, mode ui.Mode, opts execu
 
 // loadSavedPlan reads a plan saved by 'plan --out' and refuses it when the
 // fleet file or the live devices changed since.
-func loadSavedPlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes []byte, a apiFlags, path string) (_ *planned, err error) {
+func loadSavedPlan(ctx context.Context, env *Env, src fleetSource, a apiFlags, path string) (_ *planned, err error) {
+	fleet := src.fleet
 	defer func() { err = explain(err, fleet) }()
 	f, err := os.Open(path)
 	if err != nil {
@@ -182,7 +191,7 @@ func loadSavedPlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes 
 	if err != nil {
 		return nil, err
 	}
-	if err := pipeline.CheckSaved(ctx, client, plan, fleet, fleetBytes, path); err != nil {
+	if err := pipeline.CheckSaved(ctx, client, pipeline.Saved{Plan: plan, Path: path}, fleet, src.bytes); err != nil {
 		client.Close()
 		return nil, err
 	}

@@ -79,8 +79,9 @@ type planned struct {
 }
 
 // computePlan wires the flags to pipeline.Plan over a new API client,
-// which the returned plan keeps for apply.
-func computePlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes []byte, a apiFlags, o planOptions, note func(string)) (_ *planned, err error) {
+// which the returned plan keeps for apply. Notes go to stderr.
+func computePlan(ctx context.Context, env *Env, src fleetSource, a apiFlags, o planOptions) (_ *planned, err error) {
+	fleet := src.fleet
 	defer func() { err = explain(err, fleet) }()
 	client, err := newClient(env, fleet, a)
 	if err != nil {
@@ -88,11 +89,11 @@ func computePlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes []
 	}
 	plan, err := pipeline.Plan(ctx, client, pipeline.Request{
 		Fleet:         fleet,
-		FleetBytes:    fleetBytes,
+		FleetBytes:    src.bytes,
 		Rebuild:       o.rebuild,
 		Replace:       o.replace,
 		SkipPreflight: o.skipPreflight,
-		Note:          note,
+		Note:          func(s string) { fmt.Fprintln(env.Err, s) },
 	})
 	if err != nil {
 		client.Close()
@@ -112,15 +113,21 @@ func since(now, t time.Time) string {
 	return ui.FormatDuration(now.Sub(t).Truncate(time.Second))
 }
 
-// readFleet loads the fleet file and returns it with the bytes it was
-// loaded from (their hash is the plan's fleet fingerprint).
-func readFleet(env *Env, ff fleetFlags) (*spec.Fleet, []byte, error) {
+// fleetSource is a loaded fleet with the bytes it was loaded from (their
+// hash is the plan's fleet fingerprint).
+type fleetSource struct {
+	fleet *spec.Fleet
+	bytes []byte
+}
+
+// readFleet loads the fleet file.
+func readFleet(env *Env, ff fleetFlags) (fleetSource, error) {
 	fleet, err := loadFleet(env, ff)
 	if err != nil {
-		return nil, nil, err
+		return fleetSource{}, err
 	}
 	data, err := os.ReadFile(ff.File)
-	return fleet, data, err
+	return fleetSource{fleet: fleet, bytes: data}, err
 }
 
 // explain turns the API answers every command can meet into one line that
@@ -150,10 +157,11 @@ type listed struct {
 // listFleet loads the fleet file and lists the fleet's live devices: one
 // tag-filtered listing, so devices of other owners cost nothing.
 func listFleet(ctx context.Context, env *Env, ff fleetFlags, a apiFlags) (*listed, error) {
-	fleet, data, err := readFleet(env, ff)
+	src, err := readFleet(env, ff)
 	if err != nil {
 		return nil, err
 	}
+	fleet, data := src.fleet, src.bytes
 	client, err := newClient(env, fleet, a)
 	if err != nil {
 		return nil, err

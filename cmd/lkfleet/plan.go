@@ -48,11 +48,11 @@ func runPlan(ctx context.Context, env *Env, o *planCmdOptions) error {
 	if o.output != "text" && o.output != "json" {
 		return fmt.Errorf("unknown output format %q (text or json)", o.output)
 	}
-	fleet, fleetBytes, err := readFleet(env, o.fleet)
+	src, err := readFleet(env, o.fleet)
 	if err != nil {
 		return err
 	}
-	p, err := computePlan(ctx, env, fleet, fleetBytes, o.api, o.plan, func(s string) { fmt.Fprintln(env.Err, s) })
+	p, err := computePlan(ctx, env, src, o.api, o.plan)
 	if err != nil {
 		return err
 	}

@@ -173,9 +173,16 @@ func listed(ctx context.Context, b Lister, r Request, desired []spec.Device, cat
 	return in, nil
 }
 
+// Saved is a plan read from a file, and the file's name for messages.
+type Saved struct {
+	Plan planner.Plan
+	Path string
+}
+
 // CheckSaved refuses a saved plan whose fleet file or live devices changed
-// since it was saved (path names the plan file in the messages).
-func CheckSaved(ctx context.Context, b Lister, plan planner.Plan, f *spec.Fleet, fleetBytes []byte, path string) error {
+// since it was saved.
+func CheckSaved(ctx context.Context, b Lister, s Saved, f *spec.Fleet, fleetBytes []byte) error {
+	plan, path := s.Plan, s.Path
 	if plan.Fleet != f.Name {
 		return fmt.Errorf("plan %s is for fleet %q, not %q", path, plan.Fleet, f.Name)
 	}
