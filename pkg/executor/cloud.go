@@ -15,7 +15,7 @@ import (
 // implements it for the real service; tests use in-memory fakes.
 type Cloud interface {
 	// Create makes one device, once. It never retries by itself: an error
-	// may be ambiguous (the device may exist) — see IsAmbiguous.
+	// may be ambiguous (the device may exist): it then has an Ambiguous() bool method that says so.
 	Create(ctx context.Context, d spec.Device) (planner.Live, error)
 	// List returns the fleet's live devices (one tag-filtered listing).
 	List(ctx context.Context) ([]planner.Live, error)

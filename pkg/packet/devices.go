@@ -29,7 +29,7 @@ const userStateEvent = "user_state"
 // Create makes one device for d, once. It is never retried after a
 // failure that could have created the device (timeout, 5xx, lost
 // connection, unreadable answer): the *APIError then reports Ambiguous()
-// and the caller must look the slot up (FindSlot) before creating again.
+// and the caller must look the slot up in a listing before creating again.
 // It is re-sent only after a 429 or a connection that never opened, when
 // the server certainly did not act.
 func (c *Client) Create(ctx context.Context, d spec.Device) (planner.Live, error) {
@@ -79,23 +79,6 @@ func (c *Client) List(ctx context.Context) ([]planner.Live, error) {
 // ones, for hostname clash checks.
 func (c *Client) ListAll(ctx context.Context) ([]planner.Live, error) {
 	return c.list(ctx, "list project devices", nil)
-}
-
-// FindSlot returns the live devices carrying the slot's tag: after an
-// ambiguous create it tells whether the device was made after all.
-func (c *Client) FindSlot(ctx context.Context, slot string) ([]planner.Live, error) {
-	devs, err := c.list(ctx, "find slot "+slot, map[string]string{"tag": spec.TagSlot + slot})
-	if err != nil {
-		return nil, err
-	}
-	// The slot tag alone does not say which fleet: keep ours only.
-	out := devs[:0]
-	for _, d := range devs {
-		if c.fleet == "" || d.Fleet == c.fleet {
-			out = append(out, d)
-		}
-	}
-	return out, nil
 }
 
 // deviceList is one page of a device listing. packngo's own listing type
@@ -242,35 +225,6 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 		return e
 	}
 	return nil
-}
-
-// ProjectInfo is what Project reports about the project.
-type ProjectInfo struct {
-	ID   string
-	Name string
-}
-
-// Project fetches the client's project: the first call a command makes,
-// so a wrong token or project id fails with one clear line.
-func (c *Client) Project(ctx context.Context) (ProjectInfo, error) {
-	pc, err := c.api(ctx)
-	var p *packngo.Project
-	if err == nil {
-		p, _, err = pc.Projects.Get(c.project, nil)
-	}
-	if err != nil {
-		e := c.apiError("get project", c.project, "", err, false)
-		switch e.Status {
-		case http.StatusUnauthorized:
-			return ProjectInfo{}, fmt.Errorf("API token rejected (401) by %s: check PACKET_AUTH_TOKEN", c.apiURL)
-		case http.StatusForbidden:
-			return ProjectInfo{}, fmt.Errorf("project %s: access denied (403) for this API token", c.project)
-		case http.StatusNotFound:
-			return ProjectInfo{}, fmt.Errorf("project %s not found (404) at %s: check --project / PACKET_PROJECT_ID", c.project, c.apiURL)
-		}
-		return ProjectInfo{}, e
-	}
-	return ProjectInfo{ID: p.ID, Name: p.Name}, nil
 }
 
 // toLive reduces a packngo device to what planning needs.

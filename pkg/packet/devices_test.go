@@ -56,7 +56,7 @@ func TestListPaging(t *testing.T) {
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
-func TestListAllAndFindSlot(t *testing.T) {
+func TestListAll(t *testing.T) {
 	f := &fakeAPI{}
 	f.seed(3, "")
 	f.seed(2, "lab")
@@ -67,13 +67,6 @@ func TestListAllAndFindSlot(t *testing.T) {
 	all, err := c.ListAll(context.Background())
 	if err != nil || len(all) != 6 {
 		t.Fatalf("ListAll = %d, %v; want 6", len(all), err)
-	}
-	slot, err := c.FindSlot(context.Background(), "g/ams1/1")
-	if err != nil || len(slot) != 1 || slot[0].Fleet != "lab" {
-		t.Fatalf("FindSlot = %+v, %v; want the one device of fleet lab", slot, err)
-	}
-	if last := f.requests[len(f.requests)-1]; !strings.Contains(last, "tag=lkfleet%3Aslot%3Dg%2Fams1%2F1") {
-		t.Errorf("FindSlot request %s", last)
 	}
 }
 
@@ -141,25 +134,6 @@ func TestDeleteGoneIsSuccess(t *testing.T) {
 	}
 	if !strings.Contains(f.bodies[0], `"force_delete":true`) {
 		t.Errorf("DELETE body %q", f.bodies[0])
-	}
-}
-
-func TestProjectErrors(t *testing.T) {
-	f := &fakeAPI{}
-	c := startFake(t, f, nil)
-	p, err := c.Project(context.Background())
-	if err != nil || p.Name != "lab" {
-		t.Fatalf("Project = %+v, %v", p, err)
-	}
-	bad := startFake(t, f, func(cfg *Config) { cfg.Token = "wrong-token" })
-	if _, err := bad.Project(context.Background()); err == nil || !strings.Contains(err.Error(), "API token rejected (401)") ||
-		strings.Contains(err.Error(), "\n") {
-		t.Errorf("wrong token: %v", err)
-	}
-	missing := startFake(t, f, func(cfg *Config) { cfg.Project = "99999999-2222-4333-8444-555555555555" })
-	if _, err := missing.Project(context.Background()); err == nil ||
-		!strings.Contains(err.Error(), "project 99999999-2222-4333-8444-555555555555 not found (404)") {
-		t.Errorf("unknown project: %v", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package packet
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"testing"
 
@@ -42,4 +43,10 @@ func TestMutationErrorsNameOperationAndDeviceOnce(t *testing.T) {
 			t.Errorf("%s: error %v, want %q", tc.method, err, tc.want)
 		}
 	}
+}
+
+// isAmbiguous reports whether err is an *APIError that may have acted.
+func isAmbiguous(err error) bool {
+	ae, ok := errors.AsType[*APIError](err)
+	return ok && ae.Ambiguous()
 }

@@ -130,7 +130,7 @@ func TestCreateIsNeverRetried(t *testing.T) {
 			if got := f.count("POST "); got != 1 {
 				t.Errorf("create sent %d times, want exactly 1", got)
 			}
-			if IsAmbiguous(err) != tc.ambiguous {
+			if isAmbiguous(err) != tc.ambiguous {
 				t.Errorf("IsAmbiguous = %v, want %v (%v)", !tc.ambiguous, tc.ambiguous, err)
 			}
 			if !strings.HasPrefix(err.Error(), tc.want) {
@@ -205,7 +205,7 @@ func TestActionsAreNotRetriedAfter5xx(t *testing.T) {
 	}
 	c := startFake(t, f, nil)
 	err := c.Reboot(context.Background(), "00000000-0000-4000-8000-000000000001")
-	if err == nil || !IsAmbiguous(err) {
+	if err == nil || !isAmbiguous(err) {
 		t.Fatalf("err = %v, want an ambiguous error", err)
 	}
 	if got := f.count("POST "); got != 1 {

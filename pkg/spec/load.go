@@ -3,7 +3,6 @@ package spec
 import (
 	"fmt"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -81,7 +80,7 @@ func (l *loader) fleet(root *yaml.Node) *Fleet {
 		return nil
 	}
 	top := l.fieldsOf(root, "", topKeys)
-	f := &Fleet{File: l.file, Dir: filepath.Dir(l.file)}
+	f := &Fleet{File: l.file}
 
 	av := l.str(top, "apiVersion", false)
 	switch {

@@ -32,10 +32,8 @@ const (
 // Fleet is a validated fleet file. It carries no serialization tags: the
 // versioned file format is decoded into private types and converted.
 type Fleet struct {
-	// File is the path the fleet was loaded from (for messages) and Dir the
-	// directory relative template paths resolve against.
+	// File is the path the fleet was loaded from (for messages).
 	File string
-	Dir  string
 
 	Name    string
 	Project string
@@ -101,14 +99,6 @@ func (b Budget) Of(n int) int {
 		v = 1
 	}
 	return v
-}
-
-// String renders the budget as written in a fleet file.
-func (b Budget) String() string {
-	if b.Percent > 0 {
-		return strconv.Itoa(b.Percent) + "%"
-	}
-	return strconv.Itoa(b.Count)
 }
 
 // Rollout says how apply orders and paces changes.
