@@ -151,7 +151,7 @@ func execute(ctx context.Context, env *Env, p *planned, x execution) error {
 		in.Failed = append(in.Failed, ui.FailedLine{Hostname: f.Hostname, Slot: f.Slot, DeviceID: f.ID, Reason: f.LastEvent})
 	}
 	for _, c := range res.NotDone {
-		in.NotDone = append(in.NotDone, ui.Symbol(c.Action)+" "+c.Hostname+" ("+c.Slot+")")
+		in.NotDone = append(in.NotDone, ui.Symbol(c.Action)+" "+c.Hostname()+" ("+c.Slot()+")")
 	}
 	interrupted := errors.Is(err, context.Canceled)
 	// Stopped early: Ctrl-C, --timeout, or an API that stayed unreachable.

@@ -238,8 +238,8 @@ func newRun(cloud Cloud, plan planner.Plan, opts Options) *run {
 	r.mut.SetLimit(opts.Parallelism)
 	r.w = newWatcher(cloud, opts.PollInterval, r.emit)
 	for _, c := range plan.Changes {
-		if c.DeviceID != "" {
-			r.known[c.DeviceID] = true
+		if c.DeviceID() != "" {
+			r.known[c.DeviceID()] = true
 		}
 		if c.Live != nil && c.Live.ID != "" {
 			r.known[c.Live.ID] = true
@@ -280,7 +280,7 @@ func (r *run) emit(e Event) {
 
 // changeEvent is an Event about one change.
 func changeEvent(kind EventKind, c *planner.Change, id, msg string) Event {
-	return Event{Kind: kind, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname, DeviceID: id, Message: msg}
+	return Event{Kind: kind, Wave: c.Wave, Action: c.Action, Slot: c.Slot(), Hostname: c.Hostname(), DeviceID: id, Message: msg}
 }
 
 // markKnown records that id is not a slot's new device.

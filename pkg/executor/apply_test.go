@@ -41,12 +41,12 @@ func slotName(zone string, i int) string { return spec.SlotName("web", zone, i) 
 
 func createChange(slot string) planner.Change {
 	d := desired(slot, "newrev000000")
-	return planner.Change{Action: planner.Create, Slot: slot, Hostname: d.Hostname, Wave: d.Wave, Desired: d}
+	return planner.Change{Action: planner.Create, Wave: d.Wave, Desired: d}
 }
 
 func liveChange(a planner.Action, l planner.Live, strategy string) planner.Change {
 	d := desired(l.Slot, "newrev000000")
-	return planner.Change{Action: a, Slot: l.Slot, Hostname: d.Hostname, Wave: d.Wave, DeviceID: l.ID,
+	return planner.Change{Action: a, Wave: d.Wave,
 		Live: &l, Desired: d, Strategy: spec.Strategy(strategy)}
 }
 
@@ -299,7 +299,7 @@ func TestHaltOnFailuresThenResume(t *testing.T) {
 		}
 		for _, c := range res.NotDone {
 			if c.Wave != 1 {
-				t.Errorf("not done: %s, want only wave 1", c.Slot)
+				t.Errorf("not done: %s, want only wave 1", c.Slot())
 			}
 		}
 		if _, ok := ev.first(Halted, ""); !ok {

@@ -67,8 +67,8 @@ func (r *run) doCreate(ctx context.Context, w *wave, c *planner.Change) (outcome
 // doDelete deletes a device; a device already gone counts as deleted.
 func (r *run) doDelete(w *wave, c *planner.Change) (outcome, FailedDevice) {
 	err := r.call(w.sched, func(cctx context.Context) error {
-		r.emit(changeEvent(ChangeStarted, c, c.DeviceID, "delete"))
-		return r.cloud.Delete(cctx, c.DeviceID)
+		r.emit(changeEvent(ChangeStarted, c, c.DeviceID(), "delete"))
+		return r.cloud.Delete(cctx, c.DeviceID())
 	})
 	switch {
 	case errors.Is(err, errNotSent):
@@ -76,8 +76,8 @@ func (r *run) doDelete(w *wave, c *planner.Change) (outcome, FailedDevice) {
 	case err != nil:
 		return failed, FailedDevice{LastEvent: err.Error()}
 	}
-	r.markKnown(c.DeviceID)
-	r.emit(changeEvent(ChangeDone, c, c.DeviceID, "deleted"))
+	r.markKnown(c.DeviceID())
+	r.emit(changeEvent(ChangeDone, c, c.DeviceID(), "deleted"))
 	return done, FailedDevice{}
 }
 
@@ -90,8 +90,8 @@ func (r *run) doUpdate(w *wave, c *planner.Change) (outcome, FailedDevice) {
 	tags := d.Tags()
 	u := planner.DeviceUpdate{Hostname: &d.Hostname, Tags: &tags, AlwaysPXE: &d.AlwaysPXE}
 	err := r.call(w.sched, func(cctx context.Context) error {
-		r.emit(changeEvent(ChangeStarted, c, c.DeviceID, "update"))
-		return r.cloud.Update(cctx, c.DeviceID, u)
+		r.emit(changeEvent(ChangeStarted, c, c.DeviceID(), "update"))
+		return r.cloud.Update(cctx, c.DeviceID(), u)
 	})
 	switch {
 	case errors.Is(err, errNotSent):
@@ -99,7 +99,7 @@ func (r *run) doUpdate(w *wave, c *planner.Change) (outcome, FailedDevice) {
 	case err != nil:
 		return failed, FailedDevice{LastEvent: err.Error()}
 	}
-	r.emit(changeEvent(ChangeDone, c, c.DeviceID, "updated"))
+	r.emit(changeEvent(ChangeDone, c, c.DeviceID(), "updated"))
 	return done, FailedDevice{}
 }
 
@@ -129,7 +129,7 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 		// The old device stays: it still serves the slot.
 		return failed, *fd
 	}
-	old := c.DeviceID
+	old := c.DeviceID()
 	if old == "" {
 		r.emit(changeEvent(ChangeDone, c, newLive.ID, "replaced"))
 		return done, FailedDevice{}
@@ -189,7 +189,7 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how spe
 		w.budget.Release(1)
 	}()
 
-	id := c.DeviceID
+	id := c.DeviceID()
 	tags := d.Tags()
 	userdata := d.APIUserdata()
 	u := planner.DeviceUpdate{Hostname: &d.Hostname, Tags: &tags, AlwaysPXE: &d.AlwaysPXE, Userdata: &userdata}
@@ -236,7 +236,7 @@ func (r *run) act(ctx context.Context, c *planner.Change, id string, how spec.St
 		// The action may or may not have happened. Sending it again costs at
 		// most one more boot, while not sending it could leave the old image
 		// running under the new rev tag.
-		r.emit(Event{Kind: Retrying, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
+		r.emit(Event{Kind: Retrying, Wave: c.Wave, Action: c.Action, Slot: c.Slot(), Hostname: c.Hostname(),
 			DeviceID: id, Message: string(how) + " may not have been done; sending it again", Err: err})
 		err = r.call(context.WithoutCancel(ctx), action)
 	}
@@ -249,7 +249,7 @@ func (r *run) act(ctx context.Context, c *planner.Change, id string, how spec.St
 		if rerr := r.call(context.WithoutCancel(ctx), func(cctx context.Context) error {
 			return r.cloud.Update(cctx, id, planner.DeviceUpdate{Tags: &old})
 		}); rerr != nil {
-			fd.LastEvent += fmt.Sprintf("; restoring the old tags also failed (%v): rebuild it with --rebuild %s", rerr, c.Slot)
+			fd.LastEvent += fmt.Sprintf("; restoring the old tags also failed (%v): rebuild it with --rebuild %s", rerr, c.Slot())
 		}
 	}
 	return fd
@@ -299,9 +299,9 @@ func (r *run) safeCreate(ctx, gate context.Context, c *planner.Change, announce 
 			return planner.Live{}, fmt.Errorf("%w; outcome still unknown after %d attempts: run apply again, it lists before creating",
 				err, attempt)
 		}
-		r.emit(Event{Kind: Retrying, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
+		r.emit(Event{Kind: Retrying, Wave: c.Wave, Action: c.Action, Slot: c.Slot(), Hostname: c.Hostname(),
 			Message: "create may have succeeded; looking the slot up", Err: err})
-		found, ok, lerr := r.lookup(ctx, c.Slot, r.w.now(), time.Now())
+		found, ok, lerr := r.lookup(ctx, c.Slot(), r.w.now(), time.Now())
 		if lerr != nil {
 			return planner.Live{}, lerr
 		}

@@ -36,11 +36,11 @@ func (r *run) ensureReady(ctx context.Context, wf waitFor) (planner.Live, *Faile
 			return planner.Live{}, nil, err
 		}
 		if reason == "" {
-			r.emit(Event{Kind: DeviceReady, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
+			r.emit(Event{Kind: DeviceReady, Wave: c.Wave, Action: c.Action, Slot: c.Slot(), Hostname: c.Hostname(),
 				DeviceID: id, State: live.State})
 			return live, nil, nil
 		}
-		r.emit(Event{Kind: DeviceFailed, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
+		r.emit(Event{Kind: DeviceFailed, Wave: c.Wave, Action: c.Action, Slot: c.Slot(), Hostname: c.Hostname(),
 			DeviceID: id, State: live.State, Message: reason})
 		r.markKnown(id)
 		if try >= r.opts.FailedRetries || ctx.Err() != nil {
@@ -114,7 +114,7 @@ func (r *run) waitReady(ctx context.Context, wf waitFor) (planner.Live, string, 
 			default:
 				msg = "user state " + l.UserState + " (from before this change)"
 			}
-			r.emit(Event{Kind: DeviceState, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
+			r.emit(Event{Kind: DeviceState, Wave: c.Wave, Action: c.Action, Slot: c.Slot(), Hostname: c.Hostname(),
 				DeviceID: id, State: l.State, Message: msg})
 		}
 		fresh := l.UserState != "" && l.UserStateAt.After(baseline)

@@ -121,7 +121,7 @@ func (r *run) runWave(ctx context.Context, w *wave) {
 		default:
 			main = append(main, i)
 		}
-		slots[c.Slot] = true
+		slots[c.Slot()] = true
 	}
 	if len(canary) > 0 {
 		// Canaries are taken from the first wave that has rebuilds or
@@ -158,11 +158,11 @@ func (r *run) runWave(ctx context.Context, w *wave) {
 // fail records a failed change and halts the rollout when the wave's
 // failures exceed max_failures.
 func (r *run) fail(w *wave, c *planner.Change, fd FailedDevice) {
-	fd.Hostname, fd.Slot = c.Hostname, c.Slot
+	fd.Hostname, fd.Slot = c.Hostname(), c.Slot()
 	if fd.ID == "" {
-		fd.ID = c.DeviceID
+		fd.ID = c.DeviceID()
 	}
-	r.emit(Event{Kind: ChangeFailed, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
+	r.emit(Event{Kind: ChangeFailed, Wave: c.Wave, Action: c.Action, Slot: c.Slot(), Hostname: c.Hostname(),
 		DeviceID: fd.ID, Message: fd.LastEvent})
 
 	w.mu.Lock()

@@ -91,7 +91,7 @@ func Compute(in Input) (Plan, error) {
 		}
 		reason, wave := undesiredReason(f, slot)
 		for _, l := range bySlot[slot] {
-			p.Changes = append(p.Changes, deleteChange(slot, wave, l, reason))
+			p.Changes = append(p.Changes, deleteChange(wave, l, reason))
 		}
 	}
 	slices.SortStableFunc(p.Changes, compareChanges)
@@ -169,9 +169,9 @@ func validSlot(s string) bool {
 func compareChanges(a, b Change) int {
 	return cmp.Or(
 		cmp.Compare(a.Wave, b.Wave),
-		spec.CompareSlots(a.Slot, b.Slot),
+		spec.CompareSlots(a.Slot(), b.Slot()),
 		cmp.Compare(actionRank(a.Action), actionRank(b.Action)),
-		cmp.Compare(a.DeviceID, b.DeviceID),
+		cmp.Compare(a.DeviceID(), b.DeviceID()),
 	)
 }
 
@@ -279,19 +279,16 @@ func pickKeeper(ls []Live) (*Live, []Live) {
 
 func duplicateDelete(slot string, wave int, dup Live, keep *Live) Change {
 	reason := fmt.Sprintf("duplicate in slot %s: keeping %s device %s", slot, keep.State, keep.ID)
-	return deleteChange(slot, wave, dup, reason)
+	return deleteChange(wave, dup, reason)
 }
 
-func deleteChange(slot string, wave int, l Live, reason string) Change {
+func deleteChange(wave int, l Live, reason string) Change {
 	l2 := l
 	return Change{
-		Action:   Delete,
-		Slot:     slot,
-		Hostname: l.Hostname,
-		Wave:     wave,
-		DeviceID: l.ID,
-		Live:     &l2,
-		Reasons:  []string{reason},
+		Action:  Delete,
+		Wave:    wave,
+		Live:    &l2,
+		Reasons: []string{reason},
 		Attrs: []AttrDiff{
 			{Name: "id", Before: l.ID},
 			{Name: "hostname", Before: l.Hostname},

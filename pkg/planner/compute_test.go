@@ -14,11 +14,11 @@ import (
 
 // key names a change in the tables: "action slot id" ("-" for no id).
 func key(c Change) string {
-	id := c.DeviceID
+	id := c.DeviceID()
 	if id == "" {
 		id = "-"
 	}
-	return fmt.Sprintf("%s %s %s", c.Action, c.Slot, id)
+	return fmt.Sprintf("%s %s %s", c.Action, c.Slot(), id)
 }
 
 func attrString(a AttrDiff) string {

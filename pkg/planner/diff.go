@@ -34,7 +34,7 @@ type diffs struct {
 func diffDevice(f *spec.Fleet, in slotInput, cat *Catalogue) (Change, bool) {
 	d, l := in.d, in.l
 	if l == nil {
-		return Change{Action: Create, Slot: d.Slot, Hostname: d.Hostname, Wave: d.Wave, Desired: d,
+		return Change{Action: Create, Wave: d.Wave, Desired: d,
 			Reasons: []string{"slot " + d.Slot + " has no device"}, Attrs: createAttrs(d)}, true
 	}
 	return decide(f, in, diffSlot(d, l, cat))
@@ -150,7 +150,7 @@ func attrReasons(x diffs) []string {
 // it or its last boot failed; update when only mutable attributes differ.
 func decide(f *spec.Fleet, in slotInput, x diffs) (Change, bool) {
 	d, l := in.d, in.l
-	c := Change{Slot: d.Slot, Hostname: d.Hostname, Wave: d.Wave, DeviceID: l.ID, Desired: d, Live: l}
+	c := Change{Wave: d.Wave, Desired: d, Live: l}
 	reasons, attrs := x.reasons, slices.Concat(x.forces, x.boot, x.mutable)
 	switch {
 	case l.State == StateFailed:

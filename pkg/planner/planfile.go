@@ -249,10 +249,10 @@ func toFile(p Plan) filePlan {
 	for _, c := range p.Changes {
 		fc := fileChange{
 			Action:   c.Action,
-			Slot:     c.Slot,
-			Hostname: c.Hostname,
+			Slot:     c.Slot(),
+			Hostname: c.Hostname(),
 			Wave:     c.Wave,
-			DeviceID: c.DeviceID,
+			DeviceID: c.DeviceID(),
 			Reasons:  nonNil(c.Reasons),
 			Attrs:    make([]fileAttr, 0, len(c.Attrs)),
 			Strategy: c.Strategy,
@@ -264,10 +264,7 @@ func toFile(p Plan) filePlan {
 			fc.Desired = &fileDevice{
 				Slot: d.Slot, Fleet: d.Fleet, Group: d.Group, Zone: d.Zone, Index: d.Index, Wave: d.Wave,
 				Hostname: d.Hostname, Machine: d.Machine, Billing: d.Billing, AlwaysPXE: d.AlwaysPXE, Arch: d.Arch,
-				Image: fileImage{
-					Key: d.Image.Key, Name: d.Image.Name, BaseURL: d.Image.BaseURL, Arch: d.Image.Arch,
-					Cmdline: d.Image.Cmdline, IPXETemplate: d.Image.IPXETemplate,
-				},
+				Image:    fileImage(d.Image),
 				UserTags: nonNil(d.UserTags), KernelArgs: d.KernelArgs, IPXETemplate: d.IPXETemplate,
 				Userdata: d.Userdata, IPXEScriptURL: d.IPXEScriptURL, Script: d.Script, Rev: d.Rev,
 			}
@@ -321,7 +318,7 @@ func fromFile(fp filePlan) (Plan, error) {
 		if err != nil {
 			return Plan{}, fmt.Errorf("change %d (slot %q): %w", i+1, fc.Slot, err)
 		}
-		key := string(c.Action) + "\x00" + c.Slot + "\x00" + c.DeviceID
+		key := string(c.Action) + "\x00" + c.Slot() + "\x00" + c.DeviceID()
 		if seen[key] {
 			return Plan{}, fmt.Errorf("change %d (slot %q): listed twice", i+1, fc.Slot)
 		}
@@ -346,10 +343,7 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 	}
 	c := Change{
 		Action:   fc.Action,
-		Slot:     fc.Slot,
-		Hostname: fc.Hostname,
 		Wave:     fc.Wave,
-		DeviceID: fc.DeviceID,
 		Reasons:  nilIfEmpty(fc.Reasons),
 		Strategy: fc.Strategy,
 	}
@@ -366,10 +360,7 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 		c.Desired = &spec.Device{
 			Slot: d.Slot, Fleet: d.Fleet, Group: d.Group, Zone: d.Zone, Index: d.Index, Wave: d.Wave,
 			Hostname: d.Hostname, Machine: d.Machine, Billing: d.Billing, AlwaysPXE: d.AlwaysPXE, Arch: d.Arch,
-			Image: spec.Image{
-				Key: d.Image.Key, Name: d.Image.Name, BaseURL: d.Image.BaseURL, Arch: d.Image.Arch,
-				Cmdline: d.Image.Cmdline, IPXETemplate: d.Image.IPXETemplate,
-			},
+			Image:    spec.Image(d.Image),
 			UserTags: nilIfEmpty(d.UserTags), KernelArgs: d.KernelArgs, IPXETemplate: d.IPXETemplate,
 			Userdata: d.Userdata, IPXEScriptURL: d.IPXEScriptURL, Script: d.Script, Rev: d.Rev,
 		}
@@ -384,6 +375,10 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 		lv := Live(*l)
 		lv.Tags, lv.IPs = nilIfEmpty(l.Tags), nilIfEmpty(l.IPs)
 		c.Live = &lv
+	}
+	// Slot and hostname are the devices'; the file's copies must agree.
+	if (c.Desired != nil || c.Live != nil) && (c.Slot() != fc.Slot || c.Hostname() != fc.Hostname) {
+		return Change{}, errors.New("the change's slot and hostname are not its device's")
 	}
 	needDesired, needLive := true, true
 	switch c.Action {
@@ -404,7 +399,7 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 	if c.Action != Rebuild && c.Strategy != "" {
 		return Change{}, fmt.Errorf("a %s has no strategy", c.Action)
 	}
-	if needDesired != (c.Desired != nil) || needLive != (c.Live != nil) || needLive != (c.DeviceID != "") {
+	if needDesired != (c.Desired != nil) || needLive != (c.Live != nil) || needLive != (fc.DeviceID != "") {
 		return Change{}, fmt.Errorf("a %s must carry %s", c.Action, carries(needDesired, needLive))
 	}
 	return c, nil

@@ -156,7 +156,7 @@ func waveTitle(p Plan, wave int) string {
 }
 
 func headline(c Change) string {
-	name := "device " + strconv.Quote(c.Hostname)
+	name := "device " + strconv.Quote(c.Hostname())
 	switch c.Action {
 	case Create:
 		return name + " will be created"
@@ -181,7 +181,7 @@ func (t *textWriter) change(c Change) {
 		t.line("  #   %s", r)
 	}
 	pad := strings.Repeat(" ", 3-len(cmp.Or(Symbol(c.Action), " ")))
-	t.line("%s%s device %q {", pad, t.symbol(c.Action), c.Hostname)
+	t.line("%s%s device %q {", pad, t.symbol(c.Action), c.Hostname())
 
 	// Context first: what identifies the device, unless it is an attribute.
 	type row struct {
@@ -193,10 +193,10 @@ func (t *textWriter) change(c Change) {
 		has[a.Name] = true
 	}
 	if c.Action != Create && !has["slot"] {
-		rows = append(rows, row{name: "slot", value: strconv.Quote(c.Slot)})
+		rows = append(rows, row{name: "slot", value: strconv.Quote(c.Slot())})
 	}
-	if c.DeviceID != "" && !has["id"] {
-		rows = append(rows, row{name: "id", value: strconv.Quote(c.DeviceID)})
+	if c.DeviceID() != "" && !has["id"] {
+		rows = append(rows, row{name: "id", value: strconv.Quote(c.DeviceID())})
 	}
 	for _, a := range c.Attrs {
 		r := row{name: a.Name}
@@ -288,10 +288,10 @@ func RenderJSON(w io.Writer, p Plan) error {
 	for _, c := range p.Changes {
 		jc := jsonChange{
 			Action:     c.Action,
-			Slot:       c.Slot,
-			Hostname:   c.Hostname,
+			Slot:       c.Slot(),
+			Hostname:   c.Hostname(),
 			Wave:       c.Wave + 1,
-			DeviceID:   c.DeviceID,
+			DeviceID:   c.DeviceID(),
 			Reasons:    append([]string{}, c.Reasons...),
 			Attributes: make([]jsonAttr, 0, len(c.Attrs)),
 			Strategy:   c.Strategy,

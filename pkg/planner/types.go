@@ -60,14 +60,16 @@ const (
 	Update  Action = "update"
 )
 
-// Change is one planned change to one slot.
+// Change is one planned change to one slot. Its slot, hostname and device
+// id are not stored: they are the desired and live devices' (see Slot,
+// Hostname and DeviceID), so they cannot disagree with them.
 type Change struct {
-	Action   Action
-	Slot     string
-	Hostname string // desired hostname; the live one for deletes
-	Wave     int
-	// DeviceID is the live device the change acts on ("" for create).
-	DeviceID string
+	Action Action
+	// Wave is the wave the change runs in: the desired device's, and for
+	// the delete of a slot no longer desired the wave of its zone (else
+	// the last). It is the plan's scheduling decision, which the live
+	// device does not carry.
+	Wave int
 	// Desired is the device the slot should become (nil for delete).
 	Desired *spec.Device
 	// Live is the device as found (nil for create).
@@ -78,6 +80,36 @@ type Change struct {
 	Attrs []AttrDiff
 	// Strategy is the rebuild strategy of a rebuild ("" otherwise).
 	Strategy spec.Strategy
+}
+
+// Slot is the slot the change acts on.
+func (c Change) Slot() string {
+	switch {
+	case c.Desired != nil:
+		return c.Desired.Slot
+	case c.Live != nil:
+		return c.Live.Slot
+	}
+	return ""
+}
+
+// Hostname is the desired hostname; the live one for deletes.
+func (c Change) Hostname() string {
+	switch {
+	case c.Desired != nil:
+		return c.Desired.Hostname
+	case c.Live != nil:
+		return c.Live.Hostname
+	}
+	return ""
+}
+
+// DeviceID is the live device the change acts on ("" for create).
+func (c Change) DeviceID() string {
+	if c.Live != nil {
+		return c.Live.ID
+	}
+	return ""
 }
 
 // AttrDiff is one attribute that differs.
