@@ -31,3 +31,15 @@ type Cloud interface {
 	// Delete deletes a device; a device that is already gone is success.
 	Delete(ctx context.Context, id string) error
 }
+
+// Configurer is a Cloud that also applies per-device settings the API only
+// takes once a device exists (a group attribute such as a network type or
+// VLANs is set by calls on the provisioned device, not in the create). It
+// is optional: a Cloud without it has no such settings. Configure makes
+// the device's settings match d and must be idempotent: the executor calls
+// it after every create, replacement and rebuild once the device is ready
+// (not with --wait none: the next apply's plan then shows what is left),
+// and after every update.
+type Configurer interface {
+	Configure(ctx context.Context, id string, d spec.Device) error
+}

@@ -56,8 +56,14 @@ func (r *run) doCreate(ctx context.Context, w *wave, c *planner.Change) (outcome
 	if r.opts.Wait == WaitNone {
 		return done, FailedDevice{}
 	}
-	if _, fd, err := r.ensureReady(ctx, waitFor{c: c, id: live.ID, mode: r.opts.Wait, after: r.w.now()}); err == nil && fd != nil {
-		return failed, *fd
+	ready, bad, err := r.ensureReady(ctx, waitFor{c: c, id: live.ID, mode: r.opts.Wait, after: r.w.now()})
+	switch {
+	case err == nil && bad != nil:
+		return failed, *bad
+	case err == nil:
+		if bad := r.configure(ctx, c, ready.ID); bad != nil {
+			return failed, *bad
+		}
 	}
 	// Ready, or the wait was interrupted: the create itself is done either
 	// way, and the next plan sees the device in whatever state it reaches.
@@ -99,6 +105,9 @@ func (r *run) doUpdate(w *wave, c *planner.Change) (outcome, FailedDevice) {
 	case err != nil:
 		return failed, FailedDevice{LastEvent: err.Error()}
 	}
+	if fd := r.configure(w.sched, c, c.DeviceID()); fd != nil {
+		return failed, *fd
+	}
 	r.emit(changeEvent(ChangeDone, c, c.DeviceID(), "updated"))
 	return done, FailedDevice{}
 }
@@ -127,6 +136,11 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 		return notStarted, FailedDevice{}
 	case fd != nil:
 		// The old device stays: it still serves the slot.
+		return failed, *fd
+	}
+	if fd := r.configure(ctx, c, newLive.ID); fd != nil {
+		// Configured or not, the new device exists; the old one stays
+		// until a later apply has configured the new one.
 		return failed, *fd
 	}
 	old := c.DeviceID()
@@ -219,10 +233,34 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how spe
 		baseline = c.Live.UserStateAt
 	}
 	_, bad, err := r.ensureReady(ctx, waitFor{c: c, id: id, mode: r.opts.Wait, inPlace: true, baseline: baseline, after: after})
-	if err == nil && bad != nil {
+	switch {
+	case err == nil && bad != nil:
 		return failed, *bad
+	case err == nil:
+		if fd := r.configure(ctx, c, id); fd != nil {
+			return failed, *fd
+		}
 	}
 	return done, FailedDevice{}
+}
+
+// configure applies the desired device's post-provisioning settings when
+// the Cloud has any (see Configurer); nil when done or nothing to do.
+func (r *run) configure(ctx context.Context, c *planner.Change, id string) *FailedDevice {
+	cf, ok := r.cloud.(Configurer)
+	if !ok || c.Desired == nil {
+		return nil
+	}
+	d := *c.Desired
+	err := r.call(ctx, func(cctx context.Context) error { return cf.Configure(cctx, id, d) })
+	switch {
+	case errors.Is(err, errNotSent):
+		// Stopped before it was sent: the next plan shows what is left.
+		return nil
+	case err != nil:
+		return &FailedDevice{ID: id, LastEvent: err.Error()}
+	}
+	return nil
 }
 
 // act sends an in-place rebuild's action after its PUT. The PUT wrote the
