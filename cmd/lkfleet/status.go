@@ -94,7 +94,7 @@ func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) e
 			continue
 		}
 		r := row(l, now)
-		r.Image, r.Current = revImage[l.Rev], revImage[l.Rev] != ""
+		r.Image, r.Current = revImage[l.Rev()], revImage[l.Rev()] != ""
 		rows = append(rows, r)
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return spec.CompareSlots(rows[i].Slot, rows[j].Slot) < 0 })
@@ -104,7 +104,7 @@ func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) e
 		return err
 	}
 	for _, l := range all {
-		if l.Fleet == fleet.Name || planner.Ignored(l.State) {
+		if l.Fleet() == fleet.Name || planner.Ignored(l.State) {
 			continue
 		}
 		if slot, ok := wantHost[l.Hostname]; ok {
@@ -157,8 +157,8 @@ func row(l planner.Live, now time.Time) statusRow {
 		zone = l.Metro
 	}
 	r := statusRow{
-		Slot: l.Slot, Hostname: l.Hostname, ID: l.ID, State: l.State, Zone: zone,
-		Machine: l.Machine, IPs: l.IPs, Rev: l.Rev, Booted: l.UserState,
+		Slot: l.Slot(), Hostname: l.Hostname, ID: l.ID, State: l.State, Zone: zone,
+		Machine: l.Machine, IPs: l.IPs, Rev: l.Rev(), Booted: l.UserState,
 	}
 	if r.IPs == nil {
 		r.IPs = []string{}

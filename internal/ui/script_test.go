@@ -23,9 +23,9 @@ func scriptPlan() planner.Plan {
 		Changes: []planner.Change{
 			{Action: planner.Create, Wave: 0, Desired: dev("web/ams1/1", "ams1", "web-ams1-1")},
 			{Action: planner.Create, Wave: 0, Desired: dev("web/ams1/2", "ams1", "web-ams1-2")},
-			{Action: planner.Delete, Wave: 0, Live: &planner.Live{ID: "0ld3", Slot: "web/ams1/3", Hostname: "web-ams1-3", Facility: "ams1"}},
+			{Action: planner.Delete, Wave: 0, Live: &planner.Live{ID: "0ld3", Tags: []string{spec.TagSlot + "web/ams1/3"}, Hostname: "web-ams1-3", Facility: "ams1"}},
 			{Action: planner.NoOp, Wave: 0, Desired: dev("web/ams1/4", "ams1", "web-ams1-4")},
-			{Action: planner.Rebuild, Wave: 1, Desired: dev("web/ewr1/1", "ewr1", "web-ewr1-1"), Live: &planner.Live{ID: "e1", Slot: "web/ewr1/1", Hostname: "web-ewr1-1"}},
+			{Action: planner.Rebuild, Wave: 1, Desired: dev("web/ewr1/1", "ewr1", "web-ewr1-1"), Live: &planner.Live{ID: "e1", Tags: []string{spec.TagSlot + "web/ewr1/1"}, Hostname: "web-ewr1-1"}},
 			{Action: planner.Create, Wave: 1, Desired: dev("web/ewr1/2", "ewr1", "web-ewr1-2")},
 		},
 		Rollout: spec.Rollout{Waves: [][]string{{"ams1"}, {"ewr1"}}},

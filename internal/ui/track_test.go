@@ -13,8 +13,8 @@ import (
 func TestTrackerDuplicateSlot(t *testing.T) {
 	var tr tracker
 	tr.setPlan(planner.Plan{Changes: []planner.Change{
-		{Action: planner.Rebuild, Live: &planner.Live{ID: "keep", Slot: "a/z/1"}, Wave: 0},
-		{Action: planner.Delete, Live: &planner.Live{ID: "dup", Slot: "a/z/1"}, Wave: 0},
+		{Action: planner.Rebuild, Live: &planner.Live{ID: "keep", Tags: []string{spec.TagSlot + "a/z/1"}}, Wave: 0},
+		{Action: planner.Delete, Live: &planner.Live{ID: "dup", Tags: []string{spec.TagSlot + "a/z/1"}}, Wave: 0},
 	}})
 	tr.apply(executor.Event{Time: t0, Kind: executor.ChangeDone, Wave: 0, Action: planner.Delete, Slot: "a/z/1", DeviceID: "dup"})
 	tr.apply(executor.Event{Time: t0, Kind: executor.DeviceState, Wave: 0, Slot: "a/z/1", DeviceID: "keep", State: "provisioning"})
@@ -30,7 +30,7 @@ func TestTrackerUnwavedChanges(t *testing.T) {
 	var tr tracker
 	tr.setPlan(planner.Plan{Changes: []planner.Change{
 		{Action: planner.Create, Desired: &spec.Device{Slot: "a/z/1"}, Wave: 0},
-		{Action: planner.Delete, Live: &planner.Live{ID: "old", Slot: "b/q/1"}, Wave: -1},
+		{Action: planner.Delete, Live: &planner.Live{ID: "old", Tags: []string{spec.TagSlot + "b/q/1"}}, Wave: -1},
 	}})
 	if len(tr.waves) != 2 || tr.waves[1].index != 1 {
 		t.Fatalf("waves %+v, want 0 and a trailing 1", tr.waves)

@@ -45,7 +45,7 @@ func createChange(slot string) planner.Change {
 }
 
 func liveChange(a planner.Action, l planner.Live, strategy string) planner.Change {
-	d := desired(l.Slot, "newrev000000")
+	d := desired(l.Slot(), "newrev000000")
 	return planner.Change{Action: a, Wave: d.Wave,
 		Live: &l, Desired: d, Strategy: spec.Strategy(strategy)}
 }
@@ -184,7 +184,7 @@ func seedWave(fc *fakeCloud, zone string, n int) ([]planner.Live, []string) {
 	for i := 1; i <= n; i++ {
 		l := fc.seed(slotName(zone, i), "oldrev000000")
 		lives = append(lives, l)
-		slots = append(slots, l.Slot)
+		slots = append(slots, l.Slot())
 	}
 	return lives, slots
 }
@@ -248,7 +248,7 @@ func TestCanaryGoesFirst(t *testing.T) {
 		if err != nil || res.Rebuilt != 8 {
 			t.Fatalf("Rebuilt %d, err %v", res.Rebuilt, err)
 		}
-		canaries := map[string]bool{lives[0].Slot: true, lives[1].Slot: true}
+		canaries := map[string]bool{lives[0].Slot(): true, lives[1].Slot(): true}
 		var canaryReady time.Time
 		for s := range canaries {
 			e, _ := ev.first(DeviceReady, s)
@@ -262,8 +262,8 @@ func TestCanaryGoesFirst(t *testing.T) {
 			}
 		}
 		// The second wave gets no canary phase: its two rebuilds run together.
-		e0, _ := ev.first(ChangeStarted, ewr[0].Slot)
-		e1, _ := ev.first(ChangeStarted, ewr[1].Slot)
+		e0, _ := ev.first(ChangeStarted, ewr[0].Slot())
+		e1, _ := ev.first(ChangeStarted, ewr[1].Slot())
 		if !e0.Time.Equal(e1.Time) {
 			t.Errorf("wave 1 rebuilds started at %v and %v, want together", e0.Time, e1.Time)
 		}
@@ -310,7 +310,7 @@ func TestHaltOnFailuresThenResume(t *testing.T) {
 		var failedLive planner.Live
 		lives, _ := fc.List(t.Context())
 		for _, l := range lives {
-			if l.Slot == bad {
+			if l.Slot() == bad {
 				failedLive = l
 			}
 		}
@@ -385,16 +385,16 @@ func TestAmbiguousCreateDuringReplaceIgnoresOldDevice(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fc := newFake()
 		old := fc.seed(slotName("ams1", 1), "oldrev000000")
-		fc.createFaults[old.Slot] = []fault{ambAbsent}
+		fc.createFaults[old.Slot()] = []fault{ambAbsent}
 		res, err := Apply(t.Context(), fc, mkPlan(rollout(), liveChange(planner.Replace, old, "")), Options{})
 		if err != nil || res.Replaced != 1 {
 			t.Fatalf("Replaced %d, err %v", res.Replaced, err)
 		}
-		ids := fc.liveBySlot()[old.Slot]
+		ids := fc.liveBySlot()[old.Slot()]
 		if len(ids) != 1 || ids[0] == old.ID {
 			t.Errorf("slot holds %v, want one new device", ids)
 		}
-		if got, want := fc.ops(old.Slot), []string{"create", "create", "delete"}; !slices.Equal(got, want) {
+		if got, want := fc.ops(old.Slot()), []string{"create", "create", "delete"}; !slices.Equal(got, want) {
 			t.Errorf("calls %v, want %v", got, want)
 		}
 	})
@@ -491,10 +491,10 @@ func TestRebuildStrategies(t *testing.T) {
 				if err != nil || res.Rebuilt != 1 {
 					t.Fatalf("Rebuilt %d, err %v", res.Rebuilt, err)
 				}
-				if got := fc.ops(old.Slot); !slices.Equal(got, tc.ops) {
+				if got := fc.ops(old.Slot()); !slices.Equal(got, tc.ops) {
 					t.Errorf("calls %v, want %v", got, tc.ops)
 				}
-				ids := fc.liveBySlot()[old.Slot]
+				ids := fc.liveBySlot()[old.Slot()]
 				if len(ids) != 1 || (ids[0] == old.ID) != tc.sameID {
 					t.Errorf("slot holds %v (old %s)", ids, old.ID)
 				}
@@ -503,7 +503,7 @@ func TestRebuildStrategies(t *testing.T) {
 					t.Errorf("device not rebuilt: tags %v userdata %q", d.tags, d.userdata)
 				}
 				// Ready means the new boot happened, not the old active state.
-				ready, _ := ev.first(DeviceReady, old.Slot)
+				ready, _ := ev.first(DeviceReady, old.Slot())
 				log := fc.log()
 				if booted := fc.bootedAfter(ids[0], log[0].at); booted.IsZero() || ready.Time.Before(booted) && tc.wait == WaitBooted {
 					t.Errorf("ready at %v, booted at %v", ready.Time, booted)
@@ -573,7 +573,7 @@ func TestReplaceKeepsOldWhenNewFails(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fc := newFake()
 		old := fc.seed(slotName("ams1", 1), "oldrev000000")
-		fc.provFail[old.Slot] = 2
+		fc.provFail[old.Slot()] = 2
 		res, _ := Apply(t.Context(), fc, mkPlan(rollout(), liveChange(planner.Replace, old, "")), Options{})
 		if len(res.Failed) != 1 || fc.dev(old.ID).deleted != (time.Time{}) {
 			t.Errorf("failed %v; old device deleted: %v", res.Failed, fc.dev(old.ID).deleted)
@@ -585,7 +585,7 @@ func TestDeletesRunAfterTheWavesDevicesAreReady(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fc := newFake()
 		old := fc.seed("old/ams1/1", "oldrev000000")
-		gone := planner.Live{ID: "already-gone", Slot: "old/ams1/2"}
+		gone := planner.Live{ID: "already-gone", Tags: []string{spec.TagSlot + "old/ams1/2"}}
 		p := mkPlan(rollout(), createChange(slotName("ams1", 1)), deleteChange(old), deleteChange(gone))
 		res, err := Apply(t.Context(), fc, p, Options{})
 		if err != nil || res.Created != 1 || res.Deleted != 2 {
@@ -756,7 +756,7 @@ func haltStopsChangesWaitingForBudget(t *testing.T) {
 		lives, _ := seedWave(fc, "ams1", 5)
 		var changes []planner.Change
 		for _, l := range lives {
-			fc.bootFail[l.Slot] = 2 // a broken image: every boot fails
+			fc.bootFail[l.Slot()] = 2 // a broken image: every boot fails
 			changes = append(changes, liveChange(planner.Rebuild, l, "reboot"))
 		}
 		res, err := Apply(t.Context(), fc, mkPlan(rollout(), changes...), Options{Wait: WaitBooted})
@@ -793,7 +793,7 @@ func TestAmbiguousActionSentAgain(t *testing.T) {
 		if err != nil || res.Rebuilt != 1 {
 			t.Fatalf("Rebuilt %d, %v", res.Rebuilt, err)
 		}
-		if got, want := fc.ops(old.Slot), []string{"update", "action:reboot", "action:reboot"}; !slices.Equal(got, want) {
+		if got, want := fc.ops(old.Slot()), []string{"update", "action:reboot", "action:reboot"}; !slices.Equal(got, want) {
 			t.Errorf("calls %v, want %v", got, want)
 		}
 	})
@@ -818,12 +818,12 @@ func TestInPlaceRebuildsFollowPlanOrder(t *testing.T) {
 		}
 		var prev time.Time
 		for _, l := range lives {
-			e, ok := ev.first(ChangeStarted, l.Slot)
+			e, ok := ev.first(ChangeStarted, l.Slot())
 			if !ok {
-				t.Fatalf("%s never started", l.Slot)
+				t.Fatalf("%s never started", l.Slot())
 			}
 			if e.Time.Before(prev) {
-				t.Errorf("%s started at %v, before the slot ahead of it (%v)", l.Slot, e.Time, prev)
+				t.Errorf("%s started at %v, before the slot ahead of it (%v)", l.Slot(), e.Time, prev)
 			}
 			prev = e.Time
 		}

@@ -319,13 +319,8 @@ func (f *fakeCloud) List(context.Context) ([]planner.Live, error) {
 }
 
 func (f *fakeCloud) liveAt(d *fdev, t time.Time) planner.Live {
-	l := planner.Live{ID: d.id, Hostname: d.host, Tags: append([]string{}, d.tags...), Fleet: "lab",
-		Slot: d.slot, AlwaysPXE: d.alwaysPXE, Userdata: d.userdata, CreatedAt: d.created}
-	for _, tg := range d.tags {
-		if r, ok := strings.CutPrefix(tg, spec.TagRev); ok {
-			l.Rev = r
-		}
-	}
+	l := planner.Live{ID: d.id, Hostname: d.host, Tags: append([]string{}, d.tags...),
+		AlwaysPXE: d.alwaysPXE, Userdata: d.userdata, CreatedAt: d.created}
 	for _, s := range d.states {
 		if !s.at.After(t) {
 			l.State = s.state

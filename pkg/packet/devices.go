@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/packethost/packngo"
@@ -240,16 +239,6 @@ func toLive(d *packngo.Device) planner.Live {
 		Userdata:  d.UserData,
 		ScriptURL: d.IPXEScriptURL,
 		SOS:       d.SOS,
-	}
-	for _, t := range d.Tags {
-		switch {
-		case strings.HasPrefix(t, spec.TagFleet):
-			l.Fleet = strings.TrimPrefix(t, spec.TagFleet)
-		case strings.HasPrefix(t, spec.TagSlot):
-			l.Slot = strings.TrimPrefix(t, spec.TagSlot)
-		case strings.HasPrefix(t, spec.TagRev):
-			l.Rev = strings.TrimPrefix(t, spec.TagRev)
-		}
 	}
 	if d.Plan != nil {
 		l.Machine = d.Plan.Slug

@@ -91,7 +91,7 @@ func TestToLive(t *testing.T) {
 	}
 	l := toLive(&d)
 	want := map[string][2]string{
-		"fleet": {l.Fleet, "lab"}, "slot": {l.Slot, "web/ams1/1"}, "rev": {l.Rev, "abcdefabcdef"},
+		"fleet": {l.Fleet(), "lab"}, "slot": {l.Slot(), "web/ams1/1"}, "rev": {l.Rev(), "abcdefabcdef"},
 		"machine": {l.Machine, "c3.small.x86"}, "facility": {l.Facility, "ams1"}, "metro": {l.Metro, "am"},
 		"billing": {l.Billing, "hourly"}, "userdata": {l.Userdata, "#!ipxe"}, "sos": {l.SOS, d.SOS},
 		"user state": {l.UserState, "succeeded"}, "user state body": {l.UserStateBody, "booted"},

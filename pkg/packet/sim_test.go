@@ -97,10 +97,10 @@ func TestSimListing(t *testing.T) {
 			}
 			seen := map[string]bool{}
 			for _, d := range devs {
-				if d.Fleet != "lab" || d.Slot == "" || seen[d.Slot] {
+				if d.Fleet() != "lab" || d.Slot() == "" || seen[d.Slot()] {
 					t.Fatalf("bad or repeated device %+v", d)
 				}
-				seen[d.Slot] = true
+				seen[d.Slot()] = true
 			}
 			if len(devs) != tc.fleet {
 				t.Errorf("listed %d devices, want %d", len(devs), tc.fleet)
@@ -142,7 +142,7 @@ func TestSimDeviceLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if live.Slot != d.Slot || live.ID == "" {
+		if live.Slot() != d.Slot || live.ID == "" {
 			t.Errorf("created %+v", live)
 		}
 		ids = append(ids, live.ID)
@@ -159,7 +159,7 @@ func TestSimDeviceLifecycle(t *testing.T) {
 	listed, err := c.List(ctx)
 	var found []planner.Live
 	for _, l := range listed {
-		if l.Slot == d1.Slot {
+		if l.Slot() == d1.Slot {
 			found = append(found, l)
 		}
 	}

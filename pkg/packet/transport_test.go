@@ -156,7 +156,7 @@ func TestCreateResentAfter429(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if live.Slot != "web/ams1/2" || live.Fleet != "lab" || live.Rev != "0123456789ab" {
+	if live.Slot() != "web/ams1/2" || live.Fleet() != "lab" || live.Rev() != "0123456789ab" {
 		t.Errorf("live = %+v", live)
 	}
 	if got := f.count("POST "); got != 2 {

@@ -166,7 +166,7 @@ func listed(ctx context.Context, b Lister, r Request, desired []spec.Device, cat
 		return planner.Input{}, err
 	}
 	for _, d := range all {
-		if d.Fleet != r.Fleet.Name {
+		if d.Fleet() != r.Fleet.Name {
 			in.Foreign = append(in.Foreign, d)
 		}
 	}
@@ -214,7 +214,7 @@ func Arches(cat planner.Catalogue) map[string]string {
 func createsAny(desired []spec.Device, live []planner.Live) bool {
 	have := make(map[string]bool, len(live))
 	for _, l := range live {
-		have[l.Slot] = true
+		have[l.Slot()] = true
 	}
 	for _, d := range desired {
 		if !have[d.Slot] {

@@ -110,7 +110,7 @@ func TestPlanWithNothingToCreateListsOnlyTheFleet(t *testing.T) {
 	b := &fakeBackend{}
 	for i, d := range desired {
 		b.live = append(b.live, planner.Live{ID: string(rune('a' + i)), Hostname: d.Hostname, State: "active",
-			Tags: d.Tags(), Fleet: d.Fleet, Slot: d.Slot, Rev: d.Rev, Machine: d.Machine, Facility: d.Zone,
+			Tags: d.Tags(), Machine: d.Machine, Facility: d.Zone,
 			Billing: d.Billing, AlwaysPXE: d.AlwaysPXE, Userdata: d.APIUserdata()})
 	}
 	p, err := Plan(t.Context(), b, Request{Fleet: f, SkipPreflight: true})
@@ -127,7 +127,7 @@ func TestPlanWithNothingToCreateListsOnlyTheFleet(t *testing.T) {
 
 func TestCheckSavedRefusesStalePlans(t *testing.T) {
 	f := load(t)
-	live := []planner.Live{{ID: "a", State: "active", Fleet: "lab", Slot: "web/ams1/1", Rev: "r"}}
+	live := []planner.Live{{ID: "a", State: "active", Tags: spec.Device{Fleet: "lab", Slot: "web/ams1/1", Rev: "r"}.Tags()}}
 	plan := planner.Plan{Fleet: "lab", FleetFingerprint: planner.FleetFingerprint([]byte("v1")), LiveFingerprint: planner.LiveFingerprint(live)}
 	for _, tc := range []struct {
 		name  string

@@ -132,27 +132,36 @@ type liveSet struct {
 // every later loop (and so every warning) deterministic. Devices on their
 // way out are left out.
 func partitionLive(fleet string, listed, foreign []Live) liveSet {
-	live := slices.Clone(listed)
-	slices.SortStableFunc(live, func(a, b Live) int {
-		return cmp.Or(spec.CompareSlots(a.Slot, b.Slot), cmp.Compare(a.ID, b.ID))
+	// Each device's slot is read from its tags once, not in every compare.
+	type keyed struct {
+		slot string
+		l    Live
+	}
+	live := make([]keyed, len(listed))
+	for i, l := range listed {
+		live[i] = keyed{l.Slot(), l}
+	}
+	slices.SortStableFunc(live, func(a, b keyed) int {
+		return cmp.Or(spec.CompareSlots(a.slot, b.slot), cmp.Compare(a.l.ID, b.l.ID))
 	})
 	ls := liveSet{bySlot: map[string][]Live{}}
-	for _, l := range live {
+	for _, k := range live {
+		l, slot := k.l, k.slot
 		switch {
 		case Ignored(l.State):
-		case l.Fleet != fleet:
+		case l.Fleet() != fleet:
 			ls.foreign = append(ls.foreign, l)
-		case !validSlot(l.Slot):
+		case !validSlot(slot):
 			ls.warnings = append(ls.warnings, unreadableSlotWarning(fleet, l))
 		default:
-			if ls.bySlot[l.Slot] == nil {
-				ls.slots = append(ls.slots, l.Slot)
+			if ls.bySlot[slot] == nil {
+				ls.slots = append(ls.slots, slot)
 			}
-			ls.bySlot[l.Slot] = append(ls.bySlot[l.Slot], l)
+			ls.bySlot[slot] = append(ls.bySlot[slot], l)
 		}
 	}
 	for _, l := range foreign {
-		if !Ignored(l.State) && l.Fleet != fleet {
+		if !Ignored(l.State) && l.Fleet() != fleet {
 			ls.foreign = append(ls.foreign, l)
 		}
 	}
@@ -322,8 +331,8 @@ func undesiredReason(f *spec.Fleet, slot string) (string, int) {
 }
 
 func unreadableSlotWarning(fleet string, l Live) string {
-	what := fmt.Sprintf("an unreadable slot tag %q", spec.TagSlot+l.Slot)
-	if l.Slot == "" {
+	what := fmt.Sprintf("an unreadable slot tag %q", spec.TagSlot+l.Slot())
+	if l.Slot() == "" {
 		what = "no slot tag"
 	}
 	return fmt.Sprintf("device %s (hostname %q) carries the tag of fleet %q but %s; it is left alone", l.ID, l.Hostname, fleet, what)
@@ -344,8 +353,8 @@ func clashWarnings(fleet string, desired []spec.Device, foreign []Live) []string
 		ls = slices.CompactFunc(ls, func(a, b Live) bool { return a.ID == b.ID })
 		for _, l := range ls {
 			owner := "is not part of fleet " + strconv.Quote(fleet)
-			if l.Fleet != "" {
-				owner = "belongs to fleet " + strconv.Quote(l.Fleet)
+			if l.Fleet() != "" {
+				owner = "belongs to fleet " + strconv.Quote(l.Fleet())
 			}
 			out = append(out, fmt.Sprintf("hostname %q (slot %s) is also used by device %s, which %s; that device is left alone", d.Hostname, d.Slot, l.ID, owner))
 		}

@@ -58,7 +58,7 @@ func findDesired(in *Input, slot string) *spec.Device {
 
 func findLive(in *Input, slot string) *Live {
 	for i := range in.Live {
-		if in.Live[i].Slot == slot {
+		if in.Live[i].Slot() == slot {
 			return &in.Live[i]
 		}
 	}
@@ -66,7 +66,7 @@ func findLive(in *Input, slot string) *Live {
 }
 
 func dropLive(in *Input, slot string) {
-	in.Live = slices.DeleteFunc(in.Live, func(l Live) bool { return l.Slot == slot })
+	in.Live = slices.DeleteFunc(in.Live, func(l Live) bool { return l.Slot() == slot })
 }
 
 type computeCase struct {
@@ -293,13 +293,14 @@ func TestCompute(t *testing.T) {
 				d := findDesired(in, "web/ams1/1")
 				d.Zone = "am"
 				d.Rev = d.ComputeRev()
-				findLive(in, "web/ams1/1").Rev = d.Rev
+				setTag(findLive(in, "web/ams1/1"), spec.TagRev, d.Rev)
 				// and with the metro missing from the listing, via the catalogue
 				d2 := findDesired(in, "web/ams1/2")
 				d2.Zone = "am"
 				d2.Rev = d2.ComputeRev()
 				l2 := findLive(in, "web/ams1/2")
-				l2.Metro, l2.Rev = "", d2.Rev
+				l2.Metro = ""
+				setTag(l2, spec.TagRev, d2.Rev)
 				in.Catalogue = &Catalogue{Facilities: map[string]string{"ams1": "am"}}
 			},
 			noops: 5,
@@ -401,7 +402,7 @@ func TestCompute(t *testing.T) {
 			name: "script behind an unchanged ipxe_script_url changed: the rev tells",
 			setup: func(in *Input) {
 				d, l := urlMode(in, "web/ewr1/1")
-				old := l.Rev
+				old := l.Rev()
 				newScript(d)
 				if d.Rev == old {
 					panic("fixture: rev did not change")
@@ -456,7 +457,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name:    "stale rev tag, script unchanged: update",
-			setup:   func(in *Input) { findLive(in, "db/ams1/1").Rev = "" },
+			setup:   func(in *Input) { setTag(findLive(in, "db/ams1/1"), spec.TagRev, "") },
 			want:    []string{"update db/ams1/1 d-05"},
 			reasons: map[string][]string{"update db/ams1/1 d-05": {"rev tag is stale: (none) -> " + dev(testFleet(), "db", "ams1", 1).Rev + " (boot config unchanged)"}},
 			noops:   4,
@@ -557,7 +558,8 @@ func TestCompute(t *testing.T) {
 				}
 				// A device of another fleet that slipped into the listing.
 				other := orphan("o-1", "web/ams1/9", "ams1")
-				other.Fleet, other.Hostname = "prod", "db-ams1-1"
+				setTag(&other, spec.TagFleet, "prod")
+				other.Hostname = "db-ams1-1"
 				in.Live = append(in.Live, other)
 			},
 			warnings: []string{
@@ -791,7 +793,7 @@ func TestLiveFingerprint(t *testing.T) {
 	if LiveFingerprint(rev) != fp {
 		t.Error("fingerprint depends on listing order")
 	}
-	gone := append(slices.Clone(ls), Live{ID: "x", State: StateDeprovisioning, Slot: "web/ams1/1"})
+	gone := append(slices.Clone(ls), Live{ID: "x", State: StateDeprovisioning, Tags: ownTags("lab", "web/ams1/1", "")})
 	if LiveFingerprint(gone) != fp {
 		t.Error("a deprovisioning device changed the fingerprint")
 	}
@@ -799,8 +801,8 @@ func TestLiveFingerprint(t *testing.T) {
 	for name, mut := range map[string]func(*Live){
 		"id":    func(l *Live) { l.ID = "other" },
 		"state": func(l *Live) { l.State = StateProvisioning },
-		"rev":   func(l *Live) { l.Rev = "abc" },
-		"slot":  func(l *Live) { l.Slot = "web/ams1/9" },
+		"rev":   func(l *Live) { setTag(l, spec.TagRev, "abc") },
+		"slot":  func(l *Live) { setTag(l, spec.TagSlot, "web/ams1/9") },
 	} {
 		c := slices.Clone(ls)
 		mut(&c[2])

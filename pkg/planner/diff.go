@@ -48,10 +48,10 @@ func diffSlot(d *spec.Device, l *Live, cat *Catalogue) diffs {
 	// with ipxe_script_url, the script behind the URL changed (rebuild);
 	// with the script in userdata, which was compared byte for byte, only
 	// the tag is stale (an update).
-	revDiff := l.Rev != d.Rev
+	revDiff := l.Rev() != d.Rev
 	if revDiff && len(x.boot) == 0 && len(x.forces) == 0 && d.IPXEScriptURL != "" && !revExplained(d, l) {
-		x.reasons = append(x.reasons, fmt.Sprintf("script behind ipxe_script_url changed (rev %s -> %s)", orNone(l.Rev), d.Rev))
-		x.boot = append(x.boot, AttrDiff{Name: "rev", Before: l.Rev, After: d.Rev})
+		x.reasons = append(x.reasons, fmt.Sprintf("script behind ipxe_script_url changed (rev %s -> %s)", orNone(l.Rev()), d.Rev))
+		x.boot = append(x.boot, AttrDiff{Name: "rev", Before: l.Rev(), After: d.Rev})
 	}
 	x.mutable = mutableDiffs(d, l)
 	// Otherwise a rev difference is either explained by the mutable
@@ -59,11 +59,11 @@ func diffSlot(d *spec.Device, l *Live, cat *Catalogue) diffs {
 	// or the zone was respelled): the PUT rewrites it.
 	staleTag := revDiff && len(x.boot) == 0 && len(x.forces) == 0 && len(x.mutable) == 0
 	if revDiff && len(x.boot) == 0 && len(x.forces) == 0 {
-		x.mutable = append(x.mutable, AttrDiff{Name: "rev", Before: l.Rev, After: d.Rev})
+		x.mutable = append(x.mutable, AttrDiff{Name: "rev", Before: l.Rev(), After: d.Rev})
 	}
 	x.reasons = append(x.reasons, attrReasons(x)...)
 	if staleTag {
-		x.reasons = append(x.reasons, fmt.Sprintf("rev tag is stale: %s -> %s (boot config unchanged)", orNone(l.Rev), d.Rev))
+		x.reasons = append(x.reasons, fmt.Sprintf("rev tag is stale: %s -> %s (boot config unchanged)", orNone(l.Rev()), d.Rev))
 	}
 	return x
 }
@@ -190,8 +190,8 @@ func decide(f *spec.Fleet, in slotInput, x diffs) (Change, bool) {
 		attrs = append(attrs, AttrDiff{Name: "id", Before: l.ID, After: KnownAfterApply})
 	}
 	// The rev tag always follows the desired device after any change.
-	if l.Rev != d.Rev && !slices.ContainsFunc(attrs, func(a AttrDiff) bool { return a.Name == "rev" }) {
-		attrs = append(attrs, AttrDiff{Name: "rev", Before: l.Rev, After: d.Rev})
+	if l.Rev() != d.Rev && !slices.ContainsFunc(attrs, func(a AttrDiff) bool { return a.Name == "rev" }) {
+		attrs = append(attrs, AttrDiff{Name: "rev", Before: l.Rev(), After: d.Rev})
 	}
 	c.Reasons = reasons
 	c.Attrs = attrs
@@ -206,7 +206,7 @@ func revExplained(d *spec.Device, l *Live) bool {
 	b := d.BootConfig()
 	for _, b.Zone = range []string{d.Zone, l.Facility, l.Metro} {
 		for _, b.AlwaysPXE = range []bool{l.AlwaysPXE, d.AlwaysPXE} {
-			if b.Rev() == l.Rev {
+			if b.Rev() == l.Rev() {
 				return true
 			}
 		}

@@ -112,15 +112,23 @@ type fileDevice struct {
 	Rev           string    `json:"rev"`
 }
 
+// fileLive is a Live as a saved plan carries it: Live's own fields, which
+// convert by struct conversion (a field added to Live cannot be left out),
+// and for readers of the file the fleet, slot and rev its tags say, which
+// loading checks against the tags.
 type fileLive struct {
+	fileLiveFields
+	Fleet string `json:"fleet"`
+	Slot  string `json:"slot"`
+	Rev   string `json:"rev"`
+}
+
+type fileLiveFields struct {
 	ID            string    `json:"id"`
 	ShortID       string    `json:"short_id"`
 	Hostname      string    `json:"hostname"`
 	State         string    `json:"state"`
 	Tags          []string  `json:"tags"`
-	Fleet         string    `json:"fleet"`
-	Slot          string    `json:"slot"`
-	Rev           string    `json:"rev"`
 	Machine       string    `json:"machine"`
 	Facility      string    `json:"facility"`
 	Metro         string    `json:"metro"`
@@ -270,7 +278,7 @@ func toFile(p Plan) filePlan {
 			}
 		}
 		if l := c.Live; l != nil {
-			fl := fileLive(*l)
+			fl := fileLive{fileLiveFields: fileLiveFields(*l), Fleet: l.Fleet(), Slot: l.Slot(), Rev: l.Rev()}
 			fl.Tags, fl.IPs = nonNil(l.Tags), nonNil(l.IPs)
 			fc.Live = &fl
 		}
@@ -372,8 +380,11 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 		if l.ID == "" || l.ID != fc.DeviceID {
 			return Change{}, errors.New("live device does not match the change's device_id")
 		}
-		lv := Live(*l)
+		lv := Live(l.fileLiveFields)
 		lv.Tags, lv.IPs = nilIfEmpty(l.Tags), nilIfEmpty(l.IPs)
+		if l.Fleet != lv.Fleet() || l.Slot != lv.Slot() || l.Rev != lv.Rev() {
+			return Change{}, errors.New("live device's fleet, slot and rev are not what its tags say")
+		}
 		c.Live = &lv
 	}
 	// Slot and hostname are the devices'; the file's copies must agree.

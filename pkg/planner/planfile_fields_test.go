@@ -46,7 +46,7 @@ func TestSavedPlanKeepsEveryField(t *testing.T) {
 	d.Slot, d.Wave = "web/ams1/1", 0
 	var l Live
 	fill(t, reflect.ValueOf(&l).Elem())
-	l.Slot = "web/ams1/2"
+	l.Tags = ownTags("lab", "web/ams1/2", "0123456789ab")
 	p := Plan{Fleet: "lab", LiveFingerprint: "sha256:l", FleetFingerprint: "sha256:f",
 		Rollout: spec.Rollout{Waves: [][]string{{"ams1"}}},
 		Changes: []Change{

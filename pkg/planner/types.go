@@ -3,6 +3,7 @@
 package planner
 
 import (
+	"strings"
 	"time"
 
 	"github.com/lkfleet/lkfleet/pkg/spec"
@@ -10,14 +11,13 @@ import (
 
 // Live is one device as the API reports it, reduced to what planning needs.
 type Live struct {
-	ID        string
-	ShortID   string
-	Hostname  string
-	State     string // queued, provisioning, active, failed, deprovisioning, ...
+	ID       string
+	ShortID  string
+	Hostname string
+	State    string // queued, provisioning, active, failed, deprovisioning, ...
+	// Tags are the device's tags, lkfleet's own included: its fleet, slot
+	// and rev are read from them (Fleet, Slot, Rev), never stored twice.
 	Tags      []string
-	Fleet     string // value of the lkfleet:fleet= tag, "" if foreign
-	Slot      string // value of the lkfleet:slot= tag
-	Rev       string // value of the lkfleet:rev= tag
 	Machine   string // plan slug
 	Facility  string // facility code
 	Metro     string // metro code
@@ -45,6 +45,25 @@ type DeviceUpdate struct {
 	AlwaysPXE     *bool
 	Userdata      *string
 	IPXEScriptURL *string
+}
+
+// Fleet is the value of the device's lkfleet:fleet= tag, "" if foreign.
+func (l Live) Fleet() string { return l.tag(spec.TagFleet) }
+
+// Slot is the value of the device's lkfleet:slot= tag.
+func (l Live) Slot() string { return l.tag(spec.TagSlot) }
+
+// Rev is the value of the device's lkfleet:rev= tag.
+func (l Live) Rev() string { return l.tag(spec.TagRev) }
+
+// tag is the value of the last tag with prefix, "" if none.
+func (l Live) tag(prefix string) string {
+	for i := len(l.Tags) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(l.Tags[i], prefix); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // Action is what a Change does.
@@ -88,7 +107,7 @@ func (c Change) Slot() string {
 	case c.Desired != nil:
 		return c.Desired.Slot
 	case c.Live != nil:
-		return c.Live.Slot
+		return c.Live.Slot()
 	}
 	return ""
 }
