@@ -236,7 +236,6 @@ func (e *expansion) group(gi int, im Image) {
 			e.ps.add(problem{group: gi, field: "ipxe_template", fromImage: fromImage, msg: err.Error()})
 		}
 	}
-	return
 }
 
 // waveOf is the device's wave; a zone no wave lists (possible only in a
