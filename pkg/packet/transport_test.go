@@ -131,7 +131,7 @@ func TestCreateIsNeverRetried(t *testing.T) {
 				t.Errorf("create sent %d times, want exactly 1", got)
 			}
 			if isAmbiguous(err) != tc.ambiguous {
-				t.Errorf("IsAmbiguous = %v, want %v (%v)", !tc.ambiguous, tc.ambiguous, err)
+				t.Errorf("Ambiguous() = %v, want %v (%v)", !tc.ambiguous, tc.ambiguous, err)
 			}
 			if !strings.HasPrefix(err.Error(), tc.want) {
 				t.Errorf("error\n%s\nwant prefix\n%s", err, tc.want)
