@@ -114,7 +114,13 @@ func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) e
 			rows = append(rows, r)
 		}
 	}
-	if o.output == "json" {
+	return writeStatus(env, o.output, fleet.Name, rows, now)
+}
+
+// writeStatus prints the rows as JSON or as a table with notes about
+// foreign devices.
+func writeStatus(env *Env, output, fleet string, rows []statusRow, now time.Time) error {
+	if output == "json" {
 		enc := json.NewEncoder(env.Out)
 		enc.SetIndent("", "  ")
 		if rows == nil {
@@ -123,7 +129,7 @@ func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) e
 		return enc.Encode(rows)
 	}
 	if len(rows) == 0 {
-		_, err := fmt.Fprintf(env.Out, "Fleet %s has no devices.\n", fleet.Name)
+		_, err := fmt.Fprintf(env.Out, "Fleet %s has no devices.\n", fleet)
 		return err
 	}
 	t := ui.NewTable(env.Out, "SLOT", "HOSTNAME", "ID", "STATE", "ZONE", "MACHINE", "IPS", "IMAGE", "BOOTED", "AGE")

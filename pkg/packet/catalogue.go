@@ -108,6 +108,14 @@ func (c *Client) Catalogue(ctx context.Context) (planner.Catalogue, error) {
 			return planner.Catalogue{}, c.apiError(e.op, "", "", e.err, false)
 		}
 	}
+	cat := buildCatalogue(plans, facs, metros)
+	c.cat.cat.Store(&cat)
+	return cat, nil
+}
+
+// buildCatalogue joins the three listings: facilities and plans may name
+// metros and facilities by id only.
+func buildCatalogue(plans planList, facs []packngo.Facility, metros []packngo.Metro) planner.Catalogue {
 	cat := planner.Catalogue{
 		Plans:      map[string]planner.PlanInfo{},
 		Facilities: map[string]string{},
@@ -151,8 +159,7 @@ func (c *Client) Catalogue(ctx context.Context) (planner.Catalogue, error) {
 		info.Locations = slices.Compact(info.Locations)
 		cat.Plans[p.Slug] = info
 	}
-	c.cat.cat.Store(&cat)
-	return cat, nil
+	return cat
 }
 
 // archOfCPUs reads an architecture from a plan's CPU descriptions, which

@@ -140,6 +140,20 @@ type expansion struct {
 	ps       *problems
 }
 
+// takeHostname records hostname h for slot, or the problem with it: not a
+// DNS label, or another slot's already.
+func (e *expansion) takeHostname(gi int, h, slot string) {
+	switch {
+	case !reLabel.MatchString(h):
+		e.ps.add(problem{group: gi, field: "hostname", msg: fmt.Sprintf("renders %q for slot %s, which is not a DNS label "+
+			"(lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)", h, slot)})
+	case e.hostSlot[h] != "":
+		e.ps.add(problem{group: gi, field: "hostname", msg: fmt.Sprintf("renders %q for slot %s, already the hostname of slot %s; hostnames must be unique across the fleet", h, slot, e.hostSlot[h])})
+	default:
+		e.hostSlot[h] = slot
+	}
+}
+
 // group appends the devices of group gi, built from image im.
 func (e *expansion) group(gi int, im Image) {
 	g := e.f.Groups[gi]
@@ -179,18 +193,12 @@ func (e *expansion) group(gi int, im Image) {
 			}
 			if !hostBroken {
 				h, err := execTemplate(hostT, hostText, HostnameData{Fleet: e.f.Name, Group: g.Name, Zone: zone, Index: idx, Machine: g.Machine})
-				switch {
-				case err != nil:
+				if err != nil {
 					// The same template fails the same way for the next device.
 					e.ps.add(problem{group: gi, field: "hostname", msg: err.Error()})
 					hostBroken = true
-				case !reLabel.MatchString(h):
-					e.ps.add(problem{group: gi, field: "hostname", msg: fmt.Sprintf("renders %q for slot %s, which is not a DNS label "+
-						"(lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)", h, d.Slot)})
-				case e.hostSlot[h] != "":
-					e.ps.add(problem{group: gi, field: "hostname", msg: fmt.Sprintf("renders %q for slot %s, already the hostname of slot %s; hostnames must be unique across the fleet", h, d.Slot, e.hostSlot[h])})
-				default:
-					e.hostSlot[h] = d.Slot
+				} else {
+					e.takeHostname(gi, h, d.Slot)
 				}
 				d.Hostname = h
 			}
