@@ -91,6 +91,25 @@ func defaultCatalogue() *catalogue {
 		c.facilities = append(c.facilities, fc)
 		c.facBy[fc.Code] = fc
 	}
+	c.addPlans()
+	c.addOperatingSystems()
+	return c
+}
+
+// supports reports whether plan p is sold in facility code.
+func (p *plan) supports(code string) bool { return slices.Contains(p.Facilities, code) }
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// addPlans fills the plan catalogue; legacy plans are sold in the legacy
+// facilities only.
+func (c *catalogue) addPlans() {
 	legacyFacs := []string{"ams1", "ewr1", "sjc1", "nrt1", "dfw2", "fra2", "sin3", "iad2"}
 	var allFacs []string
 	for _, f := range c.facilities {
@@ -150,6 +169,10 @@ func defaultCatalogue() *catalogue {
 		c.plans = append(c.plans, &pp)
 		c.planBy[pp.Slug] = &pp
 	}
+}
+
+// addOperatingSystems fills the operating system catalogue.
+func (c *catalogue) addOperatingSystems() {
 	for _, o := range [][3]string{
 		{"custom_ipxe", "Custom iPXE", "custom_ipxe"},
 		{"ubuntu_22_04", "Ubuntu 22.04 LTS", "ubuntu"},
@@ -161,16 +184,4 @@ func defaultCatalogue() *catalogue {
 			"version": "", "provisionable_on": []string{}, "preinstallable": false, "licensed": false,
 		})
 	}
-	return c
-}
-
-// supports reports whether plan p is sold in facility code.
-func (p *plan) supports(code string) bool { return slices.Contains(p.Facilities, code) }
-
-func mustJSON(v any) json.RawMessage {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return b
 }

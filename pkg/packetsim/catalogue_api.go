@@ -1,0 +1,33 @@
+package packetsim
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+func (s *Sim) listFacilities(w http.ResponseWriter, r *http.Request, _ string) {
+	out := make([]json.RawMessage, 0, len(s.cat.facilities))
+	for _, f := range s.cat.facilities {
+		out = append(out, f.json)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"facilities": out})
+}
+
+func (s *Sim) listMetros(w http.ResponseWriter, r *http.Request, _ string) {
+	out := make([]json.RawMessage, 0, len(s.cat.metros))
+	for _, m := range s.cat.metros {
+		out = append(out, m.json)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"metros": out})
+}
+
+func (s *Sim) listPlans(w http.ResponseWriter, r *http.Request, _ string) {
+	slug := r.URL.Query().Get("slug")
+	out := make([]json.RawMessage, 0, len(s.cat.plans))
+	for _, p := range s.cat.plans {
+		if slug == "" || p.Slug == slug {
+			out = append(out, p.json)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"plans": out})
+}
