@@ -23,8 +23,10 @@ const PerPage = 1000
 // bound on `page`).
 const maxPages = 100000
 
-// userStateEvent is the event type a device's user state is recorded as.
-const userStateEvent = "user_state"
+// userStatePrefix starts the type of the event a device's user state is
+// recorded as: the service records {"state", "code", "message"} posted to
+// the user_state_url as an event of type user.<code>.
+const userStatePrefix = "user."
 
 // Update carries the attributes a PUT changes; nil fields are left alone.
 // Its fields match executor.Update one for one, so a value converts with
@@ -341,14 +343,14 @@ func toLive(d *packngo.Device) planner.Live {
 	return l
 }
 
-// newestUserState picks the latest user_state event. Events in one second
+// newestUserState picks the latest user state (user.<code>) event. Events in one second
 // are common (a fast boot posts running and succeeded together) and the
 // API may list events in either order, so on equal times a final state
 // (succeeded, failed) wins over running.
 func newestUserState(events []*packngo.Event) *packngo.Event {
 	var best *packngo.Event
 	for _, e := range events {
-		if e == nil || e.Type != userStateEvent || e.State == "" {
+		if e == nil || !strings.HasPrefix(e.Type, userStatePrefix) || e.State == "" {
 			continue
 		}
 		if best == nil || later(e, best) {

@@ -1,6 +1,7 @@
 package packetsim
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -114,8 +115,9 @@ func (s *Sim) deviceEvents(w http.ResponseWriter, r *http.Request, id string) {
 	all := renderEvents(evs, deviceHref(did))
 	from := min((page-1)*perPage, len(all))
 	to := min(from+perPage, len(all))
+	sh := parseShaping(r.URL.Query(), true)
 	writeJSON(w, http.StatusOK, map[string]any{
-		"events": all[from:to],
+		"events": json.RawMessage(sh.shapeJSON(all[from:to], nil)),
 		"meta":   pageMeta("/metal/v1/devices/"+did+"/events", extraQuery(r.URL.RawQuery), page, perPage, len(all)),
 	})
 }

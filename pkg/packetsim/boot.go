@@ -246,16 +246,16 @@ func (s *Sim) runBootJob(ctx context.Context, j job) {
 		return // the device changed while booting; that boot never finished
 	}
 	d.bootAt = time.Time{}
-	ev := event{id: s.newID(), at: s.now(), typ: "user_state", state: UserStateSucceeded}
-	if b.OK {
-		ev.body = "booted " + b.KernelURL
-		if b.detail != "" {
-			ev.body = b.detail
-		}
-	} else {
-		ev.state, ev.body = UserStateFailed, b.Error
+	// The boot reports the way a device does: a user state through the
+	// metadata service's recording path.
+	u := userState{State: UserStateSucceeded, Code: UserCodeBooted, Message: "booted " + b.KernelURL}
+	switch {
+	case !b.OK:
+		u = userState{State: UserStateFailed, Code: UserCodeBootFailed, Message: b.Error}
+	case b.detail != "":
+		u.Message = b.detail
 	}
-	d.events = append(d.events[:len(d.events):len(d.events)], ev)
+	s.recordUserState(d, u, s.now())
 	s.boots = append(s.boots, b)
 	s.markDirty()
 }

@@ -10,7 +10,8 @@ func (s *Sim) listFacilities(w http.ResponseWriter, r *http.Request, _ string) {
 	for _, f := range s.cat.facilities {
 		out = append(out, f.json)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"facilities": out})
+	sh := parseShaping(r.URL.Query(), true)
+	writeJSON(w, http.StatusOK, map[string]any{"facilities": json.RawMessage(sh.shapeJSON(out, nil))})
 }
 
 func (s *Sim) listMetros(w http.ResponseWriter, r *http.Request, _ string) {
@@ -29,5 +30,6 @@ func (s *Sim) listPlans(w http.ResponseWriter, r *http.Request, _ string) {
 			out = append(out, p.json)
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"plans": out})
+	sh := parseShaping(r.URL.Query(), true)
+	writeJSON(w, http.StatusOK, map[string]any{"plans": json.RawMessage(sh.shapeJSON(out, nil))})
 }

@@ -62,6 +62,9 @@ func (s *Sim) validateCreate(in *createInput) (placement, []string) {
 	case in.OperatingSystem == "custom_ipxe" && in.IPXEScriptURL == "" && !isIPXE(in.Userdata):
 		errs = append(errs, "ipxe_script_url is required for custom_ipxe unless userdata starts with #!ipxe")
 	}
+	if pl.plan != nil && s.cat.osJSON[in.OperatingSystem] != nil && !slices.Contains(s.cat.osOn[in.OperatingSystem], pl.plan.Slug) {
+		errs = append(errs, fmt.Sprintf("Operating system %s is not provisionable on plan %s", in.OperatingSystem, pl.plan.Slug))
+	}
 	if in.IPXEScriptURL != "" {
 		if u, err := url.Parse(in.IPXEScriptURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Sprintf("ipxe_script_url %q must be an http(s) URL", in.IPXEScriptURL))

@@ -1,6 +1,7 @@
 package packetsim
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -22,20 +23,26 @@ func (s *Sim) createDevice(w http.ResponseWriter, r *http.Request, pid string) {
 	now := s.now()
 	s.mu.Lock()
 	d, err := s.addDevice(&in, pl, in.Hostname, now)
-	var j deviceJSON
+	var doc json.RawMessage
 	if err == nil {
-		j = s.render(d, now)
+		doc = s.deviceDoc(d, now, parseShaping(r.URL.Query(), true))
 	}
 	s.mu.Unlock()
 	if err != nil {
 		writeErr(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
+	// The device exists once the state file says so: a simulator killed
+	// after this answer still has it.
+	if err := s.waitSaved(); err != nil {
+		writeErr(w, http.StatusInternalServerError, fmt.Sprintf("could not save the simulator state: %v", err))
+		return
+	}
 	if s.chance(s.cfg.AmbiguousCreateRate) {
 		s.ambiguous(w)
 		return
 	}
-	writeJSON(w, http.StatusCreated, j)
+	writeRaw(w, http.StatusCreated, doc)
 }
 
 // ambiguous fails a response whose request did take effect.
@@ -119,6 +126,10 @@ func (s *Sim) createBatch(w http.ResponseWriter, r *http.Request, pid string) {
 		out = append(out, bj)
 	}
 	s.mu.Unlock()
+	if err := s.waitSaved(); err != nil {
+		writeErr(w, http.StatusInternalServerError, fmt.Sprintf("could not save the simulator state: %v", err))
+		return
+	}
 	if s.chance(s.cfg.AmbiguousCreateRate) {
 		s.ambiguous(w)
 		return

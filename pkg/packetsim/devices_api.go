@@ -21,6 +21,7 @@ func (s *Sim) listDevices(w http.ResponseWriter, r *http.Request, pid string) {
 	}
 	tag, host := q.Get("tag"), q.Get("hostname")
 	fac, met := strings.ToLower(q.Get("facility")), strings.ToLower(q.Get("metro"))
+	sh := parseShaping(q, true)
 	now := s.now()
 	lagCut := now.Add(-s.cfg.ListLag)
 	buf := make([]byte, 0, 64<<10)
@@ -41,8 +42,7 @@ func (s *Sim) listDevices(w http.ResponseWriter, r *http.Request, pid string) {
 			if n > 0 {
 				buf = append(buf, ',')
 			}
-			j := s.render(d, now)
-			buf, _ = j.appendJSON(buf) // cannot fail: plain strings and numbers
+			buf = s.appendDevice(buf, d, now, sh)
 			n++
 		}
 		total++
@@ -67,16 +67,17 @@ func (s *Sim) lookup(w http.ResponseWriter, id string, now time.Time) *device {
 }
 
 func (s *Sim) getDevice(w http.ResponseWriter, r *http.Request, id string) {
+	sh := parseShaping(r.URL.Query(), true)
 	now := s.now()
 	s.mu.RLock()
 	d := s.lookup(w, id, now)
-	var j deviceJSON
+	var doc json.RawMessage
 	if d != nil {
-		j = s.render(d, now)
+		doc = s.deviceDoc(d, now, sh)
 	}
 	s.mu.RUnlock()
 	if d != nil {
-		writeJSON(w, http.StatusOK, j)
+		writeRaw(w, http.StatusOK, doc)
 	}
 }
 
@@ -151,10 +152,14 @@ func (s *Sim) updateDevice(w http.ResponseWriter, r *http.Request, id string) {
 		d.customdata = c
 	}
 	d.updated = now
-	j := s.render(d, now)
+	doc := s.deviceDoc(d, now, parseShaping(r.URL.Query(), true))
 	s.markDirty()
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, j)
+	if err := s.waitSaved(); err != nil {
+		writeErr(w, http.StatusInternalServerError, fmt.Sprintf("could not save the simulator state: %v", err))
+		return
+	}
+	writeRaw(w, http.StatusOK, doc)
 }
 
 func (s *Sim) deleteDevice(w http.ResponseWriter, r *http.Request, id string) {

