@@ -232,6 +232,7 @@ func (s *Sim) runBootJob(ctx context.Context, j job) {
 	}
 	s.mu.RUnlock()
 
+	started := s.now()
 	b := s.boot(ctx, snap)
 	if b.OK && s.cfg.Booter != nil {
 		b = s.realBoot(ctx, snap, b)
@@ -246,6 +247,11 @@ func (s *Sim) runBootJob(ctx context.Context, j job) {
 		return // the device changed while booting; that boot never finished
 	}
 	d.bootAt = time.Time{}
+	s.boots = append(s.boots, b)
+	s.markDirty()
+	if guestReported(d, started) {
+		return // the guest posted its own final user state: it has the last word
+	}
 	// The boot reports the way a device does: a user state through the
 	// metadata service's recording path.
 	u := userState{State: UserStateSucceeded, Code: UserCodeBooted, Message: "booted " + b.KernelURL}
@@ -256,8 +262,17 @@ func (s *Sim) runBootJob(ctx context.Context, j job) {
 		u.Message = b.detail
 	}
 	s.recordUserState(d, u, s.now())
-	s.boots = append(s.boots, b)
-	s.markDirty()
+}
+
+// guestReported reports whether d posted a final user state (succeeded or
+// failed) through its metadata service since the boot started at t.
+func guestReported(d *device, t time.Time) bool {
+	for _, e := range d.events {
+		if strings.HasPrefix(e.typ, "user.") && e.state != UserStateRunning && !e.at.Before(t) {
+			return true
+		}
+	}
+	return false
 }
 
 // boot fetches and interprets the device's script and checks its artifacts.

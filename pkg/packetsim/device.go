@@ -141,21 +141,31 @@ type eventJSON struct {
 }
 
 type ipJSON struct {
-	ID            string   `json:"id"`
-	AddressFamily int      `json:"address_family"`
-	Public        bool     `json:"public"`
-	Management    bool     `json:"management"`
-	Manageable    bool     `json:"manageable"`
-	Enabled       bool     `json:"enabled"`
-	GlobalIP      bool     `json:"global_ip"`
-	Address       string   `json:"address"`
-	Network       string   `json:"network"`
-	Netmask       string   `json:"netmask"`
-	Gateway       string   `json:"gateway"`
-	CIDR          int      `json:"cidr"`
-	CreatedAt     string   `json:"created_at"`
-	Href          string   `json:"href"`
-	AssignedTo    hrefJSON `json:"assigned_to"`
+	ID            string     `json:"id"`
+	AddressFamily int        `json:"address_family"`
+	Public        bool       `json:"public"`
+	Management    bool       `json:"management"`
+	Manageable    bool       `json:"manageable"`
+	Enabled       bool       `json:"enabled"`
+	GlobalIP      bool       `json:"global_ip"`
+	Address       string     `json:"address"`
+	Network       string     `json:"network"`
+	Netmask       string     `json:"netmask"`
+	Gateway       string     `json:"gateway"`
+	CIDR          int        `json:"cidr"`
+	CreatedAt     string     `json:"created_at"`
+	Href          string     `json:"href"`
+	AssignedTo    hrefJSON   `json:"assigned_to"`
+	ParentBlock   parentJSON `json:"parent_block"`
+}
+
+// parentJSON is the block an address was taken from; devices get their
+// own /31 (/127 for IPv6), so it is the address's own network.
+type parentJSON struct {
+	Network string `json:"network"`
+	Netmask string `json:"netmask"`
+	CIDR    int    `json:"cidr"`
+	Href    string `json:"href"`
 }
 
 type deviceJSON struct {
@@ -328,6 +338,7 @@ func (s *Sim) renderIPs(d *device, id, href string) []ipJSON {
 			ID: ipid, AddressFamily: fam, Public: pub, Management: true, Manageable: true, Enabled: true,
 			Address: addr, Network: network, Netmask: mask, Gateway: gw, CIDR: cidr,
 			CreatedAt: created, Href: "/metal/v1/ips/" + ipid, AssignedTo: hrefJSON{href},
+			ParentBlock: parentJSON{Network: network, Netmask: mask, CIDR: cidr, Href: "/metal/v1/ips/" + ipid + "/block"},
 		}
 	}
 	a4 := func(b [4]byte, delta byte) string {

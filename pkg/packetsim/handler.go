@@ -76,7 +76,7 @@ func (s *Sim) route(r *http.Request) (string, string, apiHandler) {
 	case rest == "projects":
 		tmpl, h = "/projects", map[string]apiHandler{"GET": s.listProjects}
 	case len(parts) == 2 && parts[0] == "projects":
-		tmpl, id, h = "/projects/{id}", parts[1], map[string]apiHandler{"GET": s.getProject, "PUT": s.updateProject}
+		tmpl, id, h = "/projects/{id}", parts[1], map[string]apiHandler{"GET": s.getProject, "PUT": s.updateProject, "PATCH": s.updateProject}
 	case len(parts) == 3 && parts[0] == "projects" && parts[2] == "ssh-keys":
 		tmpl, id, h = "/projects/{id}/ssh-keys", parts[1], map[string]apiHandler{"GET": s.listSSHKeys, "POST": s.createSSHKey}
 	case len(parts) == 3 && parts[0] == "projects" && parts[2] == "devices":
