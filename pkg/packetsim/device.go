@@ -207,6 +207,7 @@ var (
 		{"type": "reboot", "name": "Reboot"}, {"type": "reinstall", "name": "Reinstall"},
 	})
 	emptyObject = json.RawMessage("{}")
+	emptyArray  = json.RawMessage("[]")
 )
 
 func deviceHref(id string) string { return "/metal/v1/devices/" + id }

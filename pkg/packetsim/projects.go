@@ -38,8 +38,11 @@ func (s *Sim) checkProject(w http.ResponseWriter, id string) bool {
 
 func (s *Sim) projectHref() string { return "/metal/v1/projects/" + s.project }
 
+// projectHrefJSON is the project reference every device carries, rendered
+// once: listings embed it in every device.
 func (s *Sim) projectHrefJSON() json.RawMessage {
-	return mustJSON(hrefJSON{s.projectHref()})
+	s.projRefOnce.Do(func() { s.projRef = mustJSON(hrefJSON{s.projectHref()}) })
+	return s.projRef
 }
 
 // projectLiteJSON is project_lite when included; the caller holds s.mu.

@@ -11,6 +11,7 @@
 package packetsim
 
 import (
+	"encoding/json"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -99,6 +100,9 @@ type Sim struct {
 	capUsed map[capKey]int
 	proj    projectMeta
 	keys    []*sshKey // copy-on-write
+
+	projRefOnce sync.Once
+	projRef     json.RawMessage
 
 	rngMu sync.Mutex
 	rng   *rand.Rand

@@ -78,6 +78,9 @@ func (k *sshKey) doc(project string) map[string]any {
 // sshKeysJSON renders the project's keys, whole or as hrefs; the caller
 // holds s.mu.
 func (s *Sim) sshKeysJSON(full bool) json.RawMessage {
+	if len(s.keys) == 0 {
+		return emptyArray
+	}
 	out := make([]any, 0, len(s.keys))
 	for _, k := range s.keys {
 		if full {
