@@ -33,49 +33,56 @@ func (s *Sim) deviceAction(w http.ResponseWriter, r *http.Request, id string) {
 		writeErr(w, http.StatusUnprocessableEntity, fmt.Sprintf("Operating system %q is not a valid operating system", in.OperatingSystem))
 		return
 	}
+	if s.act(w, id, in.Type, in.OperatingSystem, in.IPXEScriptURL) {
+		s.answerSaved(w, http.StatusAccepted)
+	}
+}
+
+// act starts action typ on device id; false means an error was answered.
+func (s *Sim) act(w http.ResponseWriter, id, typ, os, ipxeURL string) bool {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.lookup(w, id, now)
 	if d == nil {
-		return
+		return false
 	}
 	st := d.state(now, s.cfg.DeprovisionTime)
 	short := s.cfg.ProvisionTime / 5
 	bad := func() {
-		writeErr(w, http.StatusUnprocessableEntity, fmt.Sprintf("Cannot %s a device that is %s", strings.ReplaceAll(in.Type, "_", " "), st))
+		writeErr(w, http.StatusUnprocessableEntity, fmt.Sprintf("Cannot %s a device that is %s", strings.ReplaceAll(typ, "_", " "), st))
 	}
-	switch in.Type {
+	switch typ {
 	case "reboot":
 		if st != "active" {
 			bad()
-			return
+			return false
 		}
 		d.setPhase(phActive, now, 0)
 		s.scheduleBoot(d, now.Add(short), !d.alwaysPXE)
 	case "power_off":
 		if st != "active" && st != "failed" {
 			bad()
-			return
+			return false
 		}
 		d.setPhase(phPowerOff, now, short)
 	case "power_on":
 		if st != "inactive" {
 			bad()
-			return
+			return false
 		}
 		d.setPhase(phPowerOn, now, short)
 		s.scheduleBoot(d, now.Add(short), !d.alwaysPXE)
 	case "reinstall":
 		if st != "active" && st != "inactive" && st != "failed" {
 			bad()
-			return
+			return false
 		}
-		if in.OperatingSystem != "" {
-			d.os = in.OperatingSystem
+		if os != "" {
+			d.os = os
 		}
-		if in.IPXEScriptURL != "" {
-			d.ipxeURL = in.IPXEScriptURL
+		if ipxeURL != "" {
+			d.ipxeURL = ipxeURL
 		}
 		d.setPhase(phReinstall, now, s.cfg.ProvisionTime)
 		if d.os == "custom_ipxe" {
@@ -84,7 +91,7 @@ func (s *Sim) deviceAction(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	d.updated = now
 	s.markDirty()
-	w.WriteHeader(http.StatusAccepted)
+	return true
 }
 
 // setPhase starts a lifecycle step and invalidates pending jobs.

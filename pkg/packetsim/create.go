@@ -106,7 +106,7 @@ func (s *Sim) addDevice(in *createInput, pl placement, hostname string, now time
 	if fac == nil {
 		return nil, errNoCapacity{pl.where}
 	}
-	id := s.newID()
+	id := s.freshID()
 	if hostname == "" {
 		hostname = "sim-" + id.String()[:8]
 	}

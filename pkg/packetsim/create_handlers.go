@@ -58,6 +58,10 @@ func (s *Sim) ambiguous(w http.ResponseWriter) {
 	}
 }
 
+// maxBatchDevices caps the devices one batch request creates, over all
+// its batches: without it one 118 KB request could ask for a million.
+const maxBatchDevices = 100
+
 func (s *Sim) createBatch(w http.ResponseWriter, r *http.Request, pid string) {
 	if !s.checkProject(w, pid) {
 		return
@@ -73,6 +77,7 @@ func (s *Sim) createBatch(w http.ResponseWriter, r *http.Request, pid string) {
 		return
 	}
 	pls := make([]placement, len(in.Batches))
+	total := 0
 	var errs []string
 	for i := range in.Batches {
 		b := &in.Batches[i]
@@ -83,10 +88,14 @@ func (s *Sim) createBatch(w http.ResponseWriter, r *http.Request, pid string) {
 		if b.Quantity <= 0 {
 			b.Quantity = max(1, len(b.Hostnames))
 		}
-		if b.Quantity > 1000 {
-			errs = append(errs, fmt.Sprintf("batches[%d]: quantity must be at most 1000", i))
+		if b.Quantity > maxBatchDevices {
+			errs = append(errs, fmt.Sprintf("batches[%d]: quantity must be at most %d", i, maxBatchDevices))
 		}
+		total += b.Quantity
 		pls[i] = pl
+	}
+	if total > maxBatchDevices {
+		errs = append(errs, fmt.Sprintf("a batch request may create at most %d devices, this one asks for %d", maxBatchDevices, total))
 	}
 	if len(errs) > 0 {
 		writeErr(w, http.StatusUnprocessableEntity, errs...)

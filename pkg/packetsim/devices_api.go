@@ -173,12 +173,13 @@ func (s *Sim) deleteDevice(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	now := s.now()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	d := s.lookup(w, id, now)
 	if d == nil {
+		s.mu.Unlock()
 		return
 	}
 	if d.locked {
+		s.mu.Unlock()
 		writeErr(w, http.StatusUnprocessableEntity, "Cannot delete a locked device; unlock it first")
 		return
 	}
@@ -191,5 +192,16 @@ func (s *Sim) deleteDevice(w http.ResponseWriter, r *http.Request, id string) {
 		s.sched.add(job{at: now.Add(s.cfg.DeprovisionTime), dev: d.id, kind: jobPurge})
 		s.markDirty()
 	}
-	w.WriteHeader(http.StatusNoContent)
+	s.mu.Unlock()
+	s.answerSaved(w, http.StatusNoContent)
+}
+
+// answerSaved answers status once the request's change is in the state
+// file: a simulator killed after the answer still has it.
+func (s *Sim) answerSaved(w http.ResponseWriter, status int) {
+	if err := s.waitSaved(); err != nil {
+		writeErr(w, http.StatusInternalServerError, fmt.Sprintf("could not save the simulator state: %v", err))
+		return
+	}
+	w.WriteHeader(status)
 }

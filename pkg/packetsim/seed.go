@@ -54,7 +54,7 @@ func (s *Sim) Seed(devs ...SeedDevice) ([]string, error) {
 		if p == nil || f == nil || s.cat.osJSON[os] == nil {
 			return ids, fmt.Errorf("seed device %d (%q): unknown plan %q, zone %q or operating system %q", i, sd.Hostname, sd.Plan, sd.Zone, os)
 		}
-		id := s.newID()
+		id := s.freshID()
 		if sd.ID != "" {
 			u, ok := parseUUID(strings.ToLower(sd.ID))
 			if !ok || s.devs[u] != nil {
