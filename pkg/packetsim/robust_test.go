@@ -105,3 +105,46 @@ func TestSlowBodyLosesTheConnection(t *testing.T) {
 		t.Fatalf("answer to a stalled body: %q", line)
 	}
 }
+
+// TestIDsStayUniqueAcrossRestarts: a clean restart on the same state file
+// and seed continues the id sequence instead of repeating it.
+func TestIDsStayUniqueAcrossRestarts(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state.json")
+	cfg := packetsim.Config{StateFile: state, Seed: 3, Token: testToken, Project: testProject}
+	seen := map[string]bool{}
+	for round := range 3 {
+		srv, err := packetsim.Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			d := createRaw(t, srv, createBody(`"operating_system":"ubuntu_22_04"`))
+			if seen[d.ID] {
+				t.Fatalf("round %d: id %s handed out twice", round, d.ID)
+			}
+			seen[d.ID] = true
+		}
+		if err := srv.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestOldUserStateEventsAreReadInTheServiceShape: state files written
+// before user.<code> events keep their boot results.
+func TestOldUserStateEventsAreReadInTheServiceShape(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state.json")
+	id := "11111111-2222-4333-8444-555555555555"
+	writeFile(t, state, `{"version":1,"project":"`+testProject+`","seq":1,"devices":[{"id":"`+id+`","seq":1,"hostname":"old",`+
+		`"plan":"baremetal_0","facility":"ams1","os":"custom_ipxe","billing":"hourly","created":"2026-01-01T00:00:00Z",`+
+		`"updated":"2026-01-01T00:00:00Z","phase":4,"phase_at":"2026-01-01T00:00:00Z","phase_dur":0,`+
+		`"events":[{"id":"11111111-2222-4333-8444-666666666666","at":"2026-01-01T00:01:00Z","type":"user_state","state":"failed","body":"kernel: 404"}]}]}`)
+	srv := startSim(t, packetsim.Config{StateFile: state})
+	d, code := getDevice(t, srv, id)
+	if code != 200 || len(d.ProvisioningEvents) != 1 || d.ProvisioningEvents[0].Type != "user.1002" {
+		t.Fatalf("device from an old state file: %d %+v", code, d.ProvisioningEvents)
+	}
+	if st, msg := d.userState(); st != "failed" || msg != "kernel: 404" {
+		t.Errorf("user state %q %q", st, msg)
+	}
+}
