@@ -33,3 +33,8 @@ func (s *Sim) listPlans(w http.ResponseWriter, r *http.Request, _ string) {
 	sh := parseShaping(r.URL.Query(), true)
 	writeJSON(w, http.StatusOK, map[string]any{"plans": json.RawMessage(sh.shapeJSON(out, nil))})
 }
+
+// listOperatingSystems answers GET /operating-systems.
+func (s *Sim) listOperatingSystems(w http.ResponseWriter, r *http.Request, _ string) {
+	writeJSON(w, http.StatusOK, map[string]any{"operating_systems": s.cat.osList})
+}

@@ -246,27 +246,3 @@ func (s *Sim) deviceUserdata(w http.ResponseWriter, r *http.Request, id string) 
 		writeJSON(w, http.StatusOK, map[string]string{"userdata": ud})
 	}
 }
-
-// deviceIPs answers GET /devices/{id}/ips.
-func (s *Sim) deviceIPs(w http.ResponseWriter, r *http.Request, id string) {
-	sh := parseShaping(r.URL.Query(), true)
-	now := s.now()
-	s.mu.RLock()
-	d := s.lookup(w, id, now)
-	var ips []ipJSON
-	if d != nil {
-		ips = s.renderIPs(d, d.id.String(), deviceHref(d.id.String()))
-	}
-	s.mu.RUnlock()
-	if d != nil {
-		writeJSON(w, http.StatusOK, map[string]any{"ip_addresses": json.RawMessage(sh.shapeJSON(ips, ipCollapsed))})
-	}
-}
-
-// ipCollapsed: an address's assigned_to is an href unless included.
-var ipCollapsed = map[string]bool{"assigned_to": true}
-
-// listOperatingSystems answers GET /operating-systems.
-func (s *Sim) listOperatingSystems(w http.ResponseWriter, r *http.Request, _ string) {
-	writeJSON(w, http.StatusOK, map[string]any{"operating_systems": s.cat.osList})
-}
