@@ -129,9 +129,19 @@ func TestContractFidelitySDK(t *testing.T) {
 	script := goodScript(srv)
 	in := metalv1.DeviceCreateInMetroInput{Metro: "am", Plan: "c3.small.x86", OperatingSystem: "custom_ipxe",
 		Hostname: metalv1.PtrString("sdk-meta-1"), Userdata: &script, Tags: []string{fleetTag, "role=web"}}
-	d, _, err := c.DevicesApi.CreateDevice(ctx, testProject).CreateDeviceRequest(metalv1.DeviceCreateInMetroInputAsCreateDeviceRequest(&in)).Execute()
-	if err != nil {
-		t.Fatalf("create: %v", err)
+	d, _, err := c.DevicesApi.CreateDevice(ctx, testProject).CreateDeviceRequest(metalv1.DeviceCreateInMetroInputAsCreateDeviceRequest(&in)).Include([]string{"project"}).Execute()
+	if err != nil || d.Project.GetId() != testProject {
+		t.Fatalf("create with include=project: %v", err)
+	}
+	upd, _, err := c.DevicesApi.UpdateDevice(ctx, d.GetId()).DeviceUpdateInput(metalv1.DeviceUpdateInput{Description: metalv1.PtrString("x")}).Exclude([]string{"facility"}).Execute()
+	if err != nil || upd.Facility.GetCode() != "" {
+		t.Fatalf("update with exclude=facility: %v", err)
+	}
+	if _, _, err := c.EventsApi.FindDeviceEvents(ctx, d.GetId()).Include([]string{"relationships"}).Exclude([]string{"relationships"}).Execute(); err != nil {
+		t.Fatalf("events with include and exclude: %v", err)
+	}
+	if p, _, err := c.PlansApi.FindPlans(ctx).Exclude([]string{"available_in"}).Execute(); err != nil || len(p.Plans) == 0 || p.Plans[0].AvailableIn[0].Price != nil {
+		t.Fatalf("plans with exclude=available_in: %v", err)
 	}
 	if p, ok := srv.Sim.DeviceProject(d.GetId()); !ok || p != testProject {
 		t.Errorf("DeviceProject = %q %v", p, ok)
