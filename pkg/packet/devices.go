@@ -22,8 +22,10 @@ const PerPage = 1000
 // bound on `page`).
 const maxPages = 100000
 
-// userStateEvent is the event type a device's user state is recorded as.
-const userStateEvent = "user_state"
+// userStatePrefix starts the type of the event a device's user state is
+// recorded as: the service records {"state", "code", "message"} posted to
+// the user_state_url as an event of type user.<code>.
+const userStatePrefix = "user."
 
 // Create makes one device for d, once. It is never retried after a
 // failure that could have created the device (timeout, 5xx, lost
@@ -270,14 +272,14 @@ func toLive(d *packngo.Device) planner.Live {
 	return l
 }
 
-// newestUserState picks the latest user_state event. Events in one second
+// newestUserState picks the latest user state (user.<code>) event. Events in one second
 // are common (a fast boot posts running and succeeded together) and the
 // API may list events in either order, so on equal times a final state
 // (succeeded, failed) wins over running.
 func newestUserState(events []*packngo.Event) *packngo.Event {
 	var best *packngo.Event
 	for _, e := range events {
-		if e == nil || e.Type != userStateEvent || e.State == "" {
+		if e == nil || !strings.HasPrefix(e.Type, userStatePrefix) || e.State == "" {
 			continue
 		}
 		if best == nil || later(e, best) {

@@ -81,9 +81,9 @@ func TestToLive(t *testing.T) {
 	  "ip_addresses": [{"address": "147.75.1.2"}, {"address": "10.0.0.2"}],
 	  "provisioning_events": [
 	    {"type": "provisioning.104", "state": "", "created_at": "2026-01-02T03:05:00Z"},
-	    {"type": "user_state", "state": "succeeded", "body": "booted", "created_at": "2026-01-02T03:06:00Z"},
-	    {"type": "user_state", "state": "running", "body": "", "created_at": "2026-01-02T03:06:00Z"},
-	    {"type": "user_state", "state": "failed", "body": "old", "created_at": "2026-01-02T03:01:00Z"}
+	    {"type": "user.1001", "state": "succeeded", "body": "booted", "created_at": "2026-01-02T03:06:00Z"},
+	    {"type": "user.1000", "state": "running", "body": "", "created_at": "2026-01-02T03:06:00Z"},
+	    {"type": "user.1002", "state": "failed", "body": "old", "created_at": "2026-01-02T03:01:00Z"}
 	  ]}`
 	var d packngo.Device
 	if err := json.Unmarshal([]byte(raw), &d); err != nil {
