@@ -43,6 +43,7 @@ type simOptions struct {
 	bootConcurrency     int
 	bootTimeout         time.Duration
 	bootDir             string
+	market              simMarketOptions
 }
 
 func newSimCmd(env *Env) *cobra.Command {
@@ -90,6 +91,7 @@ it. Stop with Ctrl-C; --state keeps devices across restarts.`,
 	f.IntVar(&o.bootConcurrency, "boot-concurrency", 2, "QEMU boots at once with --boot qemu")
 	f.DurationVar(&o.bootTimeout, "boot-timeout", 3*time.Minute, "time a QEMU boot has to call back before the device's user state is failed")
 	f.StringVar(&o.bootDir, "boot-dir", "", "keep each QEMU boot's script and serial logs in DIR/<device id>/ (default: discarded)")
+	o.market.addFlags(cmd)
 	return cmd
 }
 
@@ -165,6 +167,10 @@ func runSim(cmd *cobra.Command, env *Env, o *simOptions) error {
 	if err := o.resolveToken(env); err != nil {
 		return err
 	}
+	seeds, spot, err := o.market.config()
+	if err != nil {
+		return err
+	}
 	genToken := o.token == ""
 	if genToken {
 		var b [24]byte
@@ -194,7 +200,7 @@ func runSim(cmd *cobra.Command, env *Env, o *simOptions) error {
 		FaultRate: o.faultRate, AmbiguousCreateRate: o.ambiguousCreateRate, FailProvisionRate: o.failProvisionRate,
 		ListLag: o.listLag, Capacity: o.capacity, ImagesDir: o.images, StateFile: o.state, Seed: o.seed,
 		AllowRemoteFetch: o.allowRemoteFetch, Logger: logs, Quiet: o.quiet,
-		Booter: booterOrNil(booter),
+		Booter: booterOrNil(booter), Reservations: seeds, Spot: spot,
 	})
 	if err != nil {
 		return fmt.Errorf("failed to start simulator: %w", err)

@@ -199,6 +199,10 @@ type deviceJSON struct {
 	IPAddresses            []ipJSON        `json:"ip_addresses"`
 	Actions                json.RawMessage `json:"-"` // spliced in by appendJSON
 	ProvisioningEvents     []eventJSON     `json:"provisioning_events"`
+	// Reservations and spot market (reservations.go).
+	HardwareReservation *refJSON `json:"hardware_reservation,omitempty"`
+	SpotPriceMax        float64  `json:"spot_price_max,omitempty"`
+	TerminationTime     string   `json:"termination_time,omitempty"`
 }
 
 var (
@@ -266,6 +270,7 @@ func (s *Sim) render(d *device, now time.Time) deviceJSON {
 		p = float64(int(p*100)) / 100
 		j.ProvisioningPercentage = &p
 	}
+	s.renderHardware(d, &j)
 	j.IPAddresses = s.renderIPs(d, id, href)
 	j.ProvisioningEvents = renderEvents(d.events, href)
 	return j

@@ -79,6 +79,10 @@ type Config struct {
 	// Booter, if set, boots every script that interpreted well for real
 	// (e.g. a QEMUBooter); the user state then reports its result.
 	Booter Booter
+	// Reservations seeds the project's hardware reservations.
+	Reservations []ReservationSeed
+	// Spot configures the spot market's prices and notices.
+	Spot SpotConfig
 }
 
 // DefaultCapacity is the per facility and plan capacity when Config.Capacity
@@ -104,6 +108,7 @@ type Sim struct {
 	capUsed map[capKey]int
 	proj    projectMeta
 	keys    []*sshKey // copy-on-write
+	hw      *hardware // reservations and spot market
 
 	projRefOnce sync.Once
 	projRef     json.RawMessage
@@ -174,7 +179,9 @@ func newSim(cfg Config) (*Sim, error) {
 	s.stats.init()
 	s.sched = newScheduler(s)
 	var err error
-	if cfg.StateFile != "" {
+	s.hw, err = newHardware(s)
+	s.startMarket(s.now())
+	if err == nil && cfg.StateFile != "" {
 		err = checkWritable(cfg.StateFile)
 		if err == nil {
 			err = s.loadState()
