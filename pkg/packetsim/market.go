@@ -56,7 +56,7 @@ func newMarket(s *Sim) *market {
 			mc := s.cat.facBy[code].Metro.Code
 			k := priceKey{mc, p.Slug}
 			if _, ok := m.price[k]; !ok {
-				share := 0.2 + 0.2*float64(nameID("spot:"+mc+":"+p.Slug)[0])/255
+				share := 0.2 + 0.2*float64(nameID("spot:" + mc + ":" + p.Slug)[0])/255
 				m.price[k] = roundPrice(p.Price * share)
 			}
 		}
@@ -259,4 +259,3 @@ func put(out map[string]map[string]map[string]float64, loc, plan string, v float
 	}
 	out[loc][plan] = map[string]float64{"price": v}
 }
-

@@ -82,7 +82,7 @@ func TestContractReservationsPackngo(t *testing.T) {
 func TestContractSpotMetalSDK(t *testing.T) {
 	doc := apispec.Load(t)
 	srv := startSim(t, packetsim.Config{ProvisionTime: 20 * time.Millisecond, DeprovisionTime: 20 * time.Millisecond,
-		Spot: packetsim.SpotConfig{Notice: 80 * time.Millisecond},
+		Spot:         packetsim.SpotConfig{Notice: 80 * time.Millisecond},
 		Reservations: []packetsim.ReservationSeed{{Plan: "m3.small.x86", Zone: "ny", Count: 1}}})
 	cfg := metalv1.NewConfiguration()
 	cfg.Servers = metalv1.ServerConfigurations{{URL: srv.URL + "/metal/v1"}}
