@@ -30,7 +30,6 @@ const MaxSpotPrice = 100.0
 // spotKeys are the keys of a spot mapping.
 var spotKeys = []string{"max_price"}
 
-
 // Hardware says where a group's devices come from. The zero value is on
 // demand.
 type Hardware struct {
