@@ -51,6 +51,7 @@ func (c *Client) Create(ctx context.Context, d spec.Device) (planner.Live, error
 		IPXEScriptURL: d.IPXEScriptURL,
 		AlwaysPXE:     d.AlwaysPXE,
 	}
+	hardwareRequest(req, d.Hardware)
 	if c.isMetro(d.Zone) {
 		req.Metro = d.Zone
 	} else {
@@ -60,7 +61,7 @@ func (c *Client) Create(ctx context.Context, d spec.Device) (planner.Live, error
 	if err != nil {
 		return planner.Live{}, c.apiError("create device", d.Hostname, d.Slot, err, false)
 	}
-	dev, _, err := pc.Devices.Create(req)
+	dev, err := createDevice(pc, req, d.Hardware)
 	if err != nil {
 		return planner.Live{}, c.apiError("create device", d.Hostname, d.Slot, err, true)
 	}
@@ -263,6 +264,7 @@ func toLive(d *packngo.Device) planner.Live {
 	if t, err := time.Parse(time.RFC3339, d.Created); err == nil {
 		l.CreatedAt = t
 	}
+	hardwareLive(d, &l)
 	if ev := newestUserState(d.ProvisionEvents); ev != nil {
 		l.UserState = ev.State
 		l.UserStateBody = ev.Body

@@ -32,6 +32,7 @@ type listedDevice struct {
 	IPXEScriptURL   string        `json:"ipxe_script_url"`
 	AlwaysPXE       bool          `json:"always_pxe"`
 	SOS             string        `json:"sos"`
+	listedHardware                // market.go
 }
 
 type codeOnly struct {
@@ -53,6 +54,7 @@ func (d *listedDevice) device() *packngo.Device {
 		BillingCycle: d.BillingCycle, Tags: d.Tags, UserData: d.UserData, IPXEScriptURL: d.IPXEScriptURL,
 		AlwaysPXE: d.AlwaysPXE, SOS: d.SOS,
 	}
+	d.listedHardware.device(pd)
 	if d.Plan != nil {
 		pd.Plan = &packngo.Plan{Slug: d.Plan.Slug}
 	}

@@ -157,6 +157,9 @@ func decide(f *spec.Fleet, in slotInput, x diffs) (Change, bool) {
 		c.Action = Replace
 		reasons = append([]string{"device is failed"}, reasons...)
 		attrs = append([]AttrDiff{{Name: "state", Before: StateFailed, After: StateActive, Forces: true}}, attrs...)
+	case !l.TerminationTime.IsZero(): // hardware.go
+		c.Action = Replace
+		reasons = append([]string{terminatingReason(l)}, reasons...)
 	case in.replace != "":
 		c.Action = Replace
 		reasons = append([]string{in.replace}, reasons...)

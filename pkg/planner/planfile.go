@@ -72,6 +72,9 @@ type fileChange struct {
 	Reasons  []string      `json:"reasons"`
 	Attrs    []fileAttr    `json:"attributes"`
 	Strategy spec.Strategy `json:"strategy"`
+	// Reservation and ReservationAfter: hardware_file.go.
+	Reservation      string `json:"reservation,omitempty"`
+	ReservationAfter string `json:"reservation_after,omitempty"`
 }
 
 type fileAttr struct {
@@ -91,25 +94,26 @@ type fileImage struct {
 }
 
 type fileDevice struct {
-	Slot          string    `json:"slot"`
-	Fleet         string    `json:"fleet"`
-	Group         string    `json:"group"`
-	Zone          string    `json:"zone"`
-	Index         int       `json:"index"`
-	Wave          int       `json:"wave"`
-	Hostname      string    `json:"hostname"`
-	Machine       string    `json:"machine"`
-	Billing       string    `json:"billing"`
-	AlwaysPXE     bool      `json:"always_pxe"`
-	Arch          string    `json:"arch"`
-	Image         fileImage `json:"image"`
-	UserTags      []string  `json:"user_tags"`
-	KernelArgs    string    `json:"kernel_args"`
-	IPXETemplate  string    `json:"ipxe_template"`
-	Userdata      string    `json:"userdata"`
-	IPXEScriptURL string    `json:"ipxe_script_url"`
-	Script        string    `json:"script"`
-	Rev           string    `json:"rev"`
+	Slot          string        `json:"slot"`
+	Fleet         string        `json:"fleet"`
+	Group         string        `json:"group"`
+	Zone          string        `json:"zone"`
+	Index         int           `json:"index"`
+	Wave          int           `json:"wave"`
+	Hostname      string        `json:"hostname"`
+	Machine       string        `json:"machine"`
+	Billing       string        `json:"billing"`
+	AlwaysPXE     bool          `json:"always_pxe"`
+	Arch          string        `json:"arch"`
+	Image         fileImage     `json:"image"`
+	UserTags      []string      `json:"user_tags"`
+	KernelArgs    string        `json:"kernel_args"`
+	IPXETemplate  string        `json:"ipxe_template"`
+	Userdata      string        `json:"userdata"`
+	IPXEScriptURL string        `json:"ipxe_script_url"`
+	Script        string        `json:"script"`
+	Rev           string        `json:"rev"`
+	Hardware      *fileHardware `json:"hardware,omitempty"` // hardware_file.go
 }
 
 // fileLive is a Live as a saved plan carries it: Live's own fields, which
@@ -142,6 +146,11 @@ type fileLiveFields struct {
 	UserState     string    `json:"user_state"`
 	UserStateBody string    `json:"user_state_body"`
 	UserStateAt   time.Time `json:"user_state_at"`
+	// Reservation and spot (hardware.go), omitted when unused.
+	Reservation     string    `json:"reservation,omitempty"`
+	Spot            bool      `json:"spot,omitempty"`
+	SpotMaxPrice    float64   `json:"spot_max_price,omitempty"`
+	TerminationTime time.Time `json:"termination_time,omitzero"`
 }
 
 // Save writes p as a saved plan file (docs/plan-format.md): everything
@@ -264,6 +273,8 @@ func toFile(p Plan) filePlan {
 			Reasons:  nonNil(c.Reasons),
 			Attrs:    make([]fileAttr, 0, len(c.Attrs)),
 			Strategy: c.Strategy,
+
+			Reservation: c.Reservation, ReservationAfter: c.ReservationAfter,
 		}
 		for _, a := range c.Attrs {
 			fc.Attrs = append(fc.Attrs, fileAttr(a))
@@ -275,6 +286,7 @@ func toFile(p Plan) filePlan {
 				Image:    fileImage(d.Image),
 				UserTags: nonNil(d.UserTags), KernelArgs: d.KernelArgs, IPXETemplate: d.IPXETemplate,
 				Userdata: d.Userdata, IPXEScriptURL: d.IPXEScriptURL, Script: d.Script, Rev: d.Rev,
+				Hardware: hardwareToFile(d.Hardware),
 			}
 		}
 		if l := c.Live; l != nil {
@@ -354,6 +366,8 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 		Wave:     fc.Wave,
 		Reasons:  nilIfEmpty(fc.Reasons),
 		Strategy: fc.Strategy,
+
+		Reservation: fc.Reservation, ReservationAfter: fc.ReservationAfter,
 	}
 	for _, a := range fc.Attrs {
 		c.Attrs = append(c.Attrs, AttrDiff(a))
@@ -371,6 +385,7 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 			Image:    spec.Image(d.Image),
 			UserTags: nilIfEmpty(d.UserTags), KernelArgs: d.KernelArgs, IPXETemplate: d.IPXETemplate,
 			Userdata: d.Userdata, IPXEScriptURL: d.IPXEScriptURL, Script: d.Script, Rev: d.Rev,
+			Hardware: d.Hardware.spec(),
 		}
 		if d.Rev == "" || (d.Script == "" && d.IPXEScriptURL == "") {
 			return Change{}, errors.New("desired device has no rendered script or rev")

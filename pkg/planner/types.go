@@ -34,6 +34,12 @@ type Live struct {
 	UserState     string
 	UserStateBody string
 	UserStateAt   time.Time
+	// Where the device came from (hardware.go): the reservation it was
+	// created on, its spot bid, and when the service terminates it.
+	Reservation     string
+	Spot            bool
+	SpotMaxPrice    float64
+	TerminationTime time.Time
 }
 
 // DeviceUpdate carries the attributes one PUT changes; nil fields are left
@@ -99,6 +105,11 @@ type Change struct {
 	Attrs []AttrDiff
 	// Strategy is the rebuild strategy of a rebuild ("" otherwise).
 	Strategy spec.Strategy
+	// Reservation is the hardware reservation the new device takes, and
+	// ReservationAfter the device whose deprovisioning frees it first
+	// ("" = free now); see AssignHardware.
+	Reservation      string
+	ReservationAfter string
 }
 
 // Slot is the slot the change acts on.
@@ -155,6 +166,8 @@ type Plan struct {
 	// NoOps counts the desired devices that already match: they have no
 	// Change, but a person (and Summary) wants to know how many there are.
 	NoOps int
+	// Cost is the fleet's hourly cost before and after (nil = unknown).
+	Cost *Cost
 }
 
 // HasChanges reports whether applying the plan would do anything.
