@@ -185,7 +185,7 @@ func Apply(ctx context.Context, cloud Cloud, plan planner.Plan, opts Options) (R
 	// cause (see Options.MaxListOutage).
 	ctx, giveUp := context.WithCancelCause(ctx)
 	defer giveUp(nil)
-	r := newRun(cloud, plan, opts)
+	r := newRun(cloud, narrowReservations(plan), opts)
 	r.w.outage, r.w.giveUp = opts.MaxListOutage, giveUp
 
 	wctx, stopWatch := context.WithCancel(ctx)
@@ -320,10 +320,16 @@ func (r *run) runChange(ctx context.Context, w *wave, i int) {
 	case planner.Update:
 		oc, fd = r.doUpdate(w, c)
 	case planner.Replace:
-		oc, fd = r.doReplace(ctx, w, c)
+		if c.ReservationAfter != "" { // reservations.go
+			oc, fd = r.doReservedReplace(ctx, w, c)
+		} else {
+			oc, fd = r.doReplace(ctx, w, c)
+		}
 	case planner.Rebuild:
 		if s := strategy(r.plan, c); s.InPlace() {
 			oc, fd = r.doInPlace(ctx, w, c, s)
+		} else if c.ReservationAfter != "" {
+			oc, fd = r.doReservedReplace(ctx, w, c)
 		} else {
 			oc, fd = r.doReplace(ctx, w, c)
 		}

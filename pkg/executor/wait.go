@@ -54,6 +54,9 @@ func (r *run) ensureReady(ctx context.Context, wf waitFor) (planner.Live, *Faile
 			}
 			return live, &FailedDevice{ID: id, LastEvent: fmt.Sprintf("%s; deleting it for a retry failed: %v", reason, err)}, nil
 		}
+		if err := r.retryOnReservation(ctx, c, id); err != nil { // reservations.go
+			return planner.Live{}, nil, err
+		}
 		created, err := r.safeCreate(ctx, ctx, c, false)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -127,6 +130,8 @@ func (r *run) waitReady(ctx context.Context, wf waitFor) (planner.Live, string, 
 			return l, reason, nil
 		case planner.Ignored(l.State):
 			return l, "device is being deleted (state " + l.State + ")", nil
+		case terminating(l) != "": // reservations.go
+			return l, terminating(l), nil
 		case mode == WaitBooted && fresh && l.UserState == "failed":
 			reason := "boot failed"
 			if l.UserStateBody != "" {

@@ -41,27 +41,16 @@ type spotPrices struct {
 	} `json:"spot_market_prices"`
 }
 
-// planPrices is the pricing part of GET /plans.
-type planPrices struct {
-	Plans []struct {
-		Slug    string `json:"slug"`
-		Pricing struct {
-			Hour float64 `json:"hour"`
-		} `json:"pricing"`
-	} `json:"plans"`
-}
-
-// Market fetches what the plan needs to place and price devices: the
-// project's reservations, the spot prices per metro and the plans' hourly
-// prices, with three concurrent requests (more pages only with more than
-// 1,000 reservations).
-func (c *Client) Market(ctx context.Context) (planner.Market, error) {
+// Market fetches what need asks for: the project's reservations and the
+// spot prices per metro, concurrently (more pages only with more than
+// 1,000 reservations). A fleet that uses neither costs no request; plan
+// prices come with the catalogue.
+func (c *Client) Market(ctx context.Context, need planner.MarketNeed) (planner.Market, error) {
 	var (
-		wg               sync.WaitGroup
-		m                planner.Market
-		errR, errS, errP error
-		spot             spotPrices
-		prices           planPrices
+		wg         sync.WaitGroup
+		m          planner.Market
+		errR, errS error
+		spot       spotPrices
 	)
 	get := func(path string, v any) error {
 		pc, err := c.api(ctx)
@@ -74,27 +63,28 @@ func (c *Client) Market(ctx context.Context) (planner.Market, error) {
 		}
 		return err
 	}
-	wg.Go(func() { m.Reservations, errR = c.reservations(get) })
-	wg.Go(func() { errS = get("market/spot/prices/metros", &spot) })
-	wg.Go(func() { errP = get("plans", &prices) })
+	if need.Reservations {
+		wg.Go(func() { m.Reservations, errR = c.reservations(get) })
+	}
+	if need.Spot {
+		wg.Go(func() { errS = get("market/spot/prices/metros", &spot) })
+	}
 	wg.Wait()
 	for _, e := range []struct {
 		op  string
 		err error
-	}{{"list hardware reservations", errR}, {"list spot prices", errS}, {"list plan prices", errP}} {
+	}{{"list hardware reservations", errR}, {"list spot prices", errS}} {
 		if e.err != nil {
 			return planner.Market{}, c.apiError(e.op, "", "", e.err, false)
 		}
 	}
-	m.Spot = map[planner.SpotKey]float64{}
+	if need.Spot {
+		m.Spot = map[planner.SpotKey]float64{}
+	}
 	for metro, byPlan := range spot.SpotMarketPrices {
 		for plan, p := range byPlan {
 			m.Spot[planner.SpotKey{Metro: metro, Plan: plan}] = p.Price
 		}
-	}
-	m.Prices = map[string]float64{}
-	for _, p := range prices.Plans {
-		m.Prices[p.Slug] = p.Pricing.Hour
 	}
 	return m, nil
 }

@@ -57,6 +57,17 @@ type hardware struct {
 	devRes map[uuid]*reservation // device id -> reservation it was created on
 	spot   map[uuid]*spotBid     // device id -> its bid
 	market *market
+	// failNext is how many of the next creates end failed (FailNextCreates).
+	failNext int
+}
+
+// FailNextCreates makes the next n created devices end in state failed,
+// for tests that need one failure at a known point (FailProvisionRate is
+// a probability).
+func (s *Sim) FailNextCreates(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hw.failNext = n
 }
 
 // newHardware seeds the reservations and the market of s.
@@ -277,6 +288,10 @@ func (s *Sim) attachHardware(d *device, r *reservation, bid *spotBid) {
 	if r != nil {
 		r.dev = d
 		s.hw.devRes[d.id] = r
+	}
+	if s.hw.failNext > 0 {
+		s.hw.failNext--
+		d.failProv = true
 	}
 	if bid != nil {
 		bid.metro = d.fac.Metro.Code

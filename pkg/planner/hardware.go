@@ -276,3 +276,21 @@ func (c Change) ReservationText() string {
 	}
 	return s
 }
+
+// MarketNeed says which parts of the Market a plan needs.
+type MarketNeed struct {
+	Reservations, Spot bool
+}
+
+// NeedsOf says what the input's desired and live devices use.
+func NeedsOf(in Input) MarketNeed {
+	var n MarketNeed
+	for _, d := range in.Desired {
+		n.Reservations = n.Reservations || d.Hardware.Reservation.Reserved()
+		n.Spot = n.Spot || d.Hardware.Spot()
+	}
+	for _, l := range in.Live {
+		n.Spot = n.Spot || l.Spot
+	}
+	return n
+}

@@ -84,7 +84,7 @@ func TestAssignHardwareFreshFleet(t *testing.T) {
 	if err := RenderText(&buf, p, TextOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Plan: 5 to add, 0 to rebuild, 0 to change, 0 to destroy (≈ $0.90/hour after apply, +$0.90/hour).",
+	for _, want := range []string{"Plan: 5 to add, 0 to rebuild, 0 to change, 0 to destroy. (≈ $0.90/hour after apply, +$0.90/hour)",
 		`+ reservation = "next available in ams1 (r-ams-1)"`, `+ spot       = "max $0.50/hour (now $0.90 in am)"`} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("text plan lacks %q:\n%s", want, buf.String())

@@ -139,7 +139,7 @@ func RenderText(w io.Writer, p Plan, o TextOptions) error {
 		t.line("%s", t.paint(ansiBold+ansiGreen, "No changes.")+" The fleet matches "+file+".")
 	} else {
 		s := p.Summary()
-		t.line("%s %d to add, %d to rebuild, %d to change, %d to destroy%s.",
+		t.line("%s %d to add, %d to rebuild, %d to change, %d to destroy.%s",
 			t.paint(ansiBold, "Plan:"), s.Add, s.Rebuild, s.Change, s.Destroy, costSuffix(p.Cost))
 	}
 	_, err := io.WriteString(w, t.b.String())
