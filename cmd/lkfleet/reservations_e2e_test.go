@@ -165,6 +165,10 @@ func TestEndToEndSpot(t *testing.T) {
 		!strings.Contains(plan, "spot.max_price $0.50 is below the current spot price $0.60") {
 		t.Fatalf("plan after the outbid:\n%s", plan)
 	}
+	st := e.mustRun(0, "status", "-f", e.fleet)
+	if strings.Count(st, "(terminating at ") != 2 {
+		t.Errorf("status does not show the two outbid devices as terminating:\n%s", st)
+	}
 	if err := e.srv.Sim.SetSpotPrice("am", "c3.small.x86", 0.3); err != nil {
 		t.Fatal(err)
 	}

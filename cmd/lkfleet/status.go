@@ -60,6 +60,8 @@ type statusRow struct {
 	CreatedAt string   `json:"created_at"`
 	Foreign   bool     `json:"foreign,omitempty"`
 	Note      string   `json:"note,omitempty"`
+	// TerminationTime is when the service terminates an outbid spot device.
+	TerminationTime string `json:"termination_time,omitempty"`
 }
 
 func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) error {
@@ -143,7 +145,7 @@ func writeStatus(env *Env, output, fleet string, rows []statusRow, now time.Time
 		case img == "":
 			img = "rev " + r.Rev + " (outdated)"
 		}
-		t.Row(slot, r.Hostname, r.ID, r.State, r.Zone, r.Machine, strings.Join(r.IPs, ","), img, orDash(r.Booted), since(now, parseTime(r.CreatedAt)))
+		t.Row(slot, r.Hostname, r.ID, r.shownState(), r.Zone, r.Machine, strings.Join(r.IPs, ","), img, orDash(r.Booted), since(now, parseTime(r.CreatedAt)))
 	}
 	if err := t.Flush(); err != nil {
 		return err
@@ -171,6 +173,9 @@ func row(l planner.Live, now time.Time) statusRow {
 	}
 	if !l.CreatedAt.IsZero() {
 		r.CreatedAt = l.CreatedAt.UTC().Format(time.RFC3339)
+	}
+	if !l.TerminationTime.IsZero() {
+		r.TerminationTime = l.TerminationTime.UTC().Format(time.RFC3339)
 	}
 	return r
 }
