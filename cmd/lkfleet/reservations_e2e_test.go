@@ -187,3 +187,57 @@ func TestEndToEndSpot(t *testing.T) {
 		t.Errorf("plan after the replacement:\n%s", out)
 	}
 }
+
+const chaosReservedFleet = `apiVersion: lkfleet/v1
+fleet: resv
+project: ${PACKET_PROJECT_ID}
+images:
+  sshd:
+    base_url: IMAGES/%s
+groups:
+  - name: ci
+    image: sshd
+    count: 3
+    zones: [ams1, ewr1]
+    machine: c3.small.x86
+    hardware_reservation: next-available
+rollout:
+  rebuild: recreate
+  max_unavailable: 2
+`
+
+// Ambiguous creates and failed provisions over a reserved fleet
+// and a recreate rollout: applies converge with no duplicate and no
+// reservation left without a device of the fleet.
+func TestReservationsUnderFaults(t *testing.T) {
+	e := newE2E(t, packetsim.Config{Seed: 11, AmbiguousCreateRate: 0.15, FailProvisionRate: 0.1,
+		Reservations: []packetsim.ReservationSeed{{Plan: "c3.small.x86", Zone: "ams1", Count: 3}, {Plan: "c3.small.x86", Zone: "ewr1", Count: 3}}})
+	converge := func(release string) {
+		t.Helper()
+		e.write(fmt.Sprintf(chaosReservedFleet, release))
+		for i := range 8 {
+			if _, _, code := e.run("plan", "-f", e.fleet, "--detailed-exitcode"); code == 0 {
+				return
+			}
+			e.run("apply", "-f", e.fleet, "--auto-approve", "--poll-interval", "10ms", "-o", "plain", "--failed-retries", "2")
+			if d := e.srv.Sim.Stats().Duplicates; d != 0 {
+				t.Fatalf("apply %d of %s: %d duplicate devices", i+1, release, d)
+			}
+		}
+		t.Fatalf("release %s did not converge in 8 applies", release)
+	}
+	converge("v1")
+	converge("v2")
+	live := e.reservationsOf()
+	if len(live) != 6 {
+		t.Fatalf("%d fleet devices, want 6", len(live))
+	}
+	for _, r := range e.srv.Sim.Reservations() {
+		if _, ok := live[r.Device]; !ok {
+			t.Errorf("reservation %s is held by %q, not by a device of the fleet", r.ID, r.Device)
+		}
+	}
+	if st := e.srv.Sim.Stats(); st.Faults[packetsim.FaultAmbiguousCreate] == 0 || st.Faults[packetsim.FaultFailedProvision] == 0 {
+		t.Errorf("faults %v: the run proved nothing", st.Faults)
+	}
+}
