@@ -137,7 +137,7 @@ func TestContractSpotMetalSDK(t *testing.T) {
 	if err != nil || got.TerminationTime == nil {
 		t.Fatalf("outbid device: %v, termination_time %v", err, got.TerminationTime)
 	}
-	if lead := got.TerminationTime.Sub(time.Now()); lead <= 0 || lead > 80*time.Millisecond {
+	if lead := time.Until(*got.TerminationTime); lead <= 0 || lead > 80*time.Millisecond {
 		t.Errorf("termination_time %s ahead, want within the 80ms notice", lead)
 	}
 	waitFor(t, "outbid device terminated", 5*time.Second, func() bool {
