@@ -185,3 +185,41 @@ func TestSpotPricesWalk(t *testing.T) {
 		t.Errorf("a market without a walk moved from %v to %v", p0, p)
 	}
 }
+
+// TestHardwareSurvivesRestart keeps reservation holders, bids and prices
+// in --state.
+func TestHardwareSurvivesRestart(t *testing.T) {
+	state := t.TempDir() + "/state.json"
+	cfg := packetsim.Config{StateFile: state, Token: testToken, Project: testProject, ImagesDir: t.TempDir(),
+		Reservations: []packetsim.ReservationSeed{{Plan: "c3.small.x86", Zone: "ams1", Count: 1}}}
+	// Started by hand: it is closed (and its state written) mid-test,
+	// and a Server is closed once.
+	a, err := packetsim.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := a.Sim.Reservations()[0].ID
+	d := createRaw(t, a, `{"hostname":"r","plan":"c3.small.x86","metro":"am","operating_system":"custom_ipxe","userdata":`+jsonString(goodScript(a))+`,"hardware_reservation_id":"`+r+`"}`)
+	s := createRaw(t, a, `{"hostname":"s","plan":"c3.small.x86","metro":"am","operating_system":"custom_ipxe","userdata":`+jsonString(goodScript(a))+`,"spot_instance":true,"spot_price_max":2}`)
+	if err := a.Sim.SetSpotPrice("am", "c3.small.x86", 0.33); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := startSim(t, cfg)
+	if got := b.Sim.ReservationOf(d.ID); got != r {
+		t.Errorf("after a restart device %s is on reservation %q, want %s", d.ID, got, r)
+	}
+	if p, _ := b.Sim.SpotPrice("am", "c3.small.x86"); p != 0.33 {
+		t.Errorf("spot price after a restart = %v, want 0.33", p)
+	}
+	var got struct {
+		Spot bool    `json:"spot_instance"`
+		Max  float64 `json:"spot_price_max"`
+	}
+	apiDo(t, b, "GET", "/metal/v1/devices/"+s.ID, "", &got)
+	if !got.Spot || got.Max != 2 {
+		t.Errorf("spot device after a restart = %+v", got)
+	}
+}
