@@ -42,6 +42,8 @@ type fakeCloud struct {
 	ambiguousActions int
 	// listErr, when set, fails every List (an API outage).
 	listErr error
+	// created records every device Create was asked for.
+	created []spec.Device
 }
 
 type fault int
@@ -177,6 +179,7 @@ func (f *fakeCloud) Create(ctx context.Context, d spec.Device) (planner.Live, er
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	defer f.end(n)
+	f.created = append(f.created, d)
 	var ft fault
 	if q := f.createFaults[d.Slot]; len(q) > 0 {
 		ft, f.createFaults[d.Slot] = q[0], q[1:]

@@ -1,0 +1,52 @@
+package executor
+
+import (
+	"slices"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/lkfleet/lkfleet/pkg/planner"
+	"github.com/lkfleet/lkfleet/pkg/spec"
+)
+
+// A replacement that takes its old device's reservation deletes the old
+// device, waits until it is gone (deprovisioning included), and only then
+// creates, pinned to that reservation.
+func TestReservedReplaceWaitsForTheOldDevice(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := newFake()
+		slot := slotName("ams1", 1)
+		old := fc.seed(slot, "oldrev000000")
+		c := liveChange(planner.Replace, old, "")
+		c.Desired.Hardware.Reservation = spec.Reservation{NextAvailable: true}
+		c.Reservation, c.ReservationAfter = "r-1", old.ID
+		res, err := Apply(t.Context(), fc, mkPlan(rollout(), c), Options{})
+		if err != nil || res.Replaced != 1 {
+			t.Fatalf("apply: %v, %+v", err, res)
+		}
+		if got := fc.ops(slot); !slices.Equal(got, []string{"delete", "create"}) {
+			t.Fatalf("calls = %v, want delete then create", got)
+		}
+		log := fc.log()
+		gone := fc.dev(old.ID).deleted.Add(fc.deprovision)
+		if log[1].at.Before(gone) {
+			t.Errorf("created at %v, before the old device was gone at %v", log[1].at, gone)
+		}
+		if got := fc.created[0].Hardware.Reservation; !slices.Equal(got.IDs, []string{"r-1"}) || got.NextAvailable {
+			t.Errorf("create asked for %+v, want exactly reservation r-1", got)
+		}
+	})
+}
+
+// --wait ends with the termination of an outbid spot device instead of
+// waiting for it.
+func TestWaitReportsSpotTermination(t *testing.T) {
+	l := planner.Live{ID: "d", State: "active", TerminationTime: time.Date(2026, 12, 1, 21, 0, 0, 0, time.UTC)}
+	if got := terminating(l); got != "spot instance outbid: the service terminates it at 2026-12-01T21:00:00Z" {
+		t.Errorf("terminating = %q", got)
+	}
+	if terminating(planner.Live{ID: "d"}) != "" {
+		t.Error("a device without termination_time counts as terminating")
+	}
+}
