@@ -150,7 +150,8 @@ func TestEndToEndSpot(t *testing.T) {
 	plan := e.mustRun(2, "plan", "-f", e.fleet, "--detailed-exitcode")
 	// 2 × 0.20 spot + 0.75 on demand.
 	if !strings.Contains(plan, "Plan: 3 to add, 0 to rebuild, 0 to change, 0 to destroy. (≈ $1.15/hour after apply, +$1.15/hour)") ||
-		!strings.Contains(plan, `spot       = "max $0.50/hour (now $0.20 in am)"`) {
+		!strings.Contains(plan, `spot       = "max $0.50/hour (now $0.20 in am)"`) ||
+		!strings.Contains(plan, `Spot: group "cheap" bids $0.50/hour; the current price is $0.20/hour.`) {
 		t.Fatalf("spot plan:\n%s", plan)
 	}
 	apply := []string{"apply", "-f", e.fleet, "--auto-approve", "--poll-interval", "10ms", "-o", "plain"}

@@ -45,3 +45,17 @@ func costJSON(c *Cost) *jsonCost {
 	}
 	return out
 }
+
+// spotLines tells, for each spot group, its bid and the current price,
+// so a person sees how close the market is even when nothing changes.
+func (t *textWriter) spotLines(p Plan) {
+	if p.Cost == nil {
+		return
+	}
+	for _, g := range p.Cost.Groups {
+		if g.Spot > 0 {
+			t.line("")
+			t.line("Spot: group %q bids %s/hour; the current price is %s/hour.", g.Group, money(g.MaxPrice), money(g.SpotPrice))
+		}
+	}
+}

@@ -130,6 +130,7 @@ func RenderText(w io.Writer, p Plan, o TextOptions) error {
 			t.change(c)
 		}
 	}
+	t.spotLines(p) // hardware_render.go
 	for _, warn := range p.Warnings {
 		t.line("")
 		t.line("%s %s", t.paint(ansiBold+ansiYellow, "Warning:"), warn)
