@@ -314,7 +314,11 @@ func (r *run) runChange(ctx context.Context, w *wave, i int) {
 	)
 	switch c.Action {
 	case planner.Create:
-		oc, fd = r.doCreate(ctx, w, c)
+		if c.ReservationAfter != "" { // reservations.go
+			oc, fd = r.doFreedCreate(ctx, w, c)
+		} else {
+			oc, fd = r.doCreate(ctx, w, c)
+		}
 	case planner.Delete:
 		oc, fd = r.doDelete(w, c)
 	case planner.Update:

@@ -105,3 +105,13 @@ func terminating(l planner.Live) string {
 	}
 	return "spot instance outbid: the service terminates it at " + l.TerminationTime.UTC().Format(time.RFC3339)
 }
+
+// doFreedCreate creates a device on a reservation that a delete of the
+// same plan frees: it waits until that device is gone first (the planner
+// only counts on deletes of the same or an earlier wave).
+func (r *run) doFreedCreate(ctx context.Context, w *wave, c *planner.Change) (outcome, FailedDevice) {
+	if err := r.awaitGone(ctx, c, c.ReservationAfter); err != nil {
+		return notStarted, FailedDevice{}
+	}
+	return r.doCreate(ctx, w, c)
+}

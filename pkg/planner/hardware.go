@@ -88,47 +88,61 @@ func AssignHardware(p *Plan, m Market, cat *Catalogue) error {
 		byID[m.Reservations[i].ID] = &m.Reservations[i]
 	}
 	taken := map[string]bool{}
-	// Reservations freed by this plan: held by a device it deletes or
-	// replaces (the executor waits for that device to be gone).
-	freedBy := map[string]string{}
+	// Reservations a delete of this plan frees, and the delete's wave: a
+	// create waits for that device to be gone, so only a create in the
+	// same or a later wave may count on it.
+	type freed struct {
+		id   string
+		wave int
+	}
+	freedBy := map[string]freed{}
 	for _, c := range p.Changes {
-		if c.Live != nil && c.Live.Reservation != "" && (c.Action == Delete || creates(c)) {
-			freedBy[c.Live.Reservation] = c.Live.ID
+		if c.Action == Delete && c.Live != nil && c.Live.Reservation != "" {
+			freedBy[c.Live.Reservation] = freed{c.Live.ID, c.Wave}
 		}
 	}
-	short := map[string][]string{} // group -> slots without one
+	fits := func(d *spec.Device, r *Reservation) bool {
+		h := d.Hardware.Reservation
+		return r != nil && !taken[r.ID] && r.Plan == d.Machine && r.inZone(d.Zone) && (h.NextAvailable || slices.Contains(h.IDs, r.ID))
+	}
+	take := func(c *Change, r *Reservation, after string) {
+		taken[r.ID] = true
+		c.Reservation, c.ReservationAfter = r.ID, after
+		c.Attrs = append(c.Attrs, AttrDiff{Name: "reservation", After: c.ReservationText()})
+	}
+	var rest []*Change
+	// First every replacement keeps its old device's reservation.
 	for i := range p.Changes {
 		c := &p.Changes[i]
 		if !creates(*c) || !c.Desired.Hardware.Reservation.Reserved() {
 			continue
 		}
-		d := c.Desired
-		fits := func(r *Reservation) bool {
-			return r != nil && !taken[r.ID] && r.Plan == d.Machine && r.inZone(d.Zone) &&
-				(!d.Hardware.Reservation.Reserved() || d.Hardware.Reservation.NextAvailable || slices.Contains(d.Hardware.Reservation.IDs, r.ID))
+		if c.Live != nil && fits(c.Desired, byID[c.Live.Reservation]) {
+			take(c, byID[c.Live.Reservation], c.Live.ID)
+			continue
 		}
+		rest = append(rest, c)
+	}
+	short := map[string][]string{} // group -> slots without one
+	for _, c := range rest {
 		var pick *Reservation
-		if c.Live != nil && fits(byID[c.Live.Reservation]) {
-			pick = byID[c.Live.Reservation] // its own, once the old device is gone
+		after := ""
+		for j := range m.Reservations { // free ones first
+			if r := &m.Reservations[j]; pick == nil && r.Provisionable && fits(c.Desired, r) {
+				pick = r
+			}
 		}
-		for _, pass := range []bool{true, false} { // free ones first, then ones this plan frees
-			for j := range m.Reservations {
-				r := &m.Reservations[j]
-				if pick == nil && fits(r) && (pass && r.Provisionable || !pass && freedBy[r.ID] != "") {
-					pick = r
-				}
+		for j := range m.Reservations { // then ones a delete of this plan frees
+			r := &m.Reservations[j]
+			if f, ok := freedBy[r.ID]; pick == nil && ok && f.wave <= c.Wave && fits(c.Desired, r) {
+				pick, after = r, f.id
 			}
 		}
 		if pick == nil {
-			short[d.Group] = append(short[d.Group], d.Slot)
+			short[c.Desired.Group] = append(short[c.Desired.Group], c.Desired.Slot)
 			continue
 		}
-		taken[pick.ID] = true
-		c.Reservation = pick.ID
-		if !pick.Provisionable {
-			c.ReservationAfter = freedBy[pick.ID]
-		}
-		c.Attrs = append(c.Attrs, AttrDiff{Name: "reservation", After: c.ReservationText()})
+		take(c, pick, after)
 	}
 	if len(short) > 0 {
 		var msgs []string

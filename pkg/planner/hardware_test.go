@@ -160,3 +160,27 @@ func TestTerminatingSpotDeviceIsReplaced(t *testing.T) {
 		t.Errorf("cost = %+v %s", c, c.CostLine())
 	}
 }
+
+// A create may take the reservation a delete of the same wave frees,
+// after the deleted device is gone.
+func TestAssignHardwareTakesWhatADeleteFrees(t *testing.T) {
+	f := reservedFleet()
+	f.Groups = f.Groups[:1]
+	f.Groups[0].Zones = []string{"ams1"}
+	o := orphan("o-3", "web/ams1/3", "ams1")
+	o.Reservation = "r-ams-1"
+	m := market()
+	m.Reservations[0].Provisionable, m.Reservations[0].Device = false, "o-3"
+	m.Reservations = m.Reservations[:2]
+	p, _, err := planWith(t, f, []Live{o}, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][2]string{}
+	for _, c := range p.Changes {
+		got[c.Slot()] = [2]string{c.Reservation, c.ReservationAfter}
+	}
+	if got["web/ams1/1"] != [2]string{"r-ams-2", ""} || got["web/ams1/2"] != [2]string{"r-ams-1", "o-3"} {
+		t.Errorf("assignments = %v", got)
+	}
+}
