@@ -197,7 +197,9 @@ func (s *Sim) markDeleted(d *device, now time.Time) {
 	d.updated = now
 	d.gen++
 	d.bootAt = time.Time{}
-	s.capUsed[capKey{d.fac.Code, d.plan.Slug}]--
+	if s.hw.devRes[d.id] == nil { // reserved devices are outside the pool
+		s.capUsed[capKey{d.fac.Code, d.plan.Slug}]--
+	}
 	s.sched.add(job{at: now.Add(s.cfg.DeprovisionTime), dev: d.id, kind: jobPurge})
 	s.markDirty()
 }

@@ -288,6 +288,7 @@ func (s *Sim) attachHardware(d *device, r *reservation, bid *spotBid) {
 	if r != nil {
 		r.dev = d
 		s.hw.devRes[d.id] = r
+		s.capUsed[capKey{d.fac.Code, d.plan.Slug}]-- // a reserved server is outside the shared pool
 	}
 	if s.hw.failNext > 0 {
 		s.hw.failNext--

@@ -223,3 +223,21 @@ func TestHardwareSurvivesRestart(t *testing.T) {
 		t.Errorf("spot device after a restart = %+v", got)
 	}
 }
+
+// TestReservedDevicesAreOutsideCapacity: a reserved server does not take
+// a place of the shared pool, nor give one back when deleted.
+func TestReservedDevicesAreOutsideCapacity(t *testing.T) {
+	srv := startSim(t, packetsim.Config{Capacity: 1, Reservations: []packetsim.ReservationSeed{{Plan: "c3.small.x86", Zone: "ams1", Count: 1}}})
+	body := func(host, extra string) string {
+		return `{"hostname":"` + host + `","plan":"c3.small.x86","facility":"ams1","operating_system":"custom_ipxe","userdata":` + jsonString(goodScript(srv)) + extra + `}`
+	}
+	r := createRaw(t, srv, body("r", `,"hardware_reservation_id":"next-available"`))
+	createRaw(t, srv, body("a", ""))
+	if resp := apiDo(t, srv, "POST", "/metal/v1/projects/"+testProject+"/devices", body("b", ""), nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("second on-demand create with capacity 1: %d, want 503", resp.StatusCode)
+	}
+	apiDo(t, srv, "DELETE", "/metal/v1/devices/"+r.ID, "", nil)
+	if resp := apiDo(t, srv, "POST", "/metal/v1/projects/"+testProject+"/devices", body("b", ""), nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("deleting the reserved device freed an on-demand place: %d", resp.StatusCode)
+	}
+}

@@ -75,6 +75,9 @@ func (s *Sim) loadHardware(st *stateHardware) {
 		if r, d := s.hw.resvBy[u], dev(h.Device); r != nil && d != nil {
 			r.dev = d
 			s.hw.devRes[d.id] = r
+			if d.deletedAt.IsZero() {
+				s.capUsed[capKey{d.fac.Code, d.plan.Slug}]-- // insert counted it in the pool
+			}
 		}
 	}
 	for _, b := range st.Bids {
