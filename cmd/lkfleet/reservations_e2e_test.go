@@ -62,6 +62,9 @@ func TestEndToEndReservations(t *testing.T) {
 	if code == 0 || !strings.Contains(errs, `group "web" needs 1 more provisionable hardware reservation(s) than the project has (slots web/ams1/3)`) {
 		t.Fatalf("plan for 3 devices on 2 reservations: exit %d\n%s", code, errs)
 	}
+	if _, errs, code := e.run(apply...); code == 0 || !strings.Contains(errs, "needs 1 more provisionable") || e.srv.Sim.Stats().Creates != 0 {
+		t.Fatalf("apply for 3 devices on 2 reservations: exit %d, %d creates\n%s", code, e.srv.Sim.Stats().Creates, errs)
+	}
 
 	e.write(fmt.Sprintf(reservedFleet, "v1", 2))
 	out := e.mustRun(0, "plan", "-f", e.fleet, "-o", "json")
