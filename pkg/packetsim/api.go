@@ -58,7 +58,7 @@ func (s *Sim) getProject(w http.ResponseWriter, r *http.Request, id string) {
 		"id": s.project, "name": "lkfleet simulator", "href": "/metal/v1/projects/" + s.project,
 		"created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z",
 		"tags": []string{}, "type": "default", "backend_transfer_enabled": false,
-		"customdata": map[string]any{}, "max_devices": map[string]any{}, "network_status": map[string]any{},
+		"customdata": s.customdata.get(), "max_devices": map[string]any{}, "network_status": map[string]any{},
 	})
 }
 

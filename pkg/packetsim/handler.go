@@ -68,7 +68,7 @@ func (s *Sim) route(r *http.Request) (string, string, apiHandler) {
 	var h map[string]apiHandler
 	switch {
 	case len(parts) == 2 && parts[0] == "projects":
-		tmpl, id, h = "/projects/{id}", parts[1], map[string]apiHandler{"GET": s.getProject}
+		tmpl, id, h = "/projects/{id}", parts[1], map[string]apiHandler{"GET": s.getProject, "PUT": s.updateProject}
 	case len(parts) == 3 && parts[0] == "projects" && parts[2] == "devices":
 		tmpl, id, h = "/projects/{id}/devices", parts[1], map[string]apiHandler{"GET": s.listDevices, "POST": s.createDevice}
 	case len(parts) == 4 && parts[0] == "projects" && parts[2] == "devices" && parts[3] == "batch":

@@ -108,6 +108,8 @@ type Sim struct {
 	sched *scheduler
 	saver *saver
 
+	customdata projectCustomdata // PUT /projects/{id} (project_customdata.go)
+
 	inFlight atomic.Int64
 	closed   atomic.Bool
 }
