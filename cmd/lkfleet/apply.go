@@ -29,6 +29,7 @@ type applyOptions struct {
 	failedRetries int
 	pollInterval  time.Duration
 	output        string
+	lock          lockFlags
 }
 
 func newApplyCmd(env *Env) *cobra.Command {
@@ -52,6 +53,7 @@ A saved plan is refused when the fleet file or the live devices changed since.`,
 	addAPIFlags(cmd, &o.api)
 	addPlanFlags(cmd, &o.plan, true)
 	addExecFlags(cmd, &o.parallelism, &o.timeout, &o.output)
+	addLockFlags(cmd, &o.lock, true)
 	cmd.Flags().BoolVar(&o.autoApprove, "auto-approve", false, "apply without asking for confirmation")
 	cmd.Flags().StringVar(&o.wait, "wait", "active", "when a device is ready: active (API state), booted (the image reported in), none")
 	cmd.Flags().IntVar(&o.failedRetries, "failed-retries", 1, "how often a device that ends failed is deleted and created again")
@@ -87,7 +89,27 @@ func runApply(ctx context.Context, env *Env, o *applyOptions, planFile string) e
 	if err != nil {
 		return err
 	}
-	defer p.client.Close()
+	defer func() { p.client.Close() }()
+	var lk *fleetLease
+	if p.plan.HasChanges() {
+		// One apply per fleet: the lease is held from here to the end and
+		// the plan re-checked under it (lock.go).
+		if lk, err = startLease(ctx, env, fleet, o.api, o.lock, "apply"); err != nil {
+			return err
+		}
+		defer lk.release()
+		replan := func() (*planned, error) {
+			return computePlan(ctx, env, fleet, fleetBytes, o.api, o.plan, func(string) {})
+		}
+		if planFile != "" {
+			replan = nil
+		}
+		rctx, rp, err := lk.ready(ctx, p, replan)
+		if err != nil {
+			return err
+		}
+		ctx, p = rctx, rp
+	}
 	if mode != ui.JSON {
 		if err := planner.RenderText(env.Out, p.plan, planner.TextOptions{Color: colorOut(env), FleetFile: o.fleet.File}); err != nil {
 			return err
@@ -108,13 +130,13 @@ func runApply(ctx context.Context, env *Env, o *applyOptions, planFile string) e
 			return errors.New("apply cancelled")
 		}
 	}
-	return execute(ctx, env, p, mode, executor.Options{
+	return lk.finish(execute(ctx, env, p, mode, executor.Options{
 		Parallelism:   o.parallelism,
 		Wait:          wait,
 		Timeout:       o.timeout,
 		FailedRetries: o.failedRetries,
 		PollInterval:  o.pollInterval,
-	}, false)
+	}, false))
 }
 
 // execute carries out p.plan with a progress reporter and prints the

@@ -22,6 +22,7 @@ type destroyOptions struct {
 	parallelism int
 	timeout     time.Duration
 	output      string
+	lock        lockFlags
 }
 
 func newDestroyCmd(env *Env) *cobra.Command {
@@ -39,6 +40,7 @@ without it are never touched, whatever their hostname.`,
 	addFleetFlags(cmd, &o.fleet)
 	addAPIFlags(cmd, &o.api)
 	addExecFlags(cmd, &o.parallelism, &o.timeout, &o.output)
+	addLockFlags(cmd, &o.lock, true)
 	cmd.Flags().BoolVar(&o.autoApprove, "auto-approve", false, "destroy without asking for confirmation")
 	return cmd
 }
@@ -88,9 +90,17 @@ func runDestroy(ctx context.Context, env *Env, o *destroyOptions) error {
 		}
 	}
 	p := &planned{fleet: fleet, client: l.client, plan: plan}
-	return execute(ctx, env, p, mode, executor.Options{
+	lk, err := startLease(ctx, env, fleet, o.api, o.lock, "destroy") // lock.go
+	if err != nil {
+		return err
+	}
+	defer lk.release()
+	if ctx, _, err = lk.ready(ctx, p, nil); err != nil {
+		return err
+	}
+	return lk.finish(execute(ctx, env, p, mode, executor.Options{
 		Parallelism: o.parallelism,
 		Wait:        executor.WaitNone,
 		Timeout:     o.timeout,
-	}, true)
+	}, true))
 }

@@ -142,13 +142,18 @@ func (c *Customdata) Acquire(ctx context.Context, me Info) error {
 	if took := time.Since(start); took > c.o.Settle/2 {
 		// Our own read-to-write took too long for the settle delay to
 		// cover it: a rival that read the lease free meanwhile may not
-		// see our record. Treat it as a contended attempt and retry.
+		// see our record. Take it back and count the attempt as
+		// contended.
+		c.withdraw(ctx, me.Holder)
 		return &HeldError{Fleet: c.fleet}
 	}
 	t := time.NewTimer(c.o.Settle)
 	select {
 	case <-ctx.Done():
 		t.Stop()
+		// Abandoned (Ctrl-C, or apply found nothing to do): our record
+		// must not block the next run for a whole TTL.
+		c.withdraw(ctx, me.Holder)
 		return context.Cause(ctx)
 	case <-t.C:
 	}
@@ -170,10 +175,23 @@ func (c *Customdata) Acquire(ctx context.Context, me Info) error {
 	return nil
 }
 
+// withdraw deletes the fleet's key if it holds holder's record, with a
+// short deadline of its own (ctx may be the reason for withdrawing).
+func (c *Customdata) withdraw(ctx context.Context, holder string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	m, r, err := c.read(ctx)
+	if err == nil && r != nil && r.Holder == holder {
+		_ = c.write(ctx, m, nil)
+	}
+}
+
 // Renew extends the lease: read, check that it is still ours, write a new
-// expiry. A key that vanished (another fleet's write raced ours and
-// dropped it) is written again; a record of another holder, or the
-// tombstone of 'lkfleet unlock', means the lease is lost.
+// expiry. Anything else under the key means the lease is lost: another
+// holder's record, the tombstone of 'lkfleet unlock', or no record at all
+// (a rival's withdrawn write, or another fleet's concurrent write, dropped
+// it; another run may have read the fleet free since, so writing it again
+// would not be safe).
 func (c *Customdata) Renew(ctx context.Context) error {
 	c.mu.Lock()
 	mine := c.mine
@@ -185,14 +203,18 @@ func (c *Customdata) Renew(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("renew lease of fleet %q: %w", c.fleet, err)
 	}
-	if r != nil && r.Holder != mine.Holder {
+	if r == nil || r.Holder != mine.Holder {
 		c.mu.Lock()
 		c.mine = nil
 		c.mu.Unlock()
-		if r.Holder == "" {
+		switch {
+		case r == nil:
+			return fmt.Errorf("fleet %q: %w: its record vanished from the project's customdata", c.fleet, ErrLost)
+		case r.Holder == "":
 			return fmt.Errorf("fleet %q: %w: broken by 'lkfleet unlock' at %s", c.fleet, ErrLost, r.BrokenAt.UTC().Format(time.RFC3339))
+		default:
+			return fmt.Errorf("fleet %q: %w: now held by %s", c.fleet, ErrLost, r.Info)
 		}
-		return fmt.Errorf("fleet %q: %w: now held by %s", c.fleet, ErrLost, r.Info)
 	}
 	next := *mine
 	next.Expires = time.Now().Add(c.o.TTL).UTC().Truncate(time.Second)

@@ -314,3 +314,36 @@ func TestCancelWhileWaiting(t *testing.T) {
 		}
 	})
 }
+
+func TestAbandonedAcquireWithdraws(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		ctx, cancel := context.WithCancel(t.Context())
+		go func() {
+			time.Sleep(DefaultSettle / 2)
+			cancel()
+		}()
+		if err := NewCustomdata(st, "web", CustomdataOptions{}).Acquire(ctx, who(1)); !errors.Is(err, context.Canceled) {
+			t.Fatalf("abandoned acquire: %v", err)
+		}
+		got, _ := st.Customdata(t.Context())
+		if _, ok := got[KeyPrefix+"web"]; ok || len(got) != 1 {
+			t.Errorf("abandoned attempt left %v", got)
+		}
+	})
+}
+
+func TestVanishedRecordIsLost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		a := NewCustomdata(st, "web", CustomdataOptions{})
+		if err := a.Acquire(t.Context(), who(1)); err != nil {
+			t.Fatal(err)
+		}
+		// Another fleet's read-modify-write raced ours and dropped the key.
+		st.set(func(s *memStore) { delete(s.data, KeyPrefix+"web") })
+		if err := a.Renew(t.Context()); !errors.Is(err, ErrLost) {
+			t.Fatalf("renew without a record: %v, want ErrLost", err)
+		}
+	})
+}

@@ -13,10 +13,11 @@ package lease
 
 import (
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"time"
 )
@@ -73,7 +74,7 @@ func Me(op string) Info {
 		host = "unknown-host"
 	}
 	var b [6]byte
-	_, _ = rand.Read(b[:])
+	_, _ = crand.Read(b[:])
 	pid := os.Getpid()
 	return Info{Holder: fmt.Sprintf("%s/%d/%s", host, pid, hex.EncodeToString(b[:])), Host: host, PID: pid, Op: op}
 }
@@ -161,6 +162,7 @@ func Hold(ctx context.Context, lk Lock, me Info, o HoldOptions) (*Held, error) {
 	}
 	start := time.Now()
 	var shown *Info
+	contended := 0
 	for {
 		err := lk.Acquire(ctx, me)
 		if err == nil {
@@ -170,8 +172,20 @@ func Hold(ctx context.Context, lk Lock, me Info, o HoldOptions) (*Held, error) {
 		if !errors.As(err, &he) {
 			return nil, err
 		}
+		pause := retry
+		if he.Holder == nil && contended < maxContended {
+			// Nobody is known to hold the fleet: our attempt met a rival's
+			// or was too slow to be safe. Try again soon, whatever the
+			// timeout, after a random pause so that rivals fall apart.
+			contended++
+			pause = contendedPause + rand.N(contendedPause)
+			if !sleep(ctx, pause) {
+				return nil, context.Cause(ctx)
+			}
+			continue
+		}
 		waited := time.Since(start)
-		if waited+retry > o.Timeout {
+		if waited+pause > o.Timeout {
 			if o.Timeout > 0 {
 				he.Waited = waited
 			}
@@ -181,18 +195,32 @@ func Hold(ctx context.Context, lk Lock, me Info, o HoldOptions) (*Held, error) {
 			shown = he.Holder
 			o.OnWait(he.Holder)
 		}
-		t := time.NewTimer(retry)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, pause) {
 			return nil, context.Cause(ctx)
-		case <-t.C:
 		}
 	}
 	hctx, cancel := context.WithCancelCause(ctx)
 	h := &Held{lock: lk, ctx: hctx, cancel: cancel, done: make(chan struct{})}
 	go h.renew()
 	return h, nil
+}
+
+// Contended attempts (no holder known) are retried this often, at once.
+const (
+	maxContended   = 5
+	contendedPause = 100 * time.Millisecond
+)
+
+// sleep waits d or until ctx ends; false means ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // Context is cancelled with cause ErrLost when the lease is lost.
