@@ -1,14 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/lkfleet/lkfleet/internal/fileinput"
 	"github.com/lkfleet/lkfleet/internal/ui"
 	"github.com/lkfleet/lkfleet/pkg/executor"
 	"github.com/lkfleet/lkfleet/pkg/packet"
@@ -204,12 +205,11 @@ func (c cloud) Update(ctx context.Context, id string, u executor.Update) error {
 // fleet file or the live devices changed since.
 func loadSavedPlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes []byte, a apiFlags, path string) (_ *planned, err error) {
 	defer func() { err = explain(err, fleet) }()
-	f, err := os.Open(path)
+	data, err := fileinput.Read(path, fileinput.MaxPlanFile)
 	if err != nil {
 		return nil, fmt.Errorf("read plan: %w", err)
 	}
-	defer f.Close()
-	plan, err := planner.Load(f)
+	plan, err := planner.Load(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("read plan %s: %w", path, err)
 	}

@@ -3,11 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/lkfleet/lkfleet/internal/fileinput"
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
@@ -31,7 +31,7 @@ func addFleetFlags(cmd *cobra.Command, ff *fleetFlags) {
 // to env.Err and returns an error that makes Run exit 1 without printing
 // anything more, so callers just return it.
 func loadFleet(env *Env, ff fleetFlags) (*spec.Fleet, error) {
-	data, err := os.ReadFile(ff.File)
+	data, err := fileinput.Read(ff.File, fileinput.MaxFleetFile)
 	if err != nil {
 		return nil, fmt.Errorf("read fleet file: %w", err)
 	}
@@ -43,7 +43,7 @@ func loadFleet(env *Env, ff fleetFlags) (*spec.Fleet, error) {
 			if !filepath.IsAbs(p) {
 				p = filepath.Join(dir, p)
 			}
-			return os.ReadFile(p)
+			return fileinput.Read(p, fileinput.MaxTemplateFile)
 		},
 	})
 	var problems spec.Errors
