@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -69,12 +68,15 @@ func runConsole(ctx context.Context, env *Env, o *consoleOptions, name string) e
 	default:
 		return fmt.Errorf("%d devices of fleet %s match %q; give a slot instead", len(found), fleet.Name, name)
 	}
-	addr := sosAddress(found[0])
-	if o.print {
-		_, err := fmt.Fprintf(env.Out, "ssh %s\n", addr)
+	addr, err := consoleAddress(found[0]) // console_ssh.go
+	if err != nil {
 		return err
 	}
-	ssh := exec.CommandContext(ctx, "ssh", addr)
+	if o.print {
+		_, err := fmt.Fprintf(env.Out, "ssh -- %s\n", addr)
+		return err
+	}
+	ssh := sshCommand(ctx, addr, env.Getenv)
 	ssh.Stdin, ssh.Stdout, ssh.Stderr = env.In, env.Out, env.Err
 	if err := ssh.Run(); err != nil {
 		return fmt.Errorf("console %s: ssh %s: %w", name, addr, err)
