@@ -24,8 +24,11 @@ func newConsoleCmd(env *Env) *cobra.Command {
 		Use:   "console HOSTNAME|SLOT",
 		Short: "Open a device's serial console (serial over SSH)",
 		Long: `console finds the fleet's device by hostname or slot and runs
-'ssh <id>@sos.<facility>.platformequinix.com' (the address the API gives in
-the device's sos field when it has one). --print only prints the command.`,
+'ssh -- <id>@sos.<facility>.platformequinix.com' (the address the API gives in
+the device's sos field when it has one, refused unless it is USER@HOST) with
+a minimal environment: PATH, HOME, USER, LOGNAME, TERM, LANG, LC_ALL,
+LC_CTYPE, SSH_AUTH_SOCK and TMPDIR, never the API token. --print only prints
+the command.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runConsole(cmd.Context(), env, o, args[0])
