@@ -71,8 +71,6 @@ type fleetLease struct {
 	done   chan struct{}
 	held   *lease.Held
 	err    error
-	// waited says whether another run held the fleet first.
-	waited bool
 }
 
 // startLease begins taking fleet's lease for op in the background.
@@ -88,7 +86,6 @@ func startLease(ctx context.Context, env *Env, fleet *spec.Fleet, a apiFlags, l 
 		fl.held, fl.err = lease.Hold(ctx, lk, lease.Me(op), lease.HoldOptions{
 			Timeout: l.timeout,
 			OnWait: func(h *lease.Info) {
-				fl.waited = true
 				fmt.Fprintf(env.Err, "Waiting up to %s (--lock-timeout) for the lease on fleet %q: held by %s.\n", l.timeout, fleet.Name, h)
 			},
 		})
@@ -125,6 +122,12 @@ func (fl *fleetLease) ready(ctx context.Context, p *planned, replan func() (*pla
 		if p, err = replan(); err != nil {
 			return nil, nil, err
 		}
+		return fl.held.Context(), p, nil
+	}
+	// A plan computed from this listing's twin may still have been
+	// edited (a saved plan): it must only touch what was listed.
+	if err := checkTargets(p.plan, p.fleet, live); err != nil { // plancheck.go
+		return nil, nil, err
 	}
 	return fl.held.Context(), p, nil
 }

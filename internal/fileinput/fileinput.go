@@ -20,7 +20,7 @@ import (
 const (
 	MaxFleetFile    = 4 << 20   // 4 MiB
 	MaxTemplateFile = 1 << 20   // 1 MiB, the limit of a rendered template too
-	MaxPlanFile     = 512 << 20 // 512 MiB: spec.MaxDevices (100,000) changes at ~3 KiB, with room
+	MaxPlanFile     = 256 << 20 // 256 MiB, what planner.Load accepts: ~90,000 changes
 )
 
 // Read returns the contents of the regular file at path if it holds at most
