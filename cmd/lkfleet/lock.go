@@ -25,7 +25,7 @@ type lockFlags struct {
 // addLockFlags adds --lock, and for commands that change the fleet
 // (waits) --lock-timeout and the tuning flags.
 func addLockFlags(cmd *cobra.Command, l *lockFlags, waits bool) {
-	cmd.Flags().StringVar(&l.where, "lock", "api", "where the fleet's lease is held: api (the project's customdata) or etcd://HOST:PORT/PREFIX")
+	cmd.Flags().StringVar(&l.where, "lock", "api", "where the fleet's lease is held: api (the project's customdata), etcd://HOST:PORT/PREFIX, or none")
 	if !waits {
 		return
 	}
@@ -78,6 +78,9 @@ func startLease(ctx context.Context, env *Env, fleet *spec.Fleet, a apiFlags, l 
 	lk, client, closeLock, err := openLock(env, fleet, a, l)
 	if err != nil {
 		return nil, err
+	}
+	if l.where == "none" {
+		fmt.Fprintf(env.Err, "Warning: --lock none: nothing keeps another run from changing fleet %q at the same time.\n", fleet.Name)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	fl := &fleetLease{env: env, lock: lk, client: client, close: closeLock, cancel: cancel, done: make(chan struct{})}

@@ -347,3 +347,21 @@ func TestVanishedRecordIsLost(t *testing.T) {
 		}
 	})
 }
+
+func TestOpen(t *testing.T) {
+	st := newMemStore()
+	for where, want := range map[string]string{"": "*lease.Customdata", "api": "*lease.Customdata", "none": "lease.None", "etcd://127.0.0.1:1/x": "*lease.Etcd"} {
+		lk, closeLock, err := Open(where, "web", st, CustomdataOptions{})
+		if err != nil {
+			t.Errorf("%q: %v", where, err)
+			continue
+		}
+		if got := fmt.Sprintf("%T", lk); got != want {
+			t.Errorf("%q: %s, want %s", where, got, want)
+		}
+		closeLock()
+	}
+	if _, _, err := Open("consul://x", "web", st, CustomdataOptions{}); err == nil || err.Error() != `--lock "consul://x": want api, etcd://HOST:PORT/PREFIX or none` {
+		t.Errorf("unknown backend: %v", err)
+	}
+}

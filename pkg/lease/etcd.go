@@ -46,9 +46,16 @@ func (e *Etcd) holderKey() string   { return e.prefix + "/holder" }
 // TTL is how long the lease lives without renewal.
 func (e *Etcd) TTL() time.Duration { return e.ttl }
 
+// etcdTimeout bounds each of Acquire, Holder and Break: the client retries
+// an unreachable etcd until its context ends, and a plan must not hang on
+// it.
+const etcdTimeout = 10 * time.Second
+
 // Acquire takes the mutex without waiting (Hold does the waiting, so that
 // the user sees who holds the fleet) and records me as its holder.
 func (e *Etcd) Acquire(ctx context.Context, me Info) error {
+	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	defer cancel()
 	secs := int(e.ttl / time.Second)
 	if secs < 1 {
 		secs = 1
@@ -151,6 +158,8 @@ func (e *Etcd) Release(ctx context.Context) error {
 
 // Holder returns the mutex owner's Info, nil if the fleet is free.
 func (e *Etcd) Holder(ctx context.Context) (*Info, error) {
+	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	defer cancel()
 	resp, err := e.cli.Get(ctx, e.mutexPrefix()+"/", clientv3.WithFirstCreate()...)
 	if err != nil {
 		return nil, fmt.Errorf("read lease of fleet %q in etcd: %w", e.fleet, err)
@@ -174,6 +183,8 @@ func (e *Etcd) Holder(ctx context.Context) (*Info, error) {
 // Break revokes the etcd lease of every key under the fleet's prefix (the
 // owner's and the waiters'), which deletes them and ends those sessions.
 func (e *Etcd) Break(ctx context.Context) (*Info, error) {
+	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	defer cancel()
 	h, err := e.Holder(ctx)
 	if err != nil {
 		return nil, err
