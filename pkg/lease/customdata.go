@@ -187,11 +187,12 @@ func (c *Customdata) withdraw(ctx context.Context, holder string) {
 }
 
 // Renew extends the lease: read, check that it is still ours, write a new
-// expiry. Anything else under the key means the lease is lost: another
-// holder's record, the tombstone of 'lkfleet unlock', or no record at all
-// (a rival's withdrawn write, or another fleet's concurrent write, dropped
-// it; another run may have read the fleet free since, so writing it again
-// would not be safe).
+// expiry. Another holder's record, or the tombstone of 'lkfleet unlock',
+// means the lease is lost. No record at all (the simulator restarted
+// without it, another fleet's read-modify-write dropped it) is taken back
+// the way Acquire takes a free lease — write, settle, read back — since a
+// rival may have read the fleet free meanwhile: whichever record survives
+// the settle delay holds the lease.
 func (c *Customdata) Renew(ctx context.Context) error {
 	c.mu.Lock()
 	mine := c.mine
@@ -199,32 +200,53 @@ func (c *Customdata) Renew(ctx context.Context) error {
 	if mine == nil {
 		return fmt.Errorf("renew lease of fleet %q: %w (not held)", c.fleet, ErrLost)
 	}
+	start := time.Now()
 	m, r, err := c.read(ctx)
 	if err != nil {
 		return fmt.Errorf("renew lease of fleet %q: %w", c.fleet, err)
 	}
-	if r == nil || r.Holder != mine.Holder {
-		c.mu.Lock()
-		c.mine = nil
-		c.mu.Unlock()
-		switch {
-		case r == nil:
-			return fmt.Errorf("fleet %q: %w: its record vanished from the project's customdata", c.fleet, ErrLost)
-		case r.Holder == "":
-			return fmt.Errorf("fleet %q: %w: broken by 'lkfleet unlock' at %s", c.fleet, ErrLost, r.BrokenAt.UTC().Format(time.RFC3339))
-		default:
-			return fmt.Errorf("fleet %q: %w: now held by %s", c.fleet, ErrLost, r.Info)
-		}
+	if r != nil && r.Holder != mine.Holder {
+		return c.lost(r)
 	}
 	next := *mine
 	next.Expires = time.Now().Add(c.o.TTL).UTC().Truncate(time.Second)
 	if err := c.write(ctx, m, &record{Info: next}); err != nil {
 		return fmt.Errorf("renew lease of fleet %q: %w", c.fleet, err)
 	}
+	if r == nil {
+		if time.Since(start) > c.o.Settle/2 {
+			c.withdraw(ctx, mine.Holder)
+			return c.lost(nil)
+		}
+		if !sleep(ctx, c.o.Settle) {
+			return fmt.Errorf("renew lease of fleet %q: %w", c.fleet, context.Cause(ctx))
+		}
+		if _, r, err = c.read(ctx); err != nil {
+			return fmt.Errorf("renew lease of fleet %q: %w", c.fleet, err)
+		}
+		if r == nil || r.Holder != mine.Holder {
+			return c.lost(r)
+		}
+	}
 	c.mu.Lock()
 	c.mine = &next
 	c.mu.Unlock()
 	return nil
+}
+
+// lost forgets the lease and says who has it now (r, nil if nobody).
+func (c *Customdata) lost(r *record) error {
+	c.mu.Lock()
+	c.mine = nil
+	c.mu.Unlock()
+	switch {
+	case r == nil:
+		return fmt.Errorf("fleet %q: %w: its record vanished from the project's customdata and could not be taken back", c.fleet, ErrLost)
+	case r.Holder == "":
+		return fmt.Errorf("fleet %q: %w: broken by 'lkfleet unlock' at %s", c.fleet, ErrLost, r.BrokenAt.UTC().Format(time.RFC3339))
+	default:
+		return fmt.Errorf("fleet %q: %w: now held by %s", c.fleet, ErrLost, r.Info)
+	}
 }
 
 // Release deletes the fleet's key if the lease there is still ours.
