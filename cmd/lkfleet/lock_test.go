@@ -110,12 +110,19 @@ func (s *slotSampler) finish() (most int, worst string, samples int) {
 	return s.most, s.worst, s.samples
 }
 
-// waitForLease returns once some run holds the fleet's lease.
+// waitForLease returns once some run holds the fleet's lease and has
+// begun its changes (a device exists): past its settle delay, so the lease
+// is confirmed, not an attempt that may yet be withdrawn.
 func (e *e2e) waitForLease(fleet string) {
 	e.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if raw, ok := e.customdata()["lkfleet:lease:"+fleet]; ok && strings.Contains(string(raw), `"holder":"`) && !strings.Contains(string(raw), `"holder":""`) {
+		var page struct {
+			Devices []struct{} `json:"devices"`
+		}
+		e.api("GET", "projects/"+e.srv.Sim.Project()+"/devices", "", &page)
+		if raw, ok := e.customdata()["lkfleet:lease:"+fleet]; ok && len(page.Devices) > 0 &&
+			strings.Contains(string(raw), `"holder":"`) && !strings.Contains(string(raw), `"holder":""`) {
 			return
 		}
 		if time.Now().After(deadline) {
