@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -24,11 +25,8 @@ func newConsoleCmd(env *Env) *cobra.Command {
 		Use:   "console HOSTNAME|SLOT",
 		Short: "Open a device's serial console (serial over SSH)",
 		Long: `console finds the fleet's device by hostname or slot and runs
-'ssh -- <id>@sos.<facility>.platformequinix.com' (the address the API gives in
-the device's sos field when it has one, refused unless it is USER@HOST) with
-a minimal environment: PATH, HOME, USER, LOGNAME, TERM, LANG, LC_ALL,
-LC_CTYPE, SSH_AUTH_SOCK and TMPDIR, never the API token. --print only prints
-the command.`,
+'ssh <id>@sos.<facility>.platformequinix.com' (the address the API gives in
+the device's sos field when it has one). --print only prints the command.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runConsole(cmd.Context(), env, o, args[0])
@@ -60,7 +58,7 @@ func runConsole(ctx context.Context, env *Env, o *consoleOptions, name string) e
 	fleet, live := l.fleet, l.live
 	var found []planner.Live
 	for _, l := range live {
-		if !planner.Ignored(l.State) && (l.Hostname == name || l.Slot == name) {
+		if !planner.Ignored(l.State) && (l.Hostname == name || l.Slot() == name) {
 			found = append(found, l)
 		}
 	}
@@ -71,15 +69,12 @@ func runConsole(ctx context.Context, env *Env, o *consoleOptions, name string) e
 	default:
 		return fmt.Errorf("%d devices of fleet %s match %q; give a slot instead", len(found), fleet.Name, name)
 	}
-	addr, err := consoleAddress(found[0]) // console_ssh.go
-	if err != nil {
-		return err
-	}
+	addr := sosAddress(found[0])
 	if o.print {
-		_, err := fmt.Fprintf(env.Out, "ssh -- %s\n", addr)
+		_, err := fmt.Fprintf(env.Out, "ssh %s\n", addr)
 		return err
 	}
-	ssh := sshCommand(ctx, addr, env.Getenv)
+	ssh := exec.CommandContext(ctx, "ssh", addr)
 	ssh.Stdin, ssh.Stdout, ssh.Stderr = env.In, env.Out, env.Err
 	if err := ssh.Run(); err != nil {
 		return fmt.Errorf("console %s: ssh %s: %w", name, addr, err)

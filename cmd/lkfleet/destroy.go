@@ -98,9 +98,9 @@ func runDestroy(ctx context.Context, env *Env, o *destroyOptions) error {
 	if ctx, _, err = lk.ready(ctx, p, nil); err != nil {
 		return err
 	}
-	return lk.finish(execute(ctx, env, p, mode, executor.Options{
+	return lk.finish(execute(ctx, env, p, execution{mode: mode, destroy: true, opts: executor.Options{
 		Parallelism: o.parallelism,
 		Wait:        executor.WaitNone,
 		Timeout:     o.timeout,
-	}, true))
+	}}))
 }

@@ -60,8 +60,8 @@ func openLock(env *Env, fleet *spec.Fleet, a apiFlags, l lockFlags) (lease.Lock,
 }
 
 // fleetLease is the lease of a run that changes the fleet. Taking it
-// starts before planning (the customdata lease's settle delay overlaps
-// with it) and is joined by ready before the first change.
+// runs in the background from startLease and is joined by ready before
+// the first change.
 type fleetLease struct {
 	env    *Env
 	lock   lease.Lock
@@ -127,11 +127,9 @@ func (fl *fleetLease) ready(ctx context.Context, p *planned, replan func() (*pla
 		}
 		return fl.held.Context(), p, nil
 	}
-	// A plan computed from this listing's twin may still have been
-	// edited (a saved plan): it must only touch what was listed.
-	if err := checkTargets(p.plan, p.fleet, live); err != nil { // plancheck.go
-		return nil, nil, err
-	}
+	// The same fingerprint means the same devices in the same slots, so
+	// what pipeline.CheckSaved checked a saved plan's targets against
+	// still holds under the lease.
 	return fl.held.Context(), p, nil
 }
 

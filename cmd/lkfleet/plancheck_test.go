@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/lkfleet/lkfleet/pkg/packetsim"
+	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
 // reseal rewrites a saved plan's body with edit and recomputes its
@@ -75,9 +76,12 @@ func TestEditedPlanCannotTouchForeignDevices(t *testing.T) {
 	}
 
 	// Pointed at a device of the fleet, but in another slot: refused too.
+	// The plan file's slot fields and the live device's slot tag are
+	// edited together (Load refuses a live device whose tags disagree).
 	e.mustRun(0, "plan", "-f", e.fleet, "--out", planFile)
 	reseal(t, planFile, func(body string) string {
-		return strings.ReplaceAll(body, `"`+ours[0].Slot+`"`, `"web/ams1/7"`)
+		body = strings.ReplaceAll(body, `"`+ours[0].Slot+`"`, `"web/ams1/7"`)
+		return strings.ReplaceAll(body, `"`+spec.TagSlot+ours[0].Slot+`"`, `"`+spec.TagSlot+`web/ams1/7"`)
 	})
 	want = fmt.Sprintf("the plan would delete device %s as slot web/ams1/7, but that device is slot %s: refusing it", victim, ours[0].Slot)
 	if _, errs, code := e.run("apply", "-f", e.fleet, "--auto-approve", planFile); code != ExitError || !strings.Contains(errs, want) {
