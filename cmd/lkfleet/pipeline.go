@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -235,7 +234,7 @@ func readFleet(env *Env, ff fleetFlags) (*spec.Fleet, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	data, err := os.ReadFile(ff.File)
+	data, err := readFleetFile(env, ff.File)
 	return fleet, data, err
 }
 
