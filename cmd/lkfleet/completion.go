@@ -98,9 +98,7 @@ func fleetNames(env *Env, groups, slots, hostnames bool) cobra.CompletionFunc {
 		var out []string
 		if groups {
 			out = append(out, "all")
-			for _, g := range groupNames {
-				out = append(out, g)
-			}
+			out = append(out, groupNames...)
 		}
 		for _, d := range devs {
 			if slots {
