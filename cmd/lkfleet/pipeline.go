@@ -63,7 +63,7 @@ type planOptions struct {
 }
 
 func addPlanFlags(cmd *cobra.Command, o *planOptions, forcing bool) {
-	cmd.Flags().BoolVar(&o.skipPreflight, "skip-preflight", false, "do not check that kernels, initrds and script URLs are reachable")
+	cmd.Flags().BoolVar(&o.skipPreflight, "skip-preflight", false, "do not check that kernels, initrds and script URLs are reachable (cmdlines the fleet file does not give are still fetched: scripts carry them)")
 	if forcing {
 		cmd.Flags().StringSliceVar(&o.rebuild, "rebuild", nil, "rebuild devices even if unchanged: all, a GROUP or a SLOT (repeatable)")
 		cmd.Flags().StringSliceVar(&o.replace, "replace", nil, "replace the device in SLOT even if unchanged (repeatable)")
@@ -224,7 +224,7 @@ func since(now, t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return ui.FormatDuration(now.Sub(t).Truncate(time.Second))
+	return ui.FormatAge(now.Sub(t))
 }
 
 // readFleet loads the fleet file and returns it with the bytes it was
@@ -283,13 +283,23 @@ func listFleet(ctx context.Context, env *Env, ff fleetFlags, a apiFlags) (*liste
 
 // skippedPreflight says what --skip-preflight left unchecked.
 func skippedPreflight(desired []spec.Device) string {
-	artifacts, scripts := map[string]bool{}, map[string]bool{}
+	artifacts, scripts, cmdlines := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, d := range desired {
+		if d.Image.Cmdline == "" {
+			cmdlines[d.Image.Key] = true // fetched from base_url all the same
+		}
 		artifacts[d.Image.KernelURL()] = true
 		artifacts[d.Image.InitrdURL()] = true
 		if d.IPXEScriptURL != "" {
 			scripts[d.IPXEScriptURL] = true
 		}
 	}
-	return fmt.Sprintf("Preflight skipped (--skip-preflight): %d kernel and initrd URLs and %d script URLs were not checked.", len(artifacts), len(scripts))
+	msg := fmt.Sprintf("Preflight skipped (--skip-preflight): %d kernel and initrd URLs and %d script URLs were not checked.", len(artifacts), len(scripts))
+	switch n := len(cmdlines); {
+	case n == 1:
+		msg += " The cmdline of 1 image was still fetched: each device's script carries its image's cmdline."
+	case n > 1:
+		msg += fmt.Sprintf(" The cmdlines of %d images were still fetched: each device's script carries its image's cmdline.", n)
+	}
+	return msg
 }
