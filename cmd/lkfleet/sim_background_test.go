@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,14 +12,16 @@ import (
 	"testing"
 )
 
-// TestMain lets the test binary stand in for lkfleet when `sim
-// --background` starts itself again (os.Executable is this binary).
+// asLkfleet, set in a process's environment, makes the test binary run as
+// lkfleet itself (see TestMain).
+const asLkfleet = "LKFLEET_TEST_AS_MAIN"
+
+// TestMain lets the test binary stand in for lkfleet: when `sim
+// --background` starts itself again (os.Executable is this binary), and
+// when a test needs lkfleet as a real process (signals, a terminal).
 func TestMain(m *testing.M) {
-	if os.Getenv(simReadyFD) != "" {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		code := Run(ctx, os.Args[1:], SystemEnv())
-		stop()
-		os.Exit(code)
+	if os.Getenv(simReadyFD) != "" || os.Getenv(asLkfleet) != "" {
+		os.Exit(realMain())
 	}
 	os.Exit(m.Run())
 }
