@@ -68,3 +68,32 @@ func TestSkipPreflightSaysCmdlinesAreFetched(t *testing.T) {
 		t.Errorf("plan --help does not say --skip-preflight still fetches cmdlines:\n%s", out)
 	}
 }
+
+// TestHaltPrintsEachFailureOnce: a device that ends failed is named once
+// in the progress lines (not as a state, a device failure and a change
+// failure), and once in the summary.
+func TestHaltPrintsEachFailureOnce(t *testing.T) {
+	e := newE2E(t, packetsim.Config{FailProvisionRate: 1})
+	e.write(fmt.Sprintf(e2eFleet, "v1", 1))
+	out := e.mustRun(ExitError, "apply", "-f", e.fleet, "--auto-approve", "-o", "plain", "--poll-interval", "5ms", "--failed-retries", "0")
+	ids := regexp.MustCompile(`failed ([0-9a-f-]{36}): `).FindAllStringSubmatch(out, -1)
+	if len(ids) == 0 {
+		t.Fatalf("no failed device in:\n%s", out)
+	}
+	for _, m := range ids {
+		var progress, summary int
+		for _, l := range strings.Split(out, "\n") {
+			if !strings.Contains(l, m[1]) || !strings.Contains(l, "failed") {
+				continue
+			}
+			if regexp.MustCompile(`^\d{4}-`).MatchString(l) {
+				progress++
+			} else {
+				summary++
+			}
+		}
+		if progress != 1 || summary != 1 {
+			t.Errorf("device %s: %d progress lines and %d summary lines say it failed, want 1 and 1:\n%s", m[1], progress, summary, out)
+		}
+	}
+}
