@@ -60,6 +60,11 @@ func registerCompletions(root *cobra.Command, env *Env) {
 	}
 	for _, c := range root.Commands() {
 		f := c.Flags()
+		if f.Lookup("file") != nil {
+			_ = c.RegisterFlagCompletionFunc("file", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+				return []string{"yml", "yaml"}, cobra.ShellCompDirectiveFilterFileExt
+			})
+		}
 		if f.Lookup("output") != nil {
 			if _, ok := outputFormats[c.Name()]; ok {
 				_ = c.RegisterFlagCompletionFunc("output", fixed(shownFormats(c.Name())))

@@ -70,6 +70,15 @@ func TestCompletionFromAFleetWithUnsetVariables(t *testing.T) {
 	}
 }
 
+func TestCompletionOfTheFleetFileOffersYAMLFiles(t *testing.T) {
+	out, _, code := runCLI(t, nil, "__complete", "plan", "-f", "")
+	// The shell lists the files; lkfleet names the extensions and the
+	// directive (8: filter by extension).
+	if code != 0 || !strings.Contains(out, "yml\nyaml\n:8\n") {
+		t.Fatalf("__complete plan -f: code %d, out %q", code, out)
+	}
+}
+
 func TestCompletionHelpNamesBashCompletion(t *testing.T) {
 	out, _, _ := runCLI(t, nil, "completion", "--help")
 	if !strings.Contains(out, "bash-completion package") {
