@@ -166,6 +166,9 @@ func runSimBackground(cmd *cobra.Command, env *Env, o *simOptions) error {
 	case vars = <-lines:
 	case <-ctx.Done():
 		_ = child.Process.Signal(syscall.SIGTERM)
+		if cmd.Context().Err() != nil {
+			return withCode(ExitInterrupted, errors.New("interrupted while the simulator started; it was stopped"))
+		}
 		return fmt.Errorf("start simulator in the background: it did not serve within %s (log: %s)", simStartTimeout, o.logFile)
 	}
 	if len(vars) == 0 {
