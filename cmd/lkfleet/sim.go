@@ -62,6 +62,7 @@ Then one line is logged per request unless --quiet.
 To use it from the same shell, start it with --background: it returns once
 the simulator serves and prints those settings as export lines, so
 eval "$(lkfleet sim --background ...)" sets them; 'lkfleet sim stop' ends it.
+
 Devices boot their iPXE scripts (userdata or ipxe_script_url) and post user
 state events. With --boot qemu, x86_64 scripts also boot for real under
 iPXE in QEMU, and a device succeeds only when its guest calls back to the
