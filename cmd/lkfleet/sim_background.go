@@ -29,9 +29,11 @@ const simReadyFD = "LKFLEET_SIM_READY_FD"
 // Starting takes milliseconds; --boot qemu checks QEMU first.
 const simStartTimeout = 30 * time.Second
 
-// backgroundFlags are the flags of sim that are about running in the
-// background; they are not passed on to the background process.
-var backgroundFlags = map[string]bool{"background": true, "pid-file": true, "log-file": true}
+// backgroundFlags are the flags of sim that are not passed on to the
+// background process: those about running in the background, and the
+// token's, which the starting process has resolved already and hands on
+// in the environment (a command line is visible to every user in ps).
+var backgroundFlags = map[string]bool{"background": true, "pid-file": true, "log-file": true, "token": true, "token-file": true}
 
 // addBackgroundFlags declares --background, --pid-file and --log-file.
 func addBackgroundFlags(cmd *cobra.Command, o *simOptions) {
@@ -133,7 +135,7 @@ func runSimBackground(cmd *cobra.Command, env *Env, o *simOptions) error {
 	}
 	defer r.Close()
 	child := exec.Command(exe, append([]string{"sim"}, args...)...)
-	child.Env = append(os.Environ(), simReadyFD+"=3")
+	child.Env = simChildEnv(os.Environ(), o.token)
 	child.ExtraFiles = []*os.File{w}
 	child.Stdout, child.Stderr = logf, logf
 	// Its own session: Ctrl-C in the shell that started it, or the shell
@@ -188,6 +190,24 @@ func runSimBackground(cmd *cobra.Command, env *Env, o *simOptions) error {
 	}
 	fmt.Fprintf(env.Err, "lkfleet sim: running in the background (pid %d, log %s); stop it with: lkfleet sim stop%s\n", pid, o.logFile, pidFileArg(o.pidFile))
 	return nil
+}
+
+// simChildEnv is the environment of a background simulator: this one's,
+// with the readiness descriptor and the resolved token (--token,
+// --token-file or $LKFLEET_SIM_TOKEN) in place of any inherited token; no
+// token lets the simulator generate and report one.
+func simChildEnv(environ []string, token string) []string {
+	env := make([]string, 0, len(environ)+2)
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, simTokenEnv+"=") && !strings.HasPrefix(kv, simReadyFD+"=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, simReadyFD+"=3")
+	if token != "" {
+		env = append(env, simTokenEnv+"="+token)
+	}
+	return env
 }
 
 // pidFileArg is the --pid-file argument 'lkfleet sim stop' needs for

@@ -159,3 +159,68 @@ func TestSimHelpShowsTheWorkingStart(t *testing.T) {
 		t.Fatalf("sim --help:\n%s", out)
 	}
 }
+
+// TestSimBackgroundTokenStaysOffTheCommandLine: a token given by
+// LKFLEET_SIM_TOKEN, --token-file or --token reaches the background
+// simulator in its environment; its command line (which ps shows every
+// user) and the export lines never hold it, and it is the one accepted.
+func TestSimBackgroundTokenStaysOffTheCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "token")
+	if err := os.WriteFile(file, []byte("file-token-789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		vars  map[string]string
+		args  []string
+		token string
+	}{
+		{"environment", map[string]string{simTokenEnv: "env-token-456"}, nil, "env-token-456"},
+		{"file", map[string]string{simTokenEnv: "env-token-456"}, []string{"--token-file", file}, "file-token-789"},
+		{"flag", nil, []string{"--token", "flag-token-123"}, "flag-token-123"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pidFile := filepath.Join(dir, c.name+".pid")
+			out, errs, code := runCLI(t, c.vars, append([]string{"sim", "--background", "--listen", "127.0.0.1:0", "--quiet", "--rate-limit", "0",
+				"--pid-file", pidFile, "--log-file", filepath.Join(dir, c.name+".log")}, c.args...)...)
+			if code != 0 {
+				t.Fatalf("sim --background: code %d, stderr %q", code, errs)
+			}
+			pid, ok := readSimPid(pidFile)
+			if !ok {
+				t.Fatalf("no pid in %s", pidFile)
+			}
+			t.Cleanup(func() {
+				if processAlive(pid) {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			})
+			if strings.Contains(out, c.token) || strings.Contains(out, "PACKET_AUTH_TOKEN") {
+				t.Errorf("the given token was printed:\n%s", out)
+			}
+			cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+			if err != nil {
+				t.Skipf("cannot read the background process's command line: %v", err)
+			}
+			if strings.Contains(string(cmdline), c.token) || strings.Contains(string(cmdline), "token") {
+				t.Errorf("the background command line holds the token: %q", cmdline)
+			}
+			vars := map[string]string{}
+			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+				if k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "="); ok {
+					vars[k] = strings.Trim(v, "'")
+				}
+			}
+			if got := simStatus(t, vars, c.token); got != 200 {
+				t.Errorf("the %s token answers %d, want 200", c.name, got)
+			}
+			if got := simStatus(t, vars, "something-else"); got != 401 {
+				t.Errorf("another token answers %d, want 401", got)
+			}
+			if _, errs, code := runCLI(t, nil, "sim", "stop", "--pid-file", pidFile); code != 0 {
+				t.Errorf("sim stop: code %d, stderr %q", code, errs)
+			}
+		})
+	}
+}
