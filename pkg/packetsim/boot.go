@@ -27,8 +27,9 @@ type Boot struct {
 	OK         bool     `json:"ok"`
 	Error      string   `json:"error,omitempty"`
 
-	script string // the script that booted (after chains), for a Booter
-	detail string // a Booter's success text for the user_state event
+	script   string // the script that booted (after chains), for a Booter and the console
+	detail   string // a Booter's success text for the user_state event
+	reported bool   // the guest posted its own user state (metadata service)
 }
 
 // Boots returns every boot recorded so far, oldest first.
@@ -194,6 +195,7 @@ func (s *Sim) purge(id uuid, now time.Time) {
 	}
 	d.gone = true
 	delete(s.devs, id)
+	s.consoles.remove(id)
 	s.holes++
 	if s.holes > 64 && s.holes > len(s.order)/4 {
 		kept := s.order[:0]
@@ -233,9 +235,12 @@ func (s *Sim) runBootJob(ctx context.Context, j job) {
 	s.mu.RUnlock()
 
 	b := s.boot(ctx, snap)
+	s.consoleInterpreted(snap, b)
 	if b.OK && s.cfg.Booter != nil {
 		b = s.realBoot(ctx, snap, b)
+		s.consoleResult(snap.id, b)
 	}
+	b.script = ""
 	if ctx.Err() != nil {
 		return // shutting down: the boot did not finish
 	}
@@ -246,6 +251,11 @@ func (s *Sim) runBootJob(ctx context.Context, j job) {
 		return // the device changed while booting; that boot never finished
 	}
 	d.bootAt = time.Time{}
+	s.boots = append(s.boots, b)
+	s.markDirty()
+	if b.reported {
+		return // the guest's own user state events are the record
+	}
 	ev := event{id: s.newID(), at: s.now(), typ: "user_state", state: UserStateSucceeded}
 	if b.OK {
 		ev.body = "booted " + b.KernelURL
@@ -256,8 +266,6 @@ func (s *Sim) runBootJob(ctx context.Context, j job) {
 		ev.state, ev.body = UserStateFailed, b.Error
 	}
 	d.events = append(d.events[:len(d.events):len(d.events)], ev)
-	s.boots = append(s.boots, b)
-	s.markDirty()
 }
 
 // boot fetches and interprets the device's script and checks its artifacts.
@@ -288,6 +296,7 @@ func (s *Sim) boot(ctx context.Context, d bootSnap) Boot {
 	var spec *BootSpec
 	for depth := 0; ; depth++ {
 		var err error
+		b.script = script
 		if spec, err = Interpret(script); err != nil {
 			return fail("iPXE script: %v", err)
 		}
@@ -325,9 +334,6 @@ func (s *Sim) boot(ctx context.Context, d bootSnap) Boot {
 		}
 	}
 	b.OK = true
-	if s.cfg.Booter != nil {
-		b.script = script
-	}
 	return b
 }
 

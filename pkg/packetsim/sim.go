@@ -108,6 +108,8 @@ type Sim struct {
 	sched *scheduler
 	saver *saver
 
+	consoles consoleSet // serial consoles (console.go)
+
 	inFlight atomic.Int64
 	closed   atomic.Bool
 }
