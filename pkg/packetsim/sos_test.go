@@ -95,7 +95,13 @@ func openSOS(t *testing.T, addr, user string, key ssh.Signer) *sosSession {
 	if s.in, err = sess.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
-	sess.Stdout = writerFunc(func(p []byte) { s.mu.Lock(); s.out.Write(p); close(s.changed); s.changed = make(chan struct{}); s.mu.Unlock() })
+	sess.Stdout = writerFunc(func(p []byte) {
+		s.mu.Lock()
+		s.out.Write(p)
+		close(s.changed)
+		s.changed = make(chan struct{})
+		s.mu.Unlock()
+	})
 	sess.Stderr = writerFunc(func(p []byte) { s.mu.Lock(); s.stderr.Write(p); s.mu.Unlock() })
 	if err := sess.Shell(); err != nil {
 		t.Fatalf("shell: %v", err)
