@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"time"
 
@@ -40,6 +41,7 @@ type simOptions struct {
 	bootConcurrency     int
 	bootTimeout         time.Duration
 	bootDir             string
+	sosListen           string
 }
 
 func newSimCmd(env *Env) *cobra.Command {
@@ -54,8 +56,10 @@ as PACKET_AUTH_TOKEN=... and PACKET_PROJECT_ID=... lines, so the output can be
 evaluated by a shell. Then one line is logged per request unless --quiet.
 Devices boot their iPXE scripts (userdata or ipxe_script_url) and post user
 state events. With --boot qemu, x86_64 scripts also boot for real under
-iPXE in QEMU, and a device succeeds only when its guest calls back to the
-lkfleet.callback= URL added to its kernel command line (docs/boot-test.md).
+iPXE in QEMU, and a device succeeds only when its guest posts user state
+succeeded through its metadata service at http://169.254.169.254/
+(docs/boot-test.md). Every device's serial console is served over SSH
+(--sos-listen; the device's sos field gives the address).
 Stop with Ctrl-C; --state keeps devices across restarts.`,
 		Example: `  eval "$(lkfleet sim --quiet --provision-time 2s | head -3)"   # in another shell
   lkfleet sim --listen 127.0.0.1:8080 --images ./out --rate-limit 50 --burst 20`,
@@ -84,6 +88,7 @@ Stop with Ctrl-C; --state keeps devices across restarts.`,
 	f.IntVar(&o.bootConcurrency, "boot-concurrency", 2, "QEMU boots at once with --boot qemu")
 	f.DurationVar(&o.bootTimeout, "boot-timeout", 3*time.Minute, "time a QEMU boot has to call back before the device's user state is failed")
 	f.StringVar(&o.bootDir, "boot-dir", "", "keep each QEMU boot's script and serial logs in DIR/<device id>/ (default: discarded)")
+	f.StringVar(&o.sosListen, "sos-listen", "127.0.0.1:0", `address of the SOS server (serial consoles over SSH, project keys); "" = none`)
 	return cmd
 }
 
@@ -159,6 +164,15 @@ func runSim(cmd *cobra.Command, env *Env, o *simOptions) error {
 	}
 	fmt.Fprintf(env.Out, "PACKET_PROJECT_ID=%s\n", srv.Sim.Project())
 	logs.open()
+	if o.sosListen != "" {
+		sos, err := srv.Sim.StartSOS(packetsim.SOSConfig{Listen: o.sosListen})
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("failed to start simulator: --sos-listen: %w", err)
+		}
+		defer sos.Close()
+		fmt.Fprintf(env.Err, "serial consoles (SOS): ssh -p %s <device-id>@%s\n", portOf(sos.Addr()), hostOf(sos.Addr()))
+	}
 	if o.images != "" {
 		fmt.Fprintf(env.Err, "serving %s at %s/images/\n", o.images, srv.URL)
 	}
@@ -169,6 +183,9 @@ func runSim(cmd *cobra.Command, env *Env, o *simOptions) error {
 	}
 	return nil
 }
+
+func hostOf(addr string) string { h, _, _ := net.SplitHostPort(addr); return h }
+func portOf(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 
 // booterOrNil keeps a nil *QEMUBooter from becoming a non-nil Booter.
 func booterOrNil(b *packetsim.QEMUBooter) packetsim.Booter {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -103,17 +104,18 @@ func (c *Console) SetInput(w io.Writer) (disconnect func()) {
 }
 
 // Input types p on the console: to the guest if one is attached, or
-// nowhere.
+// nowhere. It never fails: keys typed at a machine that is gone are lost,
+// as on a serial line, and the session stays attached for the next boot.
 func (c *Console) Input(p []byte) (int, error) {
 	c.mu.Lock()
 	w := c.input
 	c.mu.Unlock()
-	if w == nil {
-		return len(p), nil
+	if w != nil {
+		c.inMu.Lock()
+		w.Write(p)
+		c.inMu.Unlock()
 	}
-	c.inMu.Lock()
-	defer c.inMu.Unlock()
-	return w.Write(p)
+	return len(p), nil
 }
 
 // Attach returns a reader that replays the console from the current
@@ -201,6 +203,8 @@ type consoleSet struct {
 	mu      sync.Mutex
 	m       map[uuid]*Console
 	changed chan struct{} // closed on the next change; nil if nobody waits
+
+	sosAddr atomic.Pointer[string] // the running SOS server's HOST:PORT
 }
 
 // get returns the device's console, creating it.

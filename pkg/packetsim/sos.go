@@ -72,6 +72,8 @@ func (s *Sim) StartSOS(cfg SOSConfig) (*SOS, error) {
 		ServerVersion:     "SSH-2.0-lkfleet-sim-sos",
 	}
 	o.config.AddHostKey(key)
+	a := o.Addr()
+	s.consoles.sosAddr.Store(&a)
 	o.wg.Add(1)
 	go o.accept()
 	return o, nil
@@ -82,6 +84,7 @@ func (o *SOS) Addr() string { return o.ln.Addr().String() }
 
 // Close stops accepting, ends every session and waits for them.
 func (o *SOS) Close() error {
+	o.sim.consoles.sosAddr.Store(nil)
 	err := o.ln.Close()
 	o.cancel()
 	o.mu.Lock()
@@ -123,6 +126,15 @@ func (o *SOS) accept() {
 			o.serveConn(c)
 		}()
 	}
+}
+
+// sosHost is a device's sos value: the SOS server's HOST:PORT while one
+// runs (ssh -p PORT <id>@HOST), else the service's host for the facility.
+func (s *Sim) sosHost(facility string) string {
+	if a := s.consoles.sosAddr.Load(); a != nil {
+		return *a
+	}
+	return "sos." + facility + ".platformequinix.com"
 }
 
 // authorize is SOS's authentication: the user is a device id, and the key

@@ -271,6 +271,15 @@ func TestSOSRefusals(t *testing.T) {
 	other, _ := newKey(t)
 	d := createRaw(t, srv, `{"hostname":"sos-3","plan":"c3.small.x86","facility":"ams1","operating_system":"custom_ipxe","userdata":`+jsonString(goodScript(srv))+`}`)
 
+	// The device document says where its console is.
+	var doc struct {
+		SOS string `json:"sos"`
+	}
+	apiDo(t, srv, "GET", "/metal/v1/devices/"+d.ID, "", &doc)
+	if doc.SOS != addr {
+		t.Fatalf("sos = %q, want the SOS server's address %s", doc.SOS, addr)
+	}
+
 	var banners []string
 	if _, err := dialSOS(addr, d.ID, other, &banners); err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
 		t.Fatalf("a key outside the project: err %v, want refused", err)
