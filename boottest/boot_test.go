@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -140,11 +142,17 @@ type sim struct {
 	done chan struct{}
 }
 
-func startSim(t *testing.T, bin, images, bootDir string) *sim {
+// placeholderKeysEnv seeds the project's SSH keys while the ssh-keys
+// route is not on this branch (see pkg/packetsim's placeholder file);
+// registerKey posts to the route as well, which wins once it exists.
+const placeholderKeysEnv = "LKFLEET_SIM_PLACEHOLDER_SSH_KEYS"
+
+func startSim(t *testing.T, bin, images, bootDir, projectKey string) *sim {
 	t.Helper()
 	cmd := exec.Command(bin, "sim", "--listen", "127.0.0.1:0", "--quiet", "--images", images,
-		"--provision-time", "1s", "--rate-limit", "0",
+		"--provision-time", "1s", "--rate-limit", "0", "--sos-listen", "127.0.0.1:0",
 		"--boot", "qemu", "--boot-concurrency", "2", "--boot-timeout", "150s", "--boot-dir", bootDir)
+	cmd.Env = append(os.Environ(), placeholderKeysEnv+"="+projectKey)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -226,9 +234,17 @@ func errOrOK(err error) string {
 	return "ok"
 }
 
-// deviceStates lists the project's devices and returns each hostname's
-// newest user_state event (state and body). Only 127.0.0.1 is contacted.
-func (s *sim) deviceStates(t *testing.T) map[string][2]string {
+// liveDevice is what the boot test reads of a device.
+type liveDevice struct {
+	ID, SOS string
+	// states are the device's user states, newest first: {state, body}.
+	states [][2]string
+}
+
+// devices lists the project's devices by hostname. Only 127.0.0.1 is
+// contacted. User states are events of type user_state, or user.<code>
+// as the service names them.
+func (s *sim) devices(t *testing.T) map[string]liveDevice {
 	t.Helper()
 	req, _ := http.NewRequest("GET", s.url+"/metal/v1/projects/"+s.proj+"/devices?per_page=100", nil)
 	req.Header.Set("X-Auth-Token", s.tok)
@@ -239,7 +255,9 @@ func (s *sim) deviceStates(t *testing.T) map[string][2]string {
 	defer resp.Body.Close()
 	var doc struct {
 		Devices []struct {
+			ID       string `json:"id"`
 			Hostname string `json:"hostname"`
+			SOS      string `json:"sos"`
 			Events   []struct {
 				Type, State, Body string
 			} `json:"provisioning_events"`
@@ -248,16 +266,52 @@ func (s *sim) deviceStates(t *testing.T) map[string][2]string {
 	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
 		t.Fatalf("list devices: %v", err)
 	}
-	out := map[string][2]string{}
+	out := map[string]liveDevice{}
 	for _, d := range doc.Devices {
+		l := liveDevice{ID: d.ID, SOS: d.SOS}
 		for _, e := range d.Events { // newest first
-			if e.Type == "user_state" {
-				out[d.Hostname] = [2]string{e.State, e.Body}
-				break
+			if e.Type == "user_state" || strings.HasPrefix(e.Type, "user.") {
+				l.states = append(l.states, [2]string{e.State, e.Body})
 			}
+		}
+		out[d.Hostname] = l
+	}
+	return out
+}
+
+// deviceStates returns each hostname's newest user state {state, body}.
+func (s *sim) deviceStates(t *testing.T) map[string][2]string {
+	t.Helper()
+	out := map[string][2]string{}
+	for h, d := range s.devices(t) {
+		if len(d.states) > 0 {
+			out[h] = d.states[0]
 		}
 	}
 	return out
+}
+
+// registerKey registers an SSH key in the project through the API's
+// ssh-keys route; a 404 (the route is not on this branch) leaves it to
+// the placeholder seeding done by startSim.
+func (s *sim) registerKey(t *testing.T, line string) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"label": "boot-test", "key": line})
+	req, _ := http.NewRequest("POST", s.url+"/metal/v1/projects/"+s.proj+"/ssh-keys", bytes.NewReader(body))
+	req.Header.Set("X-Auth-Token", s.tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("register ssh key: %v", err)
+	}
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusCreated, http.StatusOK:
+	case http.StatusNotFound:
+		t.Logf("POST ssh-keys: 404 (no route on this branch); the key was seeded through %s", placeholderKeysEnv)
+	default:
+		t.Fatalf("register ssh key: HTTP %d", resp.StatusCode)
+	}
 }
 
 // variant is one script booted straight in QEMU.
@@ -309,7 +363,7 @@ func checkBoot(v variant, res *packetsim.QEMUBoot, runErr error) (string, error)
 	if !strings.Contains(" "+got+" ", " console=ttyS1") {
 		return fail("command line %q has no console on ttyS1", got)
 	}
-	if ip, _ := find(1, MarkerNet); !strings.HasPrefix(ip, "10.0.2.") {
+	if ip, _ := find(1, MarkerNet); !strings.HasPrefix(ip, strings.TrimSuffix(packetsim.GuestGateway, "2")) {
 		return fail("no address from DHCP (net line %q)", ip)
 	}
 	if _, ok := find(1, MarkerDone); !ok {
@@ -348,7 +402,11 @@ func TestRealBoot(t *testing.T) {
 	}
 	t.Logf("kernel %s, initramfs built, lkfleet ready in %v", p.kernel.Version, time.Since(start).Round(100*time.Millisecond))
 
-	s := startSim(t, bin, images, filepath.Join(work, "sim-boots"))
+	keys := filepath.Join(work, "keys")
+	projectKey := newSSHKey(t, filepath.Join(keys, "project"))
+	newSSHKey(t, filepath.Join(keys, "stranger"))
+	s := startSim(t, bin, images, filepath.Join(work, "sim-boots"), projectKey)
+	s.registerKey(t, projectKey)
 	base := s.url + "/images"
 
 	// Render the variants with lkfleet itself.
@@ -389,7 +447,7 @@ func TestRealBoot(t *testing.T) {
 			t.Fatalf("variant %s: unexpected rendered script:\n%s", v.name, v.script)
 		}
 	}
-	if strings.Contains(urlScript, "10.0.2.2") || !strings.Contains(urlScript, "127.0.0.1") {
+	if strings.Contains(urlScript, packetsim.GuestGateway) || !strings.Contains(urlScript, "127.0.0.1") {
 		t.Fatalf("the rendered script must keep 127.0.0.1; only QEMU's copy uses the gateway:\n%s", urlScript)
 	}
 
@@ -443,32 +501,72 @@ func TestRealBoot(t *testing.T) {
 			t.Fatalf("lkfleet apply --wait booted: %v\n%s", err, out)
 		}
 		took := time.Since(t0)
-		states := s.deviceStates(t)
+		devs := s.devices(t)
 		for _, host := range []string{"e2e-ams1-1", "e2eurl-ams1-1"} {
-			st := states[host]
-			// The guest posts its /proc/cmdline, which names its slot.
-			if st[0] != "succeeded" || !strings.Contains(st[1], "guest reported:") || !strings.Contains(st[1], "lkfleet.callback=http://10.0.2.2:") {
-				t.Fatalf("%s: user state %q %q, want succeeded with the guest's report", host, st[0], st[1])
+			st := devs[host].states
+			// The guest posts running from its init, then succeeded with
+			// its kernel release and command line.
+			if len(st) < 2 || st[0][0] != "succeeded" || st[1][0] != "running" || !strings.Contains(st[0][1], "kernel "+p.kernel.Version) || !strings.Contains(st[0][1], "hostname "+host) {
+				t.Fatalf("%s: user states %q, want running then succeeded posted by the guest", host, st)
+			}
+			if strings.Contains(st[0][1], "lkfleet.callback") {
+				t.Fatalf("%s: the kernel command line still carries a callback: %q", host, st[0][1])
 			}
 		}
-		if !strings.Contains(states["e2e-ams1-1"][1], "lkfleet.slot=e2e/ams1/1") {
-			t.Fatalf("e2e-ams1-1 reported %q, want its slot argument", states["e2e-ams1-1"][1])
+		if st := devs["e2e-ams1-1"].states[0][1]; !strings.Contains(st, "lkfleet.slot=e2e/ams1/1") {
+			t.Fatalf("e2e-ams1-1 reported %q, want its slot argument", st)
 		}
 		mu.Lock()
-		results = append(results, result{name: "sim: apply --wait booted (2 devices)", elapsed: took, cmdline: strings.TrimPrefix(states["e2e-ams1-1"][1], "")})
+		results = append(results, result{name: "sim: apply --wait booted (2 devices)", elapsed: took, cmdline: devs["e2e-ams1-1"].states[0][1]})
 		mu.Unlock()
 
-		// A device whose guest never reports in fails with the console's tail.
-		writeFleet(t, e2e, strings.ReplaceAll(e2eFleet+e2eBrokenGroup, "IMAGES", base))
+		// The console over SSH, with the real OpenSSH client.
+		dev := devs["e2e-ams1-1"]
+		out, err = s.lkfleet(t, bin, "console", "e2e-ams1-1", "-f", e2e, "--print")
+		host, port, perr := net.SplitHostPort(dev.SOS)
+		if err != nil || perr != nil || host != "127.0.0.1" || strings.TrimSpace(out) != "ssh -p "+port+" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -- "+dev.ID+"@127.0.0.1" {
+			t.Fatalf("lkfleet console --print: %v %v, sos %q:\n%s", err, perr, dev.SOS, out)
+		}
+		t0 = time.Now()
+		c := startSSH(t, filepath.Join(keys, "project"), port, dev.ID)
+		c.waitFor(t, "Linux version "+p.kernel.Version, 60*time.Second) // the kernel banner, replayed
+		c.waitFor(t, Prompt, 60*time.Second)
+		mark := c.len()
+		io.WriteString(c.stdin, "uname -r\r")
+		answer := c.waitFor(t, "\n"+p.kernel.Version, 60*time.Second, mark)
+		c.stop(t)
+		t.Logf("ssh console after `uname -r`:\n%s", strings.Join(packetsim.ConsoleLines([]byte(answer)), "\n"))
+		t.Logf("ssh console: banner, prompt and `uname -r` → %s in %v", p.kernel.Version, time.Since(t0).Round(100*time.Millisecond))
+		mu.Lock()
+		results = append(results, result{name: "sim: ssh console, uname -r", elapsed: time.Since(t0), cmdline: p.kernel.Version})
+		mu.Unlock()
+
+		// A key that is not in the project is refused.
+		code, stderr := refusedSSH(t, filepath.Join(keys, "stranger"), port, dev.ID)
+		if code != 255 || !strings.Contains(stderr, "Permission denied") || !strings.Contains(stderr, "is not one of project "+s.proj) {
+			t.Fatalf("ssh with a key outside the project: exit %d, stderr:\n%s", code, stderr)
+		}
+
+		// A guest whose check fails posts failed with a message, and one
+		// that never reports fails with the console's tail.
+		writeFleet(t, e2e, strings.ReplaceAll(e2eFleet+e2eBrokenGroup+e2eCheckFailGroup, "IMAGES", base))
 		out, err = s.lkfleet(t, bin, "apply", "-f", e2e, "--auto-approve", "--wait", "booted", "--timeout", "6m", "-o", "plain", "--poll-interval", "1s", "--failed-retries", "0")
 		if err == nil {
 			t.Fatalf("apply of a fleet with a broken boot succeeded:\n%s", out)
 		}
-		st := s.deviceStates(t)["broken-ams1-1"]
-		if st[0] != "failed" || !strings.Contains(st[1], "serial log tail:") || !strings.Contains(st[1], "Kernel panic") {
-			t.Fatalf("broken-ams1-1: user state %q %q, want failed with the serial log tail", st[0], st[1])
+		const checkMsg = "check failed: the metadata says hostname checkfail-ams1-1, expected nobody"
+		if !strings.Contains(out, checkMsg) {
+			t.Fatalf("apply does not report the guest's failure message %q:\n%s", checkMsg, out)
 		}
-		t.Logf("broken device failed as it must: %s", firstLines(st[1], 3))
+		devs = s.devices(t)
+		if st := devs["checkfail-ams1-1"].states; len(st) < 2 || st[0][0] != "failed" || !strings.Contains(st[0][1], checkMsg) || st[1][0] != "running" {
+			t.Fatalf("checkfail-ams1-1: user states %q, want running then failed with the message", st)
+		}
+		st := devs["broken-ams1-1"].states
+		if len(st) == 0 || st[0][0] != "failed" || !strings.Contains(st[0][1], "serial log tail:") || !strings.Contains(st[0][1], "Kernel panic") {
+			t.Fatalf("broken-ams1-1: user states %q, want failed with the serial log tail", st)
+		}
+		t.Logf("broken device failed as it must: %s", firstLines(st[0][1], 3))
 	})
 
 	sort.Slice(results, func(i, j int) bool { return results[i].name < results[j].name })
@@ -570,6 +668,14 @@ groups:
     image: boot
     count: 1
     ipxe_script_url: "IMAGES/scripts/{{.Hostname}}.ipxe"
+`
+
+// e2eCheckFailGroup boots a guest whose check fails: it expects another
+// hostname than its metadata gives.
+const e2eCheckFailGroup = `  - name: checkfail
+    image: boot
+    count: 1
+    kernel_args: "boottest.expect-hostname=nobody"
 `
 
 // e2eBrokenGroup boots without an initrd: the kernel panics and the guest
