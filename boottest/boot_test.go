@@ -279,18 +279,6 @@ func (s *sim) devices(t *testing.T) map[string]liveDevice {
 	return out
 }
 
-// deviceStates returns each hostname's newest user state {state, body}.
-func (s *sim) deviceStates(t *testing.T) map[string][2]string {
-	t.Helper()
-	out := map[string][2]string{}
-	for h, d := range s.devices(t) {
-		if len(d.states) > 0 {
-			out[h] = d.states[0]
-		}
-	}
-	return out
-}
-
 // registerKey registers an SSH key in the project through the API's
 // ssh-keys route; a 404 (the route is not on this branch) leaves it to
 // the placeholder seeding done by startSim.

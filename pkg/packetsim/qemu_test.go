@@ -17,8 +17,8 @@ func TestGuestScript(t *testing.T) {
 		{
 			"loopback hosts go through the gateway, args on the kernel line",
 			"#!ipxe\ndhcp\nset base-url http://127.0.0.1:8080/images\nkernel ${base-url}/k ro console=ttyS1\ninitrd http://localhost/i\nboot\n",
-			"lkfleet.callback=http://169.254.169.2:9/x",
-			"#!ipxe\ndhcp\nset base-url http://169.254.169.2:8080/images\nkernel ${base-url}/k ro console=ttyS1 lkfleet.callback=http://169.254.169.2:9/x\ninitrd http://169.254.169.2/i\nboot\n",
+			"extra=http://169.254.169.2:9/x",
+			"#!ipxe\ndhcp\nset base-url http://169.254.169.2:8080/images\nkernel ${base-url}/k ro console=ttyS1 extra=http://169.254.169.2:9/x\ninitrd http://169.254.169.2/i\nboot\n",
 		},
 		{
 			"args go before an || tail, other hosts stay",
