@@ -365,9 +365,13 @@ func (q QEMU) start(name, script, extraArgs string, gio guestIO) (*qemuProc, err
 	netdev := "user,id=n0,net=" + GuestNet
 	var env []string
 	if gio.metadata != "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return fail(fmt.Errorf("metadata relay: %w", err))
+		// /proc/PID/exe runs this very binary even if its file was
+		// replaced since (a rebuild while the simulator runs).
+		exe := fmt.Sprintf("/proc/%d/exe", os.Getpid())
+		if _, err := os.Stat(exe); err != nil {
+			if exe, err = os.Executable(); err != nil {
+				return fail(fmt.Errorf("metadata relay: %w", err))
+			}
 		}
 		// QEMU spawns the command for every connection the guest opens
 		// (a chardev target would serve only the first one).
@@ -478,6 +482,12 @@ func (p *qemuProc) supervise(ctx context.Context, done <-chan struct{}) (*QEMUBo
 		select {
 		case <-p.exited:
 			p.readLogs()
+			select {
+			case <-done: // the guest reported, then powered off at once
+				res.Reported, res.ReportedAfter = true, res.Elapsed
+				return res, nil
+			default:
+			}
 			if p.waitErr != nil {
 				return res, &QEMUError{Reason: fmt.Sprintf("qemu boot %s: %s exited: %v: %s", name, filepath.Base(p.q.Binary), p.waitErr, strings.TrimSpace(p.stderr.String())), Boot: res}
 			}
