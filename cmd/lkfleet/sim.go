@@ -42,6 +42,7 @@ type simOptions struct {
 	bootTimeout         time.Duration
 	bootDir             string
 	sosListen           string
+	sosHostKey          string
 }
 
 func newSimCmd(env *Env) *cobra.Command {
@@ -89,6 +90,7 @@ Stop with Ctrl-C; --state keeps devices across restarts.`,
 	f.DurationVar(&o.bootTimeout, "boot-timeout", 3*time.Minute, "time a QEMU boot has to call back before the device's user state is failed")
 	f.StringVar(&o.bootDir, "boot-dir", "", "keep each QEMU boot's script and serial logs in DIR/<device id>/ (default: discarded)")
 	f.StringVar(&o.sosListen, "sos-listen", "127.0.0.1:0", `address of the SOS server (serial consoles over SSH, project keys); "" = none`)
+	f.StringVar(&o.sosHostKey, "sos-host-key", "", "OpenSSH private key file the SOS server uses as its host key, created if missing (default: a new key at every start)")
 	return cmd
 }
 
@@ -165,7 +167,14 @@ func runSim(cmd *cobra.Command, env *Env, o *simOptions) error {
 	fmt.Fprintf(env.Out, "PACKET_PROJECT_ID=%s\n", srv.Sim.Project())
 	logs.open()
 	if o.sosListen != "" {
-		sos, err := srv.Sim.StartSOS(packetsim.SOSConfig{Listen: o.sosListen})
+		cfg := packetsim.SOSConfig{Listen: o.sosListen}
+		if o.sosHostKey != "" {
+			if cfg.HostKey, err = packetsim.LoadOrCreateHostKey(o.sosHostKey); err != nil {
+				srv.Close()
+				return fmt.Errorf("failed to start simulator: --sos-host-key: %w", err)
+			}
+		}
+		sos, err := srv.Sim.StartSOS(cfg)
 		if err != nil {
 			srv.Close()
 			return fmt.Errorf("failed to start simulator: --sos-listen: %w", err)

@@ -5,10 +5,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -126,6 +129,34 @@ func (o *SOS) accept() {
 			o.serveConn(c)
 		}()
 	}
+}
+
+// LoadOrCreateHostKey reads an OpenSSH private key (unencrypted) from
+// path, or, if there is no such file, creates an ed25519 key there (mode
+// 0600): an SOS server that keeps its host key across restarts.
+func LoadOrCreateHostKey(path string) (ssh.Signer, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		_, priv, gerr := ed25519.GenerateKey(rand.Reader)
+		if gerr != nil {
+			return nil, fmt.Errorf("create SOS host key %s: %w", path, gerr)
+		}
+		block, merr := ssh.MarshalPrivateKey(priv, "lkfleet sim SOS host key")
+		if merr != nil {
+			return nil, fmt.Errorf("create SOS host key %s: %w", path, merr)
+		}
+		b = pem.EncodeToMemory(block)
+		if werr := os.WriteFile(path, b, 0o600); werr != nil {
+			return nil, fmt.Errorf("create SOS host key: %w", werr)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("read SOS host key: %w", err)
+	}
+	k, err := ssh.ParsePrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("read SOS host key %s: %w", path, err)
+	}
+	return k, nil
 }
 
 // sosHost is a device's sos value: the SOS server's HOST:PORT while one

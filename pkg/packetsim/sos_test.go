@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -136,6 +138,26 @@ func (s *sosSession) waitOutput(want string) string {
 	}
 }
 
+// waitMore blocks until the output grows beyond n bytes.
+func (s *sosSession) waitMore(n int) {
+	s.t.Helper()
+	for {
+		s.mu.Lock()
+		l, ch := s.out.Len(), s.changed
+		s.mu.Unlock()
+		if l > n {
+			return
+		}
+		select {
+		case <-ch:
+		case err := <-s.ended:
+			s.t.Fatalf("session ended (%v) while waiting for output", err)
+		case <-time.After(20 * time.Second):
+			s.t.Fatal("no new console output for 20 s")
+		}
+	}
+}
+
 // waitEnd waits for the server to end the session and returns its stderr.
 func (s *sosSession) waitEnd() string {
 	s.t.Helper()
@@ -244,15 +266,26 @@ func TestSOSConsole(t *testing.T) {
 	}
 }
 
-// TestSOSPowerOffEndsSession: powering a device off ends its sessions.
+// TestSOSPowerOffEndsSession: a reboot keeps a session attached (it shows
+// the new boot); powering the device off ends it.
 func TestSOSPowerOffEndsSession(t *testing.T) {
 	srv := startSim(t, packetsim.Config{})
 	addr := startSOS(t, srv)
 	key, line := newKey(t)
 	registerKey(t, srv, line)
-	d := createRaw(t, srv, `{"hostname":"sos-2","plan":"c3.small.x86","facility":"ams1","operating_system":"custom_ipxe","userdata":`+jsonString(goodScript(srv))+`}`)
+	d := createRaw(t, srv, `{"hostname":"sos-2","plan":"c3.small.x86","facility":"ams1","operating_system":"custom_ipxe","always_pxe":true,"userdata":`+jsonString(goodScript(srv))+`}`)
 	s := openSOS(t, addr, d.ID, key)
 	s.waitOutput("recorded user state succeeded")
+	if resp := apiDo(t, srv, "POST", "/metal/v1/devices/"+d.ID+"/actions", `{"type":"reboot"}`, nil); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("reboot: %d", resp.StatusCode)
+	}
+	for {
+		out := s.waitOutput("recorded user state succeeded")
+		if strings.Count(out, "boot of sos-2") == 2 && strings.Count(out, "recorded user state succeeded") == 2 {
+			break
+		}
+		s.waitMore(len(out))
+	}
 	if resp := apiDo(t, srv, "POST", "/metal/v1/devices/"+d.ID+"/actions", `{"type":"power_off"}`, nil); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("power_off: %d", resp.StatusCode)
 	}
@@ -304,4 +337,28 @@ func TestSOSRefusals(t *testing.T) {
 		t.Fatalf("the project's key was refused: %v", err)
 	}
 	c.Close()
+}
+
+// TestLoadOrCreateHostKey: the first start creates the key file (0600),
+// later starts read the same key, and a file that is no key is an error.
+func TestLoadOrCreateHostKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sos_host_key")
+	a, err := packetsim.LoadOrCreateHostKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, mode %v", err, fi.Mode())
+	}
+	b, err := packetsim.LoadOrCreateHostKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.PublicKey().Marshal(), b.PublicKey().Marshal()) {
+		t.Fatal("the second load gave another key")
+	}
+	writeFile(t, path, "not a key")
+	if _, err := packetsim.LoadOrCreateHostKey(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("a broken key file: %v", err)
+	}
 }
