@@ -279,6 +279,21 @@ func (s *sim) devices(t *testing.T) map[string]liveDevice {
 	return out
 }
 
+// deleteDevice deletes a device through the API.
+func (s *sim) deleteDevice(t *testing.T, id string) {
+	t.Helper()
+	req, _ := http.NewRequest("DELETE", s.url+"/metal/v1/devices/"+id, nil)
+	req.Header.Set("X-Auth-Token", s.tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("delete device %s: %v", id, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("delete device %s: HTTP %d", id, resp.StatusCode)
+	}
+}
+
 // registerKey registers an SSH key in the project through the API's
 // ssh-keys route; a 404 (the route is not on this branch) leaves it to
 // the placeholder seeding done by startSim.
@@ -555,6 +570,16 @@ func TestRealBoot(t *testing.T) {
 			t.Fatalf("broken-ams1-1: user states %q, want failed with the serial log tail", st)
 		}
 		t.Logf("broken device failed as it must: %s", firstLines(st[0][1], 3))
+
+		// The failed guest is still up on its console; deleting the device
+		// stops it and ends the session cleanly.
+		cf := devs["checkfail-ams1-1"]
+		c = startSSH(t, filepath.Join(keys, "project"), port, cf.ID)
+		c.waitFor(t, Prompt, 60*time.Second)
+		s.deleteDevice(t, cf.ID)
+		if code, stderr := c.waitExit(t, 30*time.Second); code != 0 || !strings.Contains(stderr, "the device was deleted") {
+			t.Fatalf("ssh after the device was deleted: exit %d, stderr:\n%s", code, stderr)
+		}
 	})
 
 	sort.Slice(results, func(i, j int) bool { return results[i].name < results[j].name })

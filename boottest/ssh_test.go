@@ -64,6 +64,7 @@ type sshConsole struct {
 	out     bytes.Buffer
 	changed chan struct{}
 	exited  chan struct{}
+	waitErr error // ssh's exit, once exited is closed
 	stderr  bytes.Buffer
 }
 
@@ -97,7 +98,7 @@ func startSSH(t *testing.T, key, port, deviceID string) *sshConsole {
 			c.changed = make(chan struct{})
 			c.mu.Unlock()
 			if err != nil {
-				c.cmd.Wait()
+				c.waitErr = c.cmd.Wait()
 				return
 			}
 		}
@@ -160,6 +161,27 @@ func (c *sshConsole) stop(t *testing.T) {
 		c.cmd.Process.Kill()
 		<-c.exited
 	}
+}
+
+// waitExit waits for ssh to exit on its own and returns its exit code and
+// stderr.
+func (c *sshConsole) waitExit(t *testing.T, within time.Duration) (int, string) {
+	t.Helper()
+	select {
+	case <-c.exited:
+	case <-time.After(within):
+		t.Fatalf("ssh did not exit within %v", within)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ee *exec.ExitError
+	if errors.As(c.waitErr, &ee) {
+		return ee.ExitCode(), c.stderr.String()
+	}
+	if c.waitErr != nil {
+		t.Fatalf("ssh: %v", c.waitErr)
+	}
+	return 0, c.stderr.String()
 }
 
 // refusedSSH runs ssh with key and returns its exit code and stderr.
