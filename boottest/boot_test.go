@@ -142,17 +142,11 @@ type sim struct {
 	done chan struct{}
 }
 
-// placeholderKeysEnv seeds the project's SSH keys while the ssh-keys
-// route is not on this branch (see pkg/packetsim's placeholder file);
-// registerKey posts to the route as well, which wins once it exists.
-const placeholderKeysEnv = "LKFLEET_SIM_PLACEHOLDER_SSH_KEYS"
-
-func startSim(t *testing.T, bin, images, bootDir, projectKey string) *sim {
+func startSim(t *testing.T, bin, images, bootDir string) *sim {
 	t.Helper()
 	cmd := exec.Command(bin, "sim", "--listen", "127.0.0.1:0", "--quiet", "--images", images,
 		"--provision-time", "1s", "--rate-limit", "0", "--sos-listen", "127.0.0.1:0",
 		"--boot", "qemu", "--boot-concurrency", "2", "--boot-timeout", "150s", "--boot-dir", bootDir)
-	cmd.Env = append(os.Environ(), placeholderKeysEnv+"="+projectKey)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -242,8 +236,8 @@ type liveDevice struct {
 }
 
 // devices lists the project's devices by hostname. Only 127.0.0.1 is
-// contacted. User states are events of type user_state, or user.<code>
-// as the service names them.
+// contacted. User states are the events of type user.<code>, as the
+// service names them.
 func (s *sim) devices(t *testing.T) map[string]liveDevice {
 	t.Helper()
 	req, _ := http.NewRequest("GET", s.url+"/metal/v1/projects/"+s.proj+"/devices?per_page=100", nil)
@@ -270,7 +264,7 @@ func (s *sim) devices(t *testing.T) map[string]liveDevice {
 	for _, d := range doc.Devices {
 		l := liveDevice{ID: d.ID, SOS: d.SOS}
 		for _, e := range d.Events { // newest first
-			if e.Type == "user_state" || strings.HasPrefix(e.Type, "user.") {
+			if strings.HasPrefix(e.Type, "user.") { // user.<code>, as on the service
 				l.states = append(l.states, [2]string{e.State, e.Body})
 			}
 		}
@@ -295,8 +289,7 @@ func (s *sim) deleteDevice(t *testing.T, id string) {
 }
 
 // registerKey registers an SSH key in the project through the API's
-// ssh-keys route; a 404 (the route is not on this branch) leaves it to
-// the placeholder seeding done by startSim.
+// ssh-keys route, as a user does before asking for a console.
 func (s *sim) registerKey(t *testing.T, line string) {
 	t.Helper()
 	body, _ := json.Marshal(map[string]string{"label": "boot-test", "key": line})
@@ -308,12 +301,8 @@ func (s *sim) registerKey(t *testing.T, line string) {
 		t.Fatalf("register ssh key: %v", err)
 	}
 	resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusCreated, http.StatusOK:
-	case http.StatusNotFound:
-		t.Logf("POST ssh-keys: 404 (no route on this branch); the key was seeded through %s", placeholderKeysEnv)
-	default:
-		t.Fatalf("register ssh key: HTTP %d", resp.StatusCode)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("register ssh key: HTTP %d, want 201", resp.StatusCode)
 	}
 }
 
@@ -408,7 +397,7 @@ func TestRealBoot(t *testing.T) {
 	keys := filepath.Join(work, "keys")
 	projectKey := newSSHKey(t, filepath.Join(keys, "project"))
 	newSSHKey(t, filepath.Join(keys, "stranger"))
-	s := startSim(t, bin, images, filepath.Join(work, "sim-boots"), projectKey)
+	s := startSim(t, bin, images, filepath.Join(work, "sim-boots"))
 	s.registerKey(t, projectKey)
 	base := s.url + "/images"
 

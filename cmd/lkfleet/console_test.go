@@ -103,16 +103,14 @@ func TestConsoleAttachesToSimulatorSOS(t *testing.T) {
 	}()
 	signers, _ := keyring.Signers()
 	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signers[0].PublicKey())))
-	// The ssh-keys route, or (on a branch without it) the placeholder's
-	// seeding variable.
-	t.Setenv("LKFLEET_SIM_PLACEHOLDER_SSH_KEYS", line)
+	// The project's key, registered as a user does.
 	req, _ := http.NewRequest("POST", e.srv.APIURL+"projects/"+e.srv.Sim.Project()+"/ssh-keys", strings.NewReader(`{"label":"console-test","key":"`+line+`"}`))
 	req.Header.Set("X-Auth-Token", e2eToken)
 	req.Header.Set("Content-Type", "application/json")
 	if resp, err := http.DefaultClient.Do(req); err != nil {
 		t.Fatal(err)
-	} else if resp.Body.Close(); resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusNotFound {
-		t.Fatalf("register key: %d", resp.StatusCode)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("register key: HTTP %d, want 201", resp.StatusCode)
 	}
 
 	e.write(fmt.Sprintf(e2eFleet, "v1", 1))

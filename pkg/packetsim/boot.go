@@ -28,7 +28,7 @@ type Boot struct {
 	Error      string   `json:"error,omitempty"`
 
 	script   string // the script that booted (after chains), for a Booter and the console
-	detail   string // a Booter's success text for the user_state event
+	detail   string // a Booter's success text for the succeeded user state
 	reported bool   // the guest posted its own user state (metadata service)
 }
 
@@ -234,6 +234,7 @@ func (s *Sim) runBootJob(ctx context.Context, j job) {
 	}
 	s.mu.RUnlock()
 
+	started := s.now()
 	b := s.boot(ctx, snap)
 	s.consoleInterpreted(snap, b)
 	if b.OK && s.cfg.Booter != nil {
@@ -253,19 +254,34 @@ func (s *Sim) runBootJob(ctx context.Context, j job) {
 	d.bootAt = time.Time{}
 	s.boots = append(s.boots, b)
 	s.markDirty()
-	if b.reported {
-		return // the guest's own user state events are the record
+	if b.reported || postedFinalState(d, started) {
+		// The guest posted its own final user state through its metadata
+		// service (a Booter saw it, or it came through the main
+		// listener's /metadata/{id}/ during an interpreted boot): it is
+		// already among the events and has the last word.
+		return
 	}
-	ev := event{id: s.newID(), at: s.now(), typ: "user_state", state: UserStateSucceeded}
-	if b.OK {
-		ev.body = "booted " + b.KernelURL
-		if b.detail != "" {
-			ev.body = b.detail
+	// The boot reports the way a device does: a user state through the
+	// metadata service's recording path.
+	u := userState{State: UserStateSucceeded, Code: UserCodeBooted, Message: "booted " + b.KernelURL}
+	switch {
+	case !b.OK:
+		u = userState{State: UserStateFailed, Code: UserCodeBootFailed, Message: b.Error}
+	case b.detail != "":
+		u.Message = b.detail
+	}
+	s.recordUserState(d, u, s.now())
+}
+
+// postedFinalState reports whether d posted a final user state (succeeded or
+// failed) through its metadata service since the boot started at t.
+func postedFinalState(d *device, t time.Time) bool {
+	for _, e := range d.events {
+		if strings.HasPrefix(e.typ, "user.") && e.state != UserStateRunning && !e.at.Before(t) {
+			return true
 		}
-	} else {
-		ev.state, ev.body = UserStateFailed, b.Error
 	}
-	d.events = append(d.events[:len(d.events):len(d.events)], ev)
+	return false
 }
 
 // boot fetches and interprets the device's script and checks its artifacts.

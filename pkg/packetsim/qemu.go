@@ -20,7 +20,7 @@ import (
 
 // Booter boots a device's script for real once the simulator has
 // interpreted it and found its kernel and initrds (Config.Booter). It
-// returns the text of the device's user_state event on success; an error
+// returns the text of the device's succeeded user state on success; an error
 // becomes a failed user state with the error's text.
 type Booter interface {
 	Boot(ctx context.Context, req BootRequest) (detail string, err error)
@@ -55,7 +55,7 @@ func (s *Sim) realBoot(ctx context.Context, snap bootSnap, b Boot) Boot {
 		Console: s.consoles.get(snap.id), Metadata: s.MetadataHandler(b.DeviceID),
 		Running: running, release: stop,
 	})
-	var gr *guestReported
+	var gr *guestReport
 	switch {
 	case errors.As(err, &gr):
 		b.reported = true
@@ -593,14 +593,14 @@ func (b *QEMUBooter) logf(format string, args ...any) {
 	}
 }
 
-// guestReported is a Booter's outcome when the guest posted its own final
+// guestReport is a Booter's outcome when the guest posted its own final
 // user state: the simulator records the boot and posts nothing itself.
-type guestReported struct {
+type guestReport struct {
 	state, message string
 	after          time.Duration
 }
 
-func (g *guestReported) Error() string {
+func (g *guestReport) Error() string {
 	return "the guest posted user state " + g.state + ": " + g.message
 }
 
@@ -715,7 +715,7 @@ func (b *QEMUBooter) Boot(ctx context.Context, req BootRequest) (string, error) 
 	}()
 	after := res.ReportedAfter.Round(100 * time.Millisecond)
 	b.logf("boot %s: guest posted %s after %v", req.Hostname, watch.state, after)
-	return "", &guestReported{state: watch.state, message: watch.msg, after: after}
+	return "", &guestReport{state: watch.state, message: watch.msg, after: after}
 }
 
 func firstLine(s string) string {

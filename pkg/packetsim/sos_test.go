@@ -18,11 +18,6 @@ import (
 	"github.com/lkfleet/lkfleet/pkg/packetsim"
 )
 
-// placeholderKeysEnv seeds project keys while the ssh-keys route is not on
-// this branch (see zz_placeholder_for_sim_branch.go); the tests register
-// through the route as well, which wins once it exists.
-const placeholderKeysEnv = "LKFLEET_SIM_PLACEHOLDER_SSH_KEYS"
-
 // newKey returns a fresh ed25519 signer and its authorized_keys line.
 func newKey(t *testing.T) (ssh.Signer, string) {
 	t.Helper()
@@ -37,17 +32,12 @@ func newKey(t *testing.T) (ssh.Signer, string) {
 	return s, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.PublicKey())))
 }
 
-// registerKey adds an SSH key to the test project.
+// registerKey adds an SSH key to the test project through the API.
 func registerKey(t *testing.T, srv *packetsim.Server, line string) {
 	t.Helper()
-	t.Setenv(placeholderKeysEnv, line)
 	resp := apiDo(t, srv, "POST", "/metal/v1/projects/"+testProject+"/ssh-keys", `{"label":"sos-test","key":`+jsonString(line)+`}`, nil)
-	switch resp.StatusCode {
-	case http.StatusCreated, http.StatusOK:
-	case http.StatusNotFound:
-		t.Logf("POST ssh-keys: 404 (no route on this branch); the placeholder's %s holds the key", placeholderKeysEnv)
-	default:
-		t.Fatalf("POST ssh-keys: status %d", resp.StatusCode)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST ssh-keys: status %d, want 201", resp.StatusCode)
 	}
 }
 
