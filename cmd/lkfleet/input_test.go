@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lkfleet/lkfleet/internal/fileinput"
 	"github.com/lkfleet/lkfleet/pkg/packetsim"
 )
 
@@ -88,5 +91,24 @@ func TestHugeRangeIsRefusedQuickly(t *testing.T) {
 	_, errs, code := e.runBounded("plan", "-f", e.fleet)
 	if code != ExitError || !strings.Contains(errs, "{{range 1000000000}}: more than 1000 iterations in all") {
 		t.Errorf("exit %d; stderr:\n%s", code, errs)
+	}
+}
+
+// zeros reads as an endless run of zero bytes, like /dev/zero.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestBoundedStdinFleet: `-f -` reads standard input within the fleet
+// file's limit too, and says so instead of reading on.
+func TestBoundedStdinFleet(t *testing.T) {
+	env := &Env{In: io.LimitReader(zeros{}, fileinput.MaxFleetFile+1)}
+	_, err := readFleetFile(env, "-")
+	if !errors.Is(err, fileinput.ErrTooLarge) || err.Error() != "standard input: too large: more than the 4.0 MiB allowed" {
+		t.Fatalf("stdin over the limit: %v", err)
+	}
+	env = &Env{In: io.LimitReader(zeros{}, fileinput.MaxFleetFile)}
+	if data, err := readFleetFile(env, "-"); err != nil || len(data) != fileinput.MaxFleetFile {
+		t.Fatalf("stdin at the limit: %d bytes, %v", len(data), err)
 	}
 }
