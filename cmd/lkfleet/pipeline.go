@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lkfleet/lkfleet/internal/ui"
+	"github.com/lkfleet/lkfleet/pkg/imagestore"
 	"github.com/lkfleet/lkfleet/pkg/ipxe"
 	"github.com/lkfleet/lkfleet/pkg/packet"
 	"github.com/lkfleet/lkfleet/pkg/planner"
@@ -85,6 +86,10 @@ func artifactClient() *http.Client { return &http.Client{Timeout: ipxe.RequestTi
 // fetching each image's cmdline once. arches maps machine slugs to
 // architectures (nil when unknown).
 func renderDevices(ctx context.Context, desired []spec.Device, arches map[string]string) ([]spec.Device, error) {
+	desired, err := imagestore.Resolve(ctx, imagestore.NewChecker(artifactClient(), imagestore.Quick), desired) // pushed images: release, zone mirror
+	if err != nil {
+		return nil, err
+	}
 	cmdlines, err := ipxe.FetchCmdlines(ctx, artifactClient(), desired)
 	if err != nil {
 		return nil, err
@@ -128,6 +133,9 @@ func computePlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes []
 			return nil, fmt.Errorf("preflight: %w", err)
 		}
 		if err := ipxe.CheckScriptURLs(ctx, artifactClient(), desired); err != nil {
+			return nil, fmt.Errorf("preflight: %w", err)
+		}
+		if err := imagestore.Preflight(ctx, imagestore.NewChecker(artifactClient(), imagestore.Quick), desired); err != nil {
 			return nil, fmt.Errorf("preflight: %w", err)
 		}
 	}

@@ -86,7 +86,7 @@ func Push(ctx context.Context, b *Build, stores []*Store, o PushOptions) ([]Resu
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	pushed := o.Now().UTC().Truncate(time.Second)
+	pushed := o.Now().UTC()
 	results := make([]Result, len(stores))
 	errs := make([]error, len(stores))
 	var g errgroup.Group

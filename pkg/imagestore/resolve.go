@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
@@ -51,8 +52,8 @@ func Targets(desired []spec.Device) []Target {
 			continue
 		}
 		loc := st.For(d.Zone)
-		rel := ReleaseOf(d.Image.BaseURL+"/"+d.Image.Name+"-kernel", d.Image.Name)
-		if rel == "" {
+		rel, ok := strings.CutPrefix(d.Image.BaseURL, loc.PublicURL+"/")
+		if !ok || !ValidReleaseID(rel) {
 			continue
 		}
 		out = append(out, ReleaseTargets(loc, rel, d.Image.Name)...)
@@ -60,41 +61,33 @@ func Targets(desired []spec.Device) []Target {
 	return out
 }
 
-// Preflight resolves nothing: it verifies, at depth c.Depth, every object
-// the devices will boot against its release manifest on the device's own
-// location. A missing, partial, stale or corrupted object fails with a
-// *VerifyError naming the URL and the mirror.
+// Preflight verifies, at depth c.Depth, every object the devices will boot
+// against its release manifest on the device's own location. A missing,
+// partial, stale or corrupted object fails with a *VerifyError naming the
+// URL and the mirror.
 func Preflight(ctx context.Context, c *Checker, desired []spec.Device) error {
 	return c.Verify(ctx, Targets(desired))
 }
 
-// ReleaseOf finds the release id in a script or URL that boots image name
-// from a store (…/RELEASE/NAME-kernel), "" if there is none.
-func ReleaseOf(text, name string) string {
-	m := releaseRE(name).FindStringSubmatch(text)
-	if m == nil {
-		return ""
+// InUse returns the releases of an image that the given boot scripts (live
+// devices' userdata and script URL) boot from any of the image's
+// locations, sorted. unknown counts the scripts that name none (for
+// example a script served from ipxe_script_url): a caller about to delete
+// releases must then refuse, because one of them may be in use.
+func InUse(scripts []string, st *spec.ImageStore) (releases []string, unknown int) {
+	var alts []string
+	for _, l := range st.Locations() {
+		alts = append(alts, regexp.QuoteMeta(l.PublicURL))
 	}
-	return m[1]
-}
-
-func releaseRE(name string) *regexp.Regexp {
-	return regexp.MustCompile(`/([0-9a-f]{16})/` + regexp.QuoteMeta(name) + `-kernel\b`)
-}
-
-// InUse returns the releases of image name that the given boot scripts
-// (live devices' userdata) boot, sorted. unknown counts the scripts that
-// boot no release of this image that can be read (for example a script
-// served from ipxe_script_url): a caller that is about to delete releases
-// must then refuse, because one of them may be in use.
-func InUse(scripts []string, name string) (releases []string, unknown int) {
+	re := regexp.MustCompile(`(?:` + strings.Join(alts, "|") + `)/([0-9a-f]{16})\b`)
 	set := map[string]bool{}
-	re := releaseRE(name)
 	for _, s := range scripts {
-		if m := re.FindStringSubmatch(s); m != nil {
-			set[m[1]] = true
-		} else {
+		ms := re.FindAllStringSubmatch(s, -1)
+		if ms == nil {
 			unknown++
+		}
+		for _, m := range ms {
+			set[m[1]] = true
 		}
 	}
 	for r := range set {

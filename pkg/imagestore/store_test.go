@@ -162,9 +162,10 @@ func TestPushTwoMirrorsIdempotentVerifyPrune(t *testing.T) {
 	if _, err := imagestore.Push(ctx, b2, stores, imagestore.PushOptions{Now: now, SetLatest: true}); err != nil {
 		t.Fatal(err)
 	}
-	script := "#!ipxe\nkernel " + locs[0].PublicURL + "/" + b1.Release + "/sshd-kernel console=ttyS1\n"
-	inUse, unknown := imagestore.InUse([]string{script}, "sshd")
-	if unknown != 0 || !slices.Equal(inUse, []string{b1.Release}) {
+	script := "#!ipxe\nset base-url " + locs[1].PublicURL + "/" + b1.Release + "\nkernel ${base-url}/sshd-kernel console=ttyS1\n"
+	st := &spec.ImageStore{Default: locs[0], Mirrors: locs[1:]}
+	inUse, unknown := imagestore.InUse([]string{script, "#!ipxe\nchain http://elsewhere/x"}, st)
+	if unknown != 1 || !slices.Equal(inUse, []string{b1.Release}) {
 		t.Fatalf("InUse = %v, %d", inUse, unknown)
 	}
 	for _, s := range stores {

@@ -45,7 +45,7 @@ type Problem struct {
 	Msg      string
 }
 
-func (p Problem) String() string { return p.URL + " (" + p.Location + "): " + p.Msg }
+func (p Problem) String() string { return p.URL + " on " + p.Location + ": " + p.Msg }
 
 // VerifyError lists every object that failed verification.
 type VerifyError struct {

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/lkfleet/lkfleet/internal/s3test"
+	"github.com/lkfleet/lkfleet/pkg/packetsim"
+)
+
+// pushFleet boots web devices in two metros from a store with a mirror in
+// ny. STORE is the S3 endpoint.
+const pushFleet = `apiVersion: lkfleet/v1
+fleet: e2e
+project: ${PACKET_PROJECT_ID}
+images:
+  sshd:
+    store:
+      endpoint: STORE
+      bucket: images
+      prefix: lab/sshd
+      path_style: true
+    mirrors:
+      ny:
+        bucket: images-ny
+groups:
+  - name: web
+    image: sshd
+    count: 1
+    zones: [am, ny]
+rollout:
+  waves: [[am], [ny]]
+`
+
+func writeLinuxkitBuild(t *testing.T, version string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"sshd-kernel":     strings.Repeat("kernel "+version+"\n", 20000),
+		"sshd-initrd.img": strings.Repeat("initrd "+version+"\n", 5000),
+		"sshd-cmdline":    "console=ttyS1 build=" + version,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+var reRelease = regexp.MustCompile(`release ([0-9a-f]{16})`)
+
+// TestPushPlanApplyMirrorsPrune is the image store end to end: a real S3
+// server (versitygw) and the simulator, whose boots fetch from the store.
+func TestPushPlanApplyMirrorsPrune(t *testing.T) {
+	store := s3test.Start(t)
+	store.CreateBucket(t, "images")
+	store.CreateBucket(t, "images-ny")
+	e := newE2E(t, packetsim.Config{})
+	if err := os.WriteFile(e.fleet, []byte(strings.ReplaceAll(pushFleet, "STORE", store.URL)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defURL := store.PublicURL("images", "lab/sshd")
+	nyURL := store.PublicURL("images-ny", "lab/sshd")
+
+	// Before any push, a plan says there is nothing to boot yet.
+	_, errs, code := e.run("plan", "-f", e.fleet)
+	if code != 1 || !strings.Contains(errs, "nothing pushed to default store") {
+		t.Fatalf("plan before push: exit %d, %s", code, errs)
+	}
+
+	// Push build 1 to the store and its mirror.
+	b1 := writeLinuxkitBuild(t, "1")
+	out := e.mustRun(0, "push", "-f", e.fleet, "--from", b1, "-o", "plain")
+	m := reRelease.FindStringSubmatch(out)
+	if m == nil || strings.Count(out, "manifest written, release published") != 2 || !strings.Contains(out, "Verified release") {
+		t.Fatalf("first push:\n%s", out)
+	}
+	r1 := m[1]
+
+	// Pushing it again uploads nothing anywhere.
+	out = e.mustRun(0, "push", "-f", e.fleet, "--from", b1, "-o", "json")
+	results := 0
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("push -o json line %q: %v", line, err)
+		}
+		switch ev["event"] {
+		case "start", "done", "published":
+			t.Errorf("second push of the same build did %v: %s", ev["event"], line)
+		case "result":
+			results++
+			if ev["bytes"].(float64) != 0 || ev["published"] != false {
+				t.Errorf("second push result: %s", line)
+			}
+		}
+	}
+	if results != 2 {
+		t.Fatalf("second push: %d results\n%s", results, out)
+	}
+
+	// Each device's script points at its metro's mirror (else the default).
+	apply := []string{"apply", "-f", e.fleet, "--auto-approve", "--poll-interval", "20ms", "-o", "plain", "--wait", "booted"}
+	e.mustRun(0, apply...)
+	kernels := map[string]string{}
+	for _, b := range e.srv.Sim.Boots() {
+		if !b.OK {
+			t.Errorf("boot of %s failed: %s", b.Hostname, b.Error)
+		}
+		kernels[b.Hostname] = b.KernelURL
+	}
+	if kernels["web-am-1"] != defURL+"/"+r1+"/sshd-kernel" || kernels["web-ny-1"] != nyURL+"/"+r1+"/sshd-kernel" {
+		t.Fatalf("kernels booted: %v", kernels)
+	}
+
+	// A second build: the plan shows the release change per device.
+	b2 := writeLinuxkitBuild(t, "2")
+	out = e.mustRun(0, "push", "-f", e.fleet, "--from", b2, "-o", "plain")
+	r2 := reRelease.FindStringSubmatch(out)[1]
+	if r2 == r1 {
+		t.Fatal("two builds, one release")
+	}
+	out = e.mustRun(2, "plan", "-f", e.fleet, "--detailed-exitcode")
+	if !strings.Contains(out, "2 to rebuild") || !strings.Contains(out, r1) || !strings.Contains(out, r2) {
+		t.Fatalf("plan after the second push:\n%s", out)
+	}
+
+	// Prune keeping 1 keeps r1 while devices run it.
+	out = e.mustRun(0, "push", "-f", e.fleet, "--prune", "1", "--auto-approve", "-o", "plain")
+	if !strings.Contains(out, "in use by a device") || !strings.Contains(out, "nothing to delete") {
+		t.Fatalf("prune while r1 runs:\n%s", out)
+	}
+
+	e.mustRun(0, apply...)
+	out, errs, code = e.run("push", "-f", e.fleet, "--prune", "1")
+	if code != 1 || !strings.Contains(errs, "prune needs confirmation") {
+		t.Fatalf("prune without a terminal or --auto-approve: exit %d, %s\n%s", code, errs, out)
+	}
+	out = e.mustRun(0, "push", "-f", e.fleet, "--prune", "1", "--auto-approve", "-o", "plain")
+	if strings.Count(out, "deleted release "+r1) != 2 {
+		t.Fatalf("prune after the rollout:\n%s", out)
+	}
+	if _, err := os.Stat(store.ObjectPath("images-ny", "lab/sshd/"+r1+"/sshd-kernel")); !os.IsNotExist(err) {
+		t.Fatalf("pruned kernel still on the ny mirror: %v", err)
+	}
+
+	// A replaced object on one mirror fails the plan naming URL and mirror.
+	k := "lab/sshd/" + r2 + "/sshd-initrd.img"
+	if _, err := store.Client().PutObject(context.Background(), &s3.PutObjectInput{
+		Bucket: aws.String("images-ny"), Key: &k, Body: bytes.NewReader([]byte("half an initrd")),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, errs, code = e.run("plan", "-f", e.fleet)
+	if code != 1 || !strings.Contains(errs, nyURL+"/"+r2+"/sshd-initrd.img on mirror ny (s3://images-ny/lab/sshd): partial or stale") ||
+		strings.Contains(errs, defURL+"/") {
+		t.Fatalf("plan with a replaced object on the ny mirror: exit %d\n%s", code, errs)
+	}
+
+	// Pushing the build again repairs exactly that object.
+	out = e.mustRun(0, "push", "-f", e.fleet, "--from", b2, "-o", "plain")
+	if strings.Count(out, "uploading ") != 1 || !strings.Contains(out, "mirror ny (s3://images-ny/lab/sshd): uploading sshd-initrd.img") {
+		t.Fatalf("repair push:\n%s", out)
+	}
+	e.mustRun(0, "plan", "-f", e.fleet, "--detailed-exitcode")
+}
