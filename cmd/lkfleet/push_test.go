@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -14,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/lkfleet/lkfleet/internal/s3test"
+	"github.com/lkfleet/lkfleet/pkg/imagestore"
 	"github.com/lkfleet/lkfleet/pkg/packetsim"
 )
 
@@ -172,4 +176,93 @@ func TestPushPlanApplyMirrorsPrune(t *testing.T) {
 		t.Fatalf("repair push:\n%s", out)
 	}
 	e.mustRun(0, "plan", "-f", e.fleet, "--detailed-exitcode")
+}
+
+// TestPushChild is the lkfleet process TestPushKilledMidwayThenRerun kills:
+// it only runs when that test starts this test binary as a child.
+func TestPushChild(t *testing.T) {
+	args := os.Getenv("LKFLEET_PUSH_CHILD")
+	if args == "" {
+		t.Skip("runs only as the child of TestPushKilledMidwayThenRerun")
+	}
+	env := SystemEnv()
+	env.OutTTY = false
+	os.Exit(Run(context.Background(), strings.Split(args, "\n"), env))
+}
+
+// TestPushKilledMidwayThenRerun kills a real push process (SIGKILL, no
+// chance to clean up) right after its first object is stored: no manifest
+// and no latest pointer may exist, and a re-run publishes the complete
+// release reusing what was uploaded.
+func TestPushKilledMidwayThenRerun(t *testing.T) {
+	store := s3test.Start(t)
+	store.CreateBucket(t, "images")
+	store.CreateBucket(t, "images-ny")
+	e := newE2E(t, packetsim.Config{})
+	if err := os.WriteFile(e.fleet, []byte(strings.ReplaceAll(pushFleet, "STORE", store.URL)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A kernel that is stored quickly, then an initrd large enough that
+	// the kill lands while it is on its way.
+	dir := t.TempDir()
+	big := make([]byte, 32<<20)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	for name, body := range map[string][]byte{"sshd-kernel": []byte("kernel\n"), "sshd-initrd.img": big, "sshd-cmdline": []byte("console=ttyS1")} {
+		if err := os.WriteFile(filepath.Join(dir, name), body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"push", "-f", e.fleet, "--from", dir, "-o", "plain"}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPushChild$")
+	cmd.Env = append(os.Environ(), "LKFLEET_PUSH_CHILD="+strings.Join(args, "\n"))
+	for k, v := range e.vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "uploaded sshd-kernel") {
+			_ = cmd.Process.Kill()
+			killed = true
+			break
+		}
+	}
+	_, _ = io.Copy(io.Discard, stdout)
+	_ = cmd.Wait()
+	if !killed {
+		t.Fatalf("the push ended before its kernel was reported uploaded\n%s", stderr.String())
+	}
+
+	b, err := imagestore.ReadBuild(dir, "sshd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bucket := range []string{"images", "images-ny"} {
+		for _, name := range []string{b.Release + "/manifest.json", "latest"} {
+			if _, err := os.Stat(store.ObjectPath(bucket, "lab/sshd/"+name)); !os.IsNotExist(err) {
+				t.Fatalf("after the kill, %s/lab/sshd/%s exists (%v)", bucket, name, err)
+			}
+		}
+	}
+	_, errs, code := e.run("plan", "-f", e.fleet)
+	if code != 1 || !strings.Contains(errs, "nothing pushed") {
+		t.Fatalf("plan after a killed push: exit %d\n%s", code, errs)
+	}
+
+	out := e.mustRun(0, "push", "-f", e.fleet, "--from", dir, "-o", "plain", "--verify", "full")
+	if !strings.Contains(out, "sshd-kernel already there") || strings.Count(out, "release published") != 2 {
+		t.Fatalf("re-run after the kill:\n%s", out)
+	}
+	e.mustRun(2, "plan", "-f", e.fleet, "--detailed-exitcode")
 }
