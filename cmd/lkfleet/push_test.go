@@ -126,6 +126,22 @@ func TestPushPlanApplyMirrorsPrune(t *testing.T) {
 		t.Fatalf("kernels booted: %v", kernels)
 	}
 
+	// status shows the release each device runs.
+	var rows []struct {
+		Slot, Release string
+	}
+	if err := json.Unmarshal([]byte(e.mustRun(0, "status", "-f", e.fleet, "-o", "json")), &rows); err != nil || len(rows) != 2 {
+		t.Fatalf("status -o json: %v %+v", err, rows)
+	}
+	for _, r := range rows {
+		if r.Release != r1 {
+			t.Errorf("status: %s runs release %q, want %s", r.Slot, r.Release, r1)
+		}
+	}
+	if out := e.mustRun(0, "status", "-f", e.fleet); strings.Count(out, "sshd release "+r1) != 2 {
+		t.Errorf("status table lacks the release:\n%s", out)
+	}
+
 	// A second build: the plan shows the release change per device.
 	b2 := writeLinuxkitBuild(t, "2")
 	out = e.mustRun(0, "push", "-f", e.fleet, "--from", b2, "-o", "plain")

@@ -58,6 +58,7 @@ type statusRow struct {
 	Booted    string   `json:"booted"`
 	CreatedAt string   `json:"created_at"`
 	Foreign   bool     `json:"foreign,omitempty"`
+	Release   string   `json:"release,omitempty"` // of an image from lkfleet push; release.go
 	Note      string   `json:"note,omitempty"`
 }
 
@@ -94,6 +95,7 @@ func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) e
 		}
 		r := row(l, now)
 		r.Image, r.Current = revImage[l.Rev], revImage[l.Rev] != ""
+		r.Release = runningRelease(fleet, l)
 		rows = append(rows, r)
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return spec.CompareSlots(rows[i].Slot, rows[j].Slot) < 0 })
@@ -136,6 +138,7 @@ func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) e
 		case img == "":
 			img = "rev " + r.Rev + " (outdated)"
 		}
+		img = withRelease(img, r.Release)
 		t.Row(slot, r.Hostname, r.ID, r.State, r.Zone, r.Machine, strings.Join(r.IPs, ","), img, orDash(r.Booted), since(now, parseTime(r.CreatedAt)))
 	}
 	if err := t.Flush(); err != nil {
