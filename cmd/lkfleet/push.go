@@ -318,7 +318,10 @@ func (o *pushOutput) begin(b *imagestore.Build, locations int) {
 		fmt.Fprintf(o.env.Out, "Pushing %s release %s (%s, %s) to %d location(s)\n", b.Name, b.Release, b.Source, formatBytes(size), locations)
 	}
 	if o.mode == ui.TTY {
-		o.p = mpb.New(mpb.WithOutput(o.env.Out), mpb.WithWidth(40))
+		// The caller chose the terminal view: keep drawing even when Out is
+		// not the terminal's file itself (mpb then cannot move the cursor
+		// and prints frames one after the other, which a test can read).
+		o.p = mpb.New(mpb.WithOutput(o.env.Out), mpb.WithAutoRefresh())
 	}
 }
 
@@ -358,7 +361,11 @@ func (o *pushOutput) event(e imagestore.Event) {
 		id := e.Location + " " + e.File
 		bar := o.bars[id]
 		if bar == nil && e.File != "" {
-			name := e.Location + "  " + e.File
+			where := "default"
+			if e.Zone != "" {
+				where = "mirror " + e.Zone
+			}
+			name := where + "  " + e.File
 			bar = o.p.AddBar(e.Total,
 				mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR)),
 				mpb.AppendDecorators(decor.CountersKibiByte("% .1f / % .1f"), decor.Name(" "), decor.OnComplete(decor.Percentage(), "✓")))

@@ -282,3 +282,29 @@ func TestPushKilledMidwayThenRerun(t *testing.T) {
 	}
 	e.mustRun(2, "plan", "-f", e.fleet, "--detailed-exitcode")
 }
+
+// TestPushProgressBarsOnTerminal runs push with the terminal view: one bar
+// per file and location, each ending complete.
+func TestPushProgressBarsOnTerminal(t *testing.T) {
+	store := s3test.Start(t)
+	store.CreateBucket(t, "images")
+	store.CreateBucket(t, "images-ny")
+	dir := t.TempDir()
+	fleet := filepath.Join(dir, "fleet.yml")
+	if err := os.WriteFile(fleet, []byte(strings.ReplaceAll(pushFleet, "STORE", store.URL)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	env := &Env{In: strings.NewReader(""), Out: &out, Err: &errb, OutTTY: true,
+		Getenv: func(k string) string { return map[string]string{"PACKET_PROJECT_ID": "3f0c8a1e-6d2b-4c59-9a8e-1b2c3d4e5f60"}[k] }}
+	if code := Run(context.Background(), []string{"push", "-f", fleet, "--from", writeLinuxkitBuild(t, "tty")}, env); code != 0 {
+		t.Fatalf("push on a terminal: exit %d\n%s", code, errb.String())
+	}
+	for _, loc := range []string{"default", "mirror ny"} {
+		for _, f := range []string{"sshd-kernel", "sshd-initrd.img", "sshd-cmdline"} {
+			if !regexp.MustCompile(regexp.QuoteMeta(loc) + `[^\n]*` + regexp.QuoteMeta(f) + `[^\n]*✓`).MatchString(out.String()) {
+				t.Errorf("no completed bar for %s %s:\n%q", loc, f, out.String())
+			}
+		}
+	}
+}
