@@ -296,7 +296,9 @@ func TestPushProgressBarsOnTerminal(t *testing.T) {
 	}
 	var out, errb bytes.Buffer
 	env := &Env{In: strings.NewReader(""), Out: &out, Err: &errb, OutTTY: true,
-		Getenv: func(k string) string { return map[string]string{"PACKET_PROJECT_ID": "3f0c8a1e-6d2b-4c59-9a8e-1b2c3d4e5f60"}[k] }}
+		Getenv: func(k string) string {
+			return map[string]string{"PACKET_PROJECT_ID": "3f0c8a1e-6d2b-4c59-9a8e-1b2c3d4e5f60"}[k]
+		}}
 	if code := Run(context.Background(), []string{"push", "-f", fleet, "--from", writeLinuxkitBuild(t, "tty")}, env); code != 0 {
 		t.Fatalf("push on a terminal: exit %d\n%s", code, errb.String())
 	}
