@@ -155,8 +155,9 @@ func Start(t testing.TB) *Server {
 	cmd := exec.Command(bin, "--port", addr, "--quiet", "--region", Region,
 		"posix", "--sidecar", meta, data)
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+AccessKey, "ROOT_SECRET_KEY="+SecretKey)
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &syncWriter{w: &logs}, &syncWriter{w: &logs}
+	// One writer for both streams: exec copies each from its own goroutine.
+	logs := &syncWriter{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start versitygw: %v", err)
 	}
@@ -238,11 +239,17 @@ func (s *Server) ObjectPath(bucket, key string) string {
 
 type syncWriter struct {
 	mu sync.Mutex
-	w  *strings.Builder
+	b  strings.Builder
 }
 
 func (w *syncWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.w.Write(p)
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
