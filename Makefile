@@ -34,7 +34,7 @@ demo: build
 # Installs ipxe, qemu-system-x86, busybox-static and cpio when missing and
 # unpacks a Debian kernel into .cache/boot (needs root and apt-get).
 boot-test: build
-	LKFLEET_BOOT_TEST=1 LKFLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 20m -run '^TestRealBoot$$' ./boottest/
+	LKFLEET_BOOT_TEST=1 LKFLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 20m -run '^TestRealBoot(FromStore)?$$' ./boottest/
 
 clean:
 	rm -rf bin

@@ -166,6 +166,9 @@ func pushBuild(ctx context.Context, out *pushOutput, o *pushOptions, img spec.Im
 	out.begin(b, len(stores))
 	results, err := imagestore.Push(ctx, b, stores, imagestore.PushOptions{Progress: out.event, Now: o.now, SetLatest: !o.noLatest})
 	out.wait()
+	if err != nil && ctx.Err() != nil {
+		return withCode(ExitInterrupted, fmt.Errorf("push of release %s interrupted: a location without its manifest has no release yet; what was uploaded is reused when you run the same push again", b.Release))
+	}
 	if err != nil {
 		return err
 	}
@@ -248,6 +251,9 @@ func pruneReleases(ctx context.Context, env *Env, out *pushOutput, o *pushOption
 				continue
 			}
 			if err := lp.store.DeleteRelease(ctx, d.Release); err != nil {
+				if ctx.Err() != nil {
+					return withCode(ExitInterrupted, fmt.Errorf("prune interrupted while deleting release %s (manifest first: it is no longer a release); run it again to finish", d.Release.ID))
+				}
 				return err
 			}
 			out.note(fmt.Sprintf("%s: deleted release %s", imagestore.Describe(lp.store.Loc), d.Release.ID),

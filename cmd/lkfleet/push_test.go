@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -308,5 +309,59 @@ func TestPushProgressBarsOnTerminal(t *testing.T) {
 				t.Errorf("no completed bar for %s %s:\n%q", loc, f, out.String())
 			}
 		}
+	}
+}
+
+// cancelOn cancels when the output so far contains a marker: Ctrl-C at a
+// known point of a push, without timing.
+type cancelOn struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	marker string
+	cancel context.CancelFunc
+}
+
+func (c *cancelOn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.buf.Write(p)
+	if strings.Contains(c.buf.String(), c.marker) {
+		c.cancel()
+	}
+	return n, err
+}
+
+// TestPushInterruptedExits130 interrupts a push (Ctrl-C) after its first
+// object: exit 130, a message saying how to finish, nothing published.
+func TestPushInterruptedExits130(t *testing.T) {
+	store := s3test.Start(t)
+	store.CreateBucket(t, "images")
+	store.CreateBucket(t, "images-ny")
+	dir := t.TempDir()
+	fleet := filepath.Join(dir, "fleet.yml")
+	if err := os.WriteFile(fleet, []byte(strings.ReplaceAll(pushFleet, "STORE", store.URL)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	build := t.TempDir()
+	for name, body := range map[string][]byte{"sshd-kernel": []byte("k"), "sshd-initrd.img": make([]byte, 24<<20), "sshd-cmdline": []byte("c")} {
+		if err := os.WriteFile(filepath.Join(build, name), body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &cancelOn{marker: "uploaded sshd-kernel", cancel: cancel}
+	var errb bytes.Buffer
+	env := &Env{In: strings.NewReader(""), Out: out, Err: &errb,
+		Getenv: func(k string) string {
+			return map[string]string{"PACKET_PROJECT_ID": "3f0c8a1e-6d2b-4c59-9a8e-1b2c3d4e5f60"}[k]
+		}}
+	code := Run(ctx, []string{"push", "-f", fleet, "--from", build, "-o", "plain"}, env)
+	if code != ExitInterrupted || !strings.Contains(errb.String(), "interrupted") || !strings.Contains(errb.String(), "run the same push again") {
+		t.Fatalf("interrupted push: exit %d\n%s", code, errb.String())
+	}
+	matches, _ := filepath.Glob(store.ObjectPath("images", "lab/sshd/*/manifest.json"))
+	if len(matches) != 0 {
+		t.Fatalf("an interrupted push published %v", matches)
 	}
 }
