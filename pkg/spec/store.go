@@ -52,9 +52,20 @@ func (s *ImageStore) For(zone string) StoreLocation {
 }
 
 // Locations returns the default store followed by every mirror: where push
-// uploads.
+// uploads. Zones that share one bucket and prefix (two facilities served by
+// one mirror) appear once, under the first zone, so it is uploaded once.
 func (s *ImageStore) Locations() []StoreLocation {
-	return append([]StoreLocation{s.Default}, s.Mirrors...)
+	out := []StoreLocation{s.Default}
+	type where struct{ endpoint, region, bucket, prefix string }
+	seen := map[where]bool{{s.Default.Endpoint, s.Default.Region, s.Default.Bucket, s.Default.Prefix}: true}
+	for _, m := range s.Mirrors {
+		w := where{m.Endpoint, m.Region, m.Bucket, m.Prefix}
+		if !seen[w] {
+			seen[w] = true
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 var (
