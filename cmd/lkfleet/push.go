@@ -361,7 +361,8 @@ func (o *pushOutput) event(e imagestore.Event) {
 		case imagestore.UpToDate:
 			fmt.Fprintf(o.env.Out, "%s %s: release already complete, nothing uploaded ✓\n", ts, e.Location)
 		case imagestore.Failed:
-			fmt.Fprintf(o.env.Out, "%s %s: failed ✗ %v\n", ts, e.Location, e.Err)
+			// The error names its location already.
+			fmt.Fprintf(o.env.Out, "%s failed ✗ %v\n", ts, e.Err)
 		}
 	case ui.TTY:
 		id := e.Location + " " + e.File
