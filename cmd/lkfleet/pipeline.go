@@ -169,6 +169,7 @@ func computePlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes []
 	if err != nil {
 		return nil, err
 	}
+	plan.Warnings = append(plan.Warnings, imagestore.MirrorWarnings(desired, cat.Facilities)...)
 	if capNeeds := capacityNeeds(plan); len(capNeeds) > 0 {
 		warnings, err := client.CheckCapacity(ctx, capNeeds)
 		if err != nil {

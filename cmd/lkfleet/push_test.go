@@ -193,6 +193,16 @@ func TestPushPlanApplyMirrorsPrune(t *testing.T) {
 		t.Fatalf("repair push:\n%s", out)
 	}
 	e.mustRun(0, "plan", "-f", e.fleet, "--detailed-exitcode")
+
+	// A group in facility ewr1 does not use the mirror keyed by its metro
+	// ny (mirrors match zones as written), and the plan says so.
+	if err := os.WriteFile(e.fleet, []byte(strings.ReplaceAll(strings.ReplaceAll(pushFleet, "STORE", store.URL), "ny]", "ewr1]")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out = e.mustRun(2, "plan", "-f", e.fleet, "--detailed-exitcode")
+	if !strings.Contains(out, `image sshd: devices in ewr1 boot from the default store (s3://images/lab/sshd), not from the mirror keyed by their metro "ny"`) {
+		t.Fatalf("plan lacks the mirror warning:\n%s", out)
+	}
 }
 
 // TestPushChild is the lkfleet process TestPushKilledMidwayThenRerun kills:

@@ -2,8 +2,11 @@ package imagestore
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
 func TestPlanPrune(t *testing.T) {
@@ -64,5 +67,24 @@ func TestReleaseID(t *testing.T) {
 	}
 	if ReleaseID(a) == ReleaseID(b) || ReleaseID(a) == ReleaseID(c) {
 		t.Fatal("different builds share a release id")
+	}
+}
+
+func TestMirrorWarnings(t *testing.T) {
+	st := &spec.ImageStore{Default: spec.StoreLocation{Bucket: "images"}, Mirrors: []spec.StoreLocation{{Zone: "ny", Bucket: "images-ny"}, {Zone: "sjc1", Bucket: "images-sv"}}}
+	img := spec.Image{Key: "sshd", Store: st}
+	devs := []spec.Device{
+		{Zone: "ewr1", Image: img}, {Zone: "ewr1", Image: img}, // metro ny has a mirror: warn once
+		{Zone: "ny", Image: img},   // uses its mirror
+		{Zone: "sjc1", Image: img}, // uses its mirror
+		{Zone: "ams1", Image: img}, // metro am has none: default is right
+		{Zone: "ewr1", Image: spec.Image{Key: "plain"}},
+	}
+	got := MirrorWarnings(devs, map[string]string{"ewr1": "ny", "sjc1": "sv", "ams1": "am"})
+	if len(got) != 1 || !strings.Contains(got[0], `devices in ewr1`) || !strings.Contains(got[0], `metro "ny"`) {
+		t.Fatalf("warnings = %q", got)
+	}
+	if MirrorWarnings(devs, nil) != nil {
+		t.Fatal("warnings without a catalogue")
 	}
 }

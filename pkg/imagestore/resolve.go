@@ -96,3 +96,27 @@ func InUse(scripts []string, st *spec.ImageStore) (releases []string, unknown in
 	sort.Strings(releases)
 	return releases, unknown
 }
+
+// MirrorWarnings warns, once per image and zone, about devices in a
+// facility that boot from the default store although a mirror is keyed by
+// that facility's metro: mirrors match the zone exactly as the groups
+// write it, so the mirror near them goes unused. metroOf maps facility
+// codes to metro codes (the API's catalogue); nil means no warnings.
+func MirrorWarnings(desired []spec.Device, metroOf map[string]string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, d := range desired {
+		st := d.Image.Store
+		if st == nil || st.For(d.Zone).Zone != "" {
+			continue
+		}
+		metro := metroOf[d.Zone]
+		if metro == "" || metro == d.Zone || st.For(metro).Zone == "" || seen[d.Image.Key+"/"+d.Zone] {
+			continue
+		}
+		seen[d.Image.Key+"/"+d.Zone] = true
+		out = append(out, fmt.Sprintf("image %s: devices in %s boot from the %s, not from the mirror keyed by their metro %q: mirrors match the zone as the groups write it; key that mirror %q (or add one) to use it there",
+			d.Image.Key, d.Zone, Describe(st.Default), metro, d.Zone))
+	}
+	return out
+}
