@@ -88,9 +88,9 @@ func runDestroy(ctx context.Context, env *Env, o *destroyOptions) error {
 		}
 	}
 	p := &planned{fleet: fleet, client: l.client, plan: plan}
-	return execute(ctx, env, p, mode, executor.Options{
+	return execute(ctx, env, p, execution{mode: mode, destroy: true, opts: executor.Options{
 		Parallelism: o.parallelism,
 		Wait:        executor.WaitNone,
 		Timeout:     o.timeout,
-	}, true)
+	}})
 }

@@ -279,13 +279,13 @@ func releasesInUse(ctx context.Context, env *Env, o *pushOptions, fleet *spec.Fl
 	}
 	inUse := map[string]bool{}
 	for _, d := range l.live {
-		group, _, _ := strings.Cut(d.Slot, "/")
+		slot, _ := spec.ParseSlot(d.Slot())
 		rels, unknown := imagestore.InUse([]string{d.Userdata + "\n" + d.ScriptURL}, img.Store)
 		for _, r := range rels {
 			inUse[r] = true
 		}
-		if unknown > 0 && groupImage[group] == img.Key {
-			return nil, fmt.Errorf("device %s (slot %s) boots image %s but its userdata names no release (script served from a URL?): refusing to prune what it may run", d.Hostname, d.Slot, img.Key)
+		if unknown > 0 && groupImage[slot.Group] == img.Key {
+			return nil, fmt.Errorf("device %s (slot %s) boots image %s but its userdata names no release (script served from a URL?): refusing to prune what it may run", d.Hostname, d.Slot(), img.Key)
 		}
 	}
 	return inUse, nil

@@ -13,9 +13,9 @@ import (
 // the rev tag is a hash and cannot say which build a device runs, its
 // script can.
 func runningRelease(fleet *spec.Fleet, l planner.Live) string {
-	group, _, _ := strings.Cut(l.Slot, "/")
+	slot, _ := spec.ParseSlot(l.Slot())
 	for _, g := range fleet.Groups {
-		if g.Name != group {
+		if g.Name != slot.Group {
 			continue
 		}
 		for _, im := range fleet.Images {

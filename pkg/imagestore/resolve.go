@@ -3,12 +3,40 @@ package imagestore
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"regexp"
 	"sort"
 	"strings"
 
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
+
+// Resolver is what planning asks of pushed images (it implements
+// pipeline.Images; cmd/lkfleet wires it): Resolve, Preflight and
+// MirrorWarnings over one Checker, so a planning run reads each manifest
+// once, over the public URLs and without storage credentials.
+type Resolver struct{ c *Checker }
+
+// NewResolver returns a Resolver reading over client and verifying at
+// depth d.
+func NewResolver(client *http.Client, d Depth) *Resolver {
+	return &Resolver{c: NewChecker(client, d)}
+}
+
+// Resolve is Resolve with r's checker.
+func (r *Resolver) Resolve(ctx context.Context, desired []spec.Device) ([]spec.Device, error) {
+	return Resolve(ctx, r.c, desired)
+}
+
+// Preflight is Preflight with r's checker.
+func (r *Resolver) Preflight(ctx context.Context, desired []spec.Device) error {
+	return Preflight(ctx, r.c, desired)
+}
+
+// Warnings is MirrorWarnings.
+func (r *Resolver) Warnings(desired []spec.Device, metroOf map[string]string) []string {
+	return MirrorWarnings(desired, metroOf)
+}
 
 // Resolve points every device whose image is published with lkfleet push
 // at its release on its zone's mirror (else the default store): the
