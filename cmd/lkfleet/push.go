@@ -72,7 +72,7 @@ config files, SSO, instance roles).`,
 	cmd.Flags().StringVar(&o.from, "from", "", "directory holding the linuxkit kernel+initrd build")
 	cmd.Flags().IntVar(&o.prune, "prune", -1, "after pushing, delete releases older than the newest N that no device runs")
 	cmd.Flags().BoolVar(&o.autoApprove, "auto-approve", false, "prune without asking for confirmation")
-	cmd.Flags().StringVarP(&o.output, "output", "o", "auto", "output: auto, plain or json")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "auto", "output: auto, tty, plain or json")
 	cmd.Flags().StringVar(&o.verify, "verify", "quick", "check after pushing: quick (HEAD: size and ETag), full (read every byte, SHA-256) or none")
 	cmd.Flags().BoolVar(&o.noLatest, "no-latest", false, "do not move the latest pointer to this release")
 	return cmd
@@ -234,15 +234,9 @@ func pruneReleases(ctx context.Context, env *Env, out *pushOutput, o *pushOption
 		return nil
 	}
 	if !o.autoApprove {
-		if !env.InTTY {
-			return fmt.Errorf("prune needs confirmation to delete %d release(s): run it on a terminal, or pass --auto-approve", deletes)
-		}
-		ok, err := ui.Confirm(env.In, env.Out, fmt.Sprintf("Delete %d release(s) of image %s?", deletes, img.Key))
-		if err != nil {
+		// Ctrl-C at the prompt exits 130 at once, as for apply and destroy.
+		if err := confirm(ctx, env, "prune", fmt.Sprintf("Delete %d release(s) of image %s?", deletes, img.Key)); err != nil {
 			return err
-		}
-		if !ok {
-			return errors.New("prune cancelled")
 		}
 	}
 	for _, lp := range plans {
