@@ -78,8 +78,8 @@ func TestRealBootFromStore(t *testing.T) {
 	if err != nil {
 		t.Fatalf("lkfleet apply --wait booted: %v\n%s", err, out)
 	}
-	st := s.deviceStates(t)["store-ams1-1"]
-	if st[0] != "succeeded" || !strings.Contains(st[1], "lkfleet.slot=store/ams1/1") {
-		t.Fatalf("store-ams1-1: user state %q %q, want succeeded with the guest's report", st[0], st[1])
+	st := s.devices(t)["store-ams1-1"].states // newest first
+	if len(st) == 0 || st[0][0] != "succeeded" || !strings.Contains(st[0][1], "lkfleet.slot=store/ams1/1") {
+		t.Fatalf("store-ams1-1: user states %q, want the newest succeeded with the guest's report", st)
 	}
 }
