@@ -67,6 +67,7 @@ type device struct {
 	bootAt    time.Time // when the pending boot runs (zero: none pending)
 	bootLocal bool      // the pending boot is from the (empty) local disk
 	events    []event
+	net       *netState // port state once a port call changed it (ports.go)
 }
 
 // state computes the visible state at now.
@@ -187,6 +188,8 @@ type deviceJSON struct {
 	IPAddresses            []ipJSON        `json:"ip_addresses"`
 	Actions                json.RawMessage `json:"-"` // spliced in by appendJSON
 	ProvisioningEvents     []eventJSON     `json:"provisioning_events"`
+	NetworkPorts           []portJSON      `json:"network_ports"`
+	BondingMode            int             `json:"bonding_mode"`
 }
 
 var (
@@ -229,6 +232,7 @@ func (s *Sim) render(d *device, now time.Time) deviceJSON {
 		j.ProvisioningPercentage = &p
 	}
 	j.IPAddresses = s.renderIPs(d, id, href)
+	s.renderNetwork(d, &j)
 	j.ProvisioningEvents = renderEvents(d.events, href)
 	return j
 }

@@ -66,6 +66,9 @@ func (s *Sim) route(r *http.Request) (string, string, apiHandler) {
 	m := r.Method
 	var tmpl, id string
 	var h map[string]apiHandler
+	if tmpl, id, h := s.routeNetwork(parts); h != nil {
+		return m + " " + tmpl, id, h[m]
+	}
 	switch {
 	case len(parts) == 2 && parts[0] == "projects":
 		tmpl, id, h = "/projects/{id}", parts[1], map[string]apiHandler{"GET": s.getProject}

@@ -97,6 +97,7 @@ type Sim struct {
 	seq     uint32
 	boots   []Boot
 	capUsed map[capKey]int
+	vnets   vnetStore // virtual networks (vlans.go)
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
