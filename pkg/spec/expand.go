@@ -166,6 +166,7 @@ func expandGroup(f *Fleet, gi int, im Image, devs []Device, hostSlot map[string]
 				Wave: waveOf(f.Rollout, zone), Machine: g.Machine, Billing: g.Billing, AlwaysPXE: g.AlwaysPXE,
 				Arch: arch, Image: im, UserTags: slices.Clone(g.Tags), KernelArgs: g.KernelArgs,
 				IPXETemplate: script, Userdata: g.Userdata,
+				NetworkType: g.NetworkType, VLANs: slices.Clone(g.VLANs),
 			}
 			if !hostBroken {
 				h, err := execTemplate(hostT, hostText, HostnameData{Fleet: f.Name, Group: g.Name, Zone: zone, Index: idx, Machine: g.Machine})

@@ -52,7 +52,7 @@ var (
 
 	topKeys     = []string{"apiVersion", "fleet", "project", "images", "defaults", "groups", "rollout"}
 	imageKeys   = []string{"base_url", "name", "arch", "cmdline", "ipxe_template"}
-	groupKeys   = []string{"name", "image", "count", "zone", "zones", "machine", "billing", "always_pxe", "tags", "hostname", "kernel_args", "ipxe_template", "userdata", "ipxe_script_url"}
+	groupKeys   = []string{"name", "image", "count", "zone", "zones", "machine", "billing", "always_pxe", "tags", "hostname", "kernel_args", "ipxe_template", "userdata", "ipxe_script_url", "network_type", "vlans"}
 	defaultKeys = groupKeys[1:] // every group key but the name
 	rolloutKeys = []string{"waves", "max_in_flight", "max_unavailable", "rebuild", "canary", "max_failures"}
 )
@@ -795,6 +795,7 @@ type groupSpec struct {
 	zones, tags                                                 lval
 	alwaysPXE                                                   bval
 	hostname, kernelArgs, ipxeTemplate, userdata, ipxeScriptURL sval
+	net                                                         netSpec // network.go
 }
 
 func (l *loader) groupSpec(n *yaml.Node, path string, known []string) *groupSpec {
@@ -848,6 +849,7 @@ func (l *loader) groupSpec(n *yaml.Node, path string, known []string) *groupSpec
 	g.ipxeTemplate = l.ipxeTemplate(fs)
 	g.userdata = l.text(fs, "userdata")
 	g.ipxeScriptURL = l.template(l.text(fs, "ipxe_script_url"))
+	g.net = l.networkSpec(fs)
 	return g
 }
 
@@ -972,6 +974,7 @@ func (l *loader) resolveGroup(g, d *groupSpec, images []Image) (Group, groupSour
 	if out.Hostname == "" {
 		out.Hostname = DefaultHost
 	}
+	out.NetworkType, out.VLANs = l.resolveNetwork(g.net, d.net)
 	if ud := pickS(g.userdata, d.userdata); ud.ok() && out.IPXEScriptURL == "" {
 		l.add(ud.n, ud.path, "userdata needs ipxe_script_url: without it the userdata carries the iPXE script")
 	}
