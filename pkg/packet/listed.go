@@ -17,7 +17,8 @@ type listedDevice struct {
 	BillingCycle string   `json:"billing_cycle"`
 	Tags         []string `json:"tags"`
 	Network      []struct {
-		Address string `json:"address"`
+		Address    string `json:"address"`
+		Management bool   `json:"management"`
 	} `json:"ip_addresses"`
 	Plan *struct {
 		Slug string `json:"slug"`
@@ -26,12 +27,14 @@ type listedDevice struct {
 		Code  string    `json:"code"`
 		Metro *codeOnly `json:"metro"`
 	} `json:"facility"`
-	Metro           *codeOnly     `json:"metro"`
-	ProvisionEvents []listedEvent `json:"provisioning_events"`
-	UserData        string        `json:"userdata"`
-	IPXEScriptURL   string        `json:"ipxe_script_url"`
-	AlwaysPXE       bool          `json:"always_pxe"`
-	SOS             string        `json:"sos"`
+	Metro           *codeOnly      `json:"metro"`
+	ProvisionEvents []listedEvent  `json:"provisioning_events"`
+	UserData        string         `json:"userdata"`
+	IPXEScriptURL   string         `json:"ipxe_script_url"`
+	AlwaysPXE       bool           `json:"always_pxe"`
+	SOS             string         `json:"sos"`
+	NetworkPorts    []packngo.Port `json:"network_ports"`  // ports.go
+	NetworkFrozen   bool           `json:"network_frozen"` // ports.go
 }
 
 type codeOnly struct {

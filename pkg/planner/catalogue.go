@@ -29,6 +29,8 @@ type PlanInfo struct {
 	// Locations are the facility or metro codes where the plan is offered;
 	// empty means unknown (not checked).
 	Locations []string
+	// Ports is the plan's count of network ports, 0 if unknown.
+	Ports int
 }
 
 // MetroOf returns the metro of a facility code, "" if unknown.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lkfleet/lkfleet/pkg/network"
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
@@ -113,27 +114,28 @@ type fileDevice struct {
 }
 
 type fileLive struct {
-	ID            string    `json:"id"`
-	ShortID       string    `json:"short_id"`
-	Hostname      string    `json:"hostname"`
-	State         string    `json:"state"`
-	Tags          []string  `json:"tags"`
-	Fleet         string    `json:"fleet"`
-	Slot          string    `json:"slot"`
-	Rev           string    `json:"rev"`
-	Machine       string    `json:"machine"`
-	Facility      string    `json:"facility"`
-	Metro         string    `json:"metro"`
-	Billing       string    `json:"billing"`
-	AlwaysPXE     bool      `json:"always_pxe"`
-	Userdata      string    `json:"userdata"`
-	ScriptURL     string    `json:"ipxe_script_url"`
-	IPs           []string  `json:"ips"`
-	SOS           string    `json:"sos"`
-	CreatedAt     time.Time `json:"created_at"`
-	UserState     string    `json:"user_state"`
-	UserStateBody string    `json:"user_state_body"`
-	UserStateAt   time.Time `json:"user_state_at"`
+	ID            string         `json:"id"`
+	ShortID       string         `json:"short_id"`
+	Hostname      string         `json:"hostname"`
+	State         string         `json:"state"`
+	Tags          []string       `json:"tags"`
+	Fleet         string         `json:"fleet"`
+	Slot          string         `json:"slot"`
+	Rev           string         `json:"rev"`
+	Machine       string         `json:"machine"`
+	Facility      string         `json:"facility"`
+	Metro         string         `json:"metro"`
+	Billing       string         `json:"billing"`
+	AlwaysPXE     bool           `json:"always_pxe"`
+	Userdata      string         `json:"userdata"`
+	ScriptURL     string         `json:"ipxe_script_url"`
+	IPs           []string       `json:"ips"`
+	SOS           string         `json:"sos"`
+	CreatedAt     time.Time      `json:"created_at"`
+	UserState     string         `json:"user_state"`
+	UserStateBody string         `json:"user_state_body"`
+	UserStateAt   time.Time      `json:"user_state_at"`
+	Network       *network.State `json:"network,omitempty"`
 }
 
 // Save writes p as a saved plan file (docs/plan-format.md): everything

@@ -1,0 +1,99 @@
+package planner
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/lkfleet/lkfleet/pkg/network"
+	"github.com/lkfleet/lkfleet/pkg/spec"
+)
+
+// networkFleet is testFleet with the web group on a network type.
+func networkFleet(machine, typ string, vlans ...int) (*spec.Fleet, []spec.Device) {
+	f := testFleet()
+	f.Groups[0].Machine = machine
+	ds := desiredOf(f)
+	for i := range ds {
+		if ds[i].Group == "web" {
+			ds[i].NetworkType = typ
+			for _, v := range vlans {
+				ds[i].VLANs = append(ds[i].VLANs, spec.VLAN{VXLAN: v})
+			}
+		}
+	}
+	return f, ds
+}
+
+func TestCheckNetwork(t *testing.T) {
+	cat := &Catalogue{Plans: map[string]PlanInfo{
+		"c3.small.x86": {Ports: 2}, "baremetal_0": {Ports: 1}, "baremetal_1": {Ports: 2}, "x1.single": {Ports: 1}, "m3.large.x86": {Ports: 2},
+	}}
+	frozen := func(ds []spec.Device, st network.State) []Live {
+		ls := liveAll(ds)
+		for i := range ls {
+			s := st
+			s.Frozen = true
+			ls[i].Network = &s
+		}
+		return ls
+	}
+	hybrid := network.NewState("c3.small.x86", 2)
+	if steps, err := network.Plan(hybrid, network.Hybrid, nil); err == nil {
+		for _, st := range steps {
+			hybrid, _ = network.Apply(hybrid, st)
+		}
+	}
+	cases := []struct {
+		name    string
+		machine string
+		typ     string
+		live    func([]spec.Device) []Live
+		want    string // "" = no error
+	}{
+		{"changeable", "c3.small.x86", "hybrid", nil, ""},
+		{"unmanaged on a fixed plan", "baremetal_0", "", nil, ""},
+		{"fixed plan, its own type", "baremetal_0", "layer3", nil, ""},
+		{"fixed plan", "baremetal_0", "hybrid", nil,
+			`check network_type of group "web" (slot web/ams1/1 and 3 more): machine type "baremetal_0" always has network type layer3 and cannot be converted to hybrid`},
+		{"always layer 3 with two ports", "baremetal_1", "layer2-bonded", nil,
+			`machine type "baremetal_1" always has network type layer3 and cannot be converted to layer2-bonded`},
+		{"single port from the catalogue", "x1.single", "layer2-individual", nil,
+			`machine type "x1.single" has a single port`},
+		{"frozen and different", "c3.small.x86", "hybrid", func(ds []spec.Device) []Live { return frozen(ds, network.NewState("c3.small.x86", 2)) },
+			"check network_type of slot web/ams1/1 (device d-01): the device's network is frozen (network_frozen) and stays layer3; it cannot become hybrid"},
+		{"frozen but already there", "c3.small.x86", "hybrid", func(ds []spec.Device) []Live { return frozen(ds, hybrid) }, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f, ds := networkFleet(c.machine, c.typ)
+			in := Input{Fleet: f, Desired: ds, Catalogue: cat}
+			if c.live != nil {
+				in.Live = c.live(ds)
+			}
+			err := CheckNetwork(in)
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v\nwant %s", err, c.want)
+			}
+			// Compute fails the same way: nothing is planned.
+			if _, err := Compute(in); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("Compute: %v", err)
+			}
+		})
+	}
+	// One message per group and machine type, one per frozen device.
+	f, ds := networkFleet("c3.small.x86", "hybrid")
+	err := CheckNetwork(Input{Fleet: f, Desired: ds, Catalogue: cat, Live: frozen(ds, network.NewState("c3.small.x86", 2))})
+	if n := strings.Count(err.Error(), "\n") + 1; n != 4 {
+		t.Errorf("%d messages for 4 frozen devices:\n%v", n, err)
+	}
+	f, ds = networkFleet("baremetal_0", "hybrid")
+	if err := CheckNetwork(Input{Fleet: f, Desired: ds, Catalogue: cat}); strings.Count(err.Error(), "\n") != 0 {
+		t.Errorf("fixed plan reported more than once:\n%v", err)
+	}
+}
