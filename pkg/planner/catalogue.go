@@ -19,6 +19,9 @@ type Catalogue struct {
 	Facilities map[string]string
 	// Metros is the set of metro codes.
 	Metros map[string]bool
+	// VirtualNetworks are the project's VLANs (network.go), listed only
+	// when a group has a network_type.
+	VirtualNetworks []VirtualNetwork
 }
 
 // PlanInfo is one machine type of the catalogue.

@@ -367,6 +367,7 @@ func diffDevice(f *spec.Fleet, d *spec.Device, l *Live, rebuildReason, replaceRe
 	if l.AlwaysPXE != d.AlwaysPXE {
 		mutable = append(mutable, AttrDiff{Name: "always_pxe", Before: strconv.FormatBool(l.AlwaysPXE), After: strconv.FormatBool(d.AlwaysPXE)})
 	}
+	mutable = append(mutable, networkDiffs(d, l, cat)...) // network.go
 	// Otherwise a rev difference is either explained by the mutable
 	// attributes above or the tag is merely stale (written by another
 	// version, or the zone was respelled): the PUT rewrites it.
@@ -523,6 +524,9 @@ func createAttrs(d *spec.Device) []AttrDiff {
 	}
 	attrs = append(attrs,
 		AttrDiff{Name: "tags", After: fmtList(normTags(d.UserTags))},
+	)
+	attrs = append(attrs, networkCreateAttrs(d)...) // network.go
+	attrs = append(attrs,
 		AttrDiff{Name: "rev", After: d.Rev},
 		AttrDiff{Name: "id", After: KnownAfterApply},
 	)

@@ -97,3 +97,98 @@ func TestCheckNetwork(t *testing.T) {
 		t.Errorf("fixed plan reported more than once:\n%v", err)
 	}
 }
+
+// convert returns a fresh two-port device's state converted to typ.
+func convert(t *testing.T, typ network.Type, vlans ...string) *network.State {
+	t.Helper()
+	s := network.NewState("c3.small.x86", 2)
+	steps, err := network.Plan(s, typ, vlans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range steps {
+		if s, err = network.Apply(s, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &s
+}
+
+// A network difference is an in-place update, rendered as Terraform would.
+func TestNetworkDiffs(t *testing.T) {
+	vnets := []VirtualNetwork{{ID: "vn-1001", VXLAN: 1001, Metro: "am"}, {ID: "vn-ny", VXLAN: 1001, Metro: "ny"}, {ID: "vn-2", VXLAN: 1002, Metro: "am", Description: "storage"}}
+	cat := &Catalogue{VirtualNetworks: vnets}
+	f, ds := networkFleet("c3.small.x86", "hybrid", 1001)
+	partly := convert(t, network.Hybrid, "vn-1001")
+	partly.Ports[0].Bonded, partly.Ports[1].Bonded = true, true // eth0 fine
+	partly.Ports[2].VLANs = nil                                  // interrupted before the assign
+	cases := []struct {
+		name  string
+		state *network.State
+		typ   string
+		vlans []spec.VLAN
+		want  []string // rendered attribute lines, "" = no change
+	}{
+		{"layer3 to hybrid", convert(t, network.Layer3), "hybrid", []spec.VLAN{{VXLAN: 1001}},
+			[]string{`~ network_type = "layer3" -> "hybrid"`, `~ vlans        = [] -> [1001]`}},
+		{"converged", convert(t, network.Hybrid, "vn-1001"), "hybrid", []spec.VLAN{{VXLAN: 1001}}, nil},
+		{"by description", convert(t, network.Layer2Bonded, "vn-2"), "layer2-bonded", []spec.VLAN{{Description: "storage"}}, nil},
+		{"VLAN to be created", convert(t, network.Hybrid, "vn-1001"), "hybrid", []spec.VLAN{{VXLAN: 1001}, {VXLAN: 3000}},
+			[]string{`~ vlans = [1001] -> [1001, 3000]`}},
+		{"hybrid back to layer3", convert(t, network.Hybrid, "vn-1001"), "layer3", nil,
+			[]string{`~ network_type = "hybrid" -> "layer3"`, `~ vlans        = [1001] -> []`}},
+		{"hybrid-bonded without VLANs is layer3", convert(t, network.Layer3), "hybrid-bonded", nil, nil},
+		{"interrupted conversion", partly, "hybrid", []spec.VLAN{{VXLAN: 1001}}, []string{`~ vlans = [] -> [1001]`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			desired := append([]spec.Device(nil), ds...)
+			for i := range desired {
+				if desired[i].Group == "web" {
+					desired[i].NetworkType, desired[i].VLANs = c.typ, c.vlans
+				}
+			}
+			live := liveAll(desired)
+			for i := range live {
+				if live[i].Slot == "web/ams1/1" {
+					live[i].Network = c.state
+				}
+			}
+			p, err := Compute(Input{Fleet: f, Desired: desired, Live: live, Catalogue: cat})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.want == nil {
+				if p.HasChanges() {
+					t.Fatalf("changes: %+v", p.Changes)
+				}
+				return
+			}
+			if len(p.Changes) != 1 || p.Changes[0].Action != Update || p.Changes[0].Slot != "web/ams1/1" {
+				t.Fatalf("want one update of web/ams1/1, got %+v", p.Changes)
+			}
+			if n, o := NetworkAttrs(&p.Changes[0]); !n || o {
+				t.Errorf("NetworkAttrs = %v, %v", n, o)
+			}
+			var b strings.Builder
+			if err := RenderText(&b, p, TextOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			for _, line := range c.want {
+				if !strings.Contains(b.String(), line) {
+					t.Errorf("plan lacks %q:\n%s", line, b.String())
+				}
+			}
+		})
+	}
+	// A create shows the network it will get.
+	p, err := Compute(Input{Fleet: f, Desired: ds, Catalogue: cat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	RenderText(&b, p, TextOptions{})
+	if !strings.Contains(b.String(), `+ network_type = "hybrid"`) || !strings.Contains(b.String(), `+ vlans        = [1001]`) {
+		t.Errorf("create lacks the network:\n%s", b.String())
+	}
+}
