@@ -51,6 +51,9 @@ func (r *run) doCreate(ctx context.Context, w *wave, c *planner.Change) (outcome
 		return oc, fd
 	}
 	r.emit(changeEvent(ChangeDone, c, live.ID, "created"))
+	if c.Desired.NetworkType != "" {
+		return r.createdNetwork(ctx, w, c, live.ID) // network.go
+	}
 	if r.opts.Wait == WaitNone {
 		return done, FailedDevice{}
 	}
@@ -97,6 +100,9 @@ func (r *run) doUpdate(w *wave, c *planner.Change) (outcome, FailedDevice) {
 	case err != nil:
 		return failed, FailedDevice{LastEvent: fmt.Sprintf("update %s: %v", describe(c), err)}
 	}
+	if oc, fd, ok := r.updateNetwork(w, c); ok { // network.go
+		return oc, fd
+	}
 	r.emit(changeEvent(ChangeDone, c, c.DeviceID, "updated"))
 	return done, FailedDevice{}
 }
@@ -126,6 +132,9 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 	case fd != nil:
 		// The old device stays: it still serves the slot.
 		return failed, *fd
+	}
+	if oc, fd := r.convergeNetwork(ctx, w.sched, c, newLive.ID); oc != done { // network.go
+		return oc, fd
 	}
 	old := c.DeviceID
 	if old == "" {
