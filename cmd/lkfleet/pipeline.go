@@ -157,6 +157,9 @@ func computePlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes []
 			}
 		}
 	}
+	if err := withVirtualNetworks(ctx, client, desired, &cat); err != nil { // network.go
+		return nil, err
+	}
 	plan, err := planner.Compute(in)
 	if err != nil {
 		return nil, err
