@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"testing"
 
@@ -179,6 +180,7 @@ func TestNetworkTypesEndToEnd(t *testing.T) {
 	for _, v := range vl.VirtualNetworks {
 		got = append(got, fmt.Sprintf("%d@%s%v", v.VXLAN, v.MetroCode, v.Tags))
 	}
+	slices.Sort(got)
 	if strings.Join(got, " ") != "1001@am[lkfleet:fleet=e2e] 1002@am[lkfleet:fleet=e2e] 1003@am[lkfleet:fleet=e2e]" {
 		t.Errorf("VLANs: %v", got)
 	}
