@@ -77,36 +77,37 @@ const (
 
 // Port is one port of a device, as read from the API.
 type Port struct {
-	ID   string
-	Name string // "bond0", "eth0", ...
+	ID   string `json:"id"`
+	Name string `json:"name"` // "bond0", "eth0", ...
 	// IsBond is true for a NetworkBondPort.
-	IsBond bool
+	IsBond bool `json:"is_bond"`
 	// Bonded is the port's data.bonded: for a physical port, a member of its
 	// bond; for a bond port, the bond is up (at least one member bonded).
-	Bonded bool
+	Bonded bool `json:"bonded"`
 	// NetworkType is the port's network_type as the service reports it
 	// ("" if absent). For a bond port it tells layer 2 from layer 3.
-	NetworkType string
+	NetworkType string `json:"network_type,omitempty"`
 	// BondName is the name of the bond a physical port belongs to ("bond0").
-	BondName string
+	BondName string `json:"bond_name,omitempty"`
 	// VLANs are the ids of the virtual networks attached to the port (the
 	// caller's choice of id, used as opaque strings; sorted or not).
-	VLANs []string
+	VLANs []string `json:"vlans,omitempty"`
 	// Native is the native VLAN's id, "" if none.
-	Native string
+	Native string `json:"native,omitempty"`
 }
 
-// State is what the network type of one device follows from.
+// State is what the network type of one device follows from. Its JSON
+// form is part of saved plan files (docs/plan-format.md).
 type State struct {
 	// Plan is the device's plan slug: a few plans have a fixed type.
-	Plan string
+	Plan string `json:"plan"`
 	// Frozen is the device's network_frozen: no port call is allowed.
-	Frozen bool
+	Frozen bool `json:"frozen"`
 	// ManagementIPs is true when the device has management addresses (the
 	// service removes them in layer 2). It only decides layer 2 from layer
 	// 3 when the bond port does not report its network_type.
-	ManagementIPs bool
-	Ports         []Port
+	ManagementIPs bool   `json:"management_ips"`
+	Ports         []Port `json:"ports"`
 }
 
 // fixedTypes are plans whose network cannot be changed and whose type the

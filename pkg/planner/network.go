@@ -185,3 +185,25 @@ func NetworkAttrs(c *Change) (network, other bool) {
 	}
 	return network, other
 }
+
+// fileVLAN is a VLAN in a saved plan, as the fleet file names it.
+type fileVLAN struct {
+	VXLAN       int    `json:"vxlan,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+func toFileVLANs(vs []spec.VLAN) []fileVLAN {
+	var out []fileVLAN
+	for _, v := range vs {
+		out = append(out, fileVLAN(v))
+	}
+	return out
+}
+
+func fromFileVLANs(vs []fileVLAN) []spec.VLAN {
+	var out []spec.VLAN
+	for _, v := range vs {
+		out = append(out, spec.VLAN(v))
+	}
+	return out
+}

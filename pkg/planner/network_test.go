@@ -1,6 +1,9 @@
 package planner
 
 import (
+	"bytes"
+	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -121,7 +124,7 @@ func TestNetworkDiffs(t *testing.T) {
 	f, ds := networkFleet("c3.small.x86", "hybrid", 1001)
 	partly := convert(t, network.Hybrid, "vn-1001")
 	partly.Ports[0].Bonded, partly.Ports[1].Bonded = true, true // eth0 fine
-	partly.Ports[2].VLANs = nil                                  // interrupted before the assign
+	partly.Ports[2].VLANs = nil                                 // interrupted before the assign
 	cases := []struct {
 		name  string
 		state *network.State
@@ -190,5 +193,38 @@ func TestNetworkDiffs(t *testing.T) {
 	RenderText(&b, p, TextOptions{})
 	if !strings.Contains(b.String(), `+ network_type = "hybrid"`) || !strings.Contains(b.String(), `+ vlans        = [1001]`) {
 		t.Errorf("create lacks the network:\n%s", b.String())
+	}
+}
+
+// Network types, VLANs and the live port state travel in saved plans.
+func TestSavedPlanKeepsNetwork(t *testing.T) {
+	f, ds := networkFleet("c3.small.x86", "layer2-bonded", 1001)
+	ds[0].VLANs = append(ds[0].VLANs, spec.VLAN{Description: "lab"})
+	live := liveAll(ds)
+	live[0].Network = convert(t, network.Hybrid, "vn-1")
+	live[0].Network.Frozen = false
+	p, err := Compute(Input{Fleet: f, Desired: ds, Live: live, FleetFingerprint: FleetFingerprint([]byte("fleet"))})
+	if err != nil || !p.HasChanges() {
+		t.Fatalf("%v %+v", err, p)
+	}
+	var b bytes.Buffer
+	if err := Save(&b, p); err != nil {
+		t.Fatal(err)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, b.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{`"network_type":"layer2-bonded"`, `"vlans":[{"vxlan":1001},{"description":"lab"}]`, `"is_bond":true`} {
+		if !strings.Contains(compact.String(), key) {
+			t.Errorf("saved plan lacks %s", key)
+		}
+	}
+	got, err := Load(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, p) {
+		t.Errorf("round trip changed the plan:\n got %+v\nwant %+v", got.Changes[0], p.Changes[0])
 	}
 }

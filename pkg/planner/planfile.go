@@ -92,25 +92,27 @@ type fileImage struct {
 }
 
 type fileDevice struct {
-	Slot          string    `json:"slot"`
-	Fleet         string    `json:"fleet"`
-	Group         string    `json:"group"`
-	Zone          string    `json:"zone"`
-	Index         int       `json:"index"`
-	Wave          int       `json:"wave"`
-	Hostname      string    `json:"hostname"`
-	Machine       string    `json:"machine"`
-	Billing       string    `json:"billing"`
-	AlwaysPXE     bool      `json:"always_pxe"`
-	Arch          string    `json:"arch"`
-	Image         fileImage `json:"image"`
-	UserTags      []string  `json:"user_tags"`
-	KernelArgs    string    `json:"kernel_args"`
-	IPXETemplate  string    `json:"ipxe_template"`
-	Userdata      string    `json:"userdata"`
-	IPXEScriptURL string    `json:"ipxe_script_url"`
-	Script        string    `json:"script"`
-	Rev           string    `json:"rev"`
+	Slot          string     `json:"slot"`
+	Fleet         string     `json:"fleet"`
+	Group         string     `json:"group"`
+	Zone          string     `json:"zone"`
+	Index         int        `json:"index"`
+	Wave          int        `json:"wave"`
+	Hostname      string     `json:"hostname"`
+	Machine       string     `json:"machine"`
+	Billing       string     `json:"billing"`
+	AlwaysPXE     bool       `json:"always_pxe"`
+	Arch          string     `json:"arch"`
+	Image         fileImage  `json:"image"`
+	UserTags      []string   `json:"user_tags"`
+	KernelArgs    string     `json:"kernel_args"`
+	IPXETemplate  string     `json:"ipxe_template"`
+	Userdata      string     `json:"userdata"`
+	IPXEScriptURL string     `json:"ipxe_script_url"`
+	Script        string     `json:"script"`
+	Rev           string     `json:"rev"`
+	NetworkType   string     `json:"network_type,omitempty"` // network.go
+	VLANs         []fileVLAN `json:"vlans,omitempty"`
 }
 
 type fileLive struct {
@@ -272,6 +274,7 @@ func toFile(p Plan) filePlan {
 				},
 				UserTags: nonNil(d.UserTags), KernelArgs: d.KernelArgs, IPXETemplate: d.IPXETemplate,
 				Userdata: d.Userdata, IPXEScriptURL: d.IPXEScriptURL, Script: d.Script, Rev: d.Rev,
+				NetworkType: d.NetworkType, VLANs: toFileVLANs(d.VLANs),
 			}
 		}
 		if l := c.Live; l != nil {
@@ -374,6 +377,7 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 			},
 			UserTags: nilIfEmpty(d.UserTags), KernelArgs: d.KernelArgs, IPXETemplate: d.IPXETemplate,
 			Userdata: d.Userdata, IPXEScriptURL: d.IPXEScriptURL, Script: d.Script, Rev: d.Rev,
+			NetworkType: d.NetworkType, VLANs: fromFileVLANs(d.VLANs),
 		}
 		if d.Rev == "" || (d.Script == "" && d.IPXEScriptURL == "") {
 			return Change{}, errors.New("desired device has no rendered script or rev")
