@@ -73,7 +73,7 @@ func runDestroy(ctx context.Context, env *Env, o *destroyOptions) error {
 		}
 	}
 	if !plan.HasChanges() {
-		return nil
+		return deleteFleetVLANs(ctx, l.client, fleet.Name, env.Err) // network.go
 	}
 	if !o.autoApprove {
 		if !env.InTTY {
@@ -88,9 +88,12 @@ func runDestroy(ctx context.Context, env *Env, o *destroyOptions) error {
 		}
 	}
 	p := &planned{fleet: fleet, client: l.client, plan: plan}
-	return execute(ctx, env, p, mode, executor.Options{
+	if err := execute(ctx, env, p, mode, executor.Options{
 		Parallelism: o.parallelism,
 		Wait:        executor.WaitNone,
 		Timeout:     o.timeout,
-	}, true)
+	}, true); err != nil {
+		return err
+	}
+	return deleteFleetVLANs(ctx, l.client, fleet.Name, env.Err) // network.go
 }

@@ -190,6 +190,30 @@ func TestNetworkTypesEndToEnd(t *testing.T) {
 	if st := e.srv.Sim.Stats(); st.Duplicates != 0 {
 		t.Errorf("%d duplicates", st.Duplicates)
 	}
+
+	// destroy deletes the fleet's VLANs, not one made by someone else.
+	req, _ = http.NewRequest("POST", e.srv.APIURL+"projects/"+e.srv.Sim.Project()+"/virtual-networks", strings.NewReader(`{"metro":"am","vxlan":1999}`))
+	req.Header.Set("X-Auth-Token", e2eToken)
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create a foreign VLAN: %v", err)
+	}
+	_, errs, code := e.run("destroy", "-f", e.fleet, "--auto-approve")
+	if code != 0 || !strings.Contains(errs, "Deleted VLAN 1001 (metro am), created by fleet e2e.") {
+		t.Fatalf("destroy: exit %d\n%s", code, errs)
+	}
+	req, _ = http.NewRequest("GET", e.srv.APIURL+"projects/"+e.srv.Sim.Project()+"/virtual-networks", nil)
+	req.Header.Set("X-Auth-Token", e2eToken)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vl.VirtualNetworks = nil
+	json.NewDecoder(resp.Body).Decode(&vl)
+	resp.Body.Close()
+	if len(vl.VirtualNetworks) != 1 || vl.VirtualNetworks[0].VXLAN != 1999 {
+		t.Errorf("VLANs after destroy: %+v", vl.VirtualNetworks)
+	}
 }
 
 func deviceID(t *testing.T, e *e2e, hostname string) string {

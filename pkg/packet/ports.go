@@ -2,6 +2,7 @@ package packet
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -152,6 +153,7 @@ type vnetJSON struct {
 	Metro       *struct {
 		Code string `json:"code"`
 	} `json:"metro"`
+	Instances []json.RawMessage `json:"instances"`
 }
 
 func (v vnetJSON) toPlanner() planner.VirtualNetwork {
@@ -159,7 +161,7 @@ func (v vnetJSON) toPlanner() planner.VirtualNetwork {
 	if m == "" && v.Metro != nil {
 		m = v.Metro.Code
 	}
-	return planner.VirtualNetwork{ID: v.ID, VXLAN: v.VXLAN, Metro: m, Description: v.Description, Tags: v.Tags}
+	return planner.VirtualNetwork{ID: v.ID, VXLAN: v.VXLAN, Metro: m, Description: v.Description, Tags: v.Tags, Users: len(v.Instances)}
 }
 
 // VirtualNetworks lists the project's VLANs (one request).
@@ -210,4 +212,26 @@ func (c *Client) CreateVirtualNetwork(ctx context.Context, metro string, v spec.
 		return planner.VirtualNetwork{}, c.apiError(op, "", "", err, true)
 	}
 	return out.toPlanner(), nil
+}
+
+// DeleteVirtualNetwork deletes a VLAN; one already gone is success. The
+// service refuses (422) a VLAN a port still carries.
+func (c *Client) DeleteVirtualNetwork(ctx context.Context, id string) error {
+	const op = "delete virtual network"
+	pc, err := c.api(ctx)
+	if err != nil {
+		return c.apiError(op, id, "", err, false)
+	}
+	req, err := pc.NewRequest(http.MethodDelete, "virtual-networks/"+url.PathEscape(id), nil)
+	if err != nil {
+		return c.apiError(op, id, "", err, false)
+	}
+	if _, err := pc.Do(req, nil); err != nil {
+		if e := c.apiError(op, id, "", err, false); e.NotFound() {
+			return nil
+		} else {
+			return e
+		}
+	}
+	return nil
 }

@@ -79,6 +79,8 @@ type VirtualNetwork struct {
 	Metro       string // metro code
 	Description string
 	Tags        []string
+	// Users is how many devices have a port on it.
+	Users int
 }
 
 // Name is how a plan shows the VLAN: its number.
