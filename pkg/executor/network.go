@@ -153,11 +153,14 @@ func (r *run) convergeNetwork(ctx, gate context.Context, c *planner.Change, id s
 // device counts as ready only once it is active and its network has
 // converged (and, with --wait booted, it has booted).
 func (r *run) createdNetwork(ctx context.Context, w *wave, c *planner.Change, id string) (outcome, FailedDevice) {
-	if _, fd, err := r.ensureReady(ctx, c, id, WaitActive, false, time.Time{}); err != nil {
+	live, fd, err := r.ensureReady(ctx, c, id, WaitActive, false, time.Time{})
+	switch {
+	case err != nil:
 		return done, FailedDevice{} // interrupted: the next apply converges the ports
-	} else if fd != nil {
+	case fd != nil:
 		return failed, *fd
 	}
+	id = live.ID // a device that failed to provision was created again
 	if oc, fd := r.convergeNetwork(ctx, w.sched, c, id); oc != done {
 		if oc == notStarted {
 			return done, FailedDevice{} // the create is done; the next plan shows the ports
