@@ -537,3 +537,56 @@ func (s *Sim) routeNetwork(parts []string) (tmpl, id string, h map[string]apiHan
 	}
 	return "", "", nil
 }
+
+// stateNet is a device's port state in the state file.
+type stateNet struct {
+	Layer2 bool        `json:"layer2,omitempty"`
+	Frozen bool        `json:"frozen,omitempty"`
+	Ports  []statePort `json:"ports"`
+}
+
+type statePort struct {
+	Bonded bool     `json:"bonded"`
+	VLANs  []string `json:"vlans,omitempty"`
+	Native string   `json:"native,omitempty"`
+}
+
+// toState copies the port state for saving (nil: never changed).
+func (ns *netState) toState() *stateNet {
+	if ns == nil {
+		return nil
+	}
+	out := &stateNet{Layer2: ns.layer2, Frozen: ns.frozen}
+	for _, p := range ns.ports {
+		sp := statePort{Bonded: p.bonded}
+		for _, v := range p.vlans {
+			sp.VLANs = append(sp.VLANs, v.String())
+		}
+		if p.native != (uuid{}) {
+			sp.Native = p.native.String()
+		}
+		out.Ports = append(out.Ports, sp)
+	}
+	return out
+}
+
+// fromState restores a saved port state for a device of plan p; a state
+// that does not fit the plan's ports is dropped (the device is then as
+// provisioned).
+func (sn *stateNet) fromState(p *plan) *netState {
+	if sn == nil || len(sn.Ports) != 1+netOf(p).ports {
+		return nil
+	}
+	ns := &netState{layer2: sn.Layer2, frozen: sn.Frozen}
+	for _, sp := range sn.Ports {
+		q := simPort{bonded: sp.Bonded}
+		for _, v := range sp.VLANs {
+			if u, ok := parseUUID(v); ok {
+				q.vlans = append(q.vlans, u)
+			}
+		}
+		q.native, _ = parseUUID(sp.Native)
+		ns.ports = append(ns.ports, q)
+	}
+	return ns
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -328,5 +329,66 @@ func TestPortsMetalSDK(t *testing.T) {
 	}
 	if p, _, err := c.PortsApi.FindPortById(ctx, ports["eth0"]).Execute(); err != nil || p.GetNetworkType() != metalv1.PORTNETWORKTYPE_LAYER3 {
 		t.Fatalf("final port: %v", err)
+	}
+}
+
+// Port state and VLANs survive a restart with --state.
+func TestPortsStateFile(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state.json")
+	cfg := packetsim.Config{StateFile: state, SaveDelay: time.Millisecond, Token: testToken, Project: testProject, Quiet: true}
+	srv, err := packetsim.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := srv.Sim.Seed(packetsim.SeedDevice{Hostname: "a", Plan: "c3.small.x86", Zone: "ams1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vn struct {
+		ID string `json:"id"`
+	}
+	apiDo(t, srv, "POST", "/metal/v1/projects/"+testProject+"/virtual-networks", `{"metro":"am","vxlan":1001}`, &vn)
+	var d struct {
+		Ports []struct {
+			ID   string `json:"id"`
+			Name string `json:"name"`
+		} `json:"network_ports"`
+	}
+	apiDo(t, srv, "GET", "/metal/v1/devices/"+ids[0], "", &d)
+	eth1 := d.Ports[2].ID
+	if r := apiDo(t, srv, "POST", "/metal/v1/ports/"+eth1+"/disbond", "", nil); r.StatusCode != 200 {
+		t.Fatalf("disbond: %d", r.StatusCode)
+	}
+	if r := apiDo(t, srv, "POST", "/metal/v1/ports/"+eth1+"/assign", `{"vnid":"1001"}`, nil); r.StatusCode != 200 {
+		t.Fatalf("assign: %d", r.StatusCode)
+	}
+	srv.Sim.SetNetworkFrozen(ids[0], true)
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv2, err := packetsim.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Close()
+	var p struct {
+		NetworkType string `json:"network_type"`
+		Data        struct {
+			Bonded bool `json:"bonded"`
+		} `json:"data"`
+		VirtualNetworks []struct {
+			Href string `json:"href"`
+		} `json:"virtual_networks"`
+	}
+	apiDo(t, srv2, "GET", "/metal/v1/ports/"+eth1, "", &p)
+	if p.NetworkType != "hybrid" || p.Data.Bonded || len(p.VirtualNetworks) != 1 || p.VirtualNetworks[0].Href != "/metal/v1/virtual-networks/"+vn.ID {
+		t.Errorf("eth1 after restart: %+v", p)
+	}
+	var frozen struct {
+		NetworkFrozen bool `json:"network_frozen"`
+	}
+	apiDo(t, srv2, "GET", "/metal/v1/devices/"+ids[0], "", &frozen)
+	if r := apiDo(t, srv2, "GET", "/metal/v1/virtual-networks/"+vn.ID, "", nil); r.StatusCode != 200 || !frozen.NetworkFrozen {
+		t.Errorf("VLAN after restart: %d, frozen %v", r.StatusCode, frozen.NetworkFrozen)
 	}
 }

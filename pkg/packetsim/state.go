@@ -20,6 +20,7 @@ type stateFile struct {
 	Seq     uint32        `json:"seq"`
 	Devices []stateDevice `json:"devices"`
 	Boots   []Boot        `json:"boots"`
+	VLANs   []stateVNet   `json:"vlans,omitempty"` // vlans.go
 }
 
 type stateEvent struct {
@@ -55,6 +56,7 @@ type stateDevice struct {
 	BootAt        time.Time       `json:"boot_at,omitzero"`
 	BootLocal     bool            `json:"boot_local,omitempty"`
 	Events        []stateEvent    `json:"events,omitempty"`
+	Net           *stateNet       `json:"net,omitempty"` // ports.go
 }
 
 // snapshot copies the state for saving; the caller holds s.mu.
@@ -71,12 +73,14 @@ func (s *Sim) snapshot() stateFile {
 			Userdata: d.userdata, Billing: d.billing, Locked: d.locked, Customdata: d.customdata,
 			Created: d.created, Updated: d.updated, Phase: d.phase, PhaseAt: d.phaseAt, PhaseDur: d.phaseDur,
 			FailProv: d.failProv, DeletedAt: d.deletedAt, BootAt: d.bootAt, BootLocal: d.bootLocal,
+			Net: d.net.toState(),
 		}
 		for _, e := range d.events {
 			sd.Events = append(sd.Events, stateEvent{ID: e.id.String(), At: e.at, Type: e.typ, State: e.state, Body: e.body})
 		}
 		st.Devices = append(st.Devices, sd)
 	}
+	st.VLANs = s.snapshotVNets()
 	return st
 }
 
@@ -136,6 +140,9 @@ func (s *Sim) loadState() error {
 	}
 	s.seq = st.Seq
 	s.boots = st.Boots
+	if err := s.loadVNets(st.VLANs); err != nil {
+		return fmt.Errorf("load state %s: %w", path, err)
+	}
 	for i, sd := range st.Devices {
 		id, ok := parseUUID(sd.ID)
 		p, f := s.cat.planBy[sd.Plan], s.cat.facBy[sd.Facility]
@@ -148,6 +155,7 @@ func (s *Sim) loadState() error {
 			billing: sd.Billing, locked: sd.Locked, customdata: sd.Customdata, created: sd.Created, updated: sd.Updated,
 			phase: sd.Phase, phaseAt: sd.PhaseAt, phaseDur: sd.PhaseDur, failProv: sd.FailProv,
 			deletedAt: sd.DeletedAt, bootAt: sd.BootAt, bootLocal: sd.BootLocal,
+			net: sd.Net.fromState(p),
 		}
 		for _, e := range sd.Events {
 			eid, _ := parseUUID(e.ID)

@@ -251,3 +251,35 @@ func (s *Sim) deleteVNet(w http.ResponseWriter, r *http.Request, id string) {
 	s.markDirty()
 	w.WriteHeader(http.StatusNoContent)
 }
+
+// stateVNet is a virtual network in the state file.
+type stateVNet struct {
+	ID          string    `json:"id"`
+	VXLAN       int       `json:"vxlan"`
+	Metro       string    `json:"metro"`
+	Description string    `json:"description,omitempty"`
+	Tags        []string  `json:"tags,omitempty"`
+	Created     time.Time `json:"created"`
+}
+
+// snapshotVNets copies the VLANs for saving; the caller holds s.mu.
+func (s *Sim) snapshotVNets() []stateVNet {
+	var out []stateVNet
+	for _, v := range s.vnets.order {
+		out = append(out, stateVNet{ID: v.id.String(), VXLAN: v.vxlan, Metro: v.metro.Code, Description: v.description, Tags: v.tags, Created: v.created})
+	}
+	return out
+}
+
+// loadVNets restores saved VLANs; the caller holds s.mu.
+func (s *Sim) loadVNets(vs []stateVNet) error {
+	for i, sv := range vs {
+		id, ok := parseUUID(sv.ID)
+		m := s.cat.metroBy[sv.Metro]
+		if !ok || m == nil {
+			return fmt.Errorf("virtual network %d (%q): unknown id or metro", i, sv.ID)
+		}
+		s.vnets.add(&vnet{id: id, vxlan: sv.VXLAN, metro: m, description: sv.Description, tags: sv.Tags, created: sv.Created})
+	}
+	return nil
+}
