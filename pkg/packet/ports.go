@@ -82,7 +82,9 @@ func (c *Client) DeviceNetwork(ctx context.Context, id string) (network.State, s
 	if err != nil {
 		return network.State{}, "", c.apiError(op, id, "", err, false)
 	}
-	req, err := pc.NewRequest(http.MethodGet, "devices/"+url.PathEscape(id), nil)
+	// The metro names the VLANs' scope; ask for it whole, as the service
+	// may otherwise answer with an href only.
+	req, err := pc.NewRequest(http.MethodGet, "devices/"+url.PathEscape(id)+"?include=facility,metro", nil)
 	if err != nil {
 		return network.State{}, "", c.apiError(op, id, "", err, false)
 	}
@@ -100,6 +102,9 @@ func (c *Client) DeviceNetwork(ctx context.Context, id string) (network.State, s
 		metro = d.Metro.Code
 	case d.Facility != nil && d.Facility.Metro != nil:
 		metro = d.Facility.Metro.Code
+	}
+	if metro == "" {
+		return network.State{}, "", fmt.Errorf("%s %s: the device document names no metro", op, id)
 	}
 	return *s, metro, nil
 }
