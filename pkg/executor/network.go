@@ -87,8 +87,8 @@ func (r *run) resolveVLANs(ctx, gate context.Context, nc NetworkCloud, c *planne
 // one port call at a time, each computed from the ports read just before
 // (network.Next), so it is idempotent and finishes what an interrupted
 // run began. Port calls share the run's parallelism limit and the
-// client's rate limiter; they do not take max_unavailable (the device
-// stays in service, as the service converts ports of a running device).
+// client's rate limiter; updates of serving devices also take the wave's
+// max_unavailable (see updateNetwork).
 func (r *run) convergeNetwork(ctx, gate context.Context, c *planner.Change, id string) (outcome, FailedDevice) {
 	d := c.Desired
 	if d == nil || d.NetworkType == "" {
@@ -177,11 +177,17 @@ func (r *run) createdNetwork(ctx context.Context, w *wave, c *planner.Change, id
 }
 
 // updateNetwork converges the ports of an update whose differences include
-// the network, after its PUT; ok is false when they do not.
+// the network, after its PUT; ok is false when they do not. A serving
+// device whose ports change may lose its bond or its addresses for a
+// while, so the conversion takes one unit of the wave's max_unavailable.
 func (r *run) updateNetwork(w *wave, c *planner.Change) (outcome, FailedDevice, bool) {
 	if n, _ := planner.NetworkAttrs(c); !n {
 		return done, FailedDevice{}, false
 	}
+	if err := w.budget.Acquire(w.sched, 1); err != nil {
+		return notStarted, FailedDevice{}, true
+	}
+	defer w.budget.Release(1)
 	oc, fd := r.convergeNetwork(w.sched, w.sched, c, c.DeviceID)
 	if oc == done {
 		r.emit(changeEvent(ChangeDone, c, c.DeviceID, "updated; network "+c.Desired.NetworkType+" converged"))

@@ -154,3 +154,45 @@ func TestUpdateConvergesNetwork(t *testing.T) {
 		}
 	})
 }
+
+// Network updates of serving devices respect max_unavailable.
+func TestNetworkUpdatesRespectMaxUnavailable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := newNetFake()
+		fc.callDelay = 0
+		var changes []planner.Change
+		for i := 1; i <= 4; i++ {
+			l := fc.seed(slotName("ams1", i), "newrev000000")
+			c := liveChange(planner.Update, l, "")
+			c.Desired.NetworkType = "layer2-individual"
+			c.Attrs = []planner.AttrDiff{{Name: "network_type", Before: "layer3", After: "layer2-individual"}}
+			changes = append(changes, c)
+		}
+		var mu sync.Mutex
+		inConv, peak := map[string]bool{}, 0
+		var ev events
+		res, err := Apply(t.Context(), fc, mkPlan(rollout(), changes...), Options{OnEvent: func(e Event) {
+			ev.add(e)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case e.Kind == Info && strings.HasPrefix(e.Message, "port: "):
+				inConv[e.Slot] = true
+			case e.Kind == ChangeDone:
+				delete(inConv, e.Slot)
+			}
+			peak = max(peak, len(inConv))
+		}})
+		if err != nil || res.Updated != 4 {
+			t.Fatalf("apply: %v %+v", err, res)
+		}
+		if peak != 1 {
+			t.Errorf("%d devices converted at once, max_unavailable is 1", peak)
+		}
+		for id := range fc.ports {
+			if got := fc.typeOf(id); got != network.Layer2Individual {
+				t.Errorf("%s: %s", id, got)
+			}
+		}
+	})
+}
