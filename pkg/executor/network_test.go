@@ -26,6 +26,7 @@ type netFake struct {
 	reads   int
 	failAt  map[int]bool
 	creates int
+	onStep  func(n int) // called after each port call, without the lock
 }
 
 func newNetFake() *netFake {
@@ -57,7 +58,13 @@ func (f *netFake) PortStep(_ context.Context, st network.Step) error {
 	}
 	f.ports[id] = s
 	f.steps = append(f.steps, st.String())
-	if f.failAt[len(f.steps)] {
+	n := len(f.steps)
+	if f.onStep != nil {
+		f.nmu.Unlock()
+		f.onStep(n)
+		f.nmu.Lock()
+	}
+	if f.failAt[n] {
 		return &ambiguousErr{"502 after acting"}
 	}
 	return nil
@@ -193,6 +200,40 @@ func TestNetworkUpdatesRespectMaxUnavailable(t *testing.T) {
 			if got := fc.typeOf(id); got != network.Layer2Individual {
 				t.Errorf("%s: %s", id, got)
 			}
+		}
+	})
+}
+
+// Ctrl-C in the middle of a conversion stops before the next port call;
+// the next apply (from a fresh plan: the same update) finishes it.
+func TestInterruptedConversionResumes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := newNetFake()
+		l := fc.seed(slotName("ams1", 1), "newrev000000")
+		c := liveChange(planner.Update, l, "")
+		c.Desired.NetworkType, c.Desired.VLANs = "layer2-individual", []spec.VLAN{{VXLAN: 1001}}
+		c.Attrs = []planner.AttrDiff{{Name: "network_type", Before: "layer3", After: "layer2-individual"}}
+		ctx, cancel := context.WithCancel(t.Context())
+		fc.onStep = func(n int) {
+			if n == 2 {
+				cancel()
+			}
+		}
+		res, _ := Apply(ctx, fc, mkPlan(rollout(), c), Options{})
+		if res.Updated != 0 || len(fc.steps) != 2 {
+			t.Fatalf("interrupted run: %+v, steps %v", res, fc.steps)
+		}
+		fc.onStep = nil
+		res, err := Apply(t.Context(), fc, mkPlan(rollout(), c), Options{})
+		if err != nil || res.Updated != 1 {
+			t.Fatalf("second apply: %v %+v", err, res)
+		}
+		want := "convert/layer-2 bond0; disbond eth0; disbond eth1; assign vn-1001 to eth0; assign vn-1001 to eth1"
+		if got := strings.Join(fc.steps, "; "); got != want {
+			t.Errorf("steps over both runs:\n got %s\nwant %s", got, want)
+		}
+		if got := fc.typeOf(l.ID); got != network.Layer2Individual {
+			t.Errorf("type %s", got)
 		}
 	})
 }
