@@ -125,6 +125,8 @@ func TestNetworkDiffs(t *testing.T) {
 	partly := convert(t, network.Hybrid, "vn-1001")
 	partly.Ports[0].Bonded, partly.Ports[1].Bonded = true, true // eth0 fine
 	partly.Ports[2].VLANs = nil                                 // interrupted before the assign
+	halfL2i := convert(t, network.Layer2Individual, "vn-1001")
+	halfL2i.Ports[2].VLANs = nil // eth1 lost its VLAN, eth0 still has it
 	cases := []struct {
 		name  string
 		state *network.State
@@ -142,6 +144,8 @@ func TestNetworkDiffs(t *testing.T) {
 			[]string{`~ network_type = "hybrid" -> "layer3"`, `~ vlans        = [1001] -> []`}},
 		{"hybrid-bonded without VLANs is layer3", convert(t, network.Layer3), "hybrid-bonded", nil, nil},
 		{"interrupted conversion", partly, "hybrid", []spec.VLAN{{VXLAN: 1001}}, []string{`~ vlans = [] -> [1001]`}},
+		{"right type and VLANs, one port short", halfL2i, "layer2-individual", []spec.VLAN{{VXLAN: 1001}},
+			[]string{`~ network_ports = "partly converted" -> "converged"`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
