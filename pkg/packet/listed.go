@@ -17,8 +17,9 @@ type listedDevice struct {
 	BillingCycle string   `json:"billing_cycle"`
 	Tags         []string `json:"tags"`
 	Network      []struct {
-		Address    string `json:"address"`
-		Management bool   `json:"management"`
+		Address string `json:"address"`
+
+		Management bool `json:"management"` // ports.go
 	} `json:"ip_addresses"`
 	Plan *struct {
 		Slug string `json:"slug"`
@@ -27,14 +28,16 @@ type listedDevice struct {
 		Code  string    `json:"code"`
 		Metro *codeOnly `json:"metro"`
 	} `json:"facility"`
-	Metro           *codeOnly      `json:"metro"`
-	ProvisionEvents []listedEvent  `json:"provisioning_events"`
-	UserData        string         `json:"userdata"`
-	IPXEScriptURL   string         `json:"ipxe_script_url"`
-	AlwaysPXE       bool           `json:"always_pxe"`
-	SOS             string         `json:"sos"`
-	NetworkPorts    []packngo.Port `json:"network_ports"`  // ports.go
-	NetworkFrozen   bool           `json:"network_frozen"` // ports.go
+	Metro           *codeOnly     `json:"metro"`
+	ProvisionEvents []listedEvent `json:"provisioning_events"`
+	UserData        string        `json:"userdata"`
+	IPXEScriptURL   string        `json:"ipxe_script_url"`
+	AlwaysPXE       bool          `json:"always_pxe"`
+	SOS             string        `json:"sos"`
+
+	// Port state, for the network type (ports.go).
+	NetworkPorts  []packngo.Port `json:"network_ports"`
+	NetworkFrozen bool           `json:"network_frozen"`
 }
 
 type codeOnly struct {

@@ -92,52 +92,55 @@ type fileImage struct {
 }
 
 type fileDevice struct {
-	Slot          string     `json:"slot"`
-	Fleet         string     `json:"fleet"`
-	Group         string     `json:"group"`
-	Zone          string     `json:"zone"`
-	Index         int        `json:"index"`
-	Wave          int        `json:"wave"`
-	Hostname      string     `json:"hostname"`
-	Machine       string     `json:"machine"`
-	Billing       string     `json:"billing"`
-	AlwaysPXE     bool       `json:"always_pxe"`
-	Arch          string     `json:"arch"`
-	Image         fileImage  `json:"image"`
-	UserTags      []string   `json:"user_tags"`
-	KernelArgs    string     `json:"kernel_args"`
-	IPXETemplate  string     `json:"ipxe_template"`
-	Userdata      string     `json:"userdata"`
-	IPXEScriptURL string     `json:"ipxe_script_url"`
-	Script        string     `json:"script"`
-	Rev           string     `json:"rev"`
-	NetworkType   string     `json:"network_type,omitempty"` // network.go
-	VLANs         []fileVLAN `json:"vlans,omitempty"`
+	Slot          string    `json:"slot"`
+	Fleet         string    `json:"fleet"`
+	Group         string    `json:"group"`
+	Zone          string    `json:"zone"`
+	Index         int       `json:"index"`
+	Wave          int       `json:"wave"`
+	Hostname      string    `json:"hostname"`
+	Machine       string    `json:"machine"`
+	Billing       string    `json:"billing"`
+	AlwaysPXE     bool      `json:"always_pxe"`
+	Arch          string    `json:"arch"`
+	Image         fileImage `json:"image"`
+	UserTags      []string  `json:"user_tags"`
+	KernelArgs    string    `json:"kernel_args"`
+	IPXETemplate  string    `json:"ipxe_template"`
+	Userdata      string    `json:"userdata"`
+	IPXEScriptURL string    `json:"ipxe_script_url"`
+	Script        string    `json:"script"`
+	Rev           string    `json:"rev"`
+
+	// The network (network.go).
+	NetworkType string     `json:"network_type,omitempty"`
+	VLANs       []fileVLAN `json:"vlans,omitempty"`
 }
 
 type fileLive struct {
-	ID            string         `json:"id"`
-	ShortID       string         `json:"short_id"`
-	Hostname      string         `json:"hostname"`
-	State         string         `json:"state"`
-	Tags          []string       `json:"tags"`
-	Fleet         string         `json:"fleet"`
-	Slot          string         `json:"slot"`
-	Rev           string         `json:"rev"`
-	Machine       string         `json:"machine"`
-	Facility      string         `json:"facility"`
-	Metro         string         `json:"metro"`
-	Billing       string         `json:"billing"`
-	AlwaysPXE     bool           `json:"always_pxe"`
-	Userdata      string         `json:"userdata"`
-	ScriptURL     string         `json:"ipxe_script_url"`
-	IPs           []string       `json:"ips"`
-	SOS           string         `json:"sos"`
-	CreatedAt     time.Time      `json:"created_at"`
-	UserState     string         `json:"user_state"`
-	UserStateBody string         `json:"user_state_body"`
-	UserStateAt   time.Time      `json:"user_state_at"`
-	Network       *network.State `json:"network,omitempty"`
+	ID            string    `json:"id"`
+	ShortID       string    `json:"short_id"`
+	Hostname      string    `json:"hostname"`
+	State         string    `json:"state"`
+	Tags          []string  `json:"tags"`
+	Fleet         string    `json:"fleet"`
+	Slot          string    `json:"slot"`
+	Rev           string    `json:"rev"`
+	Machine       string    `json:"machine"`
+	Facility      string    `json:"facility"`
+	Metro         string    `json:"metro"`
+	Billing       string    `json:"billing"`
+	AlwaysPXE     bool      `json:"always_pxe"`
+	Userdata      string    `json:"userdata"`
+	ScriptURL     string    `json:"ipxe_script_url"`
+	IPs           []string  `json:"ips"`
+	SOS           string    `json:"sos"`
+	CreatedAt     time.Time `json:"created_at"`
+	UserState     string    `json:"user_state"`
+	UserStateBody string    `json:"user_state_body"`
+	UserStateAt   time.Time `json:"user_state_at"`
+
+	Network *network.State `json:"network,omitempty"` // network.go
 }
 
 // Save writes p as a saved plan file (docs/plan-format.md): everything
