@@ -227,7 +227,7 @@ func errOrOK(err error) string {
 }
 
 // deviceStates lists the project's devices and returns each hostname's
-// newest user_state event (state and body). Only 127.0.0.1 is contacted.
+// newest user state (user.<code>) event (state and body). Only 127.0.0.1 is contacted.
 func (s *sim) deviceStates(t *testing.T) map[string][2]string {
 	t.Helper()
 	req, _ := http.NewRequest("GET", s.url+"/metal/v1/projects/"+s.proj+"/devices?per_page=100", nil)
@@ -251,7 +251,7 @@ func (s *sim) deviceStates(t *testing.T) map[string][2]string {
 	out := map[string][2]string{}
 	for _, d := range doc.Devices {
 		for _, e := range d.Events { // newest first
-			if e.Type == "user_state" {
+			if strings.HasPrefix(e.Type, "user.") { // user.<code>, as on the service
 				out[d.Hostname] = [2]string{e.State, e.Body}
 				break
 			}

@@ -58,7 +58,7 @@ func runConsole(ctx context.Context, env *Env, o *consoleOptions, name string) e
 	fleet, live := l.fleet, l.live
 	var found []planner.Live
 	for _, l := range live {
-		if !planner.Ignored(l.State) && (l.Hostname == name || l.Slot == name) {
+		if !planner.Ignored(l.State) && (l.Hostname == name || l.Slot() == name) {
 			found = append(found, l)
 		}
 	}

@@ -88,11 +88,11 @@ func runDestroy(ctx context.Context, env *Env, o *destroyOptions) error {
 		}
 	}
 	p := &planned{fleet: fleet, client: l.client, plan: plan}
-	if err := execute(ctx, env, p, mode, executor.Options{
+	if err := execute(ctx, env, p, execution{mode: mode, destroy: true, opts: executor.Options{
 		Parallelism: o.parallelism,
 		Wait:        executor.WaitNone,
 		Timeout:     o.timeout,
-	}, true); err != nil {
+	}}); err != nil {
 		return err
 	}
 	return deleteFleetVLANs(ctx, l.client, fleet.Name, env.Err) // network.go

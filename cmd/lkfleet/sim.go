@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +23,7 @@ func init() { commands = append(commands, newSimCmd) }
 type simOptions struct {
 	listen              string
 	token               string
+	tokenFile           string
 	project             string
 	rateLimit           float64
 	burst               int
@@ -56,7 +59,9 @@ Devices boot their iPXE scripts (userdata or ipxe_script_url) and post user
 state events. With --boot qemu, x86_64 scripts also boot for real under
 iPXE in QEMU, and a device succeeds only when its guest calls back to the
 lkfleet.callback= URL added to its kernel command line (docs/boot-test.md).
-Stop with Ctrl-C; --state keeps devices across restarts.`,
+The accepted token comes from $LKFLEET_SIM_TOKEN or --token-file (a
+token you give is never printed); --token is for tests only, as ps shows
+it. Stop with Ctrl-C; --state keeps devices across restarts.`,
 		Example: `  eval "$(lkfleet sim --quiet --provision-time 2s | head -3)"   # in another shell
   lkfleet sim --listen 127.0.0.1:8080 --images ./out --rate-limit 50 --burst 20`,
 		Args: cobra.NoArgs,
@@ -64,7 +69,8 @@ Stop with Ctrl-C; --state keeps devices across restarts.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve on (port 0 picks a free port)")
-	f.StringVar(&o.token, "token", "", "the accepted X-Auth-Token (default: generated and printed)")
+	f.StringVar(&o.token, "token", "", "the accepted X-Auth-Token, for tests: other users see it in ps (default: $"+simTokenEnv+", --token-file, or generated and printed)")
+	f.StringVar(&o.tokenFile, "token-file", "", "read the accepted X-Auth-Token from FILE (first line)")
 	f.StringVar(&o.project, "project", "", "the project UUID (default: generated and printed)")
 	f.Float64Var(&o.rateLimit, "rate-limit", 20, "requests per second allowed per token; 0 = unlimited")
 	f.IntVar(&o.burst, "burst", 40, "requests a token may send at once (token bucket size)")
@@ -115,8 +121,48 @@ func (o *simOptions) validate() error {
 	return errors.Join(errs...)
 }
 
+// simTokenEnv names the variable that gives lkfleet sim its token without
+// putting it on the command line, where ps shows it.
+const simTokenEnv = "LKFLEET_SIM_TOKEN"
+
+// maxTokenFile bounds what --token-file reads: a token is one short line.
+const maxTokenFile = 4096
+
+// resolveToken picks the token: --token, then --token-file, then the
+// environment; "" means generate one.
+func (o *simOptions) resolveToken(env *Env) error {
+	switch {
+	case o.token != "" && o.tokenFile != "":
+		return errors.New("--token and --token-file are exclusive")
+	case o.token != "":
+		return nil
+	case o.tokenFile != "":
+		fi, err := os.Stat(o.tokenFile)
+		if err != nil {
+			return fmt.Errorf("--token-file: %w", err)
+		}
+		if !fi.Mode().IsRegular() || fi.Size() > maxTokenFile {
+			return fmt.Errorf("--token-file %s: not a regular file of at most %d bytes", o.tokenFile, maxTokenFile)
+		}
+		b, err := os.ReadFile(o.tokenFile)
+		if err != nil {
+			return fmt.Errorf("--token-file: %w", err)
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		if o.token = strings.TrimSpace(line); o.token == "" {
+			return fmt.Errorf("--token-file %s: the first line is empty", o.tokenFile)
+		}
+		return nil
+	}
+	o.token = strings.TrimSpace(env.Getenv(simTokenEnv))
+	return nil
+}
+
 func runSim(cmd *cobra.Command, env *Env, o *simOptions) error {
 	if err := o.validate(); err != nil {
+		return err
+	}
+	if err := o.resolveToken(env); err != nil {
 		return err
 	}
 	genToken := o.token == ""

@@ -18,19 +18,7 @@ const ttyTime = "15:04:05"
 
 // Symbol is the plan symbol of an action, as the plan rendering shows it
 // (Terraform's convention), or "" for no-op and unknown actions.
-func Symbol(a planner.Action) string {
-	switch a {
-	case planner.Create:
-		return "+"
-	case planner.Delete:
-		return "-"
-	case planner.Replace:
-		return "-/+"
-	case planner.Rebuild, planner.Update:
-		return "~"
-	}
-	return ""
-}
+func Symbol(a planner.Action) string { return planner.Symbol(a) }
 
 // waveLabel is how a wave is named to a person: 1-based, "-" when the event
 // is not about a wave.

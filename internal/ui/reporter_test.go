@@ -309,8 +309,8 @@ func TestPlainLeavesOutRepeatedWords(t *testing.T) {
 	want := "" +
 		"2026-11-25T21:40:00Z  wave 1  - w-z-1 (w/z/1)  deleting old\n" +
 		"2026-11-25T21:40:00Z  wave 1  - w-z-1 (w/z/1)  deleted old\n" +
-		"2026-11-25T21:40:00Z  wave 1  -/+ w-z-1 (w/z/1)  replacement created new: replaced old\n" +
-		"2026-11-25T21:40:00Z  wave 1  -/+ w-z-1 (w/z/1)  created new device (new)\n" +
+		"2026-11-25T21:40:00Z  wave 1  +/- w-z-1 (w/z/1)  replacement created new: replaced old\n" +
+		"2026-11-25T21:40:00Z  wave 1  +/- w-z-1 (w/z/1)  created new device (new)\n" +
 		"2026-11-25T21:40:00Z  wave -  list devices: 503 unavailable\n"
 	if got := out.String(); got != want {
 		t.Errorf("got\n%swant\n%s", got, want)

@@ -75,7 +75,7 @@ func (t *tracker) setPlan(p planner.Plan) {
 			wi = trailing
 		}
 		w := t.wave(wi, true)
-		w.items = append(w.items, &item{slot: c.Slot, hostname: c.Hostname, deviceID: c.DeviceID, action: c.Action})
+		w.items = append(w.items, &item{slot: c.Slot(), hostname: c.Hostname(), deviceID: c.DeviceID(), action: c.Action})
 	}
 	for _, w := range t.waves {
 		if w.zones == "" && w.index < len(p.Rollout.Waves) {

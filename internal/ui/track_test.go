@@ -5,6 +5,7 @@ import (
 
 	"github.com/lkfleet/lkfleet/pkg/executor"
 	"github.com/lkfleet/lkfleet/pkg/planner"
+	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
 // TestTrackerDuplicateSlot: a slot with two changes (the device that stays
@@ -12,8 +13,8 @@ import (
 func TestTrackerDuplicateSlot(t *testing.T) {
 	var tr tracker
 	tr.setPlan(planner.Plan{Changes: []planner.Change{
-		{Action: planner.Rebuild, Slot: "a/z/1", DeviceID: "keep", Wave: 0},
-		{Action: planner.Delete, Slot: "a/z/1", DeviceID: "dup", Wave: 0},
+		{Action: planner.Rebuild, Live: &planner.Live{ID: "keep", Tags: []string{spec.TagSlot + "a/z/1"}}, Wave: 0},
+		{Action: planner.Delete, Live: &planner.Live{ID: "dup", Tags: []string{spec.TagSlot + "a/z/1"}}, Wave: 0},
 	}})
 	tr.apply(executor.Event{Time: t0, Kind: executor.ChangeDone, Wave: 0, Action: planner.Delete, Slot: "a/z/1", DeviceID: "dup"})
 	tr.apply(executor.Event{Time: t0, Kind: executor.DeviceState, Wave: 0, Slot: "a/z/1", DeviceID: "keep", State: "provisioning"})
@@ -28,8 +29,8 @@ func TestTrackerDuplicateSlot(t *testing.T) {
 func TestTrackerUnwavedChanges(t *testing.T) {
 	var tr tracker
 	tr.setPlan(planner.Plan{Changes: []planner.Change{
-		{Action: planner.Create, Slot: "a/z/1", Wave: 0},
-		{Action: planner.Delete, Slot: "b/q/1", DeviceID: "old", Wave: -1},
+		{Action: planner.Create, Desired: &spec.Device{Slot: "a/z/1"}, Wave: 0},
+		{Action: planner.Delete, Live: &planner.Live{ID: "old", Tags: []string{spec.TagSlot + "b/q/1"}}, Wave: -1},
 	}})
 	if len(tr.waves) != 2 || tr.waves[1].index != 1 {
 		t.Fatalf("waves %+v, want 0 and a trailing 1", tr.waves)
@@ -44,7 +45,7 @@ func TestTrackerUnwavedChanges(t *testing.T) {
 // reports after it is done do not move it back.
 func TestTrackerRetryAndLateStates(t *testing.T) {
 	var tr tracker
-	tr.setPlan(planner.Plan{Changes: []planner.Change{{Action: planner.Create, Slot: "a/z/1", Wave: 0}}})
+	tr.setPlan(planner.Plan{Changes: []planner.Change{{Action: planner.Create, Desired: &spec.Device{Slot: "a/z/1"}, Wave: 0}}})
 	ev := func(k executor.EventKind, state string) *waveSnap {
 		w := tr.apply(executor.Event{Time: t0, Kind: k, Wave: 0, Action: planner.Create, Slot: "a/z/1", State: state})
 		return w.snap.Load()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/lkfleet/lkfleet/pkg/network"
 	"github.com/lkfleet/lkfleet/pkg/planner"
@@ -67,7 +66,7 @@ func (r *run) resolveVLANs(ctx, gate context.Context, nc NetworkCloud, c *planne
 		}
 		var created planner.VirtualNetwork
 		err := r.call(gate, func(cctx context.Context) error {
-			r.emit(changeEvent(Info, c, c.DeviceID, fmt.Sprintf("create VLAN %s in metro %s", v, metro)))
+			r.emit(changeEvent(Info, c, c.DeviceID(), fmt.Sprintf("create VLAN %s in metro %s", v, metro)))
 			var err error
 			created, err = nc.CreateVirtualNetwork(cctx, metro, v)
 			return err
@@ -95,7 +94,7 @@ func (r *run) convergeNetwork(ctx, gate context.Context, c *planner.Change, id s
 		return done, FailedDevice{}
 	}
 	fail := func(format string, args ...any) (outcome, FailedDevice) {
-		return failed, FailedDevice{ID: id, LastEvent: fmt.Sprintf("network_type %s of %s: ", d.NetworkType, describe(c)) + fmt.Sprintf(format, args...)}
+		return failed, FailedDevice{ID: id, LastEvent: fmt.Sprintf("network_type %s: ", d.NetworkType) + fmt.Sprintf(format, args...)}
 	}
 	t, ok := network.Parse(d.NetworkType)
 	if !ok {
@@ -151,9 +150,11 @@ func (r *run) convergeNetwork(ctx, gate context.Context, c *planner.Change, id s
 
 // createdNetwork finishes a create whose group has a network type: the
 // device counts as ready only once it is active and its network has
-// converged (and, with --wait booted, it has booted).
+// converged (and, with --wait booted, it has booted), even with --wait
+// none, so that the guest's first boot already sees its network type in
+// the metadata. Configure (see Configurer) follows, as for any create.
 func (r *run) createdNetwork(ctx context.Context, w *wave, c *planner.Change, id string) (outcome, FailedDevice) {
-	live, fd, err := r.ensureReady(ctx, c, id, WaitActive, false, time.Time{})
+	live, fd, err := r.ensureReady(ctx, waitFor{c: c, id: id, mode: WaitActive, after: r.w.now()})
 	switch {
 	case err != nil:
 		return done, FailedDevice{} // interrupted: the next apply converges the ports
@@ -169,28 +170,35 @@ func (r *run) createdNetwork(ctx context.Context, w *wave, c *planner.Change, id
 	}
 	r.emit(changeEvent(Info, c, id, "network "+c.Desired.NetworkType+" converged"))
 	if r.opts.Wait == WaitBooted {
-		if _, fd, err := r.ensureReady(ctx, c, id, WaitBooted, false, time.Time{}); err == nil && fd != nil {
+		_, fd, err := r.ensureReady(ctx, waitFor{c: c, id: id, mode: WaitBooted, after: r.w.now()})
+		switch {
+		case err != nil:
+			return done, FailedDevice{} // interrupted: the create itself is done
+		case fd != nil:
 			return failed, *fd
 		}
+	}
+	if fd := r.configure(ctx, c, id); fd != nil {
+		return failed, *fd
 	}
 	return done, FailedDevice{}
 }
 
 // updateNetwork converges the ports of an update whose differences include
-// the network, after its PUT; ok is false when they do not. A serving
-// device whose ports change may lose its bond or its addresses for a
-// while, so the conversion takes one unit of the wave's max_unavailable.
-func (r *run) updateNetwork(w *wave, c *planner.Change) (outcome, FailedDevice, bool) {
+// the network, after its PUT; done when they do not. A serving device
+// whose ports change may lose its bond or its addresses for a while, so
+// the conversion takes one unit of the wave's max_unavailable.
+func (r *run) updateNetwork(w *wave, c *planner.Change) (outcome, FailedDevice) {
 	if n, _ := planner.NetworkAttrs(c); !n {
-		return done, FailedDevice{}, false
+		return done, FailedDevice{}
 	}
 	if err := w.budget.Acquire(w.sched, 1); err != nil {
-		return notStarted, FailedDevice{}, true
+		return notStarted, FailedDevice{}
 	}
 	defer w.budget.Release(1)
-	oc, fd := r.convergeNetwork(w.sched, w.sched, c, c.DeviceID)
+	oc, fd := r.convergeNetwork(w.sched, w.sched, c, c.DeviceID())
 	if oc == done {
-		r.emit(changeEvent(ChangeDone, c, c.DeviceID, "updated; network "+c.Desired.NetworkType+" converged"))
+		r.emit(changeEvent(Info, c, c.DeviceID(), "network "+c.Desired.NetworkType+" converged"))
 	}
-	return oc, fd, true
+	return oc, fd
 }

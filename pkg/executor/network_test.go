@@ -115,8 +115,8 @@ func TestCreateConvergesNetwork(t *testing.T) {
 		if len(fc.ports) != 2 || fc.creates != 1 || len(fc.steps) != 4 {
 			t.Errorf("%d devices converged, %d VLAN creates, steps %v", len(fc.ports), fc.creates, fc.steps)
 		}
-		ready, ok1 := ev.first(DeviceReady, c1.Slot)
-		conv, ok2 := ev.first(Info, c1.Slot)
+		ready, ok1 := ev.first(DeviceReady, c1.Slot())
+		conv, ok2 := ev.first(Info, c1.Slot())
 		if !ok1 || !ok2 {
 			t.Fatalf("events: %+v", ev.all)
 		}

@@ -23,32 +23,15 @@ const PerPage = 1000
 // bound on `page`).
 const maxPages = 100000
 
-// userStateEvent is the event type a device's user state is recorded as.
-const userStateEvent = "user_state"
-
-// Update carries the attributes a PUT changes; nil fields are left alone.
-// Its fields match executor.Update one for one, so a value converts with
-// packet.Update(u).
-type Update struct {
-	Hostname      *string
-	Tags          *[]string
-	AlwaysPXE     *bool
-	Userdata      *string
-	IPXEScriptURL *string
-}
-
-// Device actions Action accepts.
-const (
-	ActionReboot    = "reboot"
-	ActionReinstall = "reinstall"
-	ActionPowerOn   = "power_on"
-	ActionPowerOff  = "power_off"
-)
+// userStatePrefix starts the type of the event a device's user state is
+// recorded as: the service records {"state", "code", "message"} posted to
+// the user_state_url as an event of type user.<code>.
+const userStatePrefix = "user."
 
 // Create makes one device for d, once. It is never retried after a
 // failure that could have created the device (timeout, 5xx, lost
 // connection, unreadable answer): the *APIError then reports Ambiguous()
-// and the caller must look the slot up (FindSlot) before creating again.
+// and the caller must look the slot up in a listing before creating again.
 // It is re-sent only after a 429 or a connection that never opened, when
 // the server certainly did not act.
 func (c *Client) Create(ctx context.Context, d spec.Device) (planner.Live, error) {
@@ -98,23 +81,6 @@ func (c *Client) List(ctx context.Context) ([]planner.Live, error) {
 // ones, for hostname clash checks.
 func (c *Client) ListAll(ctx context.Context) ([]planner.Live, error) {
 	return c.list(ctx, "list project devices", nil)
-}
-
-// FindSlot returns the live devices carrying the slot's tag: after an
-// ambiguous create it tells whether the device was made after all.
-func (c *Client) FindSlot(ctx context.Context, slot string) ([]planner.Live, error) {
-	devs, err := c.list(ctx, "find slot "+slot, map[string]string{"tag": spec.TagSlot + slot})
-	if err != nil {
-		return nil, err
-	}
-	// The slot tag alone does not say which fleet: keep ours only.
-	out := devs[:0]
-	for _, d := range devs {
-		if c.fleet == "" || d.Fleet == c.fleet {
-			out = append(out, d)
-		}
-	}
-	return out, nil
 }
 
 // deviceList is one page of a device listing. packngo's own listing type
@@ -189,7 +155,7 @@ func (c *Client) pageError(op string, page int, err error) error {
 }
 
 // Update changes a device's mutable attributes in one PUT.
-func (c *Client) Update(ctx context.Context, id string, u Update) error {
+func (c *Client) Update(ctx context.Context, id string, u planner.DeviceUpdate) error {
 	req := &packngo.DeviceUpdateRequest{
 		Hostname:      u.Hostname,
 		Tags:          u.Tags,
@@ -211,7 +177,24 @@ func (c *Client) Update(ctx context.Context, id string, u Update) error {
 	return nil
 }
 
-// Action runs a device action: reboot, reinstall, power_on or power_off.
+// Reboot reboots a device (POST devices/{id}/actions type reboot).
+func (c *Client) Reboot(ctx context.Context, id string) error {
+	return c.action(ctx, id, "reboot", func(pc *packngo.Client) error {
+		_, err := pc.Devices.Reboot(id)
+		return err
+	})
+}
+
+// Reinstall reinstalls a device with its current settings (POST
+// devices/{id}/actions type reinstall).
+func (c *Client) Reinstall(ctx context.Context, id string) error {
+	return c.action(ctx, id, "reinstall", func(pc *packngo.Client) error {
+		_, err := pc.Devices.Reinstall(id, nil)
+		return err
+	})
+}
+
+// action sends one device action.
 //
 // Actions are POSTs that act: a reboot answered by a 5xx or lost on the way
 // back may have happened, and repeating it would reboot a machine that is
@@ -219,25 +202,13 @@ func (c *Client) Update(ctx context.Context, id string, u Update) error {
 // a connection that never opened; any other failure is returned with
 // Ambiguous() true, and the caller decides (every action here converges:
 // repeating one costs time, not correctness).
-func (c *Client) Action(ctx context.Context, id, action string) error {
-	op := "device action " + action
+func (c *Client) action(ctx context.Context, id, name string, send func(*packngo.Client) error) error {
+	op := "device action " + name
 	pc, err := c.api(withRetryClass(ctx, classOnce))
 	if err != nil {
 		return c.apiError(op, id, "", err, false)
 	}
-	switch action {
-	case ActionReboot:
-		_, err = pc.Devices.Reboot(id)
-	case ActionReinstall:
-		_, err = pc.Devices.Reinstall(id, nil)
-	case ActionPowerOn:
-		_, err = pc.Devices.PowerOn(id)
-	case ActionPowerOff:
-		_, err = pc.Devices.PowerOff(id)
-	default:
-		return fmt.Errorf("%s on %s: unknown action (want reboot, reinstall, power_on or power_off)", op, id)
-	}
-	if err != nil {
+	if err := send(pc); err != nil {
 		return c.apiError(op, id, "", err, true)
 	}
 	return nil
@@ -260,35 +231,6 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
-// ProjectInfo is what Project reports about the project.
-type ProjectInfo struct {
-	ID   string
-	Name string
-}
-
-// Project fetches the client's project: the first call a command makes,
-// so a wrong token or project id fails with one clear line.
-func (c *Client) Project(ctx context.Context) (ProjectInfo, error) {
-	pc, err := c.api(ctx)
-	var p *packngo.Project
-	if err == nil {
-		p, _, err = pc.Projects.Get(c.project, nil)
-	}
-	if err != nil {
-		e := c.apiError("get project", c.project, "", err, false)
-		switch e.Status {
-		case http.StatusUnauthorized:
-			return ProjectInfo{}, fmt.Errorf("API token rejected (401) by %s: check PACKET_AUTH_TOKEN", c.apiURL)
-		case http.StatusForbidden:
-			return ProjectInfo{}, fmt.Errorf("project %s: access denied (403) for this API token", c.project)
-		case http.StatusNotFound:
-			return ProjectInfo{}, fmt.Errorf("project %s not found (404) at %s: check --project / PACKET_PROJECT_ID", c.project, c.apiURL)
-		}
-		return ProjectInfo{}, e
-	}
-	return ProjectInfo{ID: p.ID, Name: p.Name}, nil
-}
-
 // toLive reduces a packngo device to what planning needs.
 func toLive(d *packngo.Device) planner.Live {
 	l := planner.Live{
@@ -302,16 +244,6 @@ func toLive(d *packngo.Device) planner.Live {
 		Userdata:  d.UserData,
 		ScriptURL: d.IPXEScriptURL,
 		SOS:       d.SOS,
-	}
-	for _, t := range d.Tags {
-		switch {
-		case strings.HasPrefix(t, spec.TagFleet):
-			l.Fleet = strings.TrimPrefix(t, spec.TagFleet)
-		case strings.HasPrefix(t, spec.TagSlot):
-			l.Slot = strings.TrimPrefix(t, spec.TagSlot)
-		case strings.HasPrefix(t, spec.TagRev):
-			l.Rev = strings.TrimPrefix(t, spec.TagRev)
-		}
 	}
 	if d.Plan != nil {
 		l.Machine = d.Plan.Slug
@@ -343,14 +275,14 @@ func toLive(d *packngo.Device) planner.Live {
 	return l
 }
 
-// newestUserState picks the latest user_state event. Events in one second
+// newestUserState picks the latest user state (user.<code>) event. Events in one second
 // are common (a fast boot posts running and succeeded together) and the
 // API may list events in either order, so on equal times a final state
 // (succeeded, failed) wins over running.
 func newestUserState(events []*packngo.Event) *packngo.Event {
 	var best *packngo.Event
 	for _, e := range events {
-		if e == nil || e.Type != userStateEvent || e.State == "" {
+		if e == nil || !strings.HasPrefix(e.Type, userStatePrefix) || e.State == "" {
 			continue
 		}
 		if best == nil || later(e, best) {

@@ -49,10 +49,10 @@ func TestListedDeviceMapsLikePackngo(t *testing.T) {
 	  "ip_addresses": [{"address": "147.75.1.2", "public": true, "assigned_to": {"href": "/x"}}, {"address": "10.0.0.2"}, {"address": ""}],
 	  "provisioning_events": [
 	    {"type": "provisioning.104", "state": "", "created_at": "2026-01-02T03:05:00Z", "relationships": [{"href": "/y"}]},
-	    {"type": "user_state", "state": "succeeded", "body": "booted", "created_at": "2026-01-02T03:06:00Z"},
-	    {"type": "user_state", "state": "running", "body": "", "created_at": "2026-01-02T03:06:00Z"},
-	    {"type": "user_state", "state": "failed", "body": "old", "created_at": "2026-01-02T03:01:00Z"},
-	    {"type": "user_state", "state": "failed", "body": "no time"}
+	    {"type": "user.1001", "state": "succeeded", "body": "booted", "created_at": "2026-01-02T03:06:00Z"},
+	    {"type": "user.1000", "state": "running", "body": "", "created_at": "2026-01-02T03:06:00Z"},
+	    {"type": "user.1002", "state": "failed", "body": "old", "created_at": "2026-01-02T03:01:00Z"},
+	    {"type": "user.1002", "state": "failed", "body": "no time"}
 	  ]},
 	 {"id": "d2", "hostname": "db-am-1", "state": "provisioning", "metro": {"code": "am"},
 	  "ipxe_script_url": "http://x/s.ipxe", "userdata": "mine", "tags": [], "ip_addresses": [],

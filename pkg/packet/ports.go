@@ -232,9 +232,7 @@ func (c *Client) DeleteVirtualNetwork(ctx context.Context, id string) error {
 		return c.apiError(op, id, "", err, false)
 	}
 	if _, err := pc.Do(req, nil); err != nil {
-		if e := c.apiError(op, id, "", err, false); e.NotFound() {
-			return nil
-		} else {
+		if e := c.apiError(op, id, "", err, false); e.Status != http.StatusNotFound {
 			return e
 		}
 	}

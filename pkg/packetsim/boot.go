@@ -232,6 +232,7 @@ func (s *Sim) runBootJob(ctx context.Context, j job) {
 	}
 	s.mu.RUnlock()
 
+	started := s.now()
 	b := s.boot(ctx, snap)
 	if b.OK && s.cfg.Booter != nil {
 		b = s.realBoot(ctx, snap, b)
@@ -246,18 +247,32 @@ func (s *Sim) runBootJob(ctx context.Context, j job) {
 		return // the device changed while booting; that boot never finished
 	}
 	d.bootAt = time.Time{}
-	ev := event{id: s.newID(), at: s.now(), typ: "user_state", state: UserStateSucceeded}
-	if b.OK {
-		ev.body = "booted " + b.KernelURL
-		if b.detail != "" {
-			ev.body = b.detail
-		}
-	} else {
-		ev.state, ev.body = UserStateFailed, b.Error
-	}
-	d.events = append(d.events[:len(d.events):len(d.events)], ev)
 	s.boots = append(s.boots, b)
 	s.markDirty()
+	if guestReported(d, started) {
+		return // the guest posted its own final user state: it has the last word
+	}
+	// The boot reports the way a device does: a user state through the
+	// metadata service's recording path.
+	u := userState{State: UserStateSucceeded, Code: UserCodeBooted, Message: "booted " + b.KernelURL}
+	switch {
+	case !b.OK:
+		u = userState{State: UserStateFailed, Code: UserCodeBootFailed, Message: b.Error}
+	case b.detail != "":
+		u.Message = b.detail
+	}
+	s.recordUserState(d, u, s.now())
+}
+
+// guestReported reports whether d posted a final user state (succeeded or
+// failed) through its metadata service since the boot started at t.
+func guestReported(d *device, t time.Time) bool {
+	for _, e := range d.events {
+		if strings.HasPrefix(e.typ, "user.") && e.state != UserStateRunning && !e.at.Before(t) {
+			return true
+		}
+	}
+	return false
 }
 
 // boot fetches and interprets the device's script and checks its artifacts.

@@ -192,7 +192,7 @@ func (s *Sim) renderPort(d *device, ns *netState, i int, full bool) portJSON {
 		j.Data.Bonded = ns.bondUp()
 	} else {
 		j.Data.Bonded = p.bonded
-		j.Data.MAC = portMAC(d.id, i)
+		j.Data.MAC = nicMAC(d.id, i-1)
 		bid := portID(d.id, 0).String()
 		j.Bond = &bondRefJSON{ID: bid, Name: "bond0"}
 	}
@@ -588,41 +588,4 @@ func (sn *stateNet) fromState(p *plan) *netState {
 		ns.ports = append(ns.ports, q)
 	}
 	return ns
-}
-
-// portMAC is the MAC address of a device's physical port i, stable and
-// unique per port (the service's NICs carry Supermicro's 0c:c4:7a prefix).
-func portMAC(dev uuid, i int) string {
-	u := portID(dev, i)
-	const hex = "0123456789abcdef"
-	b := []byte("0c:c4:7a:00:00:00")
-	for k, x := range []byte{u[0], u[1], u[15]} {
-		b[9+3*k], b[10+3*k] = hex[x>>4], hex[x&15]
-	}
-	return string(b)
-}
-
-// metaInterface is one entry of the metadata service's network.interfaces.
-type metaInterface struct {
-	Name string  `json:"name"`
-	MAC  string  `json:"mac"`
-	Bond *string `json:"bond"`
-}
-
-// metadataNetwork is the port part of a device's metadata (for the
-// metadata service): bonding.mode and every physical port with its MAC,
-// bond "bond0" while it is a member and null once out of the bond, which
-// is how an image tells hybrid and layer2-individual apart. The caller
-// holds s.mu.
-func (s *Sim) metadataNetwork(d *device) (bondingMode int, ifaces []metaInterface) {
-	ns := netView(d)
-	bond := "bond0"
-	for i := 1; i < len(ns.ports); i++ {
-		m := metaInterface{Name: portName(i), MAC: portMAC(d.id, i)}
-		if ns.ports[i].bonded {
-			m.Bond = &bond
-		}
-		ifaces = append(ifaces, m)
-	}
-	return 4, ifaces
 }

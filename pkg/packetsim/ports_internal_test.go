@@ -18,14 +18,23 @@ func TestMetadataNetwork(t *testing.T) {
 	s.mu.Lock()
 	d := s.devs[u]
 	netFor(d).ports[2].bonded = false
-	mode, ifs := s.metadataNetwork(d)
+	mode, agg, ifs := s.metadataNetwork(d)
 	j := s.render(d, s.now())
+	doc := s.metadataDoc(d, "http://meta", false, s.now())
 	s.mu.Unlock()
-	if mode != 4 || len(ifs) != 2 || ifs[0].Bond == nil || *ifs[0].Bond != "bond0" || ifs[1].Bond != nil {
+	// The metadata service's document carries the same port state.
+	netDoc := doc["network"].(map[string]any)
+	if b := netDoc["bonding"].(map[string]any); b["mode"] != 4 || b["link_aggregation"] != "mixed" {
+		t.Errorf("metadata bonding %v", b)
+	}
+	if got := netDoc["interfaces"].([]nic); len(got) != 2 || got[1].Bond != nil || got[0].MAC != ifs[0].MAC {
+		t.Errorf("metadata interfaces %+v, want %+v", got, ifs)
+	}
+	if mode != 4 || agg != "mixed" || len(ifs) != 2 || ifs[0].Bond == nil || *ifs[0].Bond != "bond0" || ifs[1].Bond != nil {
 		t.Fatalf("metadata network: mode %d %+v", mode, ifs)
 	}
 	for i, m := range ifs {
-		if p := j.NetworkPorts[i+1]; p.Data.MAC != m.MAC || p.Name != m.Name || !strings.HasPrefix(m.MAC, "0c:c4:7a:") || len(m.MAC) != 17 {
+		if p := j.NetworkPorts[i+1]; p.Data.MAC != m.MAC || p.Name != m.Name || !strings.HasPrefix(m.MAC, "02:") || len(m.MAC) != 17 {
 			t.Errorf("interface %+v, port %+v", m, p)
 		}
 	}

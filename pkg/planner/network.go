@@ -22,8 +22,8 @@ func CheckNetwork(in Input) error {
 	seen := map[string]bool{}
 	live := map[string][]Live{}
 	for _, l := range in.Live {
-		if in.Fleet != nil && l.Fleet == in.Fleet.Name && !Ignored(l.State) {
-			live[l.Slot] = append(live[l.Slot], l)
+		if in.Fleet != nil && l.Fleet() == in.Fleet.Name && !Ignored(l.State) {
+			live[l.Slot()] = append(live[l.Slot()], l)
 		}
 	}
 	for _, d := range sortedDevices(in.Desired) {
@@ -68,7 +68,7 @@ func groupSlots(ds []spec.Device, group, machine string) []string {
 			out = append(out, d.Slot)
 		}
 	}
-	slices.SortFunc(out, CompareSlots)
+	slices.SortFunc(out, spec.CompareSlots)
 	return out
 }
 

@@ -157,7 +157,7 @@ func TestNetworkDiffs(t *testing.T) {
 			}
 			live := liveAll(desired)
 			for i := range live {
-				if live[i].Slot == "web/ams1/1" {
+				if live[i].Slot() == "web/ams1/1" {
 					live[i].Network = c.state
 				}
 			}
@@ -171,7 +171,7 @@ func TestNetworkDiffs(t *testing.T) {
 				}
 				return
 			}
-			if len(p.Changes) != 1 || p.Changes[0].Action != Update || p.Changes[0].Slot != "web/ams1/1" {
+			if len(p.Changes) != 1 || p.Changes[0].Action != Update || p.Changes[0].Slot() != "web/ams1/1" {
 				t.Fatalf("want one update of web/ams1/1, got %+v", p.Changes)
 			}
 			if n, o := NetworkAttrs(&p.Changes[0]); !n || o {
