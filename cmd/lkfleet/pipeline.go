@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -64,7 +63,7 @@ type planOptions struct {
 }
 
 func addPlanFlags(cmd *cobra.Command, o *planOptions, forcing bool) {
-	cmd.Flags().BoolVar(&o.skipPreflight, "skip-preflight", false, "do not check that kernels, initrds and script URLs are reachable")
+	cmd.Flags().BoolVar(&o.skipPreflight, "skip-preflight", false, "do not check that kernels, initrds and script URLs are reachable (cmdlines the fleet file does not give are still fetched: scripts carry them)")
 	if forcing {
 		cmd.Flags().StringSliceVar(&o.rebuild, "rebuild", nil, "rebuild devices even if unchanged: all, a GROUP or a SLOT (repeatable)")
 		cmd.Flags().StringSliceVar(&o.replace, "replace", nil, "replace the device in SLOT even if unchanged (repeatable)")
@@ -110,7 +109,7 @@ func since(now, t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return ui.FormatDuration(now.Sub(t).Truncate(time.Second))
+	return ui.FormatAge(now.Sub(t))
 }
 
 // fleetSource is a loaded fleet with the bytes it was loaded from (their
@@ -126,7 +125,7 @@ func readFleet(env *Env, ff fleetFlags) (fleetSource, error) {
 	if err != nil {
 		return fleetSource{}, err
 	}
-	data, err := os.ReadFile(ff.File)
+	data, err := readFleetFile(env, ff.File)
 	return fleetSource{fleet: fleet, bytes: data}, err
 }
 

@@ -271,13 +271,23 @@ func CapacityNeeds(p planner.Plan) map[planner.Need]int {
 
 // skippedPreflight says what --skip-preflight left unchecked.
 func skippedPreflight(desired []spec.Device) string {
-	artifacts, scripts := map[string]bool{}, map[string]bool{}
+	artifacts, scripts, cmdlines := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, d := range desired {
+		if d.Image.Cmdline == "" {
+			cmdlines[d.Image.Key] = true // fetched from base_url all the same
+		}
 		artifacts[d.Image.KernelURL()] = true
 		artifacts[d.Image.InitrdURL()] = true
 		if d.IPXEScriptURL != "" {
 			scripts[d.IPXEScriptURL] = true
 		}
 	}
-	return fmt.Sprintf("Preflight skipped (--skip-preflight): %d kernel and initrd URLs and %d script URLs were not checked.", len(artifacts), len(scripts))
+	msg := fmt.Sprintf("Preflight skipped (--skip-preflight): %d kernel and initrd URLs and %d script URLs were not checked.", len(artifacts), len(scripts))
+	switch n := len(cmdlines); {
+	case n == 1:
+		msg += " The cmdline of 1 image was still fetched: each device's script carries its image's cmdline."
+	case n > 1:
+		msg += fmt.Sprintf(" The cmdlines of %d images were still fetched: each device's script carries its image's cmdline.", n)
+	}
+	return msg
 }
