@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -46,6 +47,8 @@ type simOptions struct {
 	background          bool
 	pidFile             string
 	logFile             string
+	sosListen           string
+	sosHostKey          string
 }
 
 func newSimCmd(env *Env) *cobra.Command {
@@ -66,8 +69,10 @@ eval "$(lkfleet sim --background ...)" sets them; 'lkfleet sim stop' ends it.
 
 Devices boot their iPXE scripts (userdata or ipxe_script_url) and post user
 state events. With --boot qemu, x86_64 scripts also boot for real under
-iPXE in QEMU, and a device succeeds only when its guest calls back to the
-lkfleet.callback= URL added to its kernel command line (docs/boot-test.md).
+iPXE in QEMU, and a device succeeds only when its guest posts user state
+succeeded through its metadata service at http://169.254.169.254/
+(docs/boot-test.md). Every device's serial console is served over SSH
+(--sos-listen; the device's sos field gives the address).
 The accepted token comes from $LKFLEET_SIM_TOKEN or --token-file (a
 token you give is never printed; with --background it reaches the
 background simulator through its environment); --token is for tests only,
@@ -99,12 +104,14 @@ as ps shows it. Stop with Ctrl-C; --state keeps devices across restarts.`,
 	f.Uint64Var(&o.seed, "seed", 1, "seed for ids and faults (same seed and requests, same answers)")
 	f.BoolVar(&o.allowRemoteFetch, "allow-remote-fetch", false, "let boots fetch scripts and artifacts from non-loopback hosts")
 	f.BoolVar(&o.quiet, "quiet", false, "do not log requests")
-	f.StringVar(&o.boot, "boot", "interpret", "how devices boot: interpret (check the script and its files) or qemu (also boot x86_64 scripts under iPXE in QEMU; the guest must call back)")
+	f.StringVar(&o.boot, "boot", "interpret", "how devices boot: interpret (check the script and its files) or qemu (also boot x86_64 scripts under iPXE in QEMU; the guest must post its user state through the metadata service)")
 	f.IntVar(&o.bootConcurrency, "boot-concurrency", 2, "QEMU boots at once with --boot qemu")
-	f.DurationVar(&o.bootTimeout, "boot-timeout", 3*time.Minute, "time a QEMU boot has to call back before the device's user state is failed")
+	f.DurationVar(&o.bootTimeout, "boot-timeout", 3*time.Minute, "time a QEMU guest has to post user state succeeded or failed before the simulator posts failed")
 	f.StringVar(&o.bootDir, "boot-dir", "", "keep each QEMU boot's script and serial logs in DIR/<device id>/ (default: discarded)")
 	addBackgroundFlags(cmd, o)
 	cmd.AddCommand(newSimStopCmd(env))
+	f.StringVar(&o.sosListen, "sos-listen", "127.0.0.1:0", `address of the SOS server (serial consoles over SSH, project keys); "" = none`)
+	f.StringVar(&o.sosHostKey, "sos-host-key", "", "OpenSSH private key file the SOS server uses as its host key, created if missing (default: a new key at every start)")
 	return cmd
 }
 
@@ -238,6 +245,22 @@ func runSim(cmd *cobra.Command, env *Env, o *simOptions) error {
 	if root != srv.URL {
 		fmt.Fprintf(env.Err, "listening on every interface (%s); other machines reach it at this machine's address\n", strings.TrimPrefix(srv.URL, "http://"))
 	}
+	if o.sosListen != "" {
+		cfg := packetsim.SOSConfig{Listen: o.sosListen}
+		if o.sosHostKey != "" {
+			if cfg.HostKey, err = packetsim.LoadOrCreateHostKey(o.sosHostKey); err != nil {
+				srv.Close()
+				return fmt.Errorf("failed to start simulator: --sos-host-key: %w", err)
+			}
+		}
+		sos, err := srv.Sim.StartSOS(cfg)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("failed to start simulator: --sos-listen: %w", err)
+		}
+		defer sos.Close()
+		fmt.Fprintf(env.Err, "serial consoles (SOS): ssh -p %s <device-id>@%s\n", portOf(sos.Addr()), hostOf(sos.Addr()))
+	}
 	if o.images != "" {
 		fmt.Fprintf(env.Err, "serving %s at %s/images/\n", o.images, root)
 	}
@@ -252,6 +275,9 @@ func runSim(cmd *cobra.Command, env *Env, o *simOptions) error {
 	}
 	return nil
 }
+
+func hostOf(addr string) string { h, _, _ := net.SplitHostPort(addr); return h }
+func portOf(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 
 // booterOrNil keeps a nil *QEMUBooter from becoming a non-nil Booter.
 func booterOrNil(b *packetsim.QEMUBooter) packetsim.Booter {

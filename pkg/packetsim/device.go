@@ -248,7 +248,7 @@ func (s *Sim) render(d *device, now time.Time) deviceJSON {
 		State: st, CreatedAt: fmtTime(d.created), UpdatedAt: fmtTime(d.updated),
 		Tags: d.tags, BillingCycle: d.billing, AlwaysPXE: d.alwaysPXE, IPXEScriptURL: d.ipxeURL,
 		Userdata: d.userdata, Locked: d.locked,
-		SOS:        "sos." + d.fac.Code + ".platformequinix.com",
+		SOS:        s.sosHost(d.fac.Code),
 		Customdata: d.customdata, Plan: d.plan.devJSON, Facility: d.fac.json, Metro: d.fac.Metro.json,
 		OperatingSystem: s.cat.osJSON[d.os],
 		Project:         s.projectHrefJSON(),

@@ -234,6 +234,7 @@ func (s *Sim) loadState() error {
 
 // markDirty asks for a state save soon; the caller may hold s.mu.
 func (s *Sim) markDirty() {
+	s.consoles.poke() // console sessions and guests follow lifecycle changes
 	if s.saver != nil {
 		s.saver.poke()
 	}
