@@ -23,13 +23,12 @@ func fill(t *testing.T, v reflect.Value) {
 		case reflect.Bool:
 			f.SetBool(true)
 		case reflect.Slice:
-			if f.Type().Elem().Kind() == reflect.String {
-				f.Set(reflect.ValueOf([]string{"v-" + name}))
-				break
-			}
-			// One element, itself filled (spec.VLAN, network.Port, ...).
 			f.Set(reflect.MakeSlice(f.Type(), 1, 1))
-			fillValue(t, f.Index(0), name)
+			if e := f.Index(0); e.Kind() == reflect.String {
+				e.SetString("v-" + name)
+			} else {
+				fill(t, e)
+			}
 		case reflect.Pointer:
 			f.Set(reflect.New(f.Type().Elem()))
 			fill(t, f.Elem())
@@ -42,19 +41,6 @@ func fill(t *testing.T, v reflect.Value) {
 		default:
 			t.Fatalf("fill: field %s has kind %s; teach fill about it", name, f.Kind())
 		}
-	}
-}
-
-// fillValue sets v, a slice element, to a non-zero value.
-func fillValue(t *testing.T, v reflect.Value, name string) {
-	t.Helper()
-	switch v.Kind() {
-	case reflect.Struct:
-		fill(t, v)
-	case reflect.String:
-		v.SetString("v-" + name)
-	default:
-		t.Fatalf("fill: field %s has elements of kind %s; teach fill about them", name, v.Kind())
 	}
 }
 
