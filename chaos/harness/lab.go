@@ -61,6 +61,9 @@ type Lab struct {
 	mutations []string
 	// hook, if set, sees every API request before the simulator does.
 	hook func(method, path string)
+	// NetworkType, if set, puts WriteFleet's worker group on c3.small.x86
+	// with this network type and VLAN 1001 (see docs/networks.md).
+	NetworkType string
 }
 
 // NewLab writes the artifacts and starts the simulator on 127.0.0.1.
@@ -164,6 +167,10 @@ func (l *Lab) Env() map[string]string {
 		"PACKET_AUTH_TOKEN": Token,
 		"PACKET_PROJECT_ID": l.Project(),
 		"NO_COLOR":          "1",
+		// The local simulator stores a write in about a millisecond: the
+		// fleet lease's settle delay need not be the 2 s a remote API
+		// needs (docs/reliability.md); 300 ms as in the CLI tests.
+		"LKFLEET_LOCK_SETTLE": "300ms",
 	}
 }
 
@@ -218,13 +225,13 @@ groups:
     count: %d
   - name: worker
     image: sshd
-    count: %d
+    count: %d%s
 rollout:
   waves: [[ams1], [ewr1], [sjc1]]
   max_in_flight: 20
   max_unavailable: 25%%
   max_failures: 3
-`, l.URL, rel, count, count)
+`, l.URL, rel, count, count, l.networkKeys())
 	return os.WriteFile(l.FleetFile, []byte(body), 0o644)
 }
 

@@ -18,6 +18,8 @@ type listedDevice struct {
 	Tags         []string `json:"tags"`
 	Network      []struct {
 		Address string `json:"address"`
+
+		Management bool `json:"management"` // ports.go
 	} `json:"ip_addresses"`
 	Plan *struct {
 		Slug string `json:"slug"`
@@ -33,6 +35,10 @@ type listedDevice struct {
 	AlwaysPXE       bool          `json:"always_pxe"`
 	SOS             string        `json:"sos"`
 	listedHardware                // market.go
+
+	// Port state, for the network type (ports.go).
+	NetworkPorts  []packngo.Port `json:"network_ports"`
+	NetworkFrozen bool           `json:"network_frozen"`
 }
 
 type codeOnly struct {

@@ -20,6 +20,7 @@ type fakeBackend struct {
 	listErr   error
 	calls     []string
 	needs     map[planner.Need]int
+	vnets     []planner.VirtualNetwork
 }
 
 func (f *fakeBackend) List(context.Context) ([]planner.Live, error) {
@@ -41,6 +42,11 @@ func (f *fakeBackend) CheckCapacity(_ context.Context, needs map[planner.Need]in
 	f.calls = append(f.calls, "capacity")
 	f.needs = maps.Clone(needs)
 	return f.capWarn, nil
+}
+
+func (f *fakeBackend) VirtualNetworks(context.Context) ([]planner.VirtualNetwork, error) {
+	f.calls = append(f.calls, "vlans")
+	return f.vnets, nil
 }
 
 // The cmdline is given, so rendering fetches nothing; preflight is skipped.
@@ -103,7 +109,7 @@ func TestPlanCreatesWithClashCheckAndCapacity(t *testing.T) {
 
 func TestPlanWithNothingToCreateListsOnlyTheFleet(t *testing.T) {
 	f := load(t)
-	desired, err := Desired(t.Context(), HTTPClient(), f, nil)
+	desired, err := Desired(t.Context(), HTTPClient(), nil, f, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +158,40 @@ func TestCheckSavedRefusesStalePlans(t *testing.T) {
 	}
 }
 
+// TestCheckTargetsRefusesEditedTargets: a plan whose checksum was
+// recomputed after an edit still only acts on the fleet's listed devices,
+// in their own slots, for its own fleet and project.
+func TestCheckTargetsRefusesEditedTargets(t *testing.T) {
+	f := load(t)
+	ours := planner.Live{ID: "a", State: "active", Tags: spec.Device{Fleet: "lab", Slot: "web/ams1/1", Rev: "r"}.Tags()}
+	foreign := ours
+	foreign.ID = "x" // another owner's device id pasted in
+	moved := planner.Live{ID: "a", State: "active", Tags: spec.Device{Fleet: "lab", Slot: "web/ams1/7", Rev: "r"}.Tags()}
+	live := []planner.Live{ours}
+	for _, tc := range []struct {
+		name string
+		plan planner.Plan
+		want string
+	}{
+		{"delete of our device", planner.Plan{Changes: []planner.Change{{Action: planner.Delete, Live: &ours}}}, ""},
+		{"create for the fleet", planner.Plan{Changes: []planner.Change{{Action: planner.Create, Desired: &spec.Device{Fleet: "lab", Slot: "web/ams1/2"}}}}, ""},
+		{"delete of a foreign device", planner.Plan{Changes: []planner.Change{{Action: planner.Delete, Live: &foreign}}},
+			`the plan would delete device x (slot web/ams1/1), which is not one of fleet "lab"'s devices: refusing it`},
+		{"device under another slot", planner.Plan{Changes: []planner.Change{{Action: planner.Delete, Live: &moved}}},
+			"the plan would delete device a as slot web/ams1/7, but that device is slot web/ams1/1: refusing it"},
+		{"update without a device", planner.Plan{Changes: []planner.Change{{Action: planner.Update, Desired: &spec.Device{Fleet: "lab", Slot: "web/ams1/1"}}}},
+			"the plan would update slot web/ams1/1 without naming its device: refusing it"},
+		{"create for another fleet", planner.Plan{Changes: []planner.Change{{Action: planner.Create, Desired: &spec.Device{Fleet: "db", Slot: "web/ams1/2"}}}},
+			`the plan's slot web/ams1/2 holds a device for fleet "db": refusing it`},
+		{"another project", planner.Plan{Project: "11111111-2222-3333-4444-555555555555"},
+			"the plan is for project 11111111-2222-3333-4444-555555555555, not " + f.Project + ": refusing it"},
+	} {
+		if got := errString(CheckTargets(tc.plan, f, live)); got != tc.want {
+			t.Errorf("%s: err %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
 func TestCapacityNeedsCountsNewDevicesOnly(t *testing.T) {
 	d := &spec.Device{Zone: "ams1", Machine: "m"}
 	p := planner.Plan{Changes: []planner.Change{
@@ -172,4 +212,27 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// A group with a network type has the project's VLANs listed once, before
+// the diff; the fleets above, without one, never ask (their exact calls).
+func TestPlanListsVLANsOnlyForNetworkTypes(t *testing.T) {
+	src := strings.Replace(testFleet, "    zones: [ams1]\n", "    zones: [ams1]\n    machine: c3.small.x86\n    network_type: hybrid\n    vlans: [1001]\n", 1)
+	f, err := spec.Load("lab.yml", []byte(src), spec.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &fakeBackend{vnets: []planner.VirtualNetwork{{ID: "v1", VXLAN: 1001, Metro: "am"}}}
+	p, err := Plan(t.Context(), b, Request{Fleet: f, FleetBytes: []byte(src), SkipPreflight: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"catalogue", "list", "list-all", "vlans", "capacity"}; !slices.Equal(b.calls, want) {
+		t.Errorf("calls %q, want %q", b.calls, want)
+	}
+	if len(p.Changes) == 0 || !slices.ContainsFunc(p.Changes[0].Attrs, func(a planner.AttrDiff) bool {
+		return a.Name == "network_type" && a.After == "hybrid"
+	}) {
+		t.Errorf("create lacks network_type: %+v", p.Changes)
+	}
 }

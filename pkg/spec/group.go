@@ -22,6 +22,7 @@ type groupSpec struct {
 	alwaysPXE                                                   bval
 	hostname, kernelArgs, ipxeTemplate, userdata, ipxeScriptURL sval
 	hw                                                          hardwareSpec // hardware.go
+	net                                                         netSpec      // network.go
 }
 
 func (l *loader) groupSpec(n *yaml.Node, path string, known []string) *groupSpec {
@@ -76,6 +77,7 @@ func (l *loader) groupSpec(n *yaml.Node, path string, known []string) *groupSpec
 	g.userdata = l.text(fs, "userdata")
 	g.ipxeScriptURL = l.template(l.text(fs, "ipxe_script_url"))
 	g.hw = l.hardwareSpec(fs)
+	g.net = l.networkSpec(fs)
 	return g
 }
 
@@ -151,6 +153,7 @@ func (l *loader) resolveGroup(g, d *groupSpec, images []Image) (Group, groupSour
 	if out.Hostname == "" {
 		out.Hostname = DefaultHost
 	}
+	out.NetworkType, out.VLANs = l.resolveNetwork(g.net, d.net)
 	if ud := pickS(g.userdata, d.userdata); ud.ok() && out.IPXEScriptURL == "" {
 		l.add(ud.n, ud.path, "userdata needs ipxe_script_url: without it the userdata carries the iPXE script")
 	}

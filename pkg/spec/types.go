@@ -54,6 +54,9 @@ type Image struct {
 	// IPXETemplate is an inline custom script template ("" = the default
 	// script). A group's template wins over its image's.
 	IPXETemplate string
+	// Store is set when the image is published with lkfleet push (then
+	// BaseURL is the release's URL on the default store); see store.go.
+	Store *ImageStore
 }
 
 // KernelURL is the URL of the image's kernel.
@@ -83,6 +86,10 @@ type Group struct {
 	IPXEScriptURL string
 	// Hardware: reservations or spot (hardware.go).
 	Hardware Hardware `json:",omitzero"` // omitted when on demand: golden files stay as they were
+	// NetworkType is one of the pkg/network types, "" when not managed;
+	// VLANs the virtual networks its ports carry.
+	NetworkType string
+	VLANs       []VLAN
 }
 
 // Budget is a count or a percentage of a wave's devices.
@@ -154,6 +161,10 @@ type Device struct {
 	// IPXEScriptURL is the rendered script URL, "" when the script travels
 	// as userdata.
 	IPXEScriptURL string
+
+	// NetworkType and VLANs are the group's (see Group).
+	NetworkType string
+	VLANs       []VLAN
 
 	// Filled by pkg/ipxe.
 	Script string // the rendered iPXE script
