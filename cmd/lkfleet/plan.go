@@ -66,11 +66,11 @@ func runPlan(ctx context.Context, env *Env, o *planCmdOptions) error {
 		return err
 	}
 	if o.out != "" {
-		if err := savePlan(o.out, p.plan); err != nil {
+		if err := savePlan(o.out, planForSaving(p.plan, o.out, o.fleet.File)); err != nil {
 			return err
 		}
 		if o.output == "text" {
-			fmt.Fprintf(env.Out, "\nSaved the plan to %s. To apply exactly this plan: lkfleet apply -f %s %s\n", o.out, o.fleet.File, o.out)
+			fmt.Fprintf(env.Out, "\nSaved the plan to %s. To apply exactly this plan: lkfleet apply %s\n", o.out, shellQuote(o.out))
 		}
 	}
 	if o.detailedExit && p.plan.HasChanges() {

@@ -154,7 +154,7 @@ type Result struct {
 	// in plan order. Re-running apply picks them up.
 	NotDone []planner.Change
 	// Halted is set when a wave exceeded max_failures; HaltReason says why
-	// and how to resume.
+	// (its count agrees with Failed; how to resume is the caller's to say).
 	Halted     bool
 	HaltReason string
 	Elapsed    time.Duration
@@ -225,6 +225,8 @@ type run struct {
 	// canaryLeft is how many canaries are still to be picked.
 	canaryLeft int
 	vlans      vlanCache // network.go
+	// haltWave is the wave whose failures halted the rollout (nil: none).
+	haltWave *wave
 }
 
 func newRun(cloud Cloud, plan planner.Plan, opts Options) *run {
