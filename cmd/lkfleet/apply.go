@@ -143,7 +143,7 @@ func execute(ctx context.Context, env *Env, p *planned, x execution) error {
 	st := p.client.Stats()
 	in := ui.SummaryInput{
 		Destroy:   destroy,
-		Added:     res.Created + res.Replaced,
+		Added:     res.Created + res.Replaced + len(res.Made),
 		Rebuilt:   res.Rebuilt,
 		Changed:   res.Updated,
 		Destroyed: res.Deleted + res.Replaced,
@@ -158,7 +158,11 @@ func execute(ctx context.Context, env *Env, p *planned, x execution) error {
 		in.Failed = append(in.Failed, ui.FailedLine{Hostname: f.Hostname, Slot: f.Slot, DeviceID: f.ID, Reason: f.LastEvent})
 	}
 	for _, c := range res.NotDone {
-		in.NotDone = append(in.NotDone, ui.Symbol(c.Action)+" "+c.Hostname()+" ("+c.Slot()+")")
+		line := ui.Symbol(c.Action) + " " + c.Hostname() + " (" + c.Slot() + ")"
+		if id := res.Made[c.Slot()]; id != "" {
+			line += ": new device " + id + " made (counted as added), the old one not yet deleted"
+		}
+		in.NotDone = append(in.NotDone, line)
 	}
 	interrupted := errors.Is(err, context.Canceled)
 	if errors.Is(err, context.DeadlineExceeded) && len(res.NotDone) == 0 && len(res.Failed) == 0 && !res.Halted {

@@ -98,3 +98,21 @@ func TestSavedPlanIsTheApproval(t *testing.T) {
 		t.Errorf("apply PLANFILE:\n%s", out)
 	}
 }
+
+// TestStoppedReplaceCountsTheDeviceItMade: a replace stopped (here by
+// --timeout) while its new device provisions made a device: the summary
+// counts it as added and says so beside the change not done.
+func TestStoppedReplaceCountsTheDeviceItMade(t *testing.T) {
+	e := newE2E(t, packetsim.Config{ProvisionTime: time.Minute})
+	e.write(fmt.Sprintf(e2eFleet, "v1", 1))
+	e.mustRun(0, "apply", "-f", e.fleet, "--auto-approve", "-o", "plain", "--wait", "none")
+	out, errs, code := e.run("apply", "-f", e.fleet, "--auto-approve", "-o", "plain", "--poll-interval", "5ms",
+		"--replace", "web/ams1/1", "--timeout", "300ms")
+	if code != ExitError {
+		t.Fatalf("apply: exit %d, want 1\n%s\n%s", code, out, errs)
+	}
+	if !strings.Contains(out, ": 1 added, 0 rebuilt, 0 changed, 0 destroyed in ") ||
+		!regexp.MustCompile(`\+/- web-ams1-1 \(web/ams1/1\): new device [0-9a-f-]{36} made`).MatchString(out) {
+		t.Errorf("the summary does not count the device the replace made:\n%s", out)
+	}
+}
