@@ -70,7 +70,12 @@ func runPlan(ctx context.Context, env *Env, o *planCmdOptions) error {
 			return err
 		}
 		if o.output == "text" {
-			fmt.Fprintf(env.Out, "\nSaved the plan to %s. To apply exactly this plan: lkfleet apply %s\n", o.out, shellQuote(o.out))
+			apply := "lkfleet apply " + shellQuote(o.out)
+			if o.fleet.File == "-" {
+				// The plan cannot say where a fleet read from stdin is.
+				apply = "lkfleet apply -f FILE " + shellQuote(o.out)
+			}
+			fmt.Fprintf(env.Out, "\nSaved the plan to %s. To apply exactly this plan: %s\n", o.out, apply)
 		}
 	}
 	if o.detailedExit && p.plan.HasChanges() {
