@@ -120,14 +120,22 @@ func (in SummaryInput) Lines() []string {
 	return lines
 }
 
-func (in SummaryInput) resumeHint() string {
-	cmd := in.Command
-	if cmd == "" {
-		cmd = "lkfleet apply"
-		if in.Destroy {
-			cmd = "lkfleet destroy"
-		}
+// resumeCommand is the command that continues the run, "" when complete.
+func (in SummaryInput) resumeCommand() string {
+	if in.Outcome() == "complete" {
+		return ""
 	}
+	switch {
+	case in.Command != "":
+		return in.Command
+	case in.Destroy:
+		return "lkfleet destroy"
+	}
+	return "lkfleet apply"
+}
+
+func (in SummaryInput) resumeHint() string {
+	cmd := in.resumeCommand()
 	switch in.Outcome() {
 	case "interrupted", "timed_out":
 		return fmt.Sprintf("Run `%s` again to finish: it picks up where this run stopped.", cmd)
@@ -156,6 +164,8 @@ type jsonSummary struct {
 	NotDone        []string         `json:"not_done"`
 	Halted         string           `json:"halted"`
 	Message        string           `json:"message"`
+	// Resume is the command that continues the run, "" when complete.
+	Resume string `json:"resume"`
 }
 
 type jsonFailedLine struct {
@@ -188,6 +198,7 @@ func (r *Reporter) Summary(in SummaryInput) error {
 			NotDone: []string{},
 			Halted:  clean(in.Halted),
 			Message: in.Headline(),
+			Resume:  in.resumeCommand(),
 		}
 		for _, f := range in.Failed {
 			j.Failed = append(j.Failed, jsonFailedLine{clean(f.Hostname), clean(f.Slot), clean(f.DeviceID), clean(f.Reason)})

@@ -84,7 +84,7 @@ func TestSummaryJSON(t *testing.T) {
 	want := `{"time":"2026-11-25T21:40:00Z","kind":"summary","operation":"destroy","result":"interrupted",` +
 		`"added":0,"rebuilt":0,"changed":0,"destroyed":4,"elapsed_seconds":3.1,"requests":12,"throttled":0,` +
 		`"failed":[],"not_done":["- web-ams1-1 (web/ams1/1)"],"halted":"",` +
-		`"message":"Destroy interrupted: 4 destroyed in 3.1s (12 API requests, 0 throttled)."}` + "\n"
+		`"message":"Destroy interrupted: 4 destroyed in 3.1s (12 API requests, 0 throttled).","resume":"lkfleet destroy"}` + "\n"
 	if got := out.String(); got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
