@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,5 +117,44 @@ func TestStoppedReplaceCountsTheDeviceItMade(t *testing.T) {
 	if !strings.Contains(out, ": 1 added, 0 rebuilt, 0 changed, 0 destroyed in ") ||
 		!regexp.MustCompile(`\+/- web-ams1-1 \(web/ams1/1\): new device [0-9a-f-]{36} made`).MatchString(out) {
 		t.Errorf("the summary does not count the device the replace made:\n%s", out)
+	}
+}
+
+// cancelOnce cancels the first time out contains mark.
+type cancelOnce struct {
+	mu     sync.Mutex
+	buf    strings.Builder
+	mark   string
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnce) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.buf.Write(p)
+	if strings.Contains(c.buf.String(), c.mark) {
+		c.cancel()
+	}
+	return len(p), nil
+}
+
+// TestInterruptedDestroyHint: Ctrl-C during a destroy ends with the exact
+// destroy command, --api-url included when it was a flag.
+func TestInterruptedDestroyHint(t *testing.T) {
+	e := newE2E(t, packetsim.Config{})
+	e.write(fmt.Sprintf(e2eFleet, "v1", 2))
+	e.mustRun(0, "apply", "-f", e.fleet, "--auto-approve", "-o", "plain", "--wait", "none")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := &cancelOnce{mark: "deleted", cancel: cancel}
+	env := &Env{In: strings.NewReader(""), Out: w, Err: &bytes.Buffer{}, Getenv: func(k string) string { return e.vars[k] }}
+	code := Run(ctx, []string{"destroy", "-f", e.fleet, "--api-url", e.srv.APIURL, "--auto-approve", "-o", "plain", "--parallelism", "1"}, env)
+	out := w.buf.String()
+	if code != ExitInterrupted {
+		t.Fatalf("destroy: exit %d, want 130\n%s", code, out)
+	}
+	hint := "Run `lkfleet destroy -f " + e.fleet + " --api-url " + e.srv.APIURL + "` again to finish"
+	if !strings.Contains(out, "Destroy interrupted: ") || strings.Count(out, hint) != 1 {
+		t.Errorf("want one hint %q:\n%s", hint, out)
 	}
 }
