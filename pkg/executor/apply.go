@@ -225,6 +225,9 @@ type run struct {
 	// canaryLeft is how many canaries are still to be picked.
 	canaryLeft int
 	vlans      vlanCache // network.go
+	// batchers maps each create that goes into a batch request to its
+	// group's batcher (batch.go).
+	batchers map[*planner.Change]*batcher
 }
 
 func newRun(cloud Cloud, plan planner.Plan, opts Options) *run {
