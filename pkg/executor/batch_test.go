@@ -298,3 +298,38 @@ func TestBatchReplace(t *testing.T) {
 		checkOnePerSlot(t, f, changes)
 	})
 }
+
+// TestBatchCanaryAlone: the canary's new device goes out in a batch of its
+// own and is ready before the rest of the wave is batched; recreate
+// rebuilds are batched like replacements.
+func TestBatchCanaryAlone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newBatchFake()
+		ro := rollout()
+		ro.CreateBatch, ro.Canary = 10, 1
+		var changes []planner.Change
+		for i := 1; i <= 4; i++ {
+			l := f.seed(slotName("ams1", i), "oldrev000000")
+			changes = append(changes, liveChange(planner.Rebuild, l, string(spec.StrategyRecreate)))
+		}
+		res, err := Apply(t.Context(), f, mkPlan(ro, changes...), Options{})
+		if err != nil || res.Rebuilt != 4 {
+			t.Fatalf("Rebuilt %d, err %v", res.Rebuilt, err)
+		}
+		b := f.batchLog()
+		if len(b) != 2 || !slices.Equal(b[0], []string{changes[0].Slot()}) || len(b[1]) != 3 {
+			t.Fatalf("batches %v, want the canary alone, then the other 3", b)
+		}
+		canary := f.liveBySlot()[changes[0].Slot()][0]
+		var second time.Time
+		for _, c := range f.log() {
+			if c.op == "batch" {
+				second = c.at
+			}
+		}
+		// Ready with --wait active: the canary's state turned active.
+		if active := f.dev(canary).states[1].at; !second.After(active) {
+			t.Errorf("second batch at %v, canary active at %v: want it after", second, active)
+		}
+	})
+}
