@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/lkfleet/lkfleet/pkg/packetsim"
@@ -126,4 +127,35 @@ func findID(lives []planner.Live, id string) (planner.Live, bool) {
 		}
 	}
 	return planner.Live{}, false
+}
+
+// TestSimCreateBatchThrottled: batches refused with 429 (the server did
+// not act) are re-sent through the shared limiter; every device is made
+// exactly once.
+func TestSimCreateBatchThrottled(t *testing.T) {
+	c, srv := startSim(t, packetsim.Config{RateLimit: 200, Burst: 1}, false, nil)
+	ds := batchDevices(12)
+	var wg sync.WaitGroup
+	for part := range 4 {
+		wg.Go(func() {
+			part := ds[part*3 : part*3+3]
+			_, errs := c.CreateBatch(context.Background(), part)
+			for i, err := range errs {
+				if err != nil {
+					t.Errorf("%s: %v", part[i].Slot, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	st := srv.Sim.Stats()
+	if st.Creates != 12 || st.Duplicates != 0 {
+		t.Errorf("simulator made %d devices (%d duplicates), want 12 and 0", st.Creates, st.Duplicates)
+	}
+	if st.Throttled == 0 {
+		t.Log("the pacer kept every batch under the limit: no 429 to re-send")
+	}
+	if st.Requests[batchRoute] != 4+st.Throttled {
+		t.Errorf("%d batch requests for 4 batches with %d refused by 429: want each 429 re-sent once and nothing else", st.Requests[batchRoute], st.Throttled)
+	}
 }
