@@ -31,24 +31,35 @@ type batchResult struct {
 
 // batchEntry is a change waiting for its batch.
 type batchEntry struct {
-	index int // plan index: batches are cut in plan order
 	c     *planner.Change
+	index int              // in the plan: entries are sent in plan order
 	done  chan batchResult // buffered: the sender never blocks
 }
 
 // batcher gathers the first creates of one group of a wave (canaries,
-// the rest, see runWave) into batch requests of up to size entries. A
-// batch goes out once it is full or once every create of the group has
-// joined or left: the changes of a group all start together and create
-// first, so nobody waits on a change that will come late.
+// the rest, see runWave) into batch requests of up to size entries, cut
+// in plan order: the k-th create of the group goes into batch k/size. A
+// batch goes out once each of its creates has joined it or left (failed
+// before its call). The changes of a group all start together and create
+// first, so nobody waits on a change that comes late, and the batches do
+// not depend on which goroutine runs first.
 type batcher struct {
-	r     *run
-	w     *wave
-	bc    BatchCreator
-	size  int
-	mu    sync.Mutex
-	await map[*planner.Change]int // creates of the group that have not joined yet → plan index
-	queue []*batchEntry
+	r    *run
+	w    *wave
+	bc   BatchCreator
+	size int
+	mu   sync.Mutex
+	// batchOf maps each create of the group that has not joined or left
+	// yet to its batch and its plan index.
+	batchOf map[*planner.Change][2]int
+	batches []*pendingBatch
+}
+
+// pendingBatch is one batch being gathered.
+type pendingBatch struct {
+	want    int // creates that belong to it
+	settled int // of those, joined or left
+	entries []*batchEntry
 }
 
 // startBatches returns the batcher of group (nil when batching is off) and
@@ -58,18 +69,26 @@ func (r *run) startBatches(w *wave, group []int) *batcher {
 	if !ok || r.plan.Rollout.CreateBatch <= 0 {
 		return nil
 	}
-	b := &batcher{r: r, w: w, bc: bc, size: min(r.plan.Rollout.CreateBatch, spec.MaxCreateBatch), await: map[*planner.Change]int{}}
+	b := &batcher{r: r, w: w, bc: bc, size: min(r.plan.Rollout.CreateBatch, spec.MaxCreateBatch), batchOf: map[*planner.Change][2]int{}}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.batchers == nil {
 		r.batchers = map[*planner.Change]*batcher{}
 	}
+	n := 0
 	for _, i := range group {
 		c := &r.plan.Changes[i]
-		if c.Desired != nil && createsFirst(r.plan, c) {
-			b.await[c] = i
-			r.batchers[c] = b
+		if c.Desired == nil || !createsFirst(r.plan, c) {
+			continue
 		}
+		k := n / b.size
+		if k == len(b.batches) {
+			b.batches = append(b.batches, &pendingBatch{})
+		}
+		b.batches[k].want++
+		b.batchOf[c] = [2]int{k, i}
+		r.batchers[c] = b
+		n++
 	}
 	return b
 }
@@ -86,21 +105,42 @@ func createsFirst(plan planner.Plan, c *planner.Change) bool {
 }
 
 // leave is called when change i's goroutine ends: a create that never
-// joined (it failed before its call) must not hold the others' batch back.
+// joined (it failed before its call) must not hold its batch back.
 func (b *batcher) leave(i int) {
 	if b == nil {
 		return
 	}
-	c := &b.r.plan.Changes[i]
+	b.settle(&b.r.plan.Changes[i], nil)
+}
+
+// settle records that c joined its batch (e != nil) or left it, and sends
+// the batch when c was the last of it. It reports false when c is not
+// one of the batcher's creates or settled before.
+func (b *batcher) settle(c *planner.Change, e *batchEntry) bool {
 	b.mu.Lock()
-	if _, ok := b.await[c]; !ok {
+	at, ok := b.batchOf[c]
+	if !ok {
 		b.mu.Unlock()
-		return
+		return false
 	}
-	delete(b.await, c)
-	batch := b.cut()
+	delete(b.batchOf, c)
+	pb := b.batches[at[0]]
+	if e != nil {
+		e.index = at[1]
+		pb.entries = append(pb.entries, e)
+	}
+	pb.settled++
+	var ready []*batchEntry
+	if pb.settled == pb.want {
+		ready = pb.entries
+		pb.entries = nil
+	}
 	b.mu.Unlock()
-	b.launch(batch)
+	if len(ready) > 0 {
+		sort.Slice(ready, func(i, j int) bool { return ready[i].index < ready[j].index })
+		go b.send(ready)
+	}
+	return true
 }
 
 // batcherOf returns the batcher c's first create joins, nil if none.
@@ -118,10 +158,12 @@ func (r *run) sendCreate(gate context.Context, c *planner.Change, first bool) (p
 	if !first || b == nil {
 		return r.createOnce(gate, c, first)
 	}
-	res, joined := b.join(c)
-	switch {
-	case !joined:
+	e := &batchEntry{c: c, done: make(chan batchResult, 1)}
+	if !b.settle(c, e) {
 		return r.createOnce(gate, c, first)
+	}
+	res := <-e.done
+	switch {
 	case res.err == nil, errors.Is(res.err, errNotSent), isAmbiguous(res.err):
 		// Done, not sent, or for the slot lookup (safeCreate) to resolve.
 		return res.live, res.err
@@ -130,48 +172,6 @@ func (r *run) sendCreate(gate context.Context, c *planner.Change, first bool) (p
 	// and a refusal of the slot itself comes back naming it.
 	r.emit(changeEvent(Info, c, "", fmt.Sprintf("the batch create was refused (%v); creating the device alone", res.err)))
 	return r.createOnce(gate, c, false)
-}
-
-// join adds c to the queue and waits for its batch's answer. joined is
-// false when c is not one of the batcher's creates (or joined before).
-func (b *batcher) join(c *planner.Change) (res batchResult, joined bool) {
-	b.mu.Lock()
-	index, ok := b.await[c]
-	if !ok {
-		b.mu.Unlock()
-		return batchResult{}, false
-	}
-	delete(b.await, c)
-	e := &batchEntry{c: c, index: index, done: make(chan batchResult, 1)}
-	b.queue = append(b.queue, e)
-	batch := b.cut()
-	b.mu.Unlock()
-	b.launch(batch)
-	return <-e.done, true
-}
-
-// cut takes the next batch off the queue when it is full, or when nobody
-// else will join; nil otherwise. b.mu is held.
-func (b *batcher) cut() []*batchEntry {
-	if len(b.queue) == 0 || (len(b.queue) < b.size && len(b.await) > 0) {
-		return nil
-	}
-	sort.Slice(b.queue, func(i, j int) bool { return b.queue[i].index < b.queue[j].index })
-	n := min(b.size, len(b.queue))
-	batch := b.queue[:n:n]
-	b.queue = b.queue[n:]
-	return batch
-}
-
-// launch sends batch in a goroutine of its own; the entries wait for it.
-// Once nobody else will join, what is left goes out in further batches.
-func (b *batcher) launch(batch []*batchEntry) {
-	for len(batch) > 0 {
-		go b.send(batch)
-		b.mu.Lock()
-		batch = b.cut()
-		b.mu.Unlock()
-	}
 }
 
 // send sends one batch as one mutating call (one unit of the call limit,
