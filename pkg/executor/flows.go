@@ -139,6 +139,7 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 	case err != nil:
 		// Ctrl-C: the slot has both devices; the next plan keeps the newest
 		// healthy one and deletes the other.
+		r.made(c, live.ID)
 		return notStarted, FailedDevice{}
 	case fd != nil:
 		// The old device stays: it still serves the slot.
@@ -160,6 +161,7 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 	// The old device becomes unavailable from its delete on (the slot is
 	// served by the new one by then); the budget bounds those deletes.
 	if err := w.budget.Acquire(ctx, 1); err != nil {
+		r.made(c, newLive.ID)
 		return notStarted, FailedDevice{}
 	}
 	err = r.call(ctx, func(cctx context.Context) error {
@@ -169,6 +171,7 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 	w.budget.Release(1)
 	switch {
 	case errors.Is(err, errNotSent):
+		r.made(c, newLive.ID)
 		return notStarted, FailedDevice{}
 	case err != nil:
 		return failed, FailedDevice{ID: old, LastEvent: fmt.Sprintf("new device %s is ready, the old one is not deleted: %v", newLive.ID, err)}
@@ -321,15 +324,7 @@ func (r *run) sendAction(ctx context.Context, id string, how spec.Strategy) erro
 // change already under way.
 func (r *run) safeCreate(ctx, gate context.Context, c *planner.Change, announce bool) (planner.Live, error) {
 	for attempt := 1; ; attempt++ {
-		var live planner.Live
-		err := r.call(gate, func(cctx context.Context) error {
-			if attempt == 1 && announce {
-				r.emit(changeEvent(ChangeStarted, c, "", "create"))
-			}
-			var err error
-			live, err = r.cloud.Create(cctx, *c.Desired)
-			return err
-		})
+		live, err := r.sendCreate(gate, c, attempt == 1 && announce) // batch.go
 		if err == nil {
 			return live, nil
 		}
@@ -359,6 +354,20 @@ func (r *run) safeCreate(ctx, gate context.Context, c *planner.Change, announce 
 		r.emit(changeEvent(Retrying, c, "", "the slot is empty; creating again"))
 		gate = ctx
 	}
+}
+
+// createOnce sends one create request for c (announced when first).
+func (r *run) createOnce(gate context.Context, c *planner.Change, first bool) (planner.Live, error) {
+	var live planner.Live
+	err := r.call(gate, func(cctx context.Context) error {
+		if first {
+			r.emit(changeEvent(ChangeStarted, c, "", "create"))
+		}
+		var err error
+		live, err = r.cloud.Create(cctx, *c.Desired)
+		return err
+	})
+	return live, err
 }
 
 // lookup finds the new device of slot, if any, in listings that began

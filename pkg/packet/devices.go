@@ -35,6 +35,20 @@ const userStatePrefix = "user."
 // It is re-sent only after a 429 or a connection that never opened, when
 // the server certainly did not act.
 func (c *Client) Create(ctx context.Context, d spec.Device) (planner.Live, error) {
+	req := c.createRequest(d)
+	pc, err := c.api(withRetryClass(ctx, classOnce))
+	if err != nil {
+		return planner.Live{}, c.apiError("create device", d.Hostname, d.Slot, err, false)
+	}
+	dev, err := createDevice(pc, req, d.Hardware) // market.go: spot bids
+	if err != nil {
+		return planner.Live{}, c.apiError("create device", d.Hostname, d.Slot, err, true)
+	}
+	return toLive(dev), nil
+}
+
+// createRequest is the body that creates d, alone or as a batch entry.
+func (c *Client) createRequest(d spec.Device) *packngo.DeviceCreateRequest {
 	tags := d.Tags()
 	if tags == nil {
 		// packngo sends nil as null, which the API rejects.
@@ -57,15 +71,7 @@ func (c *Client) Create(ctx context.Context, d spec.Device) (planner.Live, error
 	} else {
 		req.Facility = []string{d.Zone}
 	}
-	pc, err := c.api(withRetryClass(ctx, classOnce))
-	if err != nil {
-		return planner.Live{}, c.apiError("create device", d.Hostname, d.Slot, err, false)
-	}
-	dev, err := createDevice(pc, req, d.Hardware)
-	if err != nil {
-		return planner.Live{}, c.apiError("create device", d.Hostname, d.Slot, err, true)
-	}
-	return toLive(dev), nil
+	return req
 }
 
 // List returns the fleet's devices: one listing filtered by the fleet tag,
@@ -266,6 +272,7 @@ func toLive(d *packngo.Device) planner.Live {
 	if t, err := time.Parse(time.RFC3339, d.Created); err == nil {
 		l.CreatedAt = t
 	}
+	l.LastEvent = newestEvent(d.ProvisionEvents)
 	hardwareLive(d, &l)
 	if ev := newestUserState(d.ProvisionEvents); ev != nil {
 		l.UserState = ev.State
@@ -292,6 +299,24 @@ func newestUserState(events []*packngo.Event) *packngo.Event {
 		}
 	}
 	return best
+}
+
+// newestEvent is the message of the newest event of any type (its type
+// when it has no message), "" when there is none.
+func newestEvent(events []*packngo.Event) string {
+	var best *packngo.Event
+	for _, e := range events {
+		if e != nil && (best == nil || later(e, best)) {
+			best = e
+		}
+	}
+	switch {
+	case best == nil:
+		return ""
+	case best.Body != "":
+		return best.Body
+	}
+	return best.Type
 }
 
 func later(a, b *packngo.Event) bool {

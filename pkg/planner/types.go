@@ -35,6 +35,10 @@ type Live struct {
 	UserState     string
 	UserStateBody string
 	UserStateAt   time.Time
+	// LastEvent is the message of the device's newest event of any kind
+	// (a provisioning step or a user state), "" if none: why a failed
+	// device failed, in the words of the service.
+	LastEvent string
 	// Where the device came from (hardware.go): the reservation it was
 	// created on, its spot bid, and when the service terminates it.
 	Reservation     string
