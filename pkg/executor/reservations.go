@@ -38,6 +38,14 @@ func onReservation(c *planner.Change) bool {
 	return c.Desired != nil && c.Desired.Hardware.Reservation.Reserved()
 }
 
+// batchable reports whether c's create may share a batch request: a spot
+// bid goes in its own request (its numeric spot_price_max, see
+// packet/market.go), and a create that first waits for a reservation to
+// be freed would hold the other entries of its batch back.
+func batchable(c *planner.Change) bool {
+	return c.ReservationAfter == "" && !c.Desired.Hardware.Spot()
+}
+
 // doReservedReplace replaces a device whose reservation the new device
 // takes: delete the old device, wait until it is gone, then create on the
 // freed reservation and wait until ready. The slot has no device in

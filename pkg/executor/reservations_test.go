@@ -39,6 +39,34 @@ func TestReservedReplaceWaitsForTheOldDevice(t *testing.T) {
 	})
 }
 
+// With create_batch, spot creates and creates that wait for a freed
+// reservation are sent alone: a batch entry cannot carry the numeric bid,
+// and a waiting entry would hold its batch back.
+func TestBatchLeavesSpotAndFreedReservationCreatesOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := newBatchFake()
+		plain, spot, freed := createChange(slotName("ams1", 1)), createChange(slotName("ams1", 2)), createChange(slotName("ams1", 3))
+		spot.Desired.Hardware.SpotMaxPrice = 0.5
+		freed.Desired.Hardware.Reservation = spec.Reservation{NextAvailable: true}
+		freed.Reservation, freed.ReservationAfter = "r-1", "old-gone"
+		plain2 := createChange(slotName("ams1", 4))
+		ro := rollout()
+		ro.CreateBatch = 10
+		res, err := Apply(t.Context(), fc, mkPlan(ro, plain, spot, freed, plain2), Options{})
+		if err != nil || res.Created != 4 {
+			t.Fatalf("apply: %v, %+v", err, res)
+		}
+		if want := [][]string{{plain.Slot(), plain2.Slot()}}; !slices.EqualFunc(fc.batches, want, slices.Equal) {
+			t.Errorf("batches = %v, want %v", fc.batches, want)
+		}
+		for _, c := range []planner.Change{spot, freed} {
+			if got := fc.ops(c.Slot()); !slices.Equal(got, []string{"create"}) {
+				t.Errorf("calls on %s = %v, want one create of its own", c.Slot(), got)
+			}
+		}
+	})
+}
+
 // --wait ends with the termination of an outbid spot device instead of
 // waiting for it.
 func TestWaitReportsSpotTermination(t *testing.T) {
