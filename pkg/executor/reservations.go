@@ -46,12 +46,33 @@ func batchable(c *planner.Change) bool {
 	return c.ReservationAfter == "" && !c.Desired.Hardware.Spot()
 }
 
+// awaited returns the devices that changes of the wave (indices into p)
+// wait for to free their reservations: their deletes run before the
+// wave's other changes, or those would wait forever.
+func awaited(p planner.Plan, wave []int) map[string]bool {
+	out := map[string]bool{}
+	for _, i := range wave {
+		if c := &p.Changes[i]; c.ReservationAfter != "" && c.ReservationAfter != c.DeviceID() {
+			out[c.ReservationAfter] = true
+		}
+	}
+	return out
+}
+
 // doReservedReplace replaces a device whose reservation the new device
 // takes: delete the old device, wait until it is gone, then create on the
 // freed reservation and wait until ready. The slot has no device in
-// between, so the whole change counts against max_unavailable.
+// between, so the whole change counts against max_unavailable. A
+// replacement on a reservation that another change's delete frees waits
+// for that device instead and then replaces as usual (new, then old out).
 func (r *run) doReservedReplace(ctx context.Context, w *wave, c *planner.Change) (outcome, FailedDevice) {
 	old := c.ReservationAfter
+	if old != c.DeviceID() {
+		if err := r.awaitGone(ctx, c, old); err != nil {
+			return notStarted, FailedDevice{}
+		}
+		return r.doReplace(ctx, w, c)
+	}
 	if err := w.budget.Acquire(ctx, 1); err != nil {
 		return notStarted, FailedDevice{}
 	}

@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -35,6 +36,57 @@ func TestReservedReplaceWaitsForTheOldDevice(t *testing.T) {
 		}
 		if got := fc.created[0].Hardware.Reservation; !slices.Equal(got.IDs, []string{"r-1"}) || got.NextAvailable {
 			t.Errorf("create asked for %+v, want exactly reservation r-1", got)
+		}
+	})
+}
+
+// A create on the reservation a delete of the same wave frees: that
+// delete runs first (not after the wave's creates, which would wait for it
+// forever), and the create follows once the device is gone.
+func TestFreedCreateInTheDeletesWave(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := newFake()
+		gone := fc.seed(slotName("ams1", 1), "oldrev000000")
+		c := createChange(slotName("ams1", 2))
+		c.Desired.Hardware.Reservation = spec.Reservation{NextAvailable: true}
+		c.Reservation, c.ReservationAfter = "r-1", gone.ID
+		ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
+		defer cancel()
+		res, err := Apply(ctx, fc, mkPlan(rollout(), deleteChange(gone), c), Options{})
+		if err != nil || res.Created != 1 || res.Deleted != 1 {
+			t.Fatalf("apply: %v, %+v", err, res)
+		}
+		log := fc.log()
+		if len(log) != 2 || log[0].op != "delete" || log[1].op != "create" || log[1].at.Before(fc.dev(gone.ID).deleted.Add(fc.deprovision)) {
+			t.Errorf("calls = %+v, want the delete, then the create once the device is gone", log)
+		}
+	})
+}
+
+// A replacement that takes the reservation another change's delete frees
+// waits for that device to be gone, then replaces its own old device as
+// usual: it never deletes the other device a second time, and its own old
+// device does not stay behind.
+func TestReplaceOnFreedReservationReplacesItsOwnDevice(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := newFake()
+		goneSlot, slot := slotName("ams1", 1), slotName("ams1", 2)
+		gone := fc.seed(goneSlot, "oldrev000000")
+		old := fc.seed(slot, "oldrev000000")
+		c := liveChange(planner.Replace, old, "")
+		c.Desired.Hardware.Reservation = spec.Reservation{NextAvailable: true}
+		c.Reservation, c.ReservationAfter = "r-1", gone.ID
+		ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
+		defer cancel()
+		res, err := Apply(ctx, fc, mkPlan(rollout(), deleteChange(gone), c), Options{})
+		if err != nil || res.Replaced != 1 || res.Deleted != 1 {
+			t.Fatalf("apply: %v, %+v", err, res)
+		}
+		if got := fc.ops(goneSlot); !slices.Equal(got, []string{"delete"}) {
+			t.Errorf("calls on %s = %v, want one delete", goneSlot, got)
+		}
+		if got := fc.ops(slot); !slices.Equal(got, []string{"create", "delete"}) {
+			t.Errorf("calls on %s = %v, want create then delete of the old device", slot, got)
 		}
 	})
 }
