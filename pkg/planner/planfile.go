@@ -72,6 +72,9 @@ type fileChange struct {
 	Reasons  []string      `json:"reasons"`
 	Attrs    []fileAttr    `json:"attributes"`
 	Strategy spec.Strategy `json:"strategy"`
+	// Keeper is Change.Keeper (omitted when empty, so plan files written
+	// before it existed read the same).
+	Keeper string `json:"keeper,omitempty"`
 }
 
 type fileAttr struct {
@@ -264,6 +267,7 @@ func toFile(p Plan) filePlan {
 			Reasons:  nonNil(c.Reasons),
 			Attrs:    make([]fileAttr, 0, len(c.Attrs)),
 			Strategy: c.Strategy,
+			Keeper:   c.Keeper,
 		}
 		for _, a := range c.Attrs {
 			fc.Attrs = append(fc.Attrs, fileAttr(a))
@@ -354,6 +358,7 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 		Wave:     fc.Wave,
 		Reasons:  nilIfEmpty(fc.Reasons),
 		Strategy: fc.Strategy,
+		Keeper:   fc.Keeper,
 	}
 	for _, a := range fc.Attrs {
 		c.Attrs = append(c.Attrs, AttrDiff(a))
@@ -406,6 +411,9 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 		}
 	default:
 		return Change{}, fmt.Errorf("unknown action %q", c.Action)
+	}
+	if c.Keeper != "" && (c.Action != Delete || c.Keeper == fc.DeviceID) {
+		return Change{}, errors.New("only the delete of a duplicate names a keeper, another device than itself")
 	}
 	if c.Action != Rebuild && c.Strategy != "" {
 		return Change{}, fmt.Errorf("a %s has no strategy", c.Action)
