@@ -164,6 +164,8 @@ func (l *Lab) Env() map[string]string {
 		"PACKET_AUTH_TOKEN": Token,
 		"PACKET_PROJECT_ID": l.Project(),
 		"NO_COLOR":          "1",
+		// The simulator's list lag, stated as an operator would.
+		"LKFLEET_LIST_LAG": l.cfg.Sim.ListLag.String(),
 	}
 }
 

@@ -27,6 +27,7 @@ type applyOptions struct {
 	wait          string
 	failedRetries int
 	pollInterval  time.Duration
+	listLag       time.Duration
 	output        string
 }
 
@@ -44,6 +45,11 @@ A saved plan is refused when the fleet file or the live devices changed since.`,
 			if len(args) == 1 {
 				planFile = args[0]
 			}
+			lag, err := listLag(cmd, env, o.listLag)
+			if err != nil {
+				return err
+			}
+			o.listLag = lag
 			return runApply(cmd.Context(), env, o, planFile)
 		},
 	}
@@ -55,6 +61,7 @@ A saved plan is refused when the fleet file or the live devices changed since.`,
 	cmd.Flags().StringVar(&o.wait, "wait", "active", "when a device is ready: active (API state), booted (the image reported in), none")
 	cmd.Flags().IntVar(&o.failedRetries, "failed-retries", 1, "how often a device that ends failed is deleted and created again")
 	cmd.Flags().DurationVar(&o.pollInterval, "poll-interval", executor.DefaultPollInterval, "how often the fleet is listed while waiting (one listing per interval for the whole fleet)")
+	addListLagFlag(cmd, &o.listLag)
 	return cmd
 }
 
@@ -113,6 +120,7 @@ func runApply(ctx context.Context, env *Env, o *applyOptions, planFile string) e
 		Timeout:       o.timeout,
 		FailedRetries: o.failedRetries,
 		PollInterval:  o.pollInterval,
+		ListLag:       o.listLag,
 	}})
 }
 
