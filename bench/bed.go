@@ -76,6 +76,7 @@ func newBed(bin, dir, imagesDir string, n int) (*bed, error) {
 		"PACKET_AUTH_TOKEN=" + benchTok,
 		"PACKET_PROJECT_ID=" + sim.Project(),
 		"NO_COLOR=1",
+		"LKFLEET_LIST_LAG=0", // the bench simulator hides nothing from listings
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + dir,
 	}
