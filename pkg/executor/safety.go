@@ -49,8 +49,8 @@ var errNoServing = errors.New("no other device of the slot is ready")
 // awaitServing waits until the slot of c (the delete of a duplicate) has
 // an active device that no change of the plan deletes: the keeper, or the
 // device that replaced it. It gives up with errNoServing once listings
-// begun neverListed after the wait began show no such device that is not
-// failed, and with ctx's error.
+// begun neverListed after the wait began show no such device on its way
+// up (see goingUp), and with ctx's error.
 func (r *run) awaitServing(ctx context.Context, c *planner.Change) (string, error) {
 	start, after := time.Now(), r.w.now()
 	for {
@@ -62,10 +62,10 @@ func (r *run) awaitServing(ctx context.Context, c *planner.Change) (string, erro
 		coming := false
 		for _, l := range s.bySlot[c.Slot()] {
 			switch {
-			case r.victims[l.ID] || l.State == planner.StateFailed:
+			case r.victims[l.ID]:
 			case l.State == planner.StateActive:
 				return l.ID, nil
-			default:
+			case goingUp(l.State):
 				coming = true
 			}
 		}
@@ -73,6 +73,16 @@ func (r *run) awaitServing(ctx context.Context, c *planner.Change) (string, erro
 			return "", errNoServing
 		}
 	}
+}
+
+// goingUp reports whether a device in state becomes active by itself. A
+// failed or powered-off keeper does not: waiting for it would never end.
+func goingUp(state string) bool {
+	switch state {
+	case planner.StateQueued, planner.StateProvisioning, "reinstalling", "powering_on":
+		return true
+	}
+	return false
 }
 
 // guardDuplicate holds the delete of a duplicate that is not failed until

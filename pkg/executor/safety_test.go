@@ -214,3 +214,24 @@ func TestDeviceGoneBeforeFirstListing(t *testing.T) {
 		})
 	}
 }
+
+// A keeper that will not come up by itself (powered off) is not waited
+// for forever: the active duplicate is kept and the change fails.
+func TestDuplicateNextToAPoweredOffKeeperIsKept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := newFake()
+		slot := slotName("ams1", 1)
+		keep := fc.seed(slot, "newrev000000")
+		fc.dev(keep.ID).states = append(fc.dev(keep.ID).states, tstate{time.Now(), "inactive"})
+		dup := fc.seed(slot, "newrev000000")
+		c := deleteChange(dup)
+		c.Keeper = keep.ID
+		res, err := Apply(t.Context(), fc, mkPlan(rollout(), c), Options{QuietSince: quiet(), Timeout: time.Hour})
+		if errors.Is(err, context.DeadlineExceeded) || len(res.Failed) != 1 {
+			t.Fatalf("err %v, failed %v: want the delete refused, not a wait until the timeout", err, res.Failed)
+		}
+		if ids := fc.liveBySlot()[slot]; !slices.Contains(ids, dup.ID) {
+			t.Errorf("slot holds %v: the active duplicate was deleted", ids)
+		}
+	})
+}
