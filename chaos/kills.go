@@ -52,7 +52,7 @@ func runKills(ctx context.Context, s killSuite, stdout, stderr io.Writer) (bool,
 	}
 	fmt.Fprintf(stdout, "\nSIGKILL trials (kill -9 at a seeded random request, re-run at once within the %s list lag; fleet of 12 <-> 24):\n\n", s.listLag)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "trial\tkilled\tre-runs\textra creates\tduplicates\tempty slots\tstale images\tresult")
+	fmt.Fprintln(tw, "trial\tkilled\tpending after kill\tre-runs\textra creates\tduplicates\tempty slots\tstale images\tresult")
 	var extra, dups, empty, stale int
 	for _, r := range results {
 		verdict := "ok"
@@ -63,9 +63,9 @@ func runKills(ctx context.Context, s killSuite, stdout, stderr io.Writer) (bool,
 			}
 		}
 		extra, dups, empty, stale = extra+r.ExtraCreates, dups+r.Duplicates, empty+r.Empty, stale+r.Stale
-		fmt.Fprintf(tw, "%s\t%v\t%d\t%d\t%d\t%d\t%d\t%s\n", r.Name, r.Killed, r.Resumes, r.ExtraCreates, r.Duplicates, r.Empty, r.Stale, verdict)
+		fmt.Fprintf(tw, "%s\t%v\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", r.Name, r.Killed, r.Pending, r.Resumes, r.ExtraCreates, r.Duplicates, r.Empty, r.Stale, verdict)
 	}
-	fmt.Fprintf(tw, "total (%d trials)\t\t\t%d\t%d\t%d\t%d\t\n", len(results), extra, dups, empty, stale)
+	fmt.Fprintf(tw, "total (%d trials)\t\t\t\t%d\t%d\t%d\t%d\t\n", len(results), extra, dups, empty, stale)
 	tw.Flush()
 
 	fmt.Fprintf(stderr, "high list lag (%s)...\n", s.highLag)

@@ -3,6 +3,7 @@ package harness
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -48,7 +49,11 @@ type KillResult struct {
 	// devices in a slot, desired slots without a device, and devices whose
 	// last boot was not the desired image.
 	Duplicates, Empty, Stale int
-	Problems                 []string
+	// Pending counts, right after a killed rebuild, devices whose PUT was
+	// done but whose reboot was not accepted (lkfleet:pending tag); status
+	// must not call any of them current.
+	Pending  int
+	Problems []string
 }
 
 // killTrial is one kind of killed apply.
@@ -128,6 +133,11 @@ func (l *Lab) kill(ctx context.Context, cfg KillConfig, tr killTrial, k int) (Ki
 		return method == tr.method && strings.HasSuffix(path, tr.suffix)
 	}, k)
 
+	if tr.name == "rebuild" && res.Killed {
+		if err := l.checkPending(ctx, cfg.Bin, &res); err != nil {
+			return res, err
+		}
+	}
 	// The re-run comes at once, within the list lag.
 	desired := DesiredSlots(tr.count)
 	for i := 1; i <= 2; i++ {
@@ -229,6 +239,38 @@ func (l *Lab) countBroken(ctx context.Context, res *KillResult, desired []string
 	}
 	if res.Duplicates+res.Empty > 0 {
 		res.Problems = append(res.Problems, fmt.Sprintf("%d duplicates and %d empty slots after the re-run", res.Duplicates, res.Empty))
+	}
+	return nil
+}
+
+// checkPending counts the devices a killed rebuild left with the pending
+// marker and checks that `status` shows none of them on the current image.
+func (l *Lab) checkPending(ctx context.Context, bin string, res *KillResult) error {
+	devs, err := l.Listing(ctx)
+	if err != nil {
+		return err
+	}
+	st := l.run(ctx, Subprocess(bin), "status", "-f", l.FleetFile, "-o", "json")
+	var rows []struct {
+		ID      string `json:"id"`
+		Current bool   `json:"current"`
+	}
+	if err := json.Unmarshal([]byte(st.Stdout), &rows); err != nil {
+		res.Problems = append(res.Problems, fmt.Sprintf("status -o json after the kill: %v (exit %d)", err, st.Code))
+		return nil
+	}
+	current := map[string]bool{}
+	for _, r := range rows {
+		current[r.ID] = r.Current
+	}
+	for _, d := range devs {
+		if d.Tag("lkfleet:pending") == "" {
+			continue
+		}
+		res.Pending++
+		if current[d.ID] {
+			res.Problems = append(res.Problems, fmt.Sprintf("status shows device %s as current while its rebuild is pending", d.ID))
+		}
 	}
 	return nil
 }

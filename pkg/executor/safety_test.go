@@ -235,3 +235,32 @@ func TestDuplicateNextToAPoweredOffKeeperIsKept(t *testing.T) {
 		}
 	})
 }
+
+// Issue 14 case 1 end to end in the executor: two plans of one slot that
+// disagree on the keeper (what the old rule gave at two moments: first
+// "keep the old active device", then "keep the new one, now active") are
+// applied one after the other. The guard alone must keep the slot from
+// ending empty: the second plan's delete finds no other ready device.
+func TestDisagreeingDuplicatePlansNeverEmptyTheSlot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := newFake()
+		slot := slotName("ams1", 1)
+		old := fc.seed(slot, "newrev000000")
+		young := provisioning(t, fc, slot)
+		first := deleteChange(young)
+		first.Keeper = old.ID
+		young.State = planner.StateActive
+		second := deleteChange(old)
+		second.Keeper = young.ID
+		if _, err := Apply(t.Context(), fc, mkPlan(rollout(), first), Options{QuietSince: quiet()}); err != nil {
+			t.Fatalf("first plan: %v", err)
+		}
+		res, err := Apply(t.Context(), fc, mkPlan(rollout(), second), Options{QuietSince: quiet()})
+		if err == nil || res.Deleted != 0 {
+			t.Errorf("second plan deleted %d, err %v: want its delete refused", res.Deleted, err)
+		}
+		if ids := fc.liveBySlot()[slot]; len(ids) != 1 || ids[0] != old.ID {
+			t.Errorf("slot holds %v, want the old device %s", ids, old.ID)
+		}
+	})
+}
