@@ -115,8 +115,8 @@ func Kills(ctx context.Context, cfg KillConfig) ([]KillResult, error) {
 		if err != nil {
 			return out, fmt.Errorf("kill trial %d (%s): %w", i+1, r.Name, err)
 		}
-		logf("kill %s: killed %v; converged after %d re-run(s); extra creates %d, duplicates %d, empty %d, stale %d",
-			r.Name, r.Killed, r.Resumes, r.ExtraCreates, r.Duplicates, r.Empty, r.Stale)
+		logf("kill %s: killed %v, %d pending; converged after %d re-run(s); extra creates %d, duplicates %d, empty %d, stale %d",
+			r.Name, r.Killed, r.Pending, r.Resumes, r.ExtraCreates, r.Duplicates, r.Empty, r.Stale)
 		out = append(out, r)
 	}
 	return out, nil

@@ -23,8 +23,10 @@ func TestSIGKILLAndRerunAtOnce(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d (chaos -only-kills -seeds N replays a seed)", seed)
 	results, err := harness.Kills(t.Context(), harness.KillConfig{
-		Dir: t.TempDir(), Bin: bin, Count: 1, Seed: uint64(time.Now().UnixNano()), Trials: 3,
+		Dir: t.TempDir(), Bin: bin, Count: 1, Seed: seed, Trials: 3,
 		ListLag: 500 * time.Millisecond, ProvisionTime: 200 * time.Millisecond, Poll: 50 * time.Millisecond,
 		Logf: t.Logf,
 	})
