@@ -24,7 +24,7 @@ func TestSIGKILLAndRerunAtOnce(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d (chaos -only-kills -seeds N replays a seed)", seed)
+	t.Logf("kill points seeded with %d", seed)
 	results, err := harness.Kills(t.Context(), harness.KillConfig{
 		Dir: t.TempDir(), Bin: bin, Count: 1, Seed: seed, Trials: 3,
 		ListLag: 500 * time.Millisecond, ProvisionTime: 200 * time.Millisecond, Poll: 50 * time.Millisecond,
