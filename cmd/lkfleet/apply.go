@@ -103,15 +103,8 @@ func runApply(ctx context.Context, env *Env, o *applyOptions, planFile string) e
 		return nil
 	}
 	if !o.autoApprove {
-		if !env.InTTY {
-			return errors.New("apply needs confirmation: run it on a terminal, or pass --auto-approve")
-		}
-		ok, err := ui.Confirm(env.In, env.Out, "Do you want to apply these changes?")
-		if err != nil {
+		if err := confirm(ctx, env, "apply", "Do you want to apply these changes?"); err != nil {
 			return err
-		}
-		if !ok {
-			return errors.New("apply cancelled")
 		}
 	}
 	return execute(ctx, env, p, execution{mode: mode, opts: executor.Options{

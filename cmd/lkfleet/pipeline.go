@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/lkfleet/lkfleet/internal/ui"
+	"github.com/lkfleet/lkfleet/pkg/imagestore"
 	"github.com/lkfleet/lkfleet/pkg/packet"
 	"github.com/lkfleet/lkfleet/pkg/pipeline"
 	"github.com/lkfleet/lkfleet/pkg/planner"
@@ -64,7 +64,7 @@ type planOptions struct {
 }
 
 func addPlanFlags(cmd *cobra.Command, o *planOptions, forcing bool) {
-	cmd.Flags().BoolVar(&o.skipPreflight, "skip-preflight", false, "do not check that kernels, initrds and script URLs are reachable")
+	cmd.Flags().BoolVar(&o.skipPreflight, "skip-preflight", false, "do not check that kernels, initrds and script URLs are reachable (cmdlines the fleet file does not give are still fetched: scripts carry them)")
 	if forcing {
 		cmd.Flags().StringSliceVar(&o.rebuild, "rebuild", nil, "rebuild devices even if unchanged: all, a GROUP or a SLOT (repeatable)")
 		cmd.Flags().StringSliceVar(&o.replace, "replace", nil, "replace the device in SLOT even if unchanged (repeatable)")
@@ -93,6 +93,7 @@ func computePlan(ctx context.Context, env *Env, src fleetSource, a apiFlags, o p
 		Rebuild:       o.rebuild,
 		Replace:       o.replace,
 		SkipPreflight: o.skipPreflight,
+		Images:        images(),
 		Note:          func(s string) { fmt.Fprintln(env.Err, s) },
 	})
 	if err != nil {
@@ -100,6 +101,13 @@ func computePlan(ctx context.Context, env *Env, src fleetSource, a apiFlags, o p
 		return nil, err
 	}
 	return &planned{fleet: fleet, client: client, plan: plan}, nil
+}
+
+// images is how planning, render and status see images published with
+// lkfleet push: releases resolved and, in preflight, verified at quick
+// depth (HEADs against the manifest) over the URLs devices boot from.
+func images() pipeline.Images {
+	return imagestore.NewResolver(pipeline.HTTPClient(), imagestore.Quick)
 }
 
 // colorOut reports whether stdout gets colours.
@@ -110,7 +118,7 @@ func since(now, t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return ui.FormatDuration(now.Sub(t).Truncate(time.Second))
+	return ui.FormatAge(now.Sub(t))
 }
 
 // fleetSource is a loaded fleet with the bytes it was loaded from (their
@@ -126,7 +134,7 @@ func readFleet(env *Env, ff fleetFlags) (fleetSource, error) {
 	if err != nil {
 		return fleetSource{}, err
 	}
-	data, err := os.ReadFile(ff.File)
+	data, err := readFleetFile(env, ff.File)
 	return fleetSource{fleet: fleet, bytes: data}, err
 }
 

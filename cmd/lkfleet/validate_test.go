@@ -9,7 +9,7 @@ import (
 
 const validateProject = "3f0c8a1e-6d2b-4c59-9a8e-1b2c3d4e5f60"
 
-var validateVars = map[string]string{"PACKET_PROJECT_ID": validateProject, "BUILD_ID": "2026-11-25.1"}
+var validateVars = map[string]string{"PACKET_PROJECT_ID": validateProject, "BUILD_ID": "2026-11-25.1", "LKFLEET_SIM_URL": "http://127.0.0.1:8080"}
 
 func writeValidateFile(t *testing.T, path, content string) {
 	t.Helper()

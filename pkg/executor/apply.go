@@ -253,6 +253,7 @@ type run struct {
 	// fenceOnce announces it once.
 	fenced    bool
 	fenceOnce sync.Once
+	vlans     vlanCache // network.go
 }
 
 func newRun(cloud Cloud, plan planner.Plan, opts Options) *run {

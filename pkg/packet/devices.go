@@ -131,7 +131,9 @@ func (c *Client) list(ctx context.Context, op string, filters map[string]string)
 				continue
 			}
 			seen[root.Devices[i].ID] = true
-			out = append(out, toLive(root.Devices[i].device()))
+			l := toLive(root.Devices[i].device())
+			l.Network = root.Devices[i].network() // ports.go
+			out = append(out, l)
 		}
 		m := root.Meta
 		if len(root.Devices) < PerPage || (m.LastPage > 0 && m.CurrentPage >= m.LastPage) {

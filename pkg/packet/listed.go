@@ -18,6 +18,8 @@ type listedDevice struct {
 	Tags         []string `json:"tags"`
 	Network      []struct {
 		Address string `json:"address"`
+
+		Management bool `json:"management"` // ports.go
 	} `json:"ip_addresses"`
 	Plan *struct {
 		Slug string `json:"slug"`
@@ -32,6 +34,10 @@ type listedDevice struct {
 	IPXEScriptURL   string        `json:"ipxe_script_url"`
 	AlwaysPXE       bool          `json:"always_pxe"`
 	SOS             string        `json:"sos"`
+
+	// Port state, for the network type (ports.go).
+	NetworkPorts  []packngo.Port `json:"network_ports"`
+	NetworkFrozen bool           `json:"network_frozen"`
 }
 
 type codeOnly struct {

@@ -27,8 +27,9 @@ type Boot struct {
 	OK         bool     `json:"ok"`
 	Error      string   `json:"error,omitempty"`
 
-	script string // the script that booted (after chains), for a Booter
-	detail string // a Booter's success text for the user_state event
+	script   string // the script that booted (after chains), for a Booter and the console
+	detail   string // a Booter's success text for the succeeded user state
+	reported bool   // the guest posted its own user state (metadata service)
 }
 
 // Boots returns every boot recorded so far, oldest first.
@@ -194,6 +195,7 @@ func (s *Sim) purge(id uuid, now time.Time) {
 	}
 	d.gone = true
 	delete(s.devs, id)
+	s.consoles.remove(id)
 	s.holes++
 	if s.holes > 64 && s.holes > len(s.order)/4 {
 		kept := s.order[:0]
@@ -234,9 +236,12 @@ func (s *Sim) runBootJob(ctx context.Context, j job) {
 
 	started := s.now()
 	b := s.boot(ctx, snap)
+	s.consoleInterpreted(snap, b)
 	if b.OK && s.cfg.Booter != nil {
 		b = s.realBoot(ctx, snap, b)
+		s.consoleResult(snap.id, b)
 	}
+	b.script = ""
 	if ctx.Err() != nil {
 		return // shutting down: the boot did not finish
 	}
@@ -249,8 +254,12 @@ func (s *Sim) runBootJob(ctx context.Context, j job) {
 	d.bootAt = time.Time{}
 	s.boots = append(s.boots, b)
 	s.markDirty()
-	if guestReported(d, started) {
-		return // the guest posted its own final user state: it has the last word
+	if b.reported || postedFinalState(d, started) {
+		// The guest posted its own final user state through its metadata
+		// service (a Booter saw it, or it came through the main
+		// listener's /metadata/{id}/ during an interpreted boot): it is
+		// already among the events and has the last word.
+		return
 	}
 	// The boot reports the way a device does: a user state through the
 	// metadata service's recording path.
@@ -264,9 +273,9 @@ func (s *Sim) runBootJob(ctx context.Context, j job) {
 	s.recordUserState(d, u, s.now())
 }
 
-// guestReported reports whether d posted a final user state (succeeded or
+// postedFinalState reports whether d posted a final user state (succeeded or
 // failed) through its metadata service since the boot started at t.
-func guestReported(d *device, t time.Time) bool {
+func postedFinalState(d *device, t time.Time) bool {
 	for _, e := range d.events {
 		if strings.HasPrefix(e.typ, "user.") && e.state != UserStateRunning && !e.at.Before(t) {
 			return true
@@ -303,6 +312,7 @@ func (s *Sim) boot(ctx context.Context, d bootSnap) Boot {
 	var spec *BootSpec
 	for depth := 0; ; depth++ {
 		var err error
+		b.script = script
 		if spec, err = Interpret(script); err != nil {
 			return fail("iPXE script: %v", err)
 		}
@@ -340,9 +350,6 @@ func (s *Sim) boot(ctx context.Context, d bootSnap) Boot {
 		}
 	}
 	b.OK = true
-	if s.cfg.Booter != nil {
-		b.script = script
-	}
 	return b
 }
 

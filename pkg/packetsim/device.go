@@ -67,6 +67,7 @@ type device struct {
 	bootAt    time.Time // when the pending boot runs (zero: none pending)
 	bootLocal bool      // the pending boot is from the (empty) local disk
 	events    []event
+	net       *netState // port state once a port call changed it (ports.go)
 }
 
 // state computes the visible state at now.
@@ -195,10 +196,11 @@ type deviceJSON struct {
 	Project                json.RawMessage `json:"-"` // spliced in by appendJSON
 	ProjectLite            json.RawMessage `json:"-"` // spliced in by appendJSON
 	SSHKeys                json.RawMessage `json:"-"` // spliced in by appendJSON
-	NetworkPorts           json.RawMessage `json:"-"` // spliced in by appendJSON when set
 	IPAddresses            []ipJSON        `json:"ip_addresses"`
 	Actions                json.RawMessage `json:"-"` // spliced in by appendJSON
 	ProvisioningEvents     []eventJSON     `json:"provisioning_events"`
+	NetworkPorts           []portJSON      `json:"network_ports"`
+	BondingMode            int             `json:"bonding_mode"`
 }
 
 var (
@@ -246,13 +248,12 @@ func (s *Sim) render(d *device, now time.Time) deviceJSON {
 		State: st, CreatedAt: fmtTime(d.created), UpdatedAt: fmtTime(d.updated),
 		Tags: d.tags, BillingCycle: d.billing, AlwaysPXE: d.alwaysPXE, IPXEScriptURL: d.ipxeURL,
 		Userdata: d.userdata, Locked: d.locked,
-		SOS:        "sos." + d.fac.Code + ".platformequinix.com",
+		SOS:        s.sosHost(d.fac.Code),
 		Customdata: d.customdata, Plan: d.plan.devJSON, Facility: d.fac.json, Metro: d.fac.Metro.json,
 		OperatingSystem: s.cat.osJSON[d.os],
 		Project:         s.projectHrefJSON(),
 		ProjectLite:     s.projectHrefJSON(),
 		SSHKeys:         s.sshKeysJSON(false),
-		NetworkPorts:    devicePorts(d),
 		Actions:         actionsJSON,
 	}
 	if j.Tags == nil {
@@ -267,6 +268,7 @@ func (s *Sim) render(d *device, now time.Time) deviceJSON {
 		j.ProvisioningPercentage = &p
 	}
 	j.IPAddresses = s.renderIPs(d, id, href)
+	s.renderNetwork(d, &j)
 	j.ProvisioningEvents = renderEvents(d.events, href)
 	return j
 }
@@ -287,7 +289,7 @@ func (j *deviceJSON) appendJSON(buf []byte) ([]byte, error) {
 		raw  json.RawMessage
 	}{{"customdata", j.Customdata}, {"plan", j.Plan}, {"facility", j.Facility}, {"metro", j.Metro},
 		{"operating_system", j.OperatingSystem}, {"actions", j.Actions},
-		{"project", j.Project}, {"project_lite", j.ProjectLite}, {"ssh_keys", j.SSHKeys}, {"network_ports", j.NetworkPorts}} {
+		{"project", j.Project}, {"project_lite", j.ProjectLite}, {"ssh_keys", j.SSHKeys}} {
 		if f.raw == nil {
 			continue
 		}

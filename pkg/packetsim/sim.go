@@ -4,7 +4,8 @@
 // their iPXE scripts, and post user state events; faults, list lag,
 // capacity limits and rate limits are simulated on demand.
 //
-// The package uses the standard library only. State is computed lazily from
+// The package uses the standard library, and golang.org/x/crypto/ssh for
+// its SOS server (sos.go). State is computed lazily from
 // timestamps on read, and one scheduler goroutine (a timer heap) drives
 // boots and purges, so the simulator holds 100,000 devices in little memory
 // and is never the bottleneck of the client it tests.
@@ -102,6 +103,7 @@ type Sim struct {
 	seq     uint32
 	boots   []Boot
 	capUsed map[capKey]int
+	vnets   vnetStore // virtual networks (vlans.go)
 	proj    projectMeta
 	keys    []*sshKey // copy-on-write
 
@@ -118,6 +120,8 @@ type Sim struct {
 
 	sched *scheduler
 	saver *saver
+
+	consoles consoleSet // serial consoles (console.go)
 
 	inFlight atomic.Int64
 	closed   atomic.Bool

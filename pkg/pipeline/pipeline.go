@@ -1,10 +1,11 @@
 // Package pipeline is planning end to end: the desired devices of a fleet
-// (expansion, catalogue check, rendering, artifact preflight) against the
-// live ones (listing), diffed into a planner.Plan, plus the checks a saved
-// plan passes before it is applied. It reaches the API only through
-// Backend, which it declares itself, so any backend (pkg/packet for the
-// real service, an in-memory fake in tests) plugs in; the commands in
-// cmd/lkfleet only wire flags to it.
+// (expansion, catalogue check, release resolution, rendering, artifact
+// preflight) against the live ones (listing), diffed into a planner.Plan,
+// plus the checks a saved plan passes before it is applied. It reaches the
+// API only through Backend and the image store only through Images, which
+// it declares itself, so any backend (pkg/packet for the real service,
+// pkg/imagestore for pushed images, in-memory fakes in tests) plugs in;
+// the commands in cmd/lkfleet only wire flags to it.
 package pipeline
 
 import (
@@ -12,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/lkfleet/lkfleet/pkg/ipxe"
 	"github.com/lkfleet/lkfleet/pkg/planner"
@@ -26,14 +28,17 @@ type Lister interface {
 }
 
 // Backend is everything planning asks of the API: the listings, the
-// catalogue of machine types and locations, and whether the zones have
-// the capacity for the devices a plan creates.
+// catalogue of machine types and locations, whether the zones have the
+// capacity for the devices a plan creates, and the project's VLANs.
 type Backend interface {
 	Lister
 	Catalogue(ctx context.Context) (planner.Catalogue, error)
 	// CheckCapacity returns one warning per zone and machine type whose
 	// needs the service says it cannot meet.
 	CheckCapacity(ctx context.Context, needs map[planner.Need]int) ([]string, error)
+	// VirtualNetworks lists the project's VLANs, asked only when a group
+	// has a network type (see withVirtualNetworks).
+	VirtualNetworks(ctx context.Context) ([]planner.VirtualNetwork, error)
 }
 
 // Request is one planning run.
@@ -48,6 +53,9 @@ type Request struct {
 	SkipPreflight bool
 	// HTTP fetches cmdlines and checks artifacts; nil uses HTTPClient().
 	HTTP *http.Client
+	// Images resolves and verifies the images published with lkfleet
+	// push; nil when the fleet has none.
+	Images Images
 	// Note receives what a person should know on the way (what
 	// --skip-preflight left unchecked); nil drops it.
 	Note func(string)
@@ -58,9 +66,11 @@ type Request struct {
 func HTTPClient() *http.Client { return &http.Client{Timeout: ipxe.RequestTimeout} }
 
 // Plan runs the whole pipeline: catalogue, expand, catalogue check,
-// render, preflight, one tag-filtered listing (plus one project listing
-// when devices are to be created, for hostname clashes), diff, and a
-// capacity check of what the plan creates.
+// release resolution, render, preflight (store images verified against
+// their manifests), one tag-filtered listing (plus one project listing
+// when devices are to be created, for hostname clashes), the project's
+// VLANs when a group has a network type, diff, and a capacity check of
+// what the plan creates.
 func Plan(ctx context.Context, b Backend, r Request) (planner.Plan, error) {
 	if r.Fleet == nil {
 		return planner.Plan{}, errors.New("plan: no fleet given")
@@ -73,7 +83,7 @@ func Plan(ctx context.Context, b Backend, r Request) (planner.Plan, error) {
 	if err != nil {
 		return planner.Plan{}, err
 	}
-	desired, err := Desired(ctx, hc, r.Fleet, &cat)
+	desired, err := Desired(ctx, hc, r.Images, r.Fleet, &cat)
 	if err != nil {
 		return planner.Plan{}, err
 	}
@@ -81,17 +91,21 @@ func Plan(ctx context.Context, b Backend, r Request) (planner.Plan, error) {
 		if r.Note != nil {
 			r.Note(skippedPreflight(desired))
 		}
-	} else if err := Preflight(ctx, hc, desired); err != nil {
+	} else if err := Preflight(ctx, hc, r.Images, desired); err != nil {
 		return planner.Plan{}, err
 	}
 	in, err := listed(ctx, b, r, desired, &cat)
 	if err != nil {
 		return planner.Plan{}, err
 	}
+	if err := withVirtualNetworks(ctx, b, desired, &cat); err != nil {
+		return planner.Plan{}, err
+	}
 	plan, err := planner.Compute(in)
 	if err != nil {
 		return planner.Plan{}, err
 	}
+	plan.Warnings = append(plan.Warnings, imageWarnings(r.Images, desired, cat.Facilities)...)
 	if needs := CapacityNeeds(plan); len(needs) > 0 {
 		warnings, err := b.CheckCapacity(ctx, needs)
 		if err != nil {
@@ -103,8 +117,9 @@ func Plan(ctx context.Context, b Backend, r Request) (planner.Plan, error) {
 }
 
 // Desired expands the fleet into its desired devices, checks them against
-// the catalogue (when one is given) and renders their scripts and revs.
-func Desired(ctx context.Context, hc *http.Client, f *spec.Fleet, cat *planner.Catalogue) ([]spec.Device, error) {
+// the catalogue (when one is given) and renders their scripts and revs
+// (store images resolved through im).
+func Desired(ctx context.Context, hc *http.Client, im Images, f *spec.Fleet, cat *planner.Catalogue) ([]spec.Device, error) {
 	desired, err := spec.Expand(f)
 	if err != nil {
 		return nil, err
@@ -116,13 +131,20 @@ func Desired(ctx context.Context, hc *http.Client, f *spec.Fleet, cat *planner.C
 		}
 		arches = Arches(*cat)
 	}
-	return Render(ctx, hc, desired, arches)
+	return Render(ctx, hc, im, desired, arches)
 }
 
 // Render renders the iPXE script and rev of every desired device,
-// fetching each image's cmdline once. arches maps machine slugs to
-// architectures (nil when unknown).
-func Render(ctx context.Context, hc *http.Client, desired []spec.Device, arches map[string]string) ([]spec.Device, error) {
+// fetching each image's cmdline once. Images published with lkfleet push
+// are first resolved through im (nil when the devices have none) to the
+// release and location each device boots, so the rev and the script name
+// the release. arches maps machine slugs to architectures (nil when
+// unknown).
+func Render(ctx context.Context, hc *http.Client, im Images, desired []spec.Device, arches map[string]string) ([]spec.Device, error) {
+	desired, err := resolveImages(ctx, im, desired)
+	if err != nil {
+		return nil, err
+	}
 	cmdlines, err := ipxe.FetchCmdlines(ctx, hc, desired)
 	if err != nil {
 		return nil, err
@@ -130,13 +152,20 @@ func Render(ctx context.Context, hc *http.Client, desired []spec.Device, arches 
 	return ipxe.Render(desired, cmdlines, arches)
 }
 
-// Preflight checks that every kernel, initrd and script URL answers.
-func Preflight(ctx context.Context, hc *http.Client, desired []spec.Device) error {
+// Preflight checks that every kernel, initrd and script URL answers, and
+// through im (nil when the devices have no store images) that every
+// object of a pushed release matches its manifest.
+func Preflight(ctx context.Context, hc *http.Client, im Images, desired []spec.Device) error {
 	if err := ipxe.Preflight(ctx, hc, desired); err != nil {
 		return fmt.Errorf("preflight: %w", err)
 	}
 	if err := ipxe.CheckScriptURLs(ctx, hc, desired); err != nil {
 		return fmt.Errorf("preflight: %w", err)
+	}
+	if im != nil {
+		if err := im.Preflight(ctx, desired); err != nil {
+			return fmt.Errorf("preflight: %w", err)
+		}
 	}
 	return nil
 }
@@ -171,6 +200,22 @@ func listed(ctx context.Context, b Lister, r Request, desired []spec.Device, cat
 		}
 	}
 	return in, nil
+}
+
+// withVirtualNetworks lists the project's VLANs into the catalogue when a
+// desired device has a network type (one request), so the plan can tell
+// VLANs by number or description; fleets without network types pay
+// nothing.
+func withVirtualNetworks(ctx context.Context, b Backend, desired []spec.Device, cat *planner.Catalogue) error {
+	if !slices.ContainsFunc(desired, func(d spec.Device) bool { return d.NetworkType != "" }) {
+		return nil
+	}
+	vs, err := b.VirtualNetworks(ctx)
+	if err != nil {
+		return err
+	}
+	cat.VirtualNetworks = vs
+	return nil
 }
 
 // Saved is a plan read from a file, and the file's name for messages.
@@ -248,13 +293,23 @@ func CapacityNeeds(p planner.Plan) map[planner.Need]int {
 
 // skippedPreflight says what --skip-preflight left unchecked.
 func skippedPreflight(desired []spec.Device) string {
-	artifacts, scripts := map[string]bool{}, map[string]bool{}
+	artifacts, scripts, cmdlines := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, d := range desired {
+		if d.Image.Cmdline == "" {
+			cmdlines[d.Image.Key] = true // fetched from base_url all the same
+		}
 		artifacts[d.Image.KernelURL()] = true
 		artifacts[d.Image.InitrdURL()] = true
 		if d.IPXEScriptURL != "" {
 			scripts[d.IPXEScriptURL] = true
 		}
 	}
-	return fmt.Sprintf("Preflight skipped (--skip-preflight): %d kernel and initrd URLs and %d script URLs were not checked.", len(artifacts), len(scripts))
+	msg := fmt.Sprintf("Preflight skipped (--skip-preflight): %d kernel and initrd URLs and %d script URLs were not checked.", len(artifacts), len(scripts))
+	switch n := len(cmdlines); {
+	case n == 1:
+		msg += " The cmdline of 1 image was still fetched: each device's script carries its image's cmdline."
+	case n > 1:
+		msg += fmt.Sprintf(" The cmdlines of %d images were still fetched: each device's script carries its image's cmdline.", n)
+	}
+	return msg
 }

@@ -50,12 +50,17 @@ func (l *loader) parse(data []byte) *yaml.Node {
 	case errors.Is(err, io.EOF):
 	case err != nil:
 		l.syntax(data, err)
+		return nil
 	default:
+		// More than one document: which one is the fleet is a guess, so
+		// this is the only problem reported (checking either document
+		// would add messages that contradict this one).
 		n := &extra
 		if len(extra.Content) > 0 {
 			n = extra.Content[0]
 		}
 		l.add(n, "", "a fleet file holds one YAML document; remove the second one")
+		return nil
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 || isNull(resolve(doc.Content[0])) {
 		l.errs = append(l.errs, &Error{File: l.file, Line: 1, Col: 1, Msg: "the file is empty; want a fleet file starting with apiVersion: " + APIVersion})
@@ -270,6 +275,11 @@ func (l *loader) entries(n *yaml.Node, path string) []entry {
 func (l *loader) fieldsOf(n *yaml.Node, path string, known []string) fields {
 	fs := fields{node: n, path: path, m: map[string]entry{}}
 	for _, e := range l.entries(n, path) {
+		if path == "" && strings.HasPrefix(e.key, "x-") {
+			// Top-level x-... keys are the user's own (as in Compose): a
+			// place for YAML anchors that groups merge in with <<.
+			continue
+		}
 		if !slices.Contains(known, e.key) {
 			if s := Suggest(e.key, known); s != "" {
 				l.add(e.k, joinPath(path, e.key), "unknown key; did you mean %q?", s)
