@@ -215,6 +215,31 @@ func TestDeviceGoneBeforeFirstListing(t *testing.T) {
 	}
 }
 
+// The same for a create whose group has a network type: its wait for
+// active (before the ports converge) also counts a never-listed device
+// missing, and no port call goes to it.
+func TestNetworkDeviceGoneBeforeFirstListing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := newNetFake()
+		fc.listLag = 3 * time.Second
+		slot := slotName("ams1", 1)
+		fc.vanish[slot] = 1
+		c := createChange(slot)
+		c.Desired.NetworkType = "layer2-individual"
+		res, err := Apply(t.Context(), fc, mkPlan(rollout(), c),
+			Options{ListLag: 3 * time.Second, FailedRetries: -1, QuietSince: quiet(), Timeout: time.Hour})
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("waited until the timeout: %v", err)
+		}
+		if len(res.Failed) != 1 || !strings.Contains(res.Failed[0].LastEvent, "never listed") {
+			t.Errorf("failed %v, want the device named missing", res.Failed)
+		}
+		if len(fc.steps) != 0 {
+			t.Errorf("port calls %v to a device that was never listed", fc.steps)
+		}
+	})
+}
+
 // A keeper that will not come up by itself (powered off) is not waited
 // for forever: the active duplicate is kept and the change fails.
 func TestDuplicateNextToAPoweredOffKeeperIsKept(t *testing.T) {
