@@ -9,6 +9,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/lkfleet/lkfleet/pkg/network"
 	"github.com/lkfleet/lkfleet/pkg/planner"
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
@@ -128,6 +129,30 @@ func TestRerunWithinListLagDoesNotDuplicate(t *testing.T) {
 		}
 		if _, ok := ev.first(Info, created); !ok {
 			t.Errorf("no event says the device was adopted")
+		}
+	})
+}
+
+// The list-lag fence comes before network convergence: a re-run adopts
+// the device a killed run created (hidden by the lag) and converges that
+// device's ports, instead of creating a second one.
+func TestRerunAdoptsAndConvergesNetwork(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := newNetFake()
+		fc.listLag = 3 * time.Second
+		slot := slotName("ams1", 1)
+		killed := provisioning(t, fc.fakeCloud, slot) // the killed run's create, ports untouched
+		c := createChange(slot)
+		c.Desired.NetworkType = "layer2-individual"
+		res, err := Apply(t.Context(), fc, mkPlan(rollout(), c), Options{ListLag: 3 * time.Second})
+		if err != nil || res.Created != 1 {
+			t.Fatalf("created %d, %v", res.Created, err)
+		}
+		if ids := fc.liveBySlot()[slot]; len(ids) != 1 || ids[0] != killed.ID {
+			t.Errorf("slot holds %v, want only the killed run's %s", ids, killed.ID)
+		}
+		if got := fc.typeOf(killed.ID); got != network.Layer2Individual {
+			t.Errorf("adopted device is %s, want layer2-individual", got)
 		}
 	})
 }
