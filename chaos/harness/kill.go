@@ -130,8 +130,17 @@ func (l *Lab) kill(ctx context.Context, cfg KillConfig, tr killTrial, k int) (Ki
 	}
 	creates0 := l.Sim().Stats().Creates
 	res.Killed = l.runKilled(ctx, cfg.Bin, cfg.Poll, func(method, path string) bool {
-		return method == tr.method && strings.HasSuffix(path, tr.suffix)
+		// Device calls only: the fleet lease's PUTs of the project are not kill points.
+		return method == tr.method && strings.Contains(path, "/devices") && strings.HasSuffix(path, tr.suffix)
 	}, k)
+	if res.Killed {
+		// kill -9 leaves the run's lease until its TTL: the operator, who
+		// knows the run is dead, breaks it (what the refusal tells them to
+		// do) and re-runs at once, still within the list lag.
+		if u := l.run(ctx, Subprocess(cfg.Bin), "unlock", "-f", l.FleetFile, "--auto-approve"); u.Code != 0 {
+			res.Problems = append(res.Problems, fmt.Sprintf("unlock after the kill exited %d: %s", u.Code, lastLine(u.Stderr)))
+		}
+	}
 
 	if tr.name == "rebuild" && res.Killed {
 		if err := l.checkPending(ctx, cfg.Bin, &res); err != nil {
