@@ -160,18 +160,21 @@ func (e *Etcd) Release(ctx context.Context) error {
 func (e *Etcd) Holder(ctx context.Context) (*Info, error) {
 	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
 	defer cancel()
-	resp, err := e.cli.Get(ctx, e.mutexPrefix()+"/", clientv3.WithFirstCreate()...)
+	// Both keys are read in one transaction, at one revision: read one
+	// after the other, a holder whose etcd lease expires in between would
+	// show as a mutex owner without a record, a holder of another name.
+	resp, err := e.cli.Txn(ctx).Then(
+		clientv3.OpGet(e.mutexPrefix()+"/", clientv3.WithFirstCreate()...),
+		clientv3.OpGet(e.holderKey()),
+	).Commit()
 	if err != nil {
 		return nil, fmt.Errorf("read lease of fleet %q in etcd: %w", e.fleet, err)
 	}
-	if len(resp.Kvs) == 0 {
+	owners, h := resp.Responses[0].GetResponseRange(), resp.Responses[1].GetResponseRange()
+	if len(owners.Kvs) == 0 {
 		return nil, nil
 	}
-	owner := resp.Kvs[0]
-	h, err := e.cli.Get(ctx, e.holderKey())
-	if err != nil {
-		return nil, fmt.Errorf("read lease of fleet %q in etcd: %w", e.fleet, err)
-	}
+	owner := owners.Kvs[0]
 	var info Info
 	if len(h.Kvs) == 0 || h.Kvs[0].Lease != owner.Lease || json.Unmarshal(h.Kvs[0].Value, &info) != nil {
 		// The owner has the mutex but has not recorded itself yet.
