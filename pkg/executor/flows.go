@@ -36,9 +36,11 @@ func (r *run) createNew(ctx context.Context, w *wave, c *planner.Change) (planne
 	if c.Desired == nil {
 		return planner.Live{}, failed, FailedDevice{LastEvent: string(c.Action) + ": the plan has no desired device"}
 	}
-	if found, ok, err := r.fence(w.sched, c); err != nil {
-		return planner.Live{}, notStarted, FailedDevice{}
-	} else if ok {
+	if found, ok, err := r.fence(w.sched, c); err != nil || ok {
+		r.leaveBatch(c) // safety.go
+		if err != nil {
+			return planner.Live{}, notStarted, FailedDevice{}
+		}
 		return found, done, FailedDevice{}
 	}
 	live, err := r.safeCreate(ctx, w.sched, c, true)

@@ -42,6 +42,15 @@ func (r *run) fence(gate context.Context, c *planner.Change) (planner.Live, bool
 	return found, true, nil
 }
 
+// leaveBatch takes c out of its group's create batch (see batcher) when
+// the fence settled its slot without a create (adopted, or stopped): the
+// batch must not wait for a create that is never sent.
+func (r *run) leaveBatch(c *planner.Change) {
+	if b := r.batcherOf(c); b != nil {
+		b.settle(c, nil)
+	}
+}
+
 // errNoServing is awaitServing's answer when the slot has no other device
 // that is or may become ready.
 var errNoServing = errors.New("no other device of the slot is ready")

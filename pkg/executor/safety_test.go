@@ -157,6 +157,43 @@ func TestRerunAdoptsAndConvergesNetwork(t *testing.T) {
 	})
 }
 
+// With create_batch, a slot the fence adopts leaves its batch at once:
+// the other creates of the batch go out after the list lag, not once the
+// adopted device is ready (30 s of provisioning later).
+func TestBatchedCreatesDoNotWaitForAnAdoptedSlot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newBatchFake()
+		f.listLag = 3 * time.Second
+		killed := provisioning(t, f.fakeCloud, slotName("ams1", 1))
+		ro := rollout()
+		ro.CreateBatch = 10
+		changes := creates(3, "ams1")
+		var ev events
+		res, err := Apply(t.Context(), f, mkPlan(ro, changes...), Options{ListLag: 3 * time.Second, OnEvent: ev.add})
+		if err != nil || res.Created != 3 {
+			t.Fatalf("created %d, %v", res.Created, err)
+		}
+		checkOnePerSlot(t, f, changes)
+		if ids := f.liveBySlot()[changes[0].Slot()]; len(ids) != 1 || ids[0] != killed.ID {
+			t.Errorf("slot %s holds %v, want the killed run's %s", changes[0].Slot(), ids, killed.ID)
+		}
+		ready, ok := ev.first(DeviceReady, changes[0].Slot())
+		if !ok {
+			t.Fatalf("adopted device never ready: %+v", ev.all)
+		}
+		if b := f.batchLog(); len(b) != 1 || len(b[0]) != 2 {
+			t.Fatalf("batches %v, want one of the two other slots", b)
+		}
+		for _, c := range changes[1:] {
+			d := f.dev(f.liveBySlot()[c.Slot()][0])
+			if !d.created.Before(ready.Time) {
+				t.Errorf("slot %s created at %s, after the adopted device was ready (%s): the batch waited for it",
+					c.Slot(), d.created.Format(time.StampMilli), ready.Time.Format(time.StampMilli))
+			}
+		}
+	})
+}
+
 // Issue 14 case 4: kill -9 between a rebuild's PUT and its reboot. What
 // the PUT left must tell the next plan (and status) that the device did
 // not boot the new rev; once the reboot is accepted the marker goes.
