@@ -79,6 +79,9 @@ type fileChange struct {
 	// Reservation and ReservationAfter: hardware_file.go.
 	Reservation      string `json:"reservation,omitempty"`
 	ReservationAfter string `json:"reservation_after,omitempty"`
+	// Keeper is Change.Keeper (omitted when empty, so plan files written
+	// before it existed read the same).
+	Keeper string `json:"keeper,omitempty"`
 }
 
 type fileAttr struct {
@@ -329,6 +332,7 @@ func toFile(p Plan) filePlan {
 			Reasons:  nonNil(c.Reasons),
 			Attrs:    make([]fileAttr, 0, len(c.Attrs)),
 			Strategy: c.Strategy,
+			Keeper:   c.Keeper,
 
 			Reservation: c.Reservation, ReservationAfter: c.ReservationAfter,
 		}
@@ -425,6 +429,7 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 		Wave:     fc.Wave,
 		Reasons:  nilIfEmpty(fc.Reasons),
 		Strategy: fc.Strategy,
+		Keeper:   fc.Keeper,
 
 		Reservation: fc.Reservation, ReservationAfter: fc.ReservationAfter,
 	}
@@ -481,6 +486,9 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 		}
 	default:
 		return Change{}, fmt.Errorf("unknown action %q", c.Action)
+	}
+	if c.Keeper != "" && (c.Action != Delete || c.Keeper == fc.DeviceID) {
+		return Change{}, errors.New("only the delete of a duplicate names a keeper, another device than itself")
 	}
 	if c.Action != Rebuild && c.Strategy != "" {
 		return Change{}, fmt.Errorf("a %s has no strategy", c.Action)

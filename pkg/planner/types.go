@@ -70,6 +70,18 @@ func (l Live) Slot() string { return l.tag(spec.TagSlot) }
 // Rev is the value of the device's lkfleet:rev= tag.
 func (l Live) Rev() string { return l.tag(spec.TagRev) }
 
+// TagPending marks a device whose in-place rebuild is unfinished: the PUT
+// wrote the new boot configuration (userdata or script URL) but the reboot
+// or reinstall that boots it was not yet accepted. Its value is the rev
+// being rolled out; the rev tag keeps the rev the device last booted into
+// the rollout, so `status` never shows the new image as booted. The
+// executor removes the marker (and writes the new rev) once the action was
+// accepted; a device still carrying it is rebuilt by the next plan.
+const TagPending = spec.TagPrefix + "pending="
+
+// Pending is the value of the device's lkfleet:pending= tag ("" if none).
+func (l Live) Pending() string { return l.tag(TagPending) }
+
 // tag is the value of the last tag with prefix, "" if none.
 func (l Live) tag(prefix string) string {
 	for i := len(l.Tags) - 1; i >= 0; i-- {
@@ -118,6 +130,11 @@ type Change struct {
 	// ("" = free now); see AssignHardware.
 	Reservation      string
 	ReservationAfter string
+	// Keeper is, for the delete of a duplicate, the id of the device the
+	// slot keeps ("" for every other change). The executor deletes a
+	// duplicate that is not failed only once another device of its slot
+	// is ready, so a slot never loses its last serving device.
+	Keeper string
 }
 
 // Slot is the slot the change acts on.
