@@ -122,7 +122,7 @@ func (e *e2e) waitForLease(fleet string) {
 		}
 		e.api("GET", "projects/"+e.srv.Sim.Project()+"/devices", "", &page)
 		if raw, ok := e.customdata()["lkfleet:lease:"+fleet]; ok && len(page.Devices) > 0 &&
-			strings.Contains(string(raw), `"holder":"`) && !strings.Contains(string(raw), `"holder":""`) {
+			strings.Contains(string(raw), `"holder":"`) && !strings.Contains(string(raw), `"holder":""`) && !strings.Contains(string(raw), `"released_at"`) {
 			return
 		}
 		if time.Now().After(deadline) {
