@@ -22,6 +22,7 @@ type memStore struct {
 	data       map[string]json.RawMessage
 	writeDelay time.Duration
 	failing    bool
+	hang       bool // every read blocks until its context ends
 	writes     int
 }
 
@@ -34,6 +35,12 @@ func (s *memStore) Customdata(ctx context.Context) (map[string]json.RawMessage, 
 	defer s.mu.Unlock()
 	if s.failing {
 		return nil, errors.New("read project customdata: 503 Service Unavailable")
+	}
+	if s.hang {
+		s.mu.Unlock()
+		<-ctx.Done()
+		s.mu.Lock()
+		return nil, ctx.Err()
 	}
 	return maps.Clone(s.data), nil
 }
@@ -329,6 +336,31 @@ func TestBreakStopsTheHolder(t *testing.T) {
 		// The tombstone does not block the next apply.
 		if err := NewCustomdata(st, "web", o).Acquire(t.Context(), who(2)); err != nil {
 			t.Errorf("acquire after break: %v", err)
+		}
+	})
+}
+
+// TestHangingRenewalsStopTheHolderByItsBound: renewals that hang until
+// their deadline (an API that accepts connections and never answers) still
+// stop the holder by its record's expires - TTL/3 + 1 s, the bound a run
+// taking the lease over relies on (Customdata.priorOf).
+func TestHangingRenewalsStopTheHolderByItsBound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		o := CustomdataOptions{TTL: 30 * time.Second}
+		lk := NewCustomdata(st, "web", o)
+		h, err := Hold(t.Context(), lk, who(1), HoldOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		expires := lk.mine.Expires
+		st.set(func(s *memStore) { s.hang = true })
+		<-h.Context().Done()
+		if cause := context.Cause(h.Context()); !errors.Is(cause, ErrLost) {
+			t.Errorf("cause %v, want ErrLost", cause)
+		}
+		if bound := expires.Add(-o.TTL / 3).Add(time.Second); time.Now().After(bound) {
+			t.Errorf("holder stopped at %s, after its bound %s", time.Now(), bound)
 		}
 	})
 }
