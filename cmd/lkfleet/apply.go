@@ -147,6 +147,7 @@ func runApply(cmd *cobra.Command, env *Env, o *applyOptions, planFile string) er
 		FailedRetries: o.failedRetries,
 		PollInterval:  o.pollInterval,
 		ListLag:       o.lag,
+		QuietSince:    lk.quietSince(), // lock.go: skips or shortens the list-lag fence
 	}}))
 }
 

@@ -158,6 +158,27 @@ func (fl *fleetLease) release() {
 	fl.close()
 }
 
+// quietSince is the executor's QuietSince for the run under fl: when the
+// run that held the fleet's lease before this one stopped changing it, as
+// the lease says (lease.Prior: released, or an expired record's bound).
+// Zero, the full list-lag wait, when nothing is known: no lease (a plan
+// without changes, --lock none), a fleet never locked, a lease broken by
+// unlock, the etcd backend (it records no release time). It is never
+// after now: the run that held the lease before ours stopped before we
+// took it, so our own start bounds its changes too (the released time
+// carries the clock skew allowance, which a re-run on one host would
+// otherwise pay on top of the lag).
+func (fl *fleetLease) quietSince() time.Time {
+	if fl == nil || fl.held == nil {
+		return time.Time{}
+	}
+	ended := fl.held.Prior().Ended
+	if now := time.Now(); ended.After(now) {
+		return now
+	}
+	return ended
+}
+
 // noteRunning tells the user of plan that a run holds the fleet's lease:
 // the plan may be out of date as soon as that run makes its next change.
 func noteRunning(ctx context.Context, env *Env, fleet *spec.Fleet, a apiFlags, l lockFlags) {

@@ -38,12 +38,21 @@ type CustomdataOptions struct {
 // name follows. Every other key of customdata is written back unchanged.
 const KeyPrefix = "lkfleet:lease:"
 
-// record is what the customdata key holds: a lease, or the tombstone
+// record is what the customdata key holds: a lease; the tombstone
 // 'lkfleet unlock' leaves (Holder empty) so that the holder it broke sees
-// at its next renewal that the lease is no longer its own.
+// at its next renewal that the lease is no longer its own; or, once its
+// holder released it cleanly, the released lease: the holder's Info with
+// released_at set, e.g.
+//
+//	{"holder":"h/42/ab12","host":"h","pid":42,"op":"apply",
+//	 "since":"...","expires":"...","released_at":"2026-12-01T21:00:03Z"}
+//
+// A released record is free (not live); the next Acquire reads
+// released_at as the time the fleet was last changed (Prior).
 type record struct {
 	Info
-	BrokenAt time.Time `json:"broken_at,omitzero"`
+	BrokenAt   time.Time `json:"broken_at,omitzero"`
+	ReleasedAt time.Time `json:"released_at,omitzero"`
 }
 
 // Customdata is a fleet's lease in the project's customdata. The API has
@@ -58,8 +67,9 @@ type Customdata struct {
 	fleet string
 	o     CustomdataOptions
 
-	mu   sync.Mutex
-	mine *Info // the lease Acquire took, nil if none
+	mu    sync.Mutex
+	mine  *Info // the lease Acquire took, nil if none
+	prior Prior // what the last successful Acquire found before it
 }
 
 // NewCustomdata returns fleet's lease in the customdata that store reads
@@ -121,7 +131,42 @@ func (c *Customdata) write(ctx context.Context, m map[string]json.RawMessage, r 
 
 // live reports whether r is a lease that has not expired at now.
 func (c *Customdata) live(r *record, now time.Time) bool {
-	return r != nil && r.Holder != "" && !now.After(r.Expires.Add(c.o.Skew))
+	return r != nil && r.Holder != "" && r.ReleasedAt.IsZero() && !now.After(r.Expires.Add(c.o.Skew))
+}
+
+// priorOf is what the record an Acquire found free (r, read at now) says
+// about when its holder last changed the fleet.
+//
+//   - Released: the holder released the lease at ReleasedAt, after its last
+//     change (plus Skew: ReleasedAt is on the holder's clock).
+//   - Expired (a killed run, or one cut off from the API): its last
+//     renewal attempt began no later than Expires - TTL (+1 s: Expires is
+//     rounded down to the second), and Held.renew stops acting TTL - TTL/3
+//     after that start, so the holder stopped by Expires - TTL/3 + 1 s on
+//     its clock, Expires - TTL/3 + 1 s + Skew on ours. We take the lease
+//     only after Expires + Skew, so that bound is at least TTL/3 - 1 s
+//     (19 s at the defaults) in the past: an apply whose list lag is below
+//     that never waits after a takeover, and one with a longer lag waits
+//     only until bound + lag (never less than needed, never more than the
+//     full lag).
+//   - Anything else (no record, unlock's tombstone, whose broken holder
+//     may act until its next renewal): unknown, the full wait.
+func (c *Customdata) priorOf(r *record) Prior {
+	switch {
+	case r == nil || r.Holder == "":
+		return Prior{}
+	case !r.ReleasedAt.IsZero():
+		return Prior{Ended: r.ReleasedAt.Add(c.o.Skew), How: "released"}
+	default:
+		return Prior{Ended: r.Expires.Add(-c.o.TTL / 3).Add(time.Second + c.o.Skew), How: "expired"}
+	}
+}
+
+// Prior says what the last successful Acquire found before it.
+func (c *Customdata) Prior() Prior {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.prior
 }
 
 // Acquire takes the lease for me or returns a *HeldError.
@@ -144,7 +189,7 @@ func (c *Customdata) Acquire(ctx context.Context, me Info) error {
 		// cover it: a rival that read the lease free meanwhile may not
 		// see our record. Take it back and count the attempt as
 		// contended.
-		c.withdraw(ctx, me.Holder)
+		c.withdraw(ctx, me.Holder, r)
 		return &HeldError{Fleet: c.fleet}
 	}
 	t := time.NewTimer(c.o.Settle)
@@ -153,10 +198,11 @@ func (c *Customdata) Acquire(ctx context.Context, me Info) error {
 		t.Stop()
 		// Abandoned (Ctrl-C, or apply found nothing to do): our record
 		// must not block the next run for a whole TTL.
-		c.withdraw(ctx, me.Holder)
+		c.withdraw(ctx, me.Holder, r)
 		return context.Cause(ctx)
 	case <-t.C:
 	}
+	prev := r
 	_, r, err = c.read(ctx)
 	if err != nil {
 		return fmt.Errorf("lock fleet %q: %w", c.fleet, err)
@@ -171,18 +217,25 @@ func (c *Customdata) Acquire(ctx context.Context, me Info) error {
 	}
 	c.mu.Lock()
 	c.mine = &me
+	c.prior = c.priorOf(prev)
 	c.mu.Unlock()
 	return nil
 }
 
-// withdraw deletes the fleet's key if it holds holder's record, with a
-// short deadline of its own (ctx may be the reason for withdrawing).
-func (c *Customdata) withdraw(ctx context.Context, holder string) {
+// withdraw puts back prev (nil: deletes the key) if the fleet's key holds
+// holder's record, with a short deadline of its own (ctx may be the reason
+// for withdrawing). Putting back a released record keeps what it says
+// about the fleet's last change for the next run: an apply that found
+// nothing to do changed nothing.
+func (c *Customdata) withdraw(ctx context.Context, holder string, prev *record) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	m, r, err := c.read(ctx)
 	if err == nil && r != nil && r.Holder == holder {
-		_ = c.write(ctx, m, nil)
+		if prev != nil && prev.ReleasedAt.IsZero() {
+			prev = nil // an expired lease or a tombstone protects nothing any more
+		}
+		_ = c.write(ctx, m, prev)
 	}
 }
 
@@ -215,7 +268,7 @@ func (c *Customdata) Renew(ctx context.Context) error {
 	}
 	if r == nil {
 		if time.Since(start) > c.o.Settle/2 {
-			c.withdraw(ctx, mine.Holder)
+			c.withdraw(ctx, mine.Holder, nil)
 			return c.lost(nil)
 		}
 		if !sleep(ctx, c.o.Settle) {
@@ -242,6 +295,8 @@ func (c *Customdata) lost(r *record) error {
 	switch {
 	case r == nil:
 		return fmt.Errorf("fleet %q: %w: its record vanished from the project's customdata and could not be taken back", c.fleet, ErrLost)
+	case !r.ReleasedAt.IsZero():
+		return fmt.Errorf("fleet %q: %w: released by %s at %s", c.fleet, ErrLost, r.Info, r.ReleasedAt.UTC().Format(time.RFC3339))
 	case r.Holder == "":
 		return fmt.Errorf("fleet %q: %w: broken by 'lkfleet unlock' at %s", c.fleet, ErrLost, r.BrokenAt.UTC().Format(time.RFC3339))
 	default:
@@ -249,7 +304,10 @@ func (c *Customdata) lost(r *record) error {
 	}
 }
 
-// Release deletes the fleet's key if the lease there is still ours.
+// Release replaces the fleet's record, if the lease there is still ours,
+// with the released record (see record): the next run reads from it when
+// this one made its last change. Release comes after the run's last
+// request, so its time is a bound on that change.
 func (c *Customdata) Release(ctx context.Context) error {
 	c.mu.Lock()
 	mine := c.mine
@@ -265,7 +323,8 @@ func (c *Customdata) Release(ctx context.Context) error {
 	if r == nil || r.Holder != mine.Holder {
 		return nil
 	}
-	if err := c.write(ctx, m, nil); err != nil {
+	rel := &record{Info: *mine, ReleasedAt: time.Now().UTC()}
+	if err := c.write(ctx, m, rel); err != nil {
 		return fmt.Errorf("release lease of fleet %q: %w", c.fleet, err)
 	}
 	return nil
@@ -291,7 +350,7 @@ func (c *Customdata) Break(ctx context.Context) (*Info, error) {
 	if err != nil {
 		return nil, fmt.Errorf("break lease of fleet %q: %w", c.fleet, err)
 	}
-	if r == nil || r.Holder == "" {
+	if r == nil || r.Holder == "" || !r.ReleasedAt.IsZero() {
 		return nil, nil
 	}
 	tomb := &record{BrokenAt: time.Now().UTC().Truncate(time.Second)}

@@ -22,6 +22,7 @@ type memStore struct {
 	data       map[string]json.RawMessage
 	writeDelay time.Duration
 	failing    bool
+	hang       bool // every read blocks until its context ends
 	writes     int
 }
 
@@ -34,6 +35,12 @@ func (s *memStore) Customdata(ctx context.Context) (map[string]json.RawMessage, 
 	defer s.mu.Unlock()
 	if s.failing {
 		return nil, errors.New("read project customdata: 503 Service Unavailable")
+	}
+	if s.hang {
+		s.mu.Unlock()
+		<-ctx.Done()
+		s.mu.Lock()
+		return nil, ctx.Err()
 	}
 	return maps.Clone(s.data), nil
 }
@@ -95,12 +102,65 @@ func TestAcquireKeepsOtherKeysAndNamesHolder(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, _ = st.Customdata(t.Context())
-		if _, ok := got[KeyPrefix+"web"]; ok {
-			t.Errorf("release left the key: %v", got)
+		var rel record
+		if err := json.Unmarshal(got[KeyPrefix+"web"], &rel); err != nil || rel.Holder != who(1).Holder || !rel.ReleasedAt.Equal(time.Now()) {
+			t.Errorf("release did not leave the released record: %s (%v)", got[KeyPrefix+"web"], err)
+		}
+		if h, _ := b.Holder(t.Context()); h != nil {
+			t.Errorf("a released lease is held by %v", h)
+		}
+		if i, _ := b.Break(t.Context()); i != nil {
+			t.Errorf("unlock broke a released lease: %v", i)
 		}
 		if _, ok := got[KeyPrefix+"db"]; !ok || string(got["team"]) != `{"owner":"ops"}` {
 			t.Errorf("release touched other keys: %v", got)
 		}
+	})
+}
+
+// epoch is synctest's start time.
+var epoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// TestReleaseTellsTheNextRunWhen: a clean release leaves the release time;
+// the next Acquire reports it (plus skew), an abandoned Acquire keeps it
+// for the run after, and a fleet never locked reports nothing.
+func TestReleaseTellsTheNextRunWhen(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		a := NewCustomdata(st, "web", CustomdataOptions{})
+		if err := a.Acquire(t.Context(), who(1)); err != nil {
+			t.Fatal(err)
+		}
+		if p := a.Prior(); !p.Ended.IsZero() {
+			t.Errorf("first lease of the fleet reports a prior end: %+v", p)
+		}
+		time.Sleep(10 * time.Second)
+		released := time.Now()
+		if err := a.Release(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		// An acquisition abandoned (nothing to do) puts the record back.
+		ctx, cancel := context.WithCancel(t.Context())
+		b := NewCustomdata(st, "web", CustomdataOptions{})
+		go func() { time.Sleep(time.Second); cancel() }()
+		if err := b.Acquire(ctx, who(2)); err == nil {
+			t.Fatal("abandoned acquire succeeded")
+		}
+		c := NewCustomdata(st, "web", CustomdataOptions{})
+		if err := c.Acquire(t.Context(), who(3)); err != nil {
+			t.Fatal(err)
+		}
+		if p := c.Prior(); p.How != "released" || !p.Ended.Equal(released.Add(DefaultSkew)) {
+			t.Errorf("prior: %+v, want released at %s + skew", p, released)
+		}
+		h, err := Hold(t.Context(), NewCustomdata(st, "db", CustomdataOptions{}), who(4), HoldOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := h.Prior(); !p.Ended.IsZero() {
+			t.Errorf("Hold's prior for a new fleet: %+v", p)
+		}
+		_ = h.Release()
 	})
 }
 
@@ -126,6 +186,11 @@ func TestUnrenewedLeaseExpires(t *testing.T) {
 		}
 		if err := b.Acquire(t.Context(), who(2)); err != nil {
 			t.Fatalf("could not take the expired lease: %v", err)
+		}
+		// The record expired at 30 s (holder's clock): the holder stopped
+		// by 30 - 30/3 + 1 s, our clock + 5 s skew: 26 s.
+		if p := b.Prior(); p.How != "expired" || !p.Ended.Equal(epoch.Add(26*time.Second)) {
+			t.Errorf("prior after takeover: %+v, want expired at +26s", p)
 		}
 		// The killed holder, were it to come back, has lost it.
 		if err := a.Renew(t.Context()); !errors.Is(err, ErrLost) {
@@ -271,6 +336,31 @@ func TestBreakStopsTheHolder(t *testing.T) {
 		// The tombstone does not block the next apply.
 		if err := NewCustomdata(st, "web", o).Acquire(t.Context(), who(2)); err != nil {
 			t.Errorf("acquire after break: %v", err)
+		}
+	})
+}
+
+// TestHangingRenewalsStopTheHolderByItsBound: renewals that hang until
+// their deadline (an API that accepts connections and never answers) still
+// stop the holder by its record's expires - TTL/3 + 1 s, the bound a run
+// taking the lease over relies on (Customdata.priorOf).
+func TestHangingRenewalsStopTheHolderByItsBound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		o := CustomdataOptions{TTL: 30 * time.Second}
+		lk := NewCustomdata(st, "web", o)
+		h, err := Hold(t.Context(), lk, who(1), HoldOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		expires := lk.mine.Expires
+		st.set(func(s *memStore) { s.hang = true })
+		<-h.Context().Done()
+		if cause := context.Cause(h.Context()); !errors.Is(cause, ErrLost) {
+			t.Errorf("cause %v, want ErrLost", cause)
+		}
+		if bound := expires.Add(-o.TTL / 3).Add(time.Second); time.Now().After(bound) {
+			t.Errorf("holder stopped at %s, after its bound %s", time.Now(), bound)
 		}
 	})
 }

@@ -79,6 +79,28 @@ func Me(op string) Info {
 	return Info{Holder: fmt.Sprintf("%s/%d/%s", host, pid, hex.EncodeToString(b[:])), Host: host, PID: pid, Op: op}
 }
 
+// Prior is what an acquisition learned about the run that held the lease
+// before it: a time by which that run had stopped changing the fleet.
+// Apply passes it on as executor.Options.QuietSince, so that a fleet left
+// alone for longer than the list lag is not fenced (docs/reliability.md,
+// "Safety across runs").
+type Prior struct {
+	// Ended bounds the previous holder's last change from above, on this
+	// host's clock; zero when nothing is known (no record, a broken lease,
+	// the etcd backend, --lock none).
+	Ended time.Time
+	// How says where Ended comes from: "released" (the holder released the
+	// lease cleanly at Ended) or "expired" (the holder stopped renewing;
+	// Ended is the bound its record's expiry gives).
+	How string
+}
+
+// PriorReporter is implemented by backends that know when the previous
+// holder stopped: Prior describes what the last successful Acquire found.
+type PriorReporter interface {
+	Prior() Prior
+}
+
 // HeldError says the fleet's lease is held by someone else.
 type HeldError struct {
 	Fleet string
@@ -149,7 +171,15 @@ type Held struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	done   chan struct{}
+	// took is when the successful Acquire began: no later than the time
+	// the backend computed the first expiry from (see renew).
+	took  time.Time
+	prior Prior
 }
+
+// Prior is what the acquisition learned about the previous holder (zero
+// when the backend does not say).
+func (h *Held) Prior() Prior { return h.prior }
 
 // Hold acquires lk for me, waiting up to o.Timeout while another run holds
 // it, and keeps it renewed (every TTL/3) until Release. The returned
@@ -163,7 +193,9 @@ func Hold(ctx context.Context, lk Lock, me Info, o HoldOptions) (*Held, error) {
 	start := time.Now()
 	var shown *Info
 	contended := 0
+	var took time.Time
 	for {
+		took = time.Now()
 		err := lk.Acquire(ctx, me)
 		if err == nil {
 			break
@@ -200,7 +232,10 @@ func Hold(ctx context.Context, lk Lock, me Info, o HoldOptions) (*Held, error) {
 		}
 	}
 	hctx, cancel := context.WithCancelCause(ctx)
-	h := &Held{lock: lk, ctx: hctx, cancel: cancel, done: make(chan struct{})}
+	h := &Held{lock: lk, ctx: hctx, cancel: cancel, done: make(chan struct{}), took: took}
+	if pr, ok := lk.(PriorReporter); ok {
+		h.prior = pr.Prior()
+	}
 	go h.renew()
 	return h, nil
 }
@@ -227,14 +262,22 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func (h *Held) Context() context.Context { return h.ctx }
 
 // renew extends the lease every TTL/3. A renewal that fails for another
-// reason than ErrLost (the API unreachable) is retried until the lease
-// would have expired; then the lease is treated as lost, since another run
-// may take it from then on.
+// reason than ErrLost (the API unreachable) is retried until TTL - TTL/3
+// after the start of the last successful attempt; then the lease is
+// treated as lost, since another run may take it soon. That deadline is
+// also what makes an expired record a bound on its holder's last change
+// (Customdata.Prior): the start of an attempt is no later than the time
+// the backend computed the record's expiry from, so a holder stops acting
+// by (its record's Expires) - TTL/3 (+ the backend's rounding) whatever
+// its renewals did; each attempt's own deadline is capped by it.
 func (h *Held) renew() {
 	defer close(h.done)
 	ttl := h.lock.TTL()
 	every := ttl / 3
-	lastOK := time.Now()
+	lastOK := h.took
+	if lastOK.IsZero() {
+		lastOK = time.Now()
+	}
 	t := time.NewTimer(every)
 	defer t.Stop()
 	for {
@@ -243,23 +286,36 @@ func (h *Held) renew() {
 			return
 		case <-t.C:
 		}
-		rctx, cancel := context.WithTimeout(h.ctx, every)
+		giveUp := lastOK.Add(ttl - every)
+		attempt := time.Now()
+		rctx, cancel := context.WithDeadline(h.ctx, minTime(attempt.Add(every), giveUp))
 		err := h.lock.Renew(rctx)
 		cancel()
 		switch {
 		case err == nil:
-			lastOK = time.Now()
+			lastOK = attempt
 		case errors.Is(err, ErrLost):
 			h.cancel(err)
 			return
 		case h.ctx.Err() != nil:
 			return
-		case time.Since(lastOK) >= ttl-every:
+		case !time.Now().Before(giveUp):
 			h.cancel(fmt.Errorf("%w: not renewed for %s: %v", ErrLost, time.Since(lastOK).Round(time.Second), err))
 			return
 		}
-		t.Reset(every)
+		next := every
+		if err != nil {
+			next = min(every/4, time.Until(giveUp)) // retry sooner, never past giveUp
+		}
+		t.Reset(next)
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // Release stops renewing and gives the lease up. It uses its own short
