@@ -416,6 +416,7 @@ func (s *Sim) listDevices(w http.ResponseWriter, r *http.Request, pid string) {
 	}
 	tag, host := q.Get("tag"), q.Get("hostname")
 	fac, met := strings.ToLower(q.Get("facility")), strings.ToLower(q.Get("metro"))
+	ex := excludeSet(q)
 	now := s.now()
 	lagCut := now.Add(-s.cfg.ListLag)
 	buf := make([]byte, 0, 64<<10)
@@ -437,7 +438,7 @@ func (s *Sim) listDevices(w http.ResponseWriter, r *http.Request, pid string) {
 				buf = append(buf, ',')
 			}
 			j := s.render(d, now)
-			buf, _ = j.appendJSON(buf) // cannot fail: plain strings and numbers
+			buf, _ = j.appendListed(buf, ex) // cannot fail: plain strings and numbers
 			n++
 		}
 		total++
