@@ -87,7 +87,7 @@ func (j *deviceJSON) appendListed(buf []byte, ex map[string]bool) ([]byte, error
 		{"operating_system", j.OperatingSystem}, {"actions", j.Actions}} {
 		raw := f.raw
 		if ex[f.name] {
-			raw = hrefOnly(raw)
+			raw = hrefOnly(raw, hrefBase[f.name])
 		}
 		buf = append(buf, `,"`...)
 		buf = append(buf, f.name...)
@@ -105,8 +105,15 @@ var hrefCache struct {
 	m map[string]json.RawMessage
 }
 
-func hrefOnly(raw json.RawMessage) json.RawMessage {
-	if len(raw) == 0 {
+// hrefBase is where the service serves each kind of excluded object, for
+// objects rendered without an href of their own.
+var hrefBase = map[string]string{
+	"plan": "/metal/v1/plans/", "facility": "/metal/v1/facilities/",
+	"metro": "/metal/v1/locations/metros/", "operating_system": "/metal/v1/operating-systems/",
+}
+
+func hrefOnly(raw json.RawMessage, base string) json.RawMessage {
+	if len(raw) == 0 || base == "" {
 		return raw
 	}
 	hrefCache.Lock()
@@ -114,11 +121,17 @@ func hrefOnly(raw json.RawMessage) json.RawMessage {
 	if v, ok := hrefCache.m[string(raw)]; ok {
 		return v
 	}
-	var h hrefJSON
-	if json.Unmarshal(raw, &h) != nil || h.Href == "" {
+	var h struct {
+		ID   string `json:"id"`
+		Href string `json:"href"`
+	}
+	if json.Unmarshal(raw, &h) != nil || (h.Href == "" && h.ID == "") {
 		return raw
 	}
-	out, _ := json.Marshal(h)
+	if h.Href == "" {
+		h.Href = base + h.ID
+	}
+	out, _ := json.Marshal(hrefJSON{h.Href})
 	if hrefCache.m == nil || len(hrefCache.m) > 4096 {
 		hrefCache.m = map[string]json.RawMessage{}
 	}
