@@ -1,6 +1,17 @@
 package packet
 
-import "github.com/packethost/packngo"
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/packethost/packngo"
+
+	"github.com/lkfleet/lkfleet/pkg/planner"
+	"github.com/lkfleet/lkfleet/pkg/spec"
+)
 
 // listedDevice is the part of a listed device that toLive reads. Decoding
 // 1,000-device pages into packngo.Device builds every nested object of the
@@ -74,4 +85,108 @@ func (d *listedDevice) device() *packngo.Device {
 		pd.ProvisionEvents = append(pd.ProvisionEvents, &packngo.Event{Type: e.Type, State: e.State, Body: e.Body, CreatedAt: e.CreatedAt})
 	}
 	return pd
+}
+
+// Exclusions of the lighter listings. The service then answers each named
+// nested object with its href only (a device's ip_addresses are about
+// 40 % of its listing; the plan and facility objects most of the rest).
+const (
+	// excludeForPlan drops what planning never reads: a plan compares
+	// slots, tags, boot config, machine and zone, not addresses.
+	excludeForPlan = "ip_addresses,operating_system,project,project_lite"
+	// excludeForStates keeps only what waiting reads: id, state, tags and
+	// the provisioning events that carry the user state.
+	excludeForStates = "ip_addresses,plan,facility,metro,operating_system,project,project_lite"
+)
+
+// ListForPlan is List without what planning does not read (the devices'
+// IP addresses): a lighter listing for plan and apply, the same requests.
+// Status, which shows addresses, uses List.
+func (c *Client) ListForPlan(ctx context.Context) ([]planner.Live, error) {
+	if c.fleet == "" {
+		return nil, errors.New("list devices: the client has no fleet name")
+	}
+	q := url.Values{"tag": {spec.TagFleet + c.fleet}, "include": {"facility"}, "exclude": {excludeForPlan}}
+	var out []planner.Live
+	err := listPaged(ctx, c, "list devices", q, func(d *listedDevice) string { return d.ID },
+		func(d *listedDevice) { out = append(out, toLive(d.device())) })
+	return out, err
+}
+
+// stateDevice is the part of a listed device that waiting reads.
+type stateDevice struct {
+	ID              string        `json:"id"`
+	State           string        `json:"state"`
+	Tags            []string      `json:"tags"`
+	Created         string        `json:"created_at"`
+	ProvisionEvents []listedEvent `json:"provisioning_events"`
+}
+
+// ListStates returns the fleet's devices with only their id, state, tags,
+// creation time and user state filled in: the listing waiting polls, about
+// a fifth of a full one in bytes and decoding.
+func (c *Client) ListStates(ctx context.Context) ([]planner.Live, error) {
+	if c.fleet == "" {
+		return nil, errors.New("list devices: the client has no fleet name")
+	}
+	q := url.Values{"tag": {spec.TagFleet + c.fleet}, "exclude": {excludeForStates}}
+	var out []planner.Live
+	err := listPaged(ctx, c, "list device states", q, func(d *stateDevice) string { return d.ID },
+		func(d *stateDevice) {
+			pd := &packngo.Device{ID: d.ID, State: d.State, Tags: d.Tags, Created: d.Created}
+			for _, e := range d.ProvisionEvents {
+				pd.ProvisionEvents = append(pd.ProvisionEvents, &packngo.Event{Type: e.Type, State: e.State, Body: e.Body, CreatedAt: e.CreatedAt})
+			}
+			out = append(out, toLive(pd))
+		})
+	return out, err
+}
+
+// listPage is one page of a listing decoded into T.
+type listPage[T any] struct {
+	Devices []T `json:"devices"`
+	Meta    struct {
+		CurrentPage int `json:"current_page"`
+		LastPage    int `json:"last_page"`
+	} `json:"meta"`
+}
+
+// listPaged pages through the project's devices with query q (filters,
+// include, exclude), PerPage a page, and calls each once per device id. It
+// stops at the last page the server names or at a short page, so N devices
+// cost ceil(N/PerPage) requests, one at least. packngo's own paging cannot
+// be used (see list).
+func listPaged[T any](ctx context.Context, c *Client, op string, q url.Values, id func(*T) string, each func(*T)) error {
+	pc, err := c.api(ctx)
+	if err != nil {
+		return c.apiError(op, "", "", err, false)
+	}
+	seen := map[string]bool{}
+	base := "projects/" + url.PathEscape(c.project) + "/devices"
+	q.Set("per_page", strconv.Itoa(PerPage))
+	for page := 1; page <= maxPages; page++ {
+		q.Set("page", strconv.Itoa(page))
+		req, err := pc.NewRequest(http.MethodGet, base+"?"+q.Encode(), nil)
+		if err != nil {
+			return c.apiError(op, "", "", err, false)
+		}
+		var root listPage[T]
+		if _, err := pc.Do(req, &root); err != nil {
+			return c.pageError(op, page, err)
+		}
+		for i := range root.Devices {
+			// A device created while we page shifts later pages by one:
+			// the same device may show up twice.
+			d := &root.Devices[i]
+			if k := id(d); !seen[k] {
+				seen[k] = true
+				each(d)
+			}
+		}
+		m := root.Meta
+		if len(root.Devices) < PerPage || (m.LastPage > 0 && m.CurrentPage >= m.LastPage) {
+			return nil
+		}
+	}
+	return nil
 }
