@@ -131,7 +131,7 @@ func computePlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes []
 			return nil, fmt.Errorf("preflight: %w", err)
 		}
 	}
-	live, err := client.List(ctx)
+	live, err := client.ListForPlan(ctx) // addresses are not planned
 	if err != nil {
 		return nil, err
 	}

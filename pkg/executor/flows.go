@@ -371,6 +371,7 @@ const missingLimit = 5
 //
 // Failed: state failed, or in WaitBooted a newer user state "failed".
 func (r *run) waitReady(ctx context.Context, c *planner.Change, id string, mode WaitMode, inPlace bool, baseline time.Time, after uint64) (planner.Live, string, error) {
+	defer r.w.waiting()() // lets the watcher learn how long devices take
 	var (
 		last     planner.Live
 		seen     bool

@@ -103,6 +103,11 @@ type pacer struct {
 	spanDone bool
 	// grewAt is when the pace last probed above a ceiling.
 	grewAt time.Time
+	// winAt and winN count the requests started since winAt; used is the
+	// rate of the last whole window (see Budget).
+	winAt time.Time
+	winN  int
+	used  float64
 }
 
 // paceSample is the state at the start of a measuring span.
@@ -187,6 +192,7 @@ func (p *pacer) wait(ctx context.Context) error {
 			continue
 		}
 		p.inFlight++
+		p.countStart(time.Now())
 		p.mu.Unlock()
 		return nil
 	}
@@ -446,6 +452,39 @@ func (p *pacer) setPace(now time.Time, limit float64) {
 	if math.IsInf(old, 1) != math.IsInf(limit, 1) || math.Abs(limit-old) > 0.1*old {
 		p.notify()
 	}
+}
+
+// countStart counts a request start in the usage window. p.mu is held.
+func (p *pacer) countStart(now time.Time) {
+	p.rollWindow(now)
+	p.winN++
+}
+
+// rollWindow closes the usage window once it is a second old. p.mu is
+// held.
+func (p *pacer) rollWindow(now time.Time) {
+	if p.winAt.IsZero() {
+		p.winAt = now
+	}
+	if el := now.Sub(p.winAt); el >= time.Second {
+		p.used = float64(p.winN) / el.Seconds()
+		p.winAt, p.winN = now, 0
+	}
+}
+
+// Budget returns the pace the client allows itself (requests/s, +Inf when
+// the server has not limited it) and how many requests per second it
+// started lately (over the last whole second), so that background work
+// such as polling can take what the rest leave.
+func (c *Client) Budget() (pace, used float64) {
+	p := c.tr.pacer
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rollWindow(time.Now())
+	if !p.learned {
+		return math.Inf(1), p.used
+	}
+	return p.pace, p.used
 }
 
 // Pace returns the pace the client currently allows itself, in requests
