@@ -315,16 +315,17 @@ func (p *pacer) throttled(h http.Header, now time.Time, okT bool, reset int) tim
 		default:
 			// The server's rate lies between the best pace that passed
 			// (safe) and this one: after a fast probe go back to a quarter
-			// of the way from safe, after a 429 at a steady pace 5 % under
-			// it, and do not probe above it again for a while (four times
-			// longer after each 429).
+			// of the way from safe, after a 429 at a steady pace 7 %
+			// under it (at B = 1, jitter in arrival times alone draws 429s
+			// near R), and do not probe above it again for a while (four
+			// times longer after each 429).
 			first := p.ceiling == 0
 			p.ceiling = at
 			p.throttles++
 			if first && p.safe > 0 && p.safe < at {
 				p.est = p.safe + (at-p.safe)/4
 			} else {
-				p.est = 0.95 * at
+				p.est = 0.93 * at
 			}
 			p.est = max(p.est, minPace)
 			p.safe = min(p.safe, p.est)
@@ -414,9 +415,11 @@ func (p *pacer) grow(r float64, now time.Time) float64 {
 	quiet := 4 * time.Second << (2 * min(p.throttles-1, 10))
 	if now.Sub(p.throttledAt) > quiet && now.Sub(p.grewAt) > 250*time.Millisecond {
 		p.grewAt = now
-		return r * 1.05
+		return min(r, p.est) * 1.05
 	}
-	return r
+	// Hold: an achieved pace above the estimate is noise (callers leaving
+	// the gate together), not news.
+	return p.est
 }
 
 // startPace is the first pace tried once a server's bucket size (limit)
