@@ -120,8 +120,9 @@ func (b *bed) close() {
 	b.sim.Close()
 }
 
-// fleetText is the benchmark fleet: one group spread over two facilities in
-// one wave, rebuilt by reboot with the whole fleet allowed down at once
+// fleetText is the benchmark fleet: groups spread over two facilities in
+// one wave (one group up to 20,000 devices, more beyond: a group has at
+// most 10,000 devices per zone), rebuilt by reboot with the whole fleet allowed down at once
 // (the nightly lab that is rebuilt wholesale).
 const fleetText = `apiVersion: lkfleet/v1
 fleet: %s
@@ -134,11 +135,7 @@ defaults:
   always_pxe: true
   tags: [bench]
 groups:
-  - name: node
-    image: sshd
-    count: %d
-    zones: [ams1, ewr1]
-rollout:
+%srollout:
   max_unavailable: "100%%"
   rebuild: reboot
 `
@@ -149,7 +146,17 @@ func (b *bed) writeFleet(rel string, n int) error {
 	if n%2 != 0 {
 		return fmt.Errorf("fleet of %d devices: the benchmark fleet needs an even size", n)
 	}
-	return os.WriteFile(b.fleet, fmt.Appendf(nil, fleetText, fleetName, b.images, rel, n/2), 0o644)
+	var groups strings.Builder
+	for g, left := 1, n/2; left > 0; g++ {
+		name := "node"
+		if g > 1 {
+			name = fmt.Sprintf("node%d", g)
+		}
+		count := min(left, 10000)
+		fmt.Fprintf(&groups, "  - name: %s\n    image: sshd\n    count: %d\n    zones: [ams1, ewr1]\n", name, count)
+		left -= count
+	}
+	return os.WriteFile(b.fleet, fmt.Appendf(nil, fleetText, fleetName, b.images, rel, groups.String()), 0o644)
 }
 
 // writeImages creates releases v1 and v2 of image sshd under dir.
