@@ -32,7 +32,7 @@ type snapshot struct {
 //     device ready), and while every waiter is a registered device that
 //     began less than T ago, it does not list at all.
 //   - While other calls use the request budget, listings take at most
-//     pollShare of it: a listing of N devices costs ceil(N/1000) requests,
+//     pollShare (2 %) of it: a listing of N devices costs ceil(N/1000) requests,
 //     so at R requests/s polls are at least pages/(pollShare·R) apart, and
 //     never closer than interval.
 //   - When the budget is idle (the tail of a wave: every create sent),
@@ -60,9 +60,12 @@ type watcher struct {
 	prev    *snapshot     // the one before cur
 	changed chan struct{} // closed and replaced when cur changes
 	wake    chan struct{} // a waiter wants a listing
-	// waits holds when each registered wait began; learnt is T (0 until a
-	// wait ended after a listing that did not yet end it).
-	waits  map[*waitReg]bool
+	// waits holds the registered waits in the order they began (ended ones
+	// are dropped from the front lazily), live how many have not ended;
+	// learnt is T (0 until a wait ended after a listing that did not yet
+	// end it).
+	waits  []*waitReg
+	live   int
 	learnt time.Duration
 	// pages is what the last listing cost in requests; starts holds when
 	// the listings of the last second began.
@@ -71,13 +74,18 @@ type watcher struct {
 }
 
 // waitReg is one registered wait.
-type waitReg struct{ since time.Time }
+type waitReg struct {
+	since time.Time
+	ended bool
+}
 
 // Polling shares (see watcher).
 const (
 	// pollShare is the most of the request budget listings take while
-	// other calls need it.
-	pollShare = 0.05
+	// other calls need it: every listing request then is a create less,
+	// and 10,000 creates within 1.05× of their request bound leave room
+	// for about 2 %.
+	pollShare = 0.02
 	// tailShare is the most they take when nothing else does.
 	tailShare = 0.5
 	// tailGap is the shortest gap between polls.
@@ -106,7 +114,6 @@ func newWatcher(cloud Cloud, interval time.Duration, emit func(Event)) *watcher 
 		emit:     emit,
 		changed:  make(chan struct{}),
 		wake:     make(chan struct{}, 1),
-		waits:    map[*waitReg]bool{},
 	}
 }
 
@@ -114,14 +121,20 @@ func newWatcher(cloud Cloud, interval time.Duration, emit func(Event)) *watcher 
 // func ends it. From the first waits the watcher learns how long a device
 // takes at least, and lists nothing while every waiter is younger.
 func (w *watcher) waiting() func() {
-	reg := &waitReg{since: time.Now()}
 	w.mu.Lock()
-	w.waits[reg] = true
+	reg := &waitReg{since: time.Now()}
+	w.waits = append(w.waits, reg)
+	w.live++
 	w.mu.Unlock()
 	return func() {
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		delete(w.waits, reg)
+		reg.ended = true
+		w.live--
+		for len(w.waits) > 0 && w.waits[0].ended {
+			w.waits[0] = nil
+			w.waits = w.waits[1:]
+		}
 		// The wait ended with cur (or later); the listing before it had
 		// not ended it, so T is at least prev.start − since.
 		if p := w.prev; p != nil && p.start.After(reg.since) {
@@ -136,16 +149,11 @@ func (w *watcher) waiting() func() {
 // waiter is not a registered device wait, or a registered wait is older
 // than T; else when the oldest becomes so. w.mu is held.
 func (w *watcher) earliest(now time.Time) time.Time {
-	if w.learnt == 0 || w.demand > len(w.waits) || len(w.waits) == 0 {
+	if w.learnt == 0 || w.demand > w.live || w.live == 0 {
 		return now
 	}
-	var first time.Time
-	for reg := range w.waits {
-		if at := reg.since.Add(w.learnt); first.IsZero() || at.Before(first) {
-			first = at
-		}
-	}
-	return first
+	// Waits begin in order: the front one (never an ended one) is oldest.
+	return w.waits[0].since.Add(w.learnt)
 }
 
 // gap returns how long after the previous listing began the next may.
