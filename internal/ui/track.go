@@ -39,9 +39,9 @@ type item struct {
 // atomically, because mpb calls decorators from its own goroutines while
 // an Event may hold the lock and wait for mpb.
 type waveState struct {
-	index    int
-	zones    string
-	items    []*item
+	index int
+	zones string
+	items []*item
 	// count holds how many items are in each status, and deletes how many
 	// are deletes, kept up to date so an event costs O(1), not a scan of
 	// the wave (10,000 items × 10,000 events was seconds of CPU).
