@@ -26,8 +26,10 @@ bench: build
 chaos: build
 	$(GO) run ./chaos -bin $(BIN)
 
+# The demo's simulator takes a free port; DEMO_LISTEN=127.0.0.1:8080 pins one.
+DEMO_LISTEN ?= 127.0.0.1:0
 demo: build
-	./scripts/demo.sh $(BIN)
+	DEMO_LISTEN=$(DEMO_LISTEN) ./scripts/demo.sh $(BIN)
 
 # Boots every rendered script variant under Debian's iPXE in QEMU (TCG) and
 # applies a fleet with --wait booted against lkfleet sim --boot qemu.

@@ -1,21 +1,18 @@
 package boottest
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"debug/elf"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -128,138 +125,6 @@ func lkfleetBin(t *testing.T) string {
 	return bin
 }
 
-// sim is a running `lkfleet sim --boot qemu`.
-type sim struct {
-	cmd  *exec.Cmd
-	env  []string // PACKET_* for lkfleet commands
-	url  string   // http://127.0.0.1:PORT
-	tok  string
-	proj string
-	mu   sync.Mutex
-	log  bytes.Buffer // everything after the PACKET_* lines
-	done chan struct{}
-}
-
-func startSim(t *testing.T, bin, images, bootDir string) *sim {
-	t.Helper()
-	cmd := exec.Command(bin, "sim", "--listen", "127.0.0.1:0", "--quiet", "--images", images,
-		"--provision-time", "1s", "--rate-limit", "0",
-		"--boot", "qemu", "--boot-concurrency", "2", "--boot-timeout", "150s", "--boot-dir", bootDir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start lkfleet sim: %v", err)
-	}
-	s := &sim{cmd: cmd, done: make(chan struct{})}
-	sc := bufio.NewScanner(out)
-	for len(s.env) < 3 && sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), "=")
-		switch k {
-		case "PACKET_API_URL":
-			s.url = strings.TrimSuffix(v, "/metal/v1/")
-		case "PACKET_AUTH_TOKEN":
-			s.tok = v
-		case "PACKET_PROJECT_ID":
-			s.proj = v
-		default:
-			continue
-		}
-		s.env = append(s.env, sc.Text())
-	}
-	if len(s.env) < 3 {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("lkfleet sim printed no PACKET_* lines: %v\n%s", sc.Err(), stderr.String())
-	}
-	go func() {
-		defer close(s.done)
-		for sc.Scan() {
-			s.mu.Lock()
-			fmt.Fprintln(&s.log, sc.Text())
-			s.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGINT)
-		waited := make(chan error, 1)
-		go func() { <-s.done; waited <- cmd.Wait() }()
-		select {
-		case err := <-waited:
-			if err != nil {
-				t.Errorf("lkfleet sim: %v\n%s", err, stderr.String())
-			}
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			t.Errorf("lkfleet sim did not stop within 30 s of SIGINT")
-		}
-		t.Logf("lkfleet sim log:\n%s", s.logText())
-	})
-	return s
-}
-
-func (s *sim) logText() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.log.String()
-}
-
-// lkfleet runs the CLI with the simulator's environment.
-func (s *sim) lkfleet(t *testing.T, bin string, args ...string) (string, error) {
-	t.Helper()
-	start := time.Now()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), s.env...)
-	cmd.Env = append(cmd.Env, "NO_COLOR=1")
-	out, err := cmd.CombinedOutput()
-	t.Logf("lkfleet %s: %v in %v", strings.Join(args, " "), errOrOK(err), time.Since(start).Round(100*time.Millisecond))
-	return string(out), err
-}
-
-func errOrOK(err error) string {
-	if err != nil {
-		return err.Error()
-	}
-	return "ok"
-}
-
-// deviceStates lists the project's devices and returns each hostname's
-// newest user_state event (state and body). Only 127.0.0.1 is contacted.
-func (s *sim) deviceStates(t *testing.T) map[string][2]string {
-	t.Helper()
-	req, _ := http.NewRequest("GET", s.url+"/metal/v1/projects/"+s.proj+"/devices?per_page=100", nil)
-	req.Header.Set("X-Auth-Token", s.tok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("list devices: %v", err)
-	}
-	defer resp.Body.Close()
-	var doc struct {
-		Devices []struct {
-			Hostname string `json:"hostname"`
-			Events   []struct {
-				Type, State, Body string
-			} `json:"provisioning_events"`
-		} `json:"devices"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
-		t.Fatalf("list devices: %v", err)
-	}
-	out := map[string][2]string{}
-	for _, d := range doc.Devices {
-		for _, e := range d.Events { // newest first
-			if e.Type == "user_state" {
-				out[d.Hostname] = [2]string{e.State, e.Body}
-				break
-			}
-		}
-	}
-	return out
-}
-
 // variant is one script booted straight in QEMU.
 type variant struct {
 	name    string
@@ -309,7 +174,7 @@ func checkBoot(v variant, res *packetsim.QEMUBoot, runErr error) (string, error)
 	if !strings.Contains(" "+got+" ", " console=ttyS1") {
 		return fail("command line %q has no console on ttyS1", got)
 	}
-	if ip, _ := find(1, MarkerNet); !strings.HasPrefix(ip, "10.0.2.") {
+	if ip, _ := find(1, MarkerNet); !strings.HasPrefix(ip, strings.TrimSuffix(packetsim.GuestGateway, "2")) {
 		return fail("no address from DHCP (net line %q)", ip)
 	}
 	if _, ok := find(1, MarkerDone); !ok {
@@ -348,7 +213,11 @@ func TestRealBoot(t *testing.T) {
 	}
 	t.Logf("kernel %s, initramfs built, lkfleet ready in %v", p.kernel.Version, time.Since(start).Round(100*time.Millisecond))
 
+	keys := filepath.Join(work, "keys")
+	projectKey := newSSHKey(t, filepath.Join(keys, "project"))
+	newSSHKey(t, filepath.Join(keys, "stranger"))
 	s := startSim(t, bin, images, filepath.Join(work, "sim-boots"))
+	s.registerKey(t, projectKey)
 	base := s.url + "/images"
 
 	// Render the variants with lkfleet itself.
@@ -389,7 +258,7 @@ func TestRealBoot(t *testing.T) {
 			t.Fatalf("variant %s: unexpected rendered script:\n%s", v.name, v.script)
 		}
 	}
-	if strings.Contains(urlScript, "10.0.2.2") || !strings.Contains(urlScript, "127.0.0.1") {
+	if strings.Contains(urlScript, packetsim.GuestGateway) || !strings.Contains(urlScript, "127.0.0.1") {
 		t.Fatalf("the rendered script must keep 127.0.0.1; only QEMU's copy uses the gateway:\n%s", urlScript)
 	}
 
@@ -443,32 +312,82 @@ func TestRealBoot(t *testing.T) {
 			t.Fatalf("lkfleet apply --wait booted: %v\n%s", err, out)
 		}
 		took := time.Since(t0)
-		states := s.deviceStates(t)
+		devs := s.devices(t)
 		for _, host := range []string{"e2e-ams1-1", "e2eurl-ams1-1"} {
-			st := states[host]
-			// The guest posts its /proc/cmdline, which names its slot.
-			if st[0] != "succeeded" || !strings.Contains(st[1], "guest reported:") || !strings.Contains(st[1], "lkfleet.callback=http://10.0.2.2:") {
-				t.Fatalf("%s: user state %q %q, want succeeded with the guest's report", host, st[0], st[1])
+			st := devs[host].states
+			// The guest posts running from its init, then succeeded with
+			// its kernel release and command line.
+			if len(st) < 2 || st[0][0] != "succeeded" || st[1][0] != "running" || !strings.Contains(st[0][1], "kernel "+p.kernel.Version) || !strings.Contains(st[0][1], "hostname "+host) {
+				t.Fatalf("%s: user states %q, want running then succeeded posted by the guest", host, st)
+			}
+			if strings.Contains(st[0][1], "lkfleet.callback") {
+				t.Fatalf("%s: the kernel command line still carries a callback: %q", host, st[0][1])
 			}
 		}
-		if !strings.Contains(states["e2e-ams1-1"][1], "lkfleet.slot=e2e/ams1/1") {
-			t.Fatalf("e2e-ams1-1 reported %q, want its slot argument", states["e2e-ams1-1"][1])
+		if st := devs["e2e-ams1-1"].states[0][1]; !strings.Contains(st, "lkfleet.slot=e2e/ams1/1") {
+			t.Fatalf("e2e-ams1-1 reported %q, want its slot argument", st)
 		}
 		mu.Lock()
-		results = append(results, result{name: "sim: apply --wait booted (2 devices)", elapsed: took, cmdline: strings.TrimPrefix(states["e2e-ams1-1"][1], "")})
+		results = append(results, result{name: "sim: apply --wait booted (2 devices)", elapsed: took, cmdline: devs["e2e-ams1-1"].states[0][1]})
 		mu.Unlock()
 
-		// A device whose guest never reports in fails with the console's tail.
-		writeFleet(t, e2e, strings.ReplaceAll(e2eFleet+e2eBrokenGroup, "IMAGES", base))
+		// The console over SSH, with the real OpenSSH client.
+		dev := devs["e2e-ams1-1"]
+		out, err = s.lkfleet(t, bin, "console", "e2e-ams1-1", "-f", e2e, "--print")
+		host, port, perr := net.SplitHostPort(dev.SOS)
+		if err != nil || perr != nil || host != "127.0.0.1" || strings.TrimSpace(out) != "ssh -p "+port+" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -- "+dev.ID+"@127.0.0.1" {
+			t.Fatalf("lkfleet console --print: %v %v, sos %q:\n%s", err, perr, dev.SOS, out)
+		}
+		t0 = time.Now()
+		c := startSSH(t, filepath.Join(keys, "project"), port, dev.ID)
+		c.waitFor(t, "Linux version "+p.kernel.Version, 60*time.Second) // the kernel banner, replayed
+		c.waitFor(t, Prompt, 60*time.Second)
+		mark := c.len()
+		io.WriteString(c.stdin, "uname -r\r")
+		answer := c.waitFor(t, "\n"+p.kernel.Version, 60*time.Second, mark)
+		c.stop(t)
+		t.Logf("ssh console after `uname -r`:\n%s", strings.Join(packetsim.ConsoleLines([]byte(answer)), "\n"))
+		t.Logf("ssh console: banner, prompt and `uname -r` → %s in %v", p.kernel.Version, time.Since(t0).Round(100*time.Millisecond))
+		mu.Lock()
+		results = append(results, result{name: "sim: ssh console, uname -r", elapsed: time.Since(t0), cmdline: p.kernel.Version})
+		mu.Unlock()
+
+		// A key that is not in the project is refused.
+		code, stderr := refusedSSH(t, filepath.Join(keys, "stranger"), port, dev.ID)
+		if code != 255 || !strings.Contains(stderr, "Permission denied") || !strings.Contains(stderr, "is not one of project "+s.proj) {
+			t.Fatalf("ssh with a key outside the project: exit %d, stderr:\n%s", code, stderr)
+		}
+
+		// A guest whose check fails posts failed with a message, and one
+		// that never reports fails with the console's tail.
+		writeFleet(t, e2e, strings.ReplaceAll(e2eFleet+e2eBrokenGroup+e2eCheckFailGroup, "IMAGES", base))
 		out, err = s.lkfleet(t, bin, "apply", "-f", e2e, "--auto-approve", "--wait", "booted", "--timeout", "6m", "-o", "plain", "--poll-interval", "1s", "--failed-retries", "0")
 		if err == nil {
 			t.Fatalf("apply of a fleet with a broken boot succeeded:\n%s", out)
 		}
-		st := s.deviceStates(t)["broken-ams1-1"]
-		if st[0] != "failed" || !strings.Contains(st[1], "serial log tail:") || !strings.Contains(st[1], "Kernel panic") {
-			t.Fatalf("broken-ams1-1: user state %q %q, want failed with the serial log tail", st[0], st[1])
+		const checkMsg = "check failed: the metadata says hostname checkfail-ams1-1, expected nobody"
+		if !strings.Contains(out, checkMsg) {
+			t.Fatalf("apply does not report the guest's failure message %q:\n%s", checkMsg, out)
 		}
-		t.Logf("broken device failed as it must: %s", firstLines(st[1], 3))
+		devs = s.devices(t)
+		if st := devs["checkfail-ams1-1"].states; len(st) < 2 || st[0][0] != "failed" || !strings.Contains(st[0][1], checkMsg) || st[1][0] != "running" {
+			t.Fatalf("checkfail-ams1-1: user states %q, want running then failed with the message", st)
+		}
+		st := devs["broken-ams1-1"].states
+		if len(st) == 0 || st[0][0] != "failed" || !strings.Contains(st[0][1], "serial log tail:") || !strings.Contains(st[0][1], "Kernel panic") {
+			t.Fatalf("broken-ams1-1: user states %q, want failed with the serial log tail", st)
+		}
+		t.Logf("broken device failed as it must: %s", firstLines(st[0][1], 3))
+
+		// The failed guest is still up on its console; deleting the device
+		// stops it and ends the session cleanly.
+		cf := devs["checkfail-ams1-1"]
+		c = startSSH(t, filepath.Join(keys, "project"), port, cf.ID)
+		c.waitFor(t, Prompt, 60*time.Second)
+		s.deleteDevice(t, cf.ID)
+		if code, stderr := c.waitExit(t, 30*time.Second); code != 0 || !strings.Contains(stderr, "the device was deleted") {
+			t.Fatalf("ssh after the device was deleted: exit %d, stderr:\n%s", code, stderr)
+		}
 	})
 
 	sort.Slice(results, func(i, j int) bool { return results[i].name < results[j].name })
@@ -570,6 +489,14 @@ groups:
     image: boot
     count: 1
     ipxe_script_url: "IMAGES/scripts/{{.Hostname}}.ipxe"
+`
+
+// e2eCheckFailGroup boots a guest whose check fails: it expects another
+// hostname than its metadata gives.
+const e2eCheckFailGroup = `  - name: checkfail
+    image: boot
+    count: 1
+    kernel_args: "boottest.expect-hostname=nobody"
 `
 
 // e2eBrokenGroup boots without an initrd: the kernel panics and the guest

@@ -28,11 +28,22 @@ const (
 	MarkerCmdline = "LKFLEET-BOOT cmdline: "
 	// MarkerNet starts the line with the address udhcpc obtained.
 	MarkerNet = "LKFLEET-BOOT net: "
-	// MarkerCallback starts the line that says how the callback went.
-	MarkerCallback = "LKFLEET-BOOT callback: "
-	// MarkerDone is printed just before the guest powers off.
+	// MarkerUserState starts each line that says how posting a user
+	// state went ("none" when there is no metadata service).
+	MarkerUserState = "LKFLEET-BOOT user state: "
+	// MarkerDone is printed when the init has finished: just before the
+	// guest powers off (no metadata service) or starts its shell.
 	MarkerDone = "LKFLEET-BOOT done"
+	// Prompt is the guest shell's prompt on the console.
+	Prompt = "boottest# "
+	// MetadataURL is where the guest finds its metadata service (the
+	// simulator relays it there under --boot qemu).
+	MetadataURL = "http://169.254.169.254"
 )
+
+// The kernel argument boottest.expect-hostname=NAME makes the guest's
+// check compare its metadata's hostname with NAME: a mismatch posts user
+// state failed with a message that says so.
 
 // NetModules are the modules a Debian kernel needs for a virtio-net NIC in
 // QEMU; their dependencies are added from the modules' own modinfo.
@@ -40,7 +51,9 @@ var NetModules = []string{"virtio_pci", "virtio_net"}
 
 // initScript is /init. Nothing is open on fds 0-2 until /dev/console
 // exists: the archive carries no device nodes (building it needs no root),
-// so devtmpfs is mounted first.
+// so devtmpfs is mounted first. With a metadata service the guest posts
+// running, then succeeded or failed, and stays up with a shell on its
+// console; without one it powers off.
 const initScript = `#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /tmp /bin /sbin /usr/bin /usr/sbin
 /bin/busybox mount -t devtmpfs devtmpfs /dev
@@ -58,22 +71,41 @@ ip link set eth0 up
 udhcpc -i eth0 -s /etc/udhcpc.script -q -n -t 10 -T 1 >/dev/null 2>&1 || echo "LKFLEET-BOOT udhcpc failed"
 echo "` + MarkerNet + `$(ip -4 -o addr show dev eth0 | awk '{print $4}')"
 echo "` + MarkerCmdline + `$(cat /proc/cmdline)"
-cb=""
-for arg in $(cat /proc/cmdline); do
-	case "$arg" in lkfleet.callback=*) cb="${arg#lkfleet.callback=}" ;; esac
-done
-if [ -n "$cb" ]; then
-	if timeout 30 wget -q -O /tmp/cb --post-data "$(cat /proc/cmdline)" "$cb"; then
-		echo "` + MarkerCallback + `ok $cb"
+field() { sed -n 's/.*"'"$1"'": *"\([^"]*\)".*/\1/p' /tmp/metadata; }
+# post STATE CODE MESSAGE: user state, as the service takes it.
+post() {
+	msg=$(echo "$3" | tr -d '"\\')
+	if timeout 30 wget -q -O /dev/null --header "Content-Type: application/json" \
+		--post-data "{\"state\":\"$1\",\"code\":$2,\"message\":\"$msg\"}" "$url"; then
+		echo "` + MarkerUserState + `$1 posted to $url"
 	else
-		echo "` + MarkerCallback + `failed $cb"
+		echo "` + MarkerUserState + `$1 could not be posted to $url"
 	fi
+}
+url=""
+if timeout 30 wget -q -O /tmp/metadata "` + MetadataURL + `/metadata"; then
+	url=$(field user_state_url)
+	host=$(field hostname)
+fi
+if [ -z "$url" ]; then
+	echo "` + MarkerUserState + `none"
+	echo "` + MarkerDone + `"
+	sync
+	poweroff -f
+fi
+post running 1000 "init started on $host"
+want=""
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in boottest.expect-hostname=*) want="${arg#boottest.expect-hostname=}" ;; esac
+done
+if [ -n "$want" ] && [ "$want" != "$host" ]; then
+	post failed 1002 "check failed: the metadata says hostname $host, expected $want"
 else
-	echo "` + MarkerCallback + `none"
+	post succeeded 1001 "up: kernel $(uname -r), hostname $host; cmdline: $(cat /proc/cmdline)"
 fi
 echo "` + MarkerDone + `"
-sync
-poweroff -f
+export PS1='` + Prompt + `' HOME=/ TERM=vt100
+while true; do setsid cttyhack sh; done
 `
 
 // udhcpcScript configures the lease (busybox udhcpc runs it per event).
@@ -220,8 +252,9 @@ func moduleDepends(path string) ([]string, error) {
 // BuildInitramfs writes a gzipped newc initramfs to out: busybox (which
 // must be statically linked), the modules of NetModules with their
 // dependencies, and an /init that brings up eth0 with udhcpc, prints the
-// markers, calls back to lkfleet.callback= if the command line has one,
-// and powers off. It runs cpio(1) to pack the archive.
+// markers, and either posts its user state through the metadata service
+// at MetadataURL and runs a shell on its console, or (no metadata
+// service) powers off. It runs cpio(1) to pack the archive.
 func BuildInitramfs(k KernelTree, busybox, out string) error {
 	mods, err := k.ModuleClosure(NetModules...)
 	if err != nil {

@@ -1,8 +1,8 @@
 #!/bin/sh
 # boot-deps.sh [CACHE_DIR] — install what the real-boot test needs, only when
-# it is missing: the Debian packages ipxe, qemu-system-x86, busybox-static and
-# cpio, and a Debian x86-64 kernel with its modules, extracted (not
-# installed) under CACHE_DIR (default .cache/boot) so the host's own kernel
+# it is missing: the Debian packages ipxe, qemu-system-x86, busybox-static,
+# cpio and openssh-client (the console test), and a Debian x86-64 kernel
+# with its modules, extracted (not installed) under CACHE_DIR (default .cache/boot) so the host's own kernel
 # and boot loader are never touched.
 #
 # Exit status: 0 ready; 77 cannot install here (not root, or no apt-get) and
@@ -16,6 +16,7 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 || need="$need qemu-system-x86"
 [ -x /bin/busybox ] && file_is_static=$(ldd /bin/busybox 2>&1 | grep -c 'not a dynamic' || true) || file_is_static=0
 [ "$file_is_static" = 1 ] || need="$need busybox-static"
 command -v cpio >/dev/null 2>&1 || need="$need cpio"
+command -v ssh >/dev/null 2>&1 || need="$need openssh-client"
 kernel_ready() { ls "$cache"/kernel/boot/vmlinuz-* >/dev/null 2>&1; }
 
 if [ -z "$need" ] && kernel_ready; then

@@ -11,23 +11,16 @@ set -euo pipefail
 
 bin=$(cd "$(dirname "${1:-bin/lkfleet}")" && pwd)/$(basename "${1:-bin/lkfleet}")
 repo=$(cd "$(dirname "$0")/.." && pwd)
-listen=127.0.0.1:8080 # fleets/demo.yml serves its images from here
+listen=${DEMO_LISTEN:-127.0.0.1:0} # port 0: the simulator picks a free one
 work=$(mktemp -d)
-sim_pid=
 cleanup() {
-  [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
+  [ -f "$work/sim.pid" ] && "$bin" sim stop --pid-file "$work/sim.pid" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
-
-# Every fleet in fleets/ validates (the nightly lab names its build).
-export PACKET_PROJECT_ID=00000000-0000-4000-8000-000000000000 BUILD_ID=2026-11-25.1
-step "Validate the example fleets"
-for f in "$repo"/fleets/*.yml; do run "$bin" validate -f "${f#"$repo"/}"; done
-unset BUILD_ID
 
 # Two releases of a tiny stand-in image: a LinuxKit build writes
 # <name>-kernel, <name>-initrd.img and <name>-cmdline.
@@ -39,16 +32,21 @@ for rel in 2026-11-24 2026-11-25; do
 done
 cp "$work/images/2026-11-24/"* "$work/images/"
 
-step "Start the simulator (a Packet API on $listen)"
-"$bin" sim --listen "$listen" --images "$work/images" --provision-time 2s --quiet >"$work/sim.out" 2>"$work/sim.err" &
-sim_pid=$!
-for _ in $(seq 100); do
-  grep -q '^PACKET_PROJECT_ID=' "$work/sim.out" 2>/dev/null && break
-  kill -0 "$sim_pid" 2>/dev/null || { cat "$work/sim.err" >&2; echo "demo: the simulator did not start (is $listen in use?)" >&2; exit 1; }
-  sleep 0.1
-done
-head -3 "$work/sim.out" | sed 's/^\(PACKET_AUTH_TOKEN=\).*/\1(generated, not shown)/'
-eval "$(head -3 "$work/sim.out" | sed 's/^/export /')"
+step "Start the simulator (a Packet API on $listen) in the background"
+# --background returns once the simulator serves and prints its settings as
+# export lines: PACKET_API_URL, PACKET_AUTH_TOKEN, PACKET_PROJECT_ID and
+# LKFLEET_SIM_URL (which fleets/demo.yml serves its images from).
+printf '$ eval "$(lkfleet sim --background --listen %s --images %s --provision-time 2s --quiet)"\n' "$listen" "$work/images"
+eval "$("$bin" sim --background --listen "$listen" --images "$work/images" --provision-time 2s --quiet \
+  --pid-file "$work/sim.pid" --log-file "$work/sim.log")"
+printf 'PACKET_API_URL=%s\nPACKET_AUTH_TOKEN=(generated, not shown)\nPACKET_PROJECT_ID=%s\nLKFLEET_SIM_URL=%s\n' \
+  "$PACKET_API_URL" "$PACKET_PROJECT_ID" "$LKFLEET_SIM_URL"
+hostport=${LKFLEET_SIM_URL#http://}
+
+# Every fleet in fleets/ validates (the nightly lab names its build).
+step "Validate the example fleets"
+cd "$repo"
+for f in fleets/*.yml; do BUILD_ID=2026-11-25.1 run "$bin" validate -f "$f"; done
 
 cd "$repo"
 step "Plan: what would change?"
@@ -64,7 +62,7 @@ step "The iPXE script one device boots"
 run "$bin" render -f fleets/demo.yml --device db-ams1-1
 
 step "Its boot, as the simulator recorded it"
-boots=$(exec 3<>"/dev/tcp/${listen%:*}/${listen#*:}" && printf 'GET /sim/boots HTTP/1.0\r\nHost: %s\r\n\r\n' "$listen" >&3 && sed '1,/^\r$/d' <&3)
+boots=$(exec 3<>"/dev/tcp/${hostport%:*}/${hostport#*:}" && printf 'GET /sim/boots HTTP/1.0\r\nHost: %s\r\n\r\n' "$hostport" >&3 && sed '1,/^\r$/d' <&3)
 printf '%s\n' "$boots" | tr '{' '\n' | grep '"db-ams1-1"' | tail -1 | sed 's/^/{/; s/,$//'
 
 step "Roll out a new image release: edit the fleet file, plan, apply"
@@ -77,6 +75,7 @@ run "$bin" plan -f "$work/demo.yml" --detailed-exitcode
 
 step "Destroy: delete the fleet's devices, and nothing else"
 run "$bin" destroy -f "$work/demo.yml" --auto-approve -o plain
+run "$bin" sim stop --pid-file "$work/sim.pid"
 
 step "Done"
 echo "The simulator is stopped. Try it yourself: $bin sim --help"

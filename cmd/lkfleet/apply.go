@@ -11,9 +11,8 @@ import (
 
 	"github.com/lkfleet/lkfleet/internal/ui"
 	"github.com/lkfleet/lkfleet/pkg/executor"
-	"github.com/lkfleet/lkfleet/pkg/packet"
+	"github.com/lkfleet/lkfleet/pkg/pipeline"
 	"github.com/lkfleet/lkfleet/pkg/planner"
-	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
 func init() { commands = append(commands, newApplyCmd) }
@@ -74,15 +73,15 @@ func runApply(ctx context.Context, env *Env, o *applyOptions, planFile string) e
 	if err != nil {
 		return err
 	}
-	fleet, fleetBytes, err := readFleet(env, o.fleet)
+	src, err := readFleet(env, o.fleet)
 	if err != nil {
 		return err
 	}
 	var p *planned
 	if planFile != "" {
-		p, err = loadSavedPlan(ctx, env, fleet, fleetBytes, o.api, planFile)
+		p, err = loadSavedPlan(ctx, env, src, o.api, planFile)
 	} else {
-		p, err = computePlan(ctx, env, fleet, fleetBytes, o.api, o.plan, func(s string) { fmt.Fprintln(env.Err, s) })
+		p, err = computePlan(ctx, env, src, o.api, o.plan)
 	}
 	if err != nil {
 		return err
@@ -97,36 +96,38 @@ func runApply(ctx context.Context, env *Env, o *applyOptions, planFile string) e
 		return nil
 	}
 	if !o.autoApprove {
-		if !env.InTTY {
-			return errors.New("apply needs confirmation: run it on a terminal, or pass --auto-approve")
-		}
-		ok, err := ui.Confirm(env.In, env.Out, "Do you want to apply these changes?")
-		if err != nil {
+		if err := confirm(ctx, env, "apply", "Do you want to apply these changes?"); err != nil {
 			return err
 		}
-		if !ok {
-			return errors.New("apply cancelled")
-		}
 	}
-	return execute(ctx, env, p, mode, executor.Options{
+	return execute(ctx, env, p, execution{mode: mode, opts: executor.Options{
 		Parallelism:   o.parallelism,
 		Wait:          wait,
 		Timeout:       o.timeout,
 		FailedRetries: o.failedRetries,
 		PollInterval:  o.pollInterval,
-	}, false)
+	}})
+}
+
+// execution says how execute runs a plan: the progress output, the
+// executor's options, and whether this is a destroy (for the summary).
+type execution struct {
+	mode    ui.Mode
+	opts    executor.Options
+	destroy bool
 }
 
 // execute carries out p.plan with a progress reporter and prints the
 // summary; its error carries the exit code.
-func execute(ctx context.Context, env *Env, p *planned, mode ui.Mode, opts executor.Options, destroy bool) error {
+func execute(ctx context.Context, env *Env, p *planned, x execution) error {
+	mode, opts, destroy := x.mode, x.opts, x.destroy
 	rep := ui.New(env.Out, mode, ui.Options{NoColor: !colorOut(env)})
 	rep.SetPlan(p.plan)
 	opts.OnEvent = rep.Event
 	if opts.FailedRetries == 0 {
 		opts.FailedRetries = -1
 	}
-	res, err := executor.Apply(ctx, cloud{p.client}, p.plan, opts)
+	res, err := executor.Apply(ctx, p.client, p.plan, opts)
 	st := p.client.Stats()
 	in := ui.SummaryInput{
 		Destroy:   destroy,
@@ -143,7 +144,7 @@ func execute(ctx context.Context, env *Env, p *planned, mode ui.Mode, opts execu
 		in.Failed = append(in.Failed, ui.FailedLine{Hostname: f.Hostname, Slot: f.Slot, DeviceID: f.ID, Reason: f.LastEvent})
 	}
 	for _, c := range res.NotDone {
-		in.NotDone = append(in.NotDone, ui.Symbol(c.Action)+" "+c.Hostname+" ("+c.Slot+")")
+		in.NotDone = append(in.NotDone, ui.Symbol(c.Action)+" "+c.Hostname()+" ("+c.Slot()+")")
 	}
 	interrupted := errors.Is(err, context.Canceled)
 	// Stopped early: Ctrl-C, --timeout, or an API that stayed unreachable.
@@ -165,22 +166,10 @@ func execute(ctx context.Context, env *Env, p *planned, mode ui.Mode, opts execu
 	return err
 }
 
-// cloud adapts the API client to the executor's Cloud interface.
-type cloud struct{ *packet.Client }
-
-func (c cloud) Update(ctx context.Context, id string, u executor.Update) error {
-	return c.Client.Update(ctx, id, packet.Update{
-		Hostname:      u.Hostname,
-		Tags:          u.Tags,
-		AlwaysPXE:     u.AlwaysPXE,
-		Userdata:      u.Userdata,
-		IPXEScriptURL: u.IPXEScriptURL,
-	})
-}
-
 // loadSavedPlan reads a plan saved by 'plan --out' and refuses it when the
 // fleet file or the live devices changed since.
-func loadSavedPlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes []byte, a apiFlags, path string) (_ *planned, err error) {
+func loadSavedPlan(ctx context.Context, env *Env, src fleetSource, a apiFlags, path string) (_ *planned, err error) {
+	fleet := src.fleet
 	defer func() { err = explain(err, fleet) }()
 	f, err := os.Open(path)
 	if err != nil {
@@ -191,22 +180,13 @@ func loadSavedPlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes 
 	if err != nil {
 		return nil, fmt.Errorf("read plan %s: %w", path, err)
 	}
-	if plan.Fleet != fleet.Name {
-		return nil, fmt.Errorf("plan %s is for fleet %q, not %q", path, plan.Fleet, fleet.Name)
-	}
-	if plan.FleetFingerprint != planner.FleetFingerprint(fleetBytes) {
-		return nil, fmt.Errorf("plan %s is stale: %s changed since it was saved; run 'lkfleet plan' again", path, fleet.File)
-	}
 	client, err := newClient(env, fleet, a)
 	if err != nil {
 		return nil, err
 	}
-	live, err := client.List(ctx)
-	if err != nil {
+	if err := pipeline.CheckSaved(ctx, client, pipeline.Saved{Plan: plan, Path: path}, fleet, src.bytes); err != nil {
+		client.Close()
 		return nil, err
-	}
-	if planner.LiveFingerprint(live) != plan.LiveFingerprint {
-		return nil, fmt.Errorf("plan %s is stale: the fleet's devices changed since it was saved; run 'lkfleet plan' again", path)
 	}
 	return &planned{fleet: fleet, client: client, plan: plan}, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -67,30 +66,48 @@ func runDestroy(ctx context.Context, env *Env, o *destroyOptions) error {
 	for i := range plan.Changes {
 		plan.Changes[i].Reasons = []string{"lkfleet destroy removes every device of fleet " + fleet.Name}
 	}
+	if !plan.HasChanges() {
+		// The plan's "No changes. The fleet matches ..." would read as if
+		// the fleet were up, when it has no device at all.
+		if mode != ui.JSON {
+			_, err := fmt.Fprintf(env.Out, "Nothing to destroy: fleet %q has no devices in project %s.\n", fleet.Name, fleet.Project)
+			return err
+		}
+		return nil
+	}
 	if mode != ui.JSON {
 		if err := planner.RenderText(env.Out, plan, planner.TextOptions{Color: colorOut(env), FleetFile: o.fleet.File}); err != nil {
 			return err
 		}
 	}
-	if !plan.HasChanges() {
-		return nil
-	}
 	if !o.autoApprove {
-		if !env.InTTY {
-			return errors.New("destroy needs confirmation: run it on a terminal, or pass --auto-approve")
-		}
-		ok, err := ui.Confirm(env.In, env.Out, fmt.Sprintf("Destroy all %d devices of fleet %q?", plan.Summary().Destroy, fleet.Name))
-		if err != nil {
+		if err := confirm(ctx, env, "destroy", fmt.Sprintf("Destroy all %d devices of fleet %q?", plan.Summary().Destroy, fleet.Name)); err != nil {
 			return err
-		}
-		if !ok {
-			return errors.New("destroy cancelled")
 		}
 	}
 	p := &planned{fleet: fleet, client: l.client, plan: plan}
-	return execute(ctx, env, p, mode, executor.Options{
+	return execute(ctx, env, p, execution{mode: mode, destroy: true, opts: executor.Options{
 		Parallelism: o.parallelism,
 		Wait:        executor.WaitNone,
 		Timeout:     o.timeout,
-	}, true)
+	}})
+}
+
+// confirm asks question on the terminal before command changes anything.
+// Ctrl-C at the prompt cancels at once and exits 130, like Ctrl-C anywhere
+// else; any answer but "yes" cancels with exit 1.
+func confirm(ctx context.Context, env *Env, command, question string) error {
+	if !env.InTTY {
+		return fmt.Errorf("%s needs confirmation: run it on a terminal, or pass --auto-approve", command)
+	}
+	ok, err := ui.ConfirmContext(ctx, env.In, env.Out, question)
+	switch {
+	case ctx.Err() != nil:
+		return withCode(ExitInterrupted, fmt.Errorf("%s cancelled at the prompt (interrupted); nothing was changed", command))
+	case err != nil:
+		return err
+	case !ok:
+		return fmt.Errorf("%s cancelled; nothing was changed", command)
+	}
+	return nil
 }

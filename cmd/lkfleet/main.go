@@ -9,7 +9,11 @@ import (
 	"syscall"
 )
 
-func main() {
+func main() { os.Exit(realMain()) }
+
+// realMain runs lkfleet as a process: arguments, streams and signals of
+// its own. Tests run the test binary through it to get a real process.
+func realMain() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// The first Ctrl-C cancels ctx: lkfleet stops scheduling, lets calls in
 	// flight finish and prints what was done. Restoring the default handler
@@ -20,5 +24,5 @@ func main() {
 	}()
 	code := Run(ctx, os.Args[1:], SystemEnv())
 	stop()
-	os.Exit(code)
+	return code
 }

@@ -5,15 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/lkfleet/lkfleet/internal/ui"
-	"github.com/lkfleet/lkfleet/pkg/ipxe"
 	"github.com/lkfleet/lkfleet/pkg/packet"
+	"github.com/lkfleet/lkfleet/pkg/pipeline"
 	"github.com/lkfleet/lkfleet/pkg/planner"
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
@@ -64,7 +63,7 @@ type planOptions struct {
 }
 
 func addPlanFlags(cmd *cobra.Command, o *planOptions, forcing bool) {
-	cmd.Flags().BoolVar(&o.skipPreflight, "skip-preflight", false, "do not check that kernels, initrds and script URLs are reachable")
+	cmd.Flags().BoolVar(&o.skipPreflight, "skip-preflight", false, "do not check that kernels, initrds and script URLs are reachable (cmdlines the fleet file does not give are still fetched: scripts carry them)")
 	if forcing {
 		cmd.Flags().StringSliceVar(&o.rebuild, "rebuild", nil, "rebuild devices even if unchanged: all, a GROUP or a SLOT (repeatable)")
 		cmd.Flags().StringSliceVar(&o.replace, "replace", nil, "replace the device in SLOT even if unchanged (repeatable)")
@@ -78,143 +77,39 @@ type planned struct {
 	plan   planner.Plan
 }
 
-// artifactClient fetches cmdlines, HEADs artifacts and script URLs.
-func artifactClient() *http.Client { return &http.Client{Timeout: ipxe.RequestTimeout} }
-
-// renderDevices renders the iPXE script and rev of every desired device,
-// fetching each image's cmdline once. arches maps machine slugs to
-// architectures (nil when unknown).
-func renderDevices(ctx context.Context, desired []spec.Device, arches map[string]string) ([]spec.Device, error) {
-	cmdlines, err := ipxe.FetchCmdlines(ctx, artifactClient(), desired)
-	if err != nil {
-		return nil, err
-	}
-	return ipxe.Render(desired, cmdlines, arches)
-}
-
-// computePlan runs the whole planning pipeline: load, catalogue check,
-// render, preflight, one tag-filtered listing (plus one project listing
-// when devices are to be created, for hostname clashes), diff.
-func computePlan(ctx context.Context, env *Env, fleet *spec.Fleet, fleetBytes []byte, a apiFlags, o planOptions, status func(string)) (_ *planned, err error) {
+// computePlan wires the flags to pipeline.Plan over a new API client,
+// which the returned plan keeps for apply. Notes go to stderr.
+func computePlan(ctx context.Context, env *Env, src fleetSource, a apiFlags, o planOptions) (_ *planned, err error) {
+	fleet := src.fleet
 	defer func() { err = explain(err, fleet) }()
 	client, err := newClient(env, fleet, a)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			client.Close()
-		}
-	}()
-	cat, err := client.Catalogue(ctx)
+	plan, err := pipeline.Plan(ctx, planBackend{client}, pipeline.Request{
+		Fleet:         fleet,
+		FleetBytes:    src.bytes,
+		Rebuild:       o.rebuild,
+		Replace:       o.replace,
+		SkipPreflight: o.skipPreflight,
+		Note:          func(s string) { fmt.Fprintln(env.Err, s) },
+	})
 	if err != nil {
+		client.Close()
 		return nil, err
-	}
-	desired, err := spec.Expand(fleet)
-	if err != nil {
-		return nil, err
-	}
-	if err := planner.CheckCatalogue(desired, cat); err != nil {
-		return nil, err
-	}
-	desired, err = renderDevices(ctx, desired, archesOf(cat))
-	if err != nil {
-		return nil, err
-	}
-	if o.skipPreflight {
-		status(skippedPreflight(desired))
-	} else {
-		if err := ipxe.Preflight(ctx, artifactClient(), desired); err != nil {
-			return nil, fmt.Errorf("preflight: %w", err)
-		}
-		if err := ipxe.CheckScriptURLs(ctx, artifactClient(), desired); err != nil {
-			return nil, fmt.Errorf("preflight: %w", err)
-		}
-	}
-	live, err := client.ListForPlan(ctx) // addresses are not planned
-	if err != nil {
-		return nil, err
-	}
-	in := planner.Input{
-		Fleet:            fleet,
-		Desired:          desired,
-		Live:             live,
-		Rebuild:          o.rebuild,
-		Replace:          o.replace,
-		FleetFingerprint: planner.FleetFingerprint(fleetBytes),
-		Catalogue:        &cat,
-	}
-	if createsAny(desired, live) {
-		// Devices will be created: look at the whole project once for
-		// hostname clashes with devices this fleet does not own.
-		all, err := client.ListAll(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, d := range all {
-			if d.Fleet != fleet.Name {
-				in.Foreign = append(in.Foreign, d)
-			}
-		}
-	}
-	plan, err := planner.Compute(in)
-	if err != nil {
-		return nil, err
-	}
-	if capNeeds := capacityNeeds(plan); len(capNeeds) > 0 {
-		warnings, err := client.CheckCapacity(ctx, capNeeds)
-		if err != nil {
-			return nil, err
-		}
-		plan.Warnings = append(plan.Warnings, warnings...)
 	}
 	return &planned{fleet: fleet, client: client, plan: plan}, nil
 }
 
-// archesOf maps machine slugs to the architecture the catalogue gives.
-func archesOf(cat planner.Catalogue) map[string]string {
-	m := make(map[string]string, len(cat.Plans))
-	for slug, p := range cat.Plans {
-		if p.Arch != "" {
-			m[slug] = p.Arch
-		}
-	}
-	return m
-}
+// planBackend is the API client as planning uses it: the fleet listing
+// is the lighter ListForPlan, without the devices' IP addresses (about 40 %
+// of a listed device), which a plan never reads. Status, which shows them,
+// lists with List.
+type planBackend struct{ *packet.Client }
 
-// createsAny reports whether any desired slot has no live device.
-func createsAny(desired []spec.Device, live []planner.Live) bool {
-	have := make(map[string]bool, len(live))
-	for _, l := range live {
-		have[l.Slot] = true
-	}
-	for _, d := range desired {
-		if !have[d.Slot] {
-			return true
-		}
-	}
-	return false
-}
-
-// capacityNeeds counts the devices a plan creates per zone and machine.
-func capacityNeeds(p planner.Plan) map[packet.Need]int {
-	needs := map[packet.Need]int{}
-	for _, c := range p.Changes {
-		if c.Desired == nil {
-			continue
-		}
-		switch c.Action {
-		case planner.Create, planner.Replace:
-		case planner.Rebuild:
-			if c.Strategy != spec.RebuildRecr {
-				continue
-			}
-		default:
-			continue
-		}
-		needs[packet.Need{Zone: c.Desired.Zone, Machine: c.Desired.Machine}]++
-	}
-	return needs
+// List lists the fleet without what planning does not read.
+func (b planBackend) List(ctx context.Context) ([]planner.Live, error) {
+	return b.ListForPlan(ctx)
 }
 
 // colorOut reports whether stdout gets colours.
@@ -225,18 +120,24 @@ func since(now, t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return ui.FormatDuration(now.Sub(t).Truncate(time.Second))
+	return ui.FormatAge(now.Sub(t))
 }
 
-// readFleet loads the fleet file and returns it with the bytes it was
-// loaded from (their hash is the plan's fleet fingerprint).
-func readFleet(env *Env, ff fleetFlags) (*spec.Fleet, []byte, error) {
+// fleetSource is a loaded fleet with the bytes it was loaded from (their
+// hash is the plan's fleet fingerprint).
+type fleetSource struct {
+	fleet *spec.Fleet
+	bytes []byte
+}
+
+// readFleet loads the fleet file.
+func readFleet(env *Env, ff fleetFlags) (fleetSource, error) {
 	fleet, err := loadFleet(env, ff)
 	if err != nil {
-		return nil, nil, err
+		return fleetSource{}, err
 	}
-	data, err := os.ReadFile(ff.File)
-	return fleet, data, err
+	data, err := readFleetFile(env, ff.File)
+	return fleetSource{fleet: fleet, bytes: data}, err
 }
 
 // explain turns the API answers every command can meet into one line that
@@ -266,10 +167,11 @@ type listed struct {
 // listFleet loads the fleet file and lists the fleet's live devices: one
 // tag-filtered listing, so devices of other owners cost nothing.
 func listFleet(ctx context.Context, env *Env, ff fleetFlags, a apiFlags) (*listed, error) {
-	fleet, data, err := readFleet(env, ff)
+	src, err := readFleet(env, ff)
 	if err != nil {
 		return nil, err
 	}
+	fleet, data := src.fleet, src.bytes
 	client, err := newClient(env, fleet, a)
 	if err != nil {
 		return nil, err
@@ -280,17 +182,4 @@ func listFleet(ctx context.Context, env *Env, ff fleetFlags, a apiFlags) (*liste
 		return nil, explain(err, fleet)
 	}
 	return &listed{fleet: fleet, fleetBytes: data, client: client, live: live}, nil
-}
-
-// skippedPreflight says what --skip-preflight left unchecked.
-func skippedPreflight(desired []spec.Device) string {
-	artifacts, scripts := map[string]bool{}, map[string]bool{}
-	for _, d := range desired {
-		artifacts[d.Image.KernelURL()] = true
-		artifacts[d.Image.InitrdURL()] = true
-		if d.IPXEScriptURL != "" {
-			scripts[d.IPXEScriptURL] = true
-		}
-	}
-	return fmt.Sprintf("Preflight skipped (--skip-preflight): %d kernel and initrd URLs and %d script URLs were not checked.", len(artifacts), len(scripts))
 }

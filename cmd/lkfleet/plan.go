@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
+	"io"
 
 	"github.com/spf13/cobra"
 
+	"github.com/lkfleet/lkfleet/internal/atomicfile"
 	"github.com/lkfleet/lkfleet/pkg/planner"
 )
 
@@ -48,11 +48,11 @@ func runPlan(ctx context.Context, env *Env, o *planCmdOptions) error {
 	if o.output != "text" && o.output != "json" {
 		return fmt.Errorf("unknown output format %q (text or json)", o.output)
 	}
-	fleet, fleetBytes, err := readFleet(env, o.fleet)
+	src, err := readFleet(env, o.fleet)
 	if err != nil {
 		return err
 	}
-	p, err := computePlan(ctx, env, fleet, fleetBytes, o.api, o.plan, func(s string) { fmt.Fprintln(env.Err, s) })
+	p, err := computePlan(ctx, env, src, o.api, o.plan)
 	if err != nil {
 		return err
 	}
@@ -81,19 +81,7 @@ func runPlan(ctx context.Context, env *Env, o *planCmdOptions) error {
 
 // savePlan writes a plan file atomically, readable only by its owner.
 func savePlan(path string, p planner.Plan) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".lkfleet-plan-*")
-	if err != nil {
-		return fmt.Errorf("save plan: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := planner.Save(tmp, p); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save plan %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save plan %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.Write(path, 0o600, func(w io.Writer) error { return planner.Save(w, p) }); err != nil {
 		return fmt.Errorf("save plan %s: %w", path, err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/lkfleet/lkfleet/pkg/packetsim"
+	"github.com/lkfleet/lkfleet/pkg/pipeline"
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
@@ -32,7 +33,7 @@ func (e *e2e) seedFleet() int {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	desired, err = renderDevices(context.Background(), desired, nil)
+	desired, err = pipeline.Render(context.Background(), pipeline.HTTPClient(), desired, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}

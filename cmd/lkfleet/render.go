@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lkfleet/lkfleet/pkg/ipxe"
+	"github.com/lkfleet/lkfleet/pkg/pipeline"
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
@@ -69,7 +70,7 @@ func runRender(ctx context.Context, env *Env, o renderOptions) error {
 		devs = []spec.Device{d}
 	}
 	// No catalogue: render stays off the API (see the command's help).
-	devs, err = renderDevices(ctx, devs, nil)
+	devs, err = pipeline.Render(ctx, pipeline.HTTPClient(), devs, nil)
 	if err != nil {
 		return err
 	}

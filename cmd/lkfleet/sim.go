@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +24,7 @@ func init() { commands = append(commands, newSimCmd) }
 type simOptions struct {
 	listen              string
 	token               string
+	tokenFile           string
 	project             string
 	rateLimit           float64
 	burst               int
@@ -40,6 +44,11 @@ type simOptions struct {
 	bootConcurrency     int
 	bootTimeout         time.Duration
 	bootDir             string
+	background          bool
+	pidFile             string
+	logFile             string
+	sosListen           string
+	sosHostKey          string
 }
 
 func newSimCmd(env *Env) *cobra.Command {
@@ -50,21 +59,36 @@ func newSimCmd(env *Env) *cobra.Command {
 		Long: `Run a stateful, in-memory Packet (Equinix Metal) API on this machine.
 
 The first line of output is PACKET_API_URL=...; generated credentials follow
-as PACKET_AUTH_TOKEN=... and PACKET_PROJECT_ID=... lines, so the output can be
-evaluated by a shell. Then one line is logged per request unless --quiet.
+as PACKET_AUTH_TOKEN=... and PACKET_PROJECT_ID=... lines, then
+LKFLEET_SIM_URL=... (the root, where --images are served at /images/).
+Then one line is logged per request unless --quiet.
+
+To use it from the same shell, start it with --background: it returns once
+the simulator serves and prints those settings as export lines, so
+eval "$(lkfleet sim --background ...)" sets them; 'lkfleet sim stop' ends it.
+
 Devices boot their iPXE scripts (userdata or ipxe_script_url) and post user
 state events. With --boot qemu, x86_64 scripts also boot for real under
-iPXE in QEMU, and a device succeeds only when its guest calls back to the
-lkfleet.callback= URL added to its kernel command line (docs/boot-test.md).
-Stop with Ctrl-C; --state keeps devices across restarts.`,
-		Example: `  eval "$(lkfleet sim --quiet --provision-time 2s | head -3)"   # in another shell
-  lkfleet sim --listen 127.0.0.1:8080 --images ./out --rate-limit 50 --burst 20`,
+iPXE in QEMU, and a device succeeds only when its guest posts user state
+succeeded through its metadata service at http://169.254.169.254/
+(docs/boot-test.md). Every device's serial console is served over SSH
+(--sos-listen; the device's sos field gives the address).
+The accepted token comes from $LKFLEET_SIM_TOKEN or --token-file (a
+token you give is never printed; with --background it reaches the
+background simulator through its environment); --token is for tests only,
+as ps shows it. Stop with Ctrl-C; --state keeps devices across restarts.`,
+		Example: `  eval "$(lkfleet sim --background --listen 127.0.0.1:0 --images ./out --provision-time 2s)"
+  lkfleet plan -f fleet.yml
+  lkfleet sim stop
+
+  lkfleet sim --listen 127.0.0.1:8080 --images ./out --rate-limit 50 --burst 20   # in the foreground`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runSim(cmd, env, o) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve on (port 0 picks a free port)")
-	f.StringVar(&o.token, "token", "", "the accepted X-Auth-Token (default: generated and printed)")
+	f.StringVar(&o.token, "token", "", "the accepted X-Auth-Token, for tests: other users see it in ps (default: $"+simTokenEnv+", --token-file, or generated and printed)")
+	f.StringVar(&o.tokenFile, "token-file", "", "read the accepted X-Auth-Token from FILE (first line)")
 	f.StringVar(&o.project, "project", "", "the project UUID (default: generated and printed)")
 	f.Float64Var(&o.rateLimit, "rate-limit", 20, "requests per second allowed per token; 0 = unlimited")
 	f.IntVar(&o.burst, "burst", 40, "requests a token may send at once (token bucket size)")
@@ -80,10 +104,14 @@ Stop with Ctrl-C; --state keeps devices across restarts.`,
 	f.Uint64Var(&o.seed, "seed", 1, "seed for ids and faults (same seed and requests, same answers)")
 	f.BoolVar(&o.allowRemoteFetch, "allow-remote-fetch", false, "let boots fetch scripts and artifacts from non-loopback hosts")
 	f.BoolVar(&o.quiet, "quiet", false, "do not log requests")
-	f.StringVar(&o.boot, "boot", "interpret", "how devices boot: interpret (check the script and its files) or qemu (also boot x86_64 scripts under iPXE in QEMU; the guest must call back)")
+	f.StringVar(&o.boot, "boot", "interpret", "how devices boot: interpret (check the script and its files) or qemu (also boot x86_64 scripts under iPXE in QEMU; the guest must post its user state through the metadata service)")
 	f.IntVar(&o.bootConcurrency, "boot-concurrency", 2, "QEMU boots at once with --boot qemu")
-	f.DurationVar(&o.bootTimeout, "boot-timeout", 3*time.Minute, "time a QEMU boot has to call back before the device's user state is failed")
+	f.DurationVar(&o.bootTimeout, "boot-timeout", 3*time.Minute, "time a QEMU guest has to post user state succeeded or failed before the simulator posts failed")
 	f.StringVar(&o.bootDir, "boot-dir", "", "keep each QEMU boot's script and serial logs in DIR/<device id>/ (default: discarded)")
+	addBackgroundFlags(cmd, o)
+	cmd.AddCommand(newSimStopCmd(env))
+	f.StringVar(&o.sosListen, "sos-listen", "127.0.0.1:0", `address of the SOS server (serial consoles over SSH, project keys); "" = none`)
+	f.StringVar(&o.sosHostKey, "sos-host-key", "", "OpenSSH private key file the SOS server uses as its host key, created if missing (default: a new key at every start)")
 	return cmd
 }
 
@@ -112,12 +140,61 @@ func (o *simOptions) validate() error {
 	if o.provisionTime < 0 || o.deprovisionTime < 0 || o.listLag < 0 {
 		errs = append(errs, errors.New("--provision-time, --deprovision-time and --list-lag must not be negative"))
 	}
+	if o.images != "" {
+		// A typo here would only show as 404s once devices boot.
+		if fi, err := os.Stat(o.images); err != nil || !fi.IsDir() {
+			errs = append(errs, fmt.Errorf("--images %s: not a directory", o.images))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// simTokenEnv names the variable that gives lkfleet sim its token without
+// putting it on the command line, where ps shows it.
+const simTokenEnv = "LKFLEET_SIM_TOKEN"
+
+// maxTokenFile bounds what --token-file reads: a token is one short line.
+const maxTokenFile = 4096
+
+// resolveToken picks the token: --token, then --token-file, then the
+// environment; "" means generate one.
+func (o *simOptions) resolveToken(env *Env) error {
+	switch {
+	case o.token != "" && o.tokenFile != "":
+		return errors.New("--token and --token-file are exclusive")
+	case o.token != "":
+		return nil
+	case o.tokenFile != "":
+		fi, err := os.Stat(o.tokenFile)
+		if err != nil {
+			return fmt.Errorf("--token-file: %w", err)
+		}
+		if !fi.Mode().IsRegular() || fi.Size() > maxTokenFile {
+			return fmt.Errorf("--token-file %s: not a regular file of at most %d bytes", o.tokenFile, maxTokenFile)
+		}
+		b, err := os.ReadFile(o.tokenFile)
+		if err != nil {
+			return fmt.Errorf("--token-file: %w", err)
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		if o.token = strings.TrimSpace(line); o.token == "" {
+			return fmt.Errorf("--token-file %s: the first line is empty", o.tokenFile)
+		}
+		return nil
+	}
+	o.token = strings.TrimSpace(env.Getenv(simTokenEnv))
+	return nil
 }
 
 func runSim(cmd *cobra.Command, env *Env, o *simOptions) error {
 	if err := o.validate(); err != nil {
 		return err
+	}
+	if err := o.resolveToken(env); err != nil {
+		return err
+	}
+	if o.background {
+		return runSimBackground(cmd, env, o)
 	}
 	genToken := o.token == ""
 	if genToken {
@@ -153,14 +230,43 @@ func runSim(cmd *cobra.Command, env *Env, o *simOptions) error {
 	if err != nil {
 		return fmt.Errorf("failed to start simulator: %w", err)
 	}
-	fmt.Fprintf(env.Out, "PACKET_API_URL=%s\n", srv.APIURL)
+	// Bound to every interface, the server's own URL (0.0.0.0) is no
+	// address to connect to; this machine's loopback is.
+	root := usableURL(srv.URL)
+	vars := []simVar{{"PACKET_API_URL", usableURL(srv.APIURL)}}
 	if genToken {
-		fmt.Fprintf(env.Out, "PACKET_AUTH_TOKEN=%s\n", o.token)
+		vars = append(vars, simVar{"PACKET_AUTH_TOKEN", o.token})
 	}
-	fmt.Fprintf(env.Out, "PACKET_PROJECT_ID=%s\n", srv.Sim.Project())
+	vars = append(vars, simVar{"PACKET_PROJECT_ID", srv.Sim.Project()}, simVar{"LKFLEET_SIM_URL", root})
+	for _, v := range vars {
+		fmt.Fprintf(env.Out, "%s=%s\n", v.name, v.value)
+	}
 	logs.open()
+	if root != srv.URL {
+		fmt.Fprintf(env.Err, "listening on every interface (%s); other machines reach it at this machine's address\n", strings.TrimPrefix(srv.URL, "http://"))
+	}
+	if o.sosListen != "" {
+		cfg := packetsim.SOSConfig{Listen: o.sosListen}
+		if o.sosHostKey != "" {
+			if cfg.HostKey, err = packetsim.LoadOrCreateHostKey(o.sosHostKey); err != nil {
+				srv.Close()
+				return fmt.Errorf("failed to start simulator: --sos-host-key: %w", err)
+			}
+		}
+		sos, err := srv.Sim.StartSOS(cfg)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("failed to start simulator: --sos-listen: %w", err)
+		}
+		defer sos.Close()
+		fmt.Fprintf(env.Err, "serial consoles (SOS): ssh -p %s <device-id>@%s\n", portOf(sos.Addr()), hostOf(sos.Addr()))
+	}
 	if o.images != "" {
-		fmt.Fprintf(env.Err, "serving %s at %s/images/\n", o.images, srv.URL)
+		fmt.Fprintf(env.Err, "serving %s at %s/images/\n", o.images, root)
+	}
+	if err := reportReady(env, vars); err != nil {
+		srv.Close()
+		return err
 	}
 	<-cmd.Context().Done()
 	fmt.Fprintln(env.Err, "stopping simulator")
@@ -169,6 +275,9 @@ func runSim(cmd *cobra.Command, env *Env, o *simOptions) error {
 	}
 	return nil
 }
+
+func hostOf(addr string) string { h, _, _ := net.SplitHostPort(addr); return h }
+func portOf(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 
 // booterOrNil keeps a nil *QEMUBooter from becoming a non-nil Booter.
 func booterOrNil(b *packetsim.QEMUBooter) packetsim.Booter {

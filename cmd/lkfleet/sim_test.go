@@ -35,8 +35,14 @@ func (l *lockedBuffer) String() string {
 // stop returns the exit code.
 func startSimCLI(t *testing.T, args ...string) (out, errs *lockedBuffer, stop func() int) {
 	t.Helper()
+	return startSimCLIEnv(t, nil, args...)
+}
+
+// startSimCLIEnv is startSimCLI with environment variables.
+func startSimCLIEnv(t *testing.T, vars map[string]string, args ...string) (out, errs *lockedBuffer, stop func() int) {
+	t.Helper()
 	out, errs = &lockedBuffer{}, &lockedBuffer{}
-	env := &Env{In: strings.NewReader(""), Out: out, Err: errs, Getenv: func(string) string { return "" }}
+	env := &Env{In: strings.NewReader(""), Out: out, Err: errs, Getenv: func(k string) string { return vars[k] }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() { done <- Run(ctx, append([]string{"sim", "--listen", "127.0.0.1:0"}, args...), env) }()

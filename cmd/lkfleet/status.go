@@ -12,6 +12,7 @@ import (
 
 	"github.com/lkfleet/lkfleet/internal/ui"
 	"github.com/lkfleet/lkfleet/pkg/packet"
+	"github.com/lkfleet/lkfleet/pkg/pipeline"
 	"github.com/lkfleet/lkfleet/pkg/planner"
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
@@ -82,7 +83,7 @@ func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) e
 		wantHost[d.Hostname] = d.Slot
 	}
 	revImage := map[string]string{}
-	if rendered, err := renderDevices(ctx, desired, statusArches(ctx, client)); err == nil {
+	if rendered, err := pipeline.Render(ctx, pipeline.HTTPClient(), desired, statusArches(ctx, client)); err == nil {
 		for _, d := range rendered {
 			revImage[d.Rev] = d.Image.Key
 		}
@@ -93,7 +94,7 @@ func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) e
 			continue
 		}
 		r := row(l, now)
-		r.Image, r.Current = revImage[l.Rev], revImage[l.Rev] != ""
+		r.Image, r.Current = revImage[l.Rev()], revImage[l.Rev()] != ""
 		rows = append(rows, r)
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return spec.CompareSlots(rows[i].Slot, rows[j].Slot) < 0 })
@@ -103,7 +104,7 @@ func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) e
 		return err
 	}
 	for _, l := range all {
-		if l.Fleet == fleet.Name || planner.Ignored(l.State) {
+		if l.Fleet() == fleet.Name || planner.Ignored(l.State) {
 			continue
 		}
 		if slot, ok := wantHost[l.Hostname]; ok {
@@ -113,7 +114,13 @@ func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) e
 			rows = append(rows, r)
 		}
 	}
-	if o.output == "json" {
+	return writeStatus(env, o.output, fleet.Name, rows, now)
+}
+
+// writeStatus prints the rows as JSON or as a table with notes about
+// foreign devices.
+func writeStatus(env *Env, output, fleet string, rows []statusRow, now time.Time) error {
+	if output == "json" {
 		enc := json.NewEncoder(env.Out)
 		enc.SetIndent("", "  ")
 		if rows == nil {
@@ -122,7 +129,7 @@ func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) e
 		return enc.Encode(rows)
 	}
 	if len(rows) == 0 {
-		_, err := fmt.Fprintf(env.Out, "Fleet %s has no devices.\n", fleet.Name)
+		_, err := fmt.Fprintf(env.Out, "Fleet %s has no devices.\n", fleet)
 		return err
 	}
 	t := ui.NewTable(env.Out, "SLOT", "HOSTNAME", "ID", "STATE", "ZONE", "MACHINE", "IPS", "IMAGE", "BOOTED", "AGE")
@@ -156,8 +163,8 @@ func row(l planner.Live, now time.Time) statusRow {
 		zone = l.Metro
 	}
 	r := statusRow{
-		Slot: l.Slot, Hostname: l.Hostname, ID: l.ID, State: l.State, Zone: zone,
-		Machine: l.Machine, IPs: l.IPs, Rev: l.Rev, Booted: l.UserState,
+		Slot: l.Slot(), Hostname: l.Hostname, ID: l.ID, State: l.State, Zone: zone,
+		Machine: l.Machine, IPs: l.IPs, Rev: l.Rev(), Booted: l.UserState,
 	}
 	if r.IPs == nil {
 		r.IPs = []string{}
@@ -188,5 +195,5 @@ func statusArches(ctx context.Context, c *packet.Client) map[string]string {
 	if err != nil {
 		return nil
 	}
-	return archesOf(cat)
+	return pipeline.Arches(cat)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -21,7 +22,7 @@ type fleetFlags struct {
 
 // addFleetFlags declares -f/--file and --project on cmd.
 func addFleetFlags(cmd *cobra.Command, ff *fleetFlags) {
-	cmd.Flags().StringVarP(&ff.File, "file", "f", "fleet.yml", "fleet file to read")
+	cmd.Flags().StringVarP(&ff.File, "file", "f", "fleet.yml", "fleet file to read (- reads standard input)")
 	cmd.Flags().StringVar(&ff.Project, "project", "", "project UUID (overrides the fleet file's project)")
 }
 
@@ -31,12 +32,17 @@ func addFleetFlags(cmd *cobra.Command, ff *fleetFlags) {
 // to env.Err and returns an error that makes Run exit 1 without printing
 // anything more, so callers just return it.
 func loadFleet(env *Env, ff fleetFlags) (*spec.Fleet, error) {
-	data, err := os.ReadFile(ff.File)
+	data, err := readFleetFile(env, ff.File)
 	if err != nil {
 		return nil, fmt.Errorf("read fleet file: %w", err)
 	}
-	dir := filepath.Dir(ff.File)
-	f, err := spec.Load(ff.File, data, spec.LoadOptions{
+	name, dir := ff.File, filepath.Dir(ff.File)
+	if ff.File == "-" {
+		// Problems name the stream; templates resolve against the
+		// working directory.
+		name, dir = "<stdin>", "."
+	}
+	f, err := spec.Load(name, data, spec.LoadOptions{
 		Getenv:  env.Getenv,
 		Project: ff.Project,
 		ReadFile: func(p string) ([]byte, error) {
@@ -54,6 +60,22 @@ func loadFleet(env *Env, ff fleetFlags) (*spec.Fleet, error) {
 		return nil, withCode(ExitError, nil)
 	}
 	return f, err
+}
+
+// readFleetFile reads the fleet file at path; "-" is standard input, read
+// once and kept, since a command reads its fleet file more than once.
+func readFleetFile(env *Env, path string) ([]byte, error) {
+	if path != "-" {
+		return os.ReadFile(path)
+	}
+	if !env.stdinRead {
+		env.stdin, env.stdinErr = io.ReadAll(env.In)
+		env.stdinRead = true
+		if env.stdinErr != nil {
+			env.stdinErr = fmt.Errorf("read standard input: %w", env.stdinErr)
+		}
+	}
+	return env.stdin, env.stdinErr
 }
 
 func newValidateCmd(env *Env) *cobra.Command {
@@ -79,7 +101,7 @@ Validate makes no network calls.`,
 			for _, w := range f.Rollout.Waves {
 				zones += len(w)
 			}
-			_, err = fmt.Fprintf(env.Out, "%s: ok — %s in %s, %s\n", ff.File,
+			_, err = fmt.Fprintf(env.Out, "%s: ok — %s in %s, %s\n", f.File,
 				nounCount(len(devs), "device"), nounCount(len(f.Groups), "group"), nounCount(zones, "zone"))
 			return err
 		},

@@ -9,7 +9,7 @@ import (
 
 const validateProject = "3f0c8a1e-6d2b-4c59-9a8e-1b2c3d4e5f60"
 
-var validateVars = map[string]string{"PACKET_PROJECT_ID": validateProject, "BUILD_ID": "2026-11-25.1"}
+var validateVars = map[string]string{"PACKET_PROJECT_ID": validateProject, "BUILD_ID": "2026-11-25.1", "LKFLEET_SIM_URL": "http://127.0.0.1:8080"}
 
 func writeValidateFile(t *testing.T, path, content string) {
 	t.Helper()
@@ -106,7 +106,7 @@ func TestLoadFleetReadsTemplatesNextToTheFleetFile(t *testing.T) {
 	if got := f.Groups[0].IPXETemplate; got != script {
 		t.Fatalf("template = %q, want the file's content", got)
 	}
-	if f.Dir != "lab" || f.Project != validateProject {
-		t.Fatalf("Dir %q, Project %q", f.Dir, f.Project)
+	if f.Project != validateProject {
+		t.Fatalf("Project %q", f.Project)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"runtime"
 
 	"github.com/spf13/cobra"
@@ -15,8 +16,13 @@ func newVersionCmd(env *Env) *cobra.Command {
 		Short: "Print the lkfleet version",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			_, err := fmt.Fprintf(env.Out, "lkfleet %s (%s, %s/%s)\n", Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			_, err := io.WriteString(env.Out, versionLine())
 			return err
 		},
 	}
+}
+
+// versionLine is what both `lkfleet version` and `lkfleet --version` print.
+func versionLine() string {
+	return fmt.Sprintf("lkfleet %s (%s, %s/%s)\n", Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

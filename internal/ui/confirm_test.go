@@ -2,6 +2,7 @@ package ui
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"strings"
@@ -55,5 +56,21 @@ func TestConfirmReadError(t *testing.T) {
 	ok, err := Confirm(failingReader{}, io.Discard, "Go?")
 	if ok || err == nil || !strings.Contains(err.Error(), "read confirmation: device gone") {
 		t.Errorf("Confirm = %v, %v; want false and a read error", ok, err)
+	}
+}
+
+func TestConfirmContextReturnsAtOnceWhenCancelled(t *testing.T) {
+	r, w := io.Pipe()
+	defer w.Close() // lets the reader left behind finish
+	ctx, cancel := context.WithCancel(context.Background())
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		_, err := ConfirmContext(ctx, r, &out, "Go?")
+		done <- err
+	}()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("ConfirmContext after cancel = %v, want context.Canceled", err)
 	}
 }

@@ -18,19 +18,7 @@ const ttyTime = "15:04:05"
 
 // Symbol is the plan symbol of an action, as the plan rendering shows it
 // (Terraform's convention), or "" for no-op and unknown actions.
-func Symbol(a planner.Action) string {
-	switch a {
-	case planner.Create:
-		return "+"
-	case planner.Delete:
-		return "-"
-	case planner.Replace:
-		return "-/+"
-	case planner.Rebuild, planner.Update:
-		return "~"
-	}
-	return ""
-}
+func Symbol(a planner.Action) string { return planner.Symbol(a) }
 
 // waveLabel is how a wave is named to a person: 1-based, "-" when the event
 // is not about a wave.
@@ -228,6 +216,33 @@ func FormatDuration(d time.Duration) string {
 		return fmt.Sprintf("%.1fs", d.Seconds())
 	}
 	return d.Round(time.Second).String()
+}
+
+// FormatAge renders how old something is the way tables show ages (as
+// kubectl does): whole units, at most two of them, "13s", "4m5s", "3h4m",
+// "2d3h". Tenths of a second mean nothing in an age.
+func FormatAge(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	s := int64(d / time.Second)
+	switch {
+	case s < 60:
+		return fmt.Sprintf("%ds", s)
+	case s < 3600:
+		return twoUnits(s/60, "m", s%60, "s")
+	case s < 86400:
+		return twoUnits(s/3600, "h", s%3600/60, "m")
+	}
+	return twoUnits(s/86400, "d", s%86400/3600, "h")
+}
+
+// twoUnits is "4m5s", or "4m" when the smaller unit is zero.
+func twoUnits(a int64, ua string, b int64, ub string) string {
+	if b == 0 {
+		return fmt.Sprintf("%d%s", a, ua)
+	}
+	return fmt.Sprintf("%d%s%d%s", a, ua, b, ub)
 }
 
 // shortDuration is the calmer clock of the live view: whole seconds, so

@@ -1,12 +1,14 @@
 package ui
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/vbauerster/cupwriter"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 )
@@ -51,6 +53,7 @@ func (l *liveView) start() {
 	l.quit = make(chan struct{})
 	l.p = mpb.New(
 		mpb.WithOutput(l.out),
+		mpb.WithConsoleWriter(sizedWriter{cupwriter.New(l.out, true), l.opts.Width}),
 		mpb.WithWidth(l.opts.Width),
 		mpb.WithManualRefresh(l.refresh),
 		// The caller chose TTY mode: draw with cursor movement even when
@@ -73,6 +76,29 @@ func (l *liveView) start() {
 			}
 		}
 	})
+}
+
+// sizedWriter is mpb's terminal writer with a fallback size: a terminal
+// that reports 0×0 (a pty nobody sized: some CI runners, `script`, serial
+// consoles) would otherwise get every line of the view cut away.
+type sizedWriter struct {
+	*cupwriter.Writer
+	width int // Options.Width; 0: 80 columns
+}
+
+// GetTermSize returns the terminal's size, or a usable one in place of a
+// zero (or unreadable) width or height.
+func (w sizedWriter) GetTermSize() (width, height int, err error) {
+	width, height, err = w.Writer.GetTermSize()
+	if err != nil || width <= 0 {
+		width = cmp.Or(w.width, 80)
+	}
+	if err != nil || height <= 0 {
+		// Enough rows for every wave's two lines, as mpb allows when the
+		// output is no terminal.
+		height = width*3/2 + 1
+	}
+	return width, height, nil
 }
 
 // addWave adds the bar of w, once.

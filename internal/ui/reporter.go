@@ -95,6 +95,9 @@ type Reporter struct {
 	live   *liveView // TTY mode only, started at the first wave
 	closed bool
 	err    error // first write error
+	// failedShown holds, per device id, the reason of the device_failed
+	// line last printed, so the change_failed that repeats it is not.
+	failedShown map[string]string
 }
 
 // New returns a Reporter writing to w in mode.
@@ -142,6 +145,15 @@ func (r *Reporter) Event(e executor.Event) {
 		e.Time = r.opts.Now()
 	}
 	w := r.track.apply(e)
+	if r.mode != JSON && r.repeats(e) {
+		// Counted in the bars all the same; JSON keeps every event.
+		if r.mode == TTY && !r.closed && w != nil {
+			lv := r.liveView()
+			lv.addWave(w)
+			lv.update(w)
+		}
+		return
+	}
 	switch r.mode {
 	case Plain:
 		r.write(e.Time.UTC().Format(plainTime) + "  " + line(e, waveInfo(e, r.track.wave(e.Wave, false))) + "\n")
@@ -160,6 +172,32 @@ func (r *Reporter) Event(e executor.Event) {
 			lv.print(r.ttyLine(e))
 		}
 	}
+}
+
+// repeats reports whether e only says again what a line printed or about
+// to be printed says, so that each failure is told once: a device whose
+// state turns failed gets a device_failed event with the reason right
+// after, and a change that fails because its device did repeats that
+// reason in its change_failed event.
+func (r *Reporter) repeats(e executor.Event) bool {
+	switch e.Kind {
+	case executor.DeviceState:
+		return e.State == "failed"
+	case executor.DeviceFailed:
+		if e.DeviceID != "" {
+			if r.failedShown == nil {
+				r.failedShown = map[string]string{}
+			}
+			r.failedShown[e.DeviceID] = clean(e.Message)
+		}
+	case executor.ChangeFailed:
+		if e.DeviceID == "" || e.Err != nil {
+			return false
+		}
+		shown, ok := r.failedShown[e.DeviceID]
+		return ok && shown == clean(e.Message)
+	}
+	return false
 }
 
 // waveInfo is the wave account wave_started and wave_done lines carry.

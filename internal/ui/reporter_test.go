@@ -309,10 +309,47 @@ func TestPlainLeavesOutRepeatedWords(t *testing.T) {
 	want := "" +
 		"2026-11-25T21:40:00Z  wave 1  - w-z-1 (w/z/1)  deleting old\n" +
 		"2026-11-25T21:40:00Z  wave 1  - w-z-1 (w/z/1)  deleted old\n" +
-		"2026-11-25T21:40:00Z  wave 1  -/+ w-z-1 (w/z/1)  replacement created new: replaced old\n" +
-		"2026-11-25T21:40:00Z  wave 1  -/+ w-z-1 (w/z/1)  created new device (new)\n" +
+		"2026-11-25T21:40:00Z  wave 1  +/- w-z-1 (w/z/1)  replacement created new: replaced old\n" +
+		"2026-11-25T21:40:00Z  wave 1  +/- w-z-1 (w/z/1)  created new device (new)\n" +
 		"2026-11-25T21:40:00Z  wave -  list devices: 503 unavailable\n"
 	if got := out.String(); got != want {
 		t.Errorf("got\n%swant\n%s", got, want)
+	}
+}
+
+// TestEachFailureIsPrintedOnce: a device that ends failed produces a
+// device_state (failed), a device_failed with the reason, and the
+// change_failed that repeats it; the text modes print one line, JSON all.
+func TestEachFailureIsPrintedOnce(t *testing.T) {
+	events := []executor.Event{
+		{Time: t0, Kind: executor.DeviceState, Wave: 0, Action: planner.Create, Slot: "web/ams1/1", Hostname: "web-ams1-1", DeviceID: "d1", State: "failed"},
+		{Time: t0, Kind: executor.DeviceFailed, Wave: 0, Action: planner.Create, Slot: "web/ams1/1", Hostname: "web-ams1-1", DeviceID: "d1", State: "failed", Message: "state failed"},
+		{Time: t0, Kind: executor.ChangeFailed, Wave: 0, Action: planner.Create, Slot: "web/ams1/1", Hostname: "web-ams1-1", DeviceID: "d1", Message: "state failed"},
+		// A refusal is its own failure: printed.
+		{Time: t0, Kind: executor.ChangeFailed, Wave: 0, Action: planner.Create, Slot: "web/ams1/2", Hostname: "web-ams1-2", Err: errors.New("422 no capacity")},
+	}
+	for _, mode := range []Mode{Plain, TTY, JSON} {
+		var out bytes.Buffer
+		r := New(&out, mode, Options{NoColor: true, Now: fixedClock(t0)})
+		for _, e := range events {
+			r.Event(e)
+		}
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		text := out.String()
+		want := 1
+		if mode == JSON {
+			want = 3
+		}
+		if n := strings.Count(text, "d1"); n != want {
+			t.Errorf("mode %v: device d1 named %d times, want %d:\n%s", mode, n, want, text)
+		}
+		if mode != JSON && !strings.Contains(text, "failed d1: state failed") {
+			t.Errorf("mode %v: the failure with its reason is missing:\n%s", mode, text)
+		}
+		if !strings.Contains(text, "422 no capacity") {
+			t.Errorf("mode %v: the refused create is missing:\n%s", mode, text)
+		}
 	}
 }

@@ -21,12 +21,12 @@ func scriptPlan() planner.Plan {
 	return planner.Plan{
 		Fleet: "lab",
 		Changes: []planner.Change{
-			{Action: planner.Create, Slot: "web/ams1/1", Hostname: "web-ams1-1", Wave: 0, Desired: dev("web/ams1/1", "ams1", "web-ams1-1")},
-			{Action: planner.Create, Slot: "web/ams1/2", Hostname: "web-ams1-2", Wave: 0, Desired: dev("web/ams1/2", "ams1", "web-ams1-2")},
-			{Action: planner.Delete, Slot: "web/ams1/3", Hostname: "web-ams1-3", Wave: 0, DeviceID: "0ld3", Live: &planner.Live{ID: "0ld3", Facility: "ams1"}},
-			{Action: planner.NoOp, Slot: "web/ams1/4", Hostname: "web-ams1-4", Wave: 0},
-			{Action: planner.Rebuild, Slot: "web/ewr1/1", Hostname: "web-ewr1-1", Wave: 1, DeviceID: "e1", Desired: dev("web/ewr1/1", "ewr1", "web-ewr1-1")},
-			{Action: planner.Create, Slot: "web/ewr1/2", Hostname: "web-ewr1-2", Wave: 1, Desired: dev("web/ewr1/2", "ewr1", "web-ewr1-2")},
+			{Action: planner.Create, Wave: 0, Desired: dev("web/ams1/1", "ams1", "web-ams1-1")},
+			{Action: planner.Create, Wave: 0, Desired: dev("web/ams1/2", "ams1", "web-ams1-2")},
+			{Action: planner.Delete, Wave: 0, Live: &planner.Live{ID: "0ld3", Tags: []string{spec.TagSlot + "web/ams1/3"}, Hostname: "web-ams1-3", Facility: "ams1"}},
+			{Action: planner.NoOp, Wave: 0, Desired: dev("web/ams1/4", "ams1", "web-ams1-4")},
+			{Action: planner.Rebuild, Wave: 1, Desired: dev("web/ewr1/1", "ewr1", "web-ewr1-1"), Live: &planner.Live{ID: "e1", Tags: []string{spec.TagSlot + "web/ewr1/1"}, Hostname: "web-ewr1-1"}},
+			{Action: planner.Create, Wave: 1, Desired: dev("web/ewr1/2", "ewr1", "web-ewr1-2")},
 		},
 		Rollout: spec.Rollout{Waves: [][]string{{"ams1"}, {"ewr1"}}},
 	}

@@ -106,3 +106,20 @@ func TestSummaryClosesLiveView(t *testing.T) {
 		t.Errorf("no blank line between bars and summary:\n%q", text)
 	}
 }
+
+func TestFormatAge(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		-time.Second:                          "0s",
+		0:                                     "0s",
+		13*time.Second + 900*time.Millisecond: "13s",
+		time.Minute:                           "1m",
+		4*time.Minute + 5*time.Second:         "4m5s",
+		3*time.Hour + 4*time.Minute + 59*time.Second: "3h4m",
+		50 * time.Hour: "2d2h",
+		48 * time.Hour: "2d",
+	} {
+		if got := FormatAge(d); got != want {
+			t.Errorf("FormatAge(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -119,7 +119,7 @@ func (t *tracker) setPlan(p planner.Plan) {
 		if wi < 0 {
 			wi = trailing
 		}
-		t.add(t.wave(wi, true), &item{slot: c.Slot, hostname: c.Hostname, deviceID: c.DeviceID, action: c.Action})
+		t.add(t.wave(wi, true), &item{slot: c.Slot(), hostname: c.Hostname(), deviceID: c.DeviceID(), action: c.Action})
 	}
 	for _, w := range t.waves {
 		if w.zones == "" && w.index < len(p.Rollout.Waves) {

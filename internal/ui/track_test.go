@@ -6,6 +6,7 @@ import (
 
 	"github.com/lkfleet/lkfleet/pkg/executor"
 	"github.com/lkfleet/lkfleet/pkg/planner"
+	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
 // TestTrackerDuplicateSlot: a slot with two changes (the device that stays
@@ -13,8 +14,8 @@ import (
 func TestTrackerDuplicateSlot(t *testing.T) {
 	var tr tracker
 	tr.setPlan(planner.Plan{Changes: []planner.Change{
-		{Action: planner.Rebuild, Slot: "a/z/1", DeviceID: "keep", Wave: 0},
-		{Action: planner.Delete, Slot: "a/z/1", DeviceID: "dup", Wave: 0},
+		{Action: planner.Rebuild, Live: &planner.Live{ID: "keep", Tags: []string{spec.TagSlot + "a/z/1"}}, Wave: 0},
+		{Action: planner.Delete, Live: &planner.Live{ID: "dup", Tags: []string{spec.TagSlot + "a/z/1"}}, Wave: 0},
 	}})
 	tr.apply(executor.Event{Time: t0, Kind: executor.ChangeDone, Wave: 0, Action: planner.Delete, Slot: "a/z/1", DeviceID: "dup"})
 	tr.apply(executor.Event{Time: t0, Kind: executor.DeviceState, Wave: 0, Slot: "a/z/1", DeviceID: "keep", State: "provisioning"})
@@ -29,8 +30,8 @@ func TestTrackerDuplicateSlot(t *testing.T) {
 func TestTrackerUnwavedChanges(t *testing.T) {
 	var tr tracker
 	tr.setPlan(planner.Plan{Changes: []planner.Change{
-		{Action: planner.Create, Slot: "a/z/1", Wave: 0},
-		{Action: planner.Delete, Slot: "b/q/1", DeviceID: "old", Wave: -1},
+		{Action: planner.Create, Desired: &spec.Device{Slot: "a/z/1"}, Wave: 0},
+		{Action: planner.Delete, Live: &planner.Live{ID: "old", Tags: []string{spec.TagSlot + "b/q/1"}}, Wave: -1},
 	}})
 	if len(tr.waves) != 2 || tr.waves[1].index != 1 {
 		t.Fatalf("waves %+v, want 0 and a trailing 1", tr.waves)
@@ -45,7 +46,7 @@ func TestTrackerUnwavedChanges(t *testing.T) {
 // reports after it is done do not move it back.
 func TestTrackerRetryAndLateStates(t *testing.T) {
 	var tr tracker
-	tr.setPlan(planner.Plan{Changes: []planner.Change{{Action: planner.Create, Slot: "a/z/1", Wave: 0}}})
+	tr.setPlan(planner.Plan{Changes: []planner.Change{{Action: planner.Create, Desired: &spec.Device{Slot: "a/z/1"}, Wave: 0}}})
 	ev := func(k executor.EventKind, state string) *waveSnap {
 		w := tr.apply(executor.Event{Time: t0, Kind: k, Wave: 0, Action: planner.Create, Slot: "a/z/1", State: state})
 		return w.snap.Load()
@@ -71,9 +72,9 @@ func TestTrackerCountsMatchItems(t *testing.T) {
 	var tr tracker
 	var changes []planner.Change
 	for i := range 50 {
-		changes = append(changes, planner.Change{Action: planner.Create, Slot: fmt.Sprintf("g/z/%d", i), Wave: i % 2})
+		changes = append(changes, planner.Change{Action: planner.Create, Desired: &spec.Device{Slot: fmt.Sprintf("g/z/%d", i)}, Wave: i % 2})
 	}
-	changes = append(changes, planner.Change{Action: planner.Delete, Slot: "g/z/3", DeviceID: "dup", Wave: 1})
+	changes = append(changes, planner.Change{Action: planner.Delete, Live: &planner.Live{ID: "dup", Tags: []string{spec.TagSlot + "g/z/3"}}, Wave: 1})
 	tr.setPlan(planner.Plan{Changes: changes})
 	for i := range 50 {
 		slot := fmt.Sprintf("g/z/%d", i)
@@ -120,12 +121,12 @@ func BenchmarkTrackerEvents(b *testing.B) {
 	changes := make([]planner.Change, n)
 	ids := make([]string, n)
 	for i := range changes {
-		changes[i] = planner.Change{Action: planner.Create, Slot: fmt.Sprintf("g/z/%d", i)}
+		changes[i] = planner.Change{Action: planner.Create, Desired: &spec.Device{Slot: fmt.Sprintf("g/z/%d", i)}}
 		ids[i] = fmt.Sprintf("dev-%d", i)
 	}
 	tr.setPlan(planner.Plan{Changes: changes})
 	b.ResetTimer()
 	for i := range b.N {
-		tr.apply(executor.Event{Time: t0, Kind: executor.DeviceState, Wave: 0, Slot: changes[i%n].Slot, DeviceID: ids[i%n], State: "provisioning"})
+		tr.apply(executor.Event{Time: t0, Kind: executor.DeviceState, Wave: 0, Slot: changes[i%n].Slot(), DeviceID: ids[i%n], State: "provisioning"})
 	}
 }

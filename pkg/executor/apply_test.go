@@ -24,7 +24,7 @@ var zones = []string{"ams1", "ewr1", "sjc1"}
 
 func rollout() spec.Rollout {
 	return spec.Rollout{Waves: [][]string{{"ams1"}, {"ewr1"}, {"sjc1"}}, MaxInFlight: 10,
-		MaxUnavailable: spec.Budget{Count: 1}, Rebuild: spec.RebuildReboot}
+		MaxUnavailable: spec.Budget{Count: 1}, Rebuild: spec.StrategyReboot}
 }
 
 // desired builds the desired device of slot "web/<zone>/<i>".
@@ -41,13 +41,13 @@ func slotName(zone string, i int) string { return spec.SlotName("web", zone, i) 
 
 func createChange(slot string) planner.Change {
 	d := desired(slot, "newrev000000")
-	return planner.Change{Action: planner.Create, Slot: slot, Hostname: d.Hostname, Wave: d.Wave, Desired: d}
+	return planner.Change{Action: planner.Create, Wave: d.Wave, Desired: d}
 }
 
 func liveChange(a planner.Action, l planner.Live, strategy string) planner.Change {
-	d := desired(l.Slot, "newrev000000")
-	return planner.Change{Action: a, Slot: l.Slot, Hostname: d.Hostname, Wave: d.Wave, DeviceID: l.ID,
-		Live: &l, Desired: d, Strategy: strategy}
+	d := desired(l.Slot(), "newrev000000")
+	return planner.Change{Action: a, Wave: d.Wave,
+		Live: &l, Desired: d, Strategy: spec.Strategy(strategy)}
 }
 
 func deleteChange(l planner.Live) planner.Change {
@@ -184,7 +184,7 @@ func seedWave(fc *fakeCloud, zone string, n int) ([]planner.Live, []string) {
 	for i := 1; i <= n; i++ {
 		l := fc.seed(slotName(zone, i), "oldrev000000")
 		lives = append(lives, l)
-		slots = append(slots, l.Slot)
+		slots = append(slots, l.Slot())
 	}
 	return lives, slots
 }
@@ -248,7 +248,7 @@ func TestCanaryGoesFirst(t *testing.T) {
 		if err != nil || res.Rebuilt != 8 {
 			t.Fatalf("Rebuilt %d, err %v", res.Rebuilt, err)
 		}
-		canaries := map[string]bool{lives[0].Slot: true, lives[1].Slot: true}
+		canaries := map[string]bool{lives[0].Slot(): true, lives[1].Slot(): true}
 		var canaryReady time.Time
 		for s := range canaries {
 			e, _ := ev.first(DeviceReady, s)
@@ -262,8 +262,8 @@ func TestCanaryGoesFirst(t *testing.T) {
 			}
 		}
 		// The second wave gets no canary phase: its two rebuilds run together.
-		e0, _ := ev.first(ChangeStarted, ewr[0].Slot)
-		e1, _ := ev.first(ChangeStarted, ewr[1].Slot)
+		e0, _ := ev.first(ChangeStarted, ewr[0].Slot())
+		e1, _ := ev.first(ChangeStarted, ewr[1].Slot())
 		if !e0.Time.Equal(e1.Time) {
 			t.Errorf("wave 1 rebuilds started at %v and %v, want together", e0.Time, e1.Time)
 		}
@@ -299,7 +299,7 @@ func TestHaltOnFailuresThenResume(t *testing.T) {
 		}
 		for _, c := range res.NotDone {
 			if c.Wave != 1 {
-				t.Errorf("not done: %s, want only wave 1", c.Slot)
+				t.Errorf("not done: %s, want only wave 1", c.Slot())
 			}
 		}
 		if _, ok := ev.first(Halted, ""); !ok {
@@ -310,7 +310,7 @@ func TestHaltOnFailuresThenResume(t *testing.T) {
 		var failedLive planner.Live
 		lives, _ := fc.List(t.Context())
 		for _, l := range lives {
-			if l.Slot == bad {
+			if l.Slot() == bad {
 				failedLive = l
 			}
 		}
@@ -343,277 +343,6 @@ func TestMaxFailuresTolerated(t *testing.T) {
 		}
 		if err == nil || errors.Is(err, ErrHalted) {
 			t.Errorf("err = %v, want the failed device only", err)
-		}
-	})
-}
-
-func TestAmbiguousCreatesNeverDuplicate(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		faults  []fault
-		listLag time.Duration
-		creates int
-	}{
-		{"created", []fault{ambCreated}, 0, 1},
-		{"created behind list lag", []fault{ambCreated}, 3 * time.Second, 1},
-		{"absent", []fault{ambAbsent}, 0, 2},
-		{"absent twice", []fault{ambAbsent, ambAbsent}, time.Second, 3},
-		{"absent then created", []fault{ambAbsent, ambCreated}, 2 * time.Second, 2},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				fc := newFake()
-				fc.listLag = tc.listLag
-				slot := slotName("ams1", 1)
-				fc.createFaults[slot] = tc.faults
-				res, err := Apply(t.Context(), fc, mkPlan(rollout(), createChange(slot)), Options{})
-				if err != nil || res.Created != 1 {
-					t.Fatalf("Created %d, err %v", res.Created, err)
-				}
-				if n := len(fc.liveBySlot()[slot]); n != 1 {
-					t.Errorf("%d devices in the slot, want 1", n)
-				}
-				if got := len(fc.ops(slot)); got != tc.creates {
-					t.Errorf("calls %v, want %d creates", fc.ops(slot), tc.creates)
-				}
-			})
-		})
-	}
-}
-
-func TestAmbiguousCreateDuringReplaceIgnoresOldDevice(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		fc := newFake()
-		old := fc.seed(slotName("ams1", 1), "oldrev000000")
-		fc.createFaults[old.Slot] = []fault{ambAbsent}
-		res, err := Apply(t.Context(), fc, mkPlan(rollout(), liveChange(planner.Replace, old, "")), Options{})
-		if err != nil || res.Replaced != 1 {
-			t.Fatalf("Replaced %d, err %v", res.Replaced, err)
-		}
-		ids := fc.liveBySlot()[old.Slot]
-		if len(ids) != 1 || ids[0] == old.ID {
-			t.Errorf("slot holds %v, want one new device", ids)
-		}
-		if got, want := fc.ops(old.Slot), []string{"create", "create", "delete"}; !slices.Equal(got, want) {
-			t.Errorf("calls %v, want %v", got, want)
-		}
-	})
-}
-
-func TestRefusedCreateFails(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		fc := newFake()
-		slot := slotName("ams1", 1)
-		fc.createFaults[slot] = []fault{refused}
-		res, err := Apply(t.Context(), fc, mkPlan(rollout(), createChange(slot)), Options{})
-		if err == nil || !strings.Contains(err.Error(), "422") || len(res.Failed) != 1 {
-			t.Fatalf("err %v, failed %v", err, res.Failed)
-		}
-		if got := fc.ops(slot); len(got) != 1 {
-			t.Errorf("a refused create was retried: %v", got)
-		}
-	})
-}
-
-func TestFailedDeviceRetriedOnce(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		fc := newFake()
-		slot := slotName("ams1", 1)
-		fc.provFail[slot] = 1
-		res, err := Apply(t.Context(), fc, mkPlan(rollout(), createChange(slot)), Options{})
-		if err != nil || res.Created != 1 {
-			t.Fatalf("Created %d, err %v", res.Created, err)
-		}
-		if got, want := fc.ops(slot), []string{"create", "delete", "create"}; !slices.Equal(got, want) {
-			t.Errorf("calls %v, want %v", got, want)
-		}
-	})
-}
-
-func TestFailedDeviceReported(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		fc := newFake()
-		bad, good := slotName("ams1", 1), slotName("ams1", 2)
-		fc.bootFail[bad] = 2
-		r := rollout()
-		r.MaxFailures = 1
-		res, err := Apply(t.Context(), fc, mkPlan(r, createChange(bad), createChange(good)), Options{Wait: WaitBooted})
-		if res.Created != 1 || len(res.Failed) != 1 {
-			t.Fatalf("result %+v", res)
-		}
-		f := res.Failed[0]
-		ids := fc.liveBySlot()[bad]
-		if f.Slot != bad || f.Hostname != hostOf(bad) || len(ids) != 1 || f.ID != ids[0] || !strings.Contains(f.LastEvent, "kernel: 404") {
-			t.Errorf("failed = %+v (live %v)", f, ids)
-		}
-		for _, want := range []string{hostOf(bad), bad, f.ID, "kernel: 404"} {
-			if err == nil || !strings.Contains(err.Error(), want) {
-				t.Errorf("error %v does not name %q", err, want)
-			}
-		}
-		if got, want := fc.ops(bad), []string{"create", "delete", "create"}; !slices.Equal(got, want) {
-			t.Errorf("calls %v, want %v", got, want)
-		}
-	})
-}
-
-func TestRetriesDisabled(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		fc := newFake()
-		slot := slotName("ams1", 1)
-		fc.provFail[slot] = 1
-		res, _ := Apply(t.Context(), fc, mkPlan(rollout(), createChange(slot)), Options{FailedRetries: -1})
-		if len(res.Failed) != 1 || len(fc.ops(slot)) != 1 {
-			t.Errorf("failed %v, calls %v", res.Failed, fc.ops(slot))
-		}
-	})
-}
-
-func TestRebuildStrategies(t *testing.T) {
-	for _, tc := range []struct {
-		strategy string
-		wait     WaitMode
-		ops      []string
-		sameID   bool
-	}{
-		{"reboot", WaitActive, []string{"update", "action:reboot"}, true},
-		{"reboot", WaitBooted, []string{"update", "action:reboot"}, true},
-		{"reinstall", WaitActive, []string{"update", "action:reinstall"}, true},
-		{"recreate", WaitBooted, []string{"create", "delete"}, false},
-	} {
-		t.Run(tc.strategy+"_"+string(tc.wait), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				fc := newFake()
-				old := fc.seed(slotName("ams1", 1), "oldrev000000")
-				var ev events
-				res, err := Apply(t.Context(), fc, mkPlan(rollout(), liveChange(planner.Rebuild, old, tc.strategy)),
-					Options{Wait: tc.wait, OnEvent: ev.add})
-				if err != nil || res.Rebuilt != 1 {
-					t.Fatalf("Rebuilt %d, err %v", res.Rebuilt, err)
-				}
-				if got := fc.ops(old.Slot); !slices.Equal(got, tc.ops) {
-					t.Errorf("calls %v, want %v", got, tc.ops)
-				}
-				ids := fc.liveBySlot()[old.Slot]
-				if len(ids) != 1 || (ids[0] == old.ID) != tc.sameID {
-					t.Errorf("slot holds %v (old %s)", ids, old.ID)
-				}
-				d := fc.dev(ids[0])
-				if !slices.Contains(d.tags, spec.TagRev+"newrev000000") || !strings.Contains(d.userdata, "newrev") {
-					t.Errorf("device not rebuilt: tags %v userdata %q", d.tags, d.userdata)
-				}
-				// Ready means the new boot happened, not the old active state.
-				ready, _ := ev.first(DeviceReady, old.Slot)
-				log := fc.log()
-				if booted := fc.bootedAfter(ids[0], log[0].at); booted.IsZero() || ready.Time.Before(booted) && tc.wait == WaitBooted {
-					t.Errorf("ready at %v, booted at %v", ready.Time, booted)
-				}
-				if tc.strategy == "reboot" && tc.wait == WaitActive && ready.Time.Before(log[1].finished.Add(fc.boot)) {
-					t.Errorf("reboot ready at %v before its boot finished", ready.Time)
-				}
-				if tc.strategy == "recreate" {
-					// The old hardware goes only once the new device booted.
-					if del := log[1].at; del.Before(fc.bootedAfter(ids[0], log[0].at)) {
-						t.Errorf("old device deleted at %v before the new one was ready", del)
-					}
-				}
-			})
-		})
-	}
-}
-
-func TestRebootNeedsAlwaysPXE(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		fc := newFake()
-		old := fc.seed(slotName("ams1", 1), "oldrev000000")
-		c := liveChange(planner.Rebuild, old, "reboot")
-		c.Desired.AlwaysPXE = false
-		res, err := Apply(t.Context(), fc, mkPlan(rollout(), c), Options{})
-		if err == nil || !strings.Contains(err.Error(), "always_pxe") || len(fc.log()) != 0 {
-			t.Errorf("err %v, result %+v, calls %v", err, res, fc.log())
-		}
-	})
-}
-
-func TestRebootActionFailureRestoresTags(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		fc := newFake()
-		old := fc.seed(slotName("ams1", 1), "oldrev000000")
-		fc.actionErr = errors.New("503 service unavailable")
-		res, err := Apply(t.Context(), fc, mkPlan(rollout(), liveChange(planner.Rebuild, old, "reboot")), Options{})
-		if err == nil || len(res.Failed) != 1 {
-			t.Fatalf("err %v result %+v", err, res)
-		}
-		if got := fc.dev(old.ID).tags; !slices.Contains(got, spec.TagRev+"oldrev000000") {
-			t.Errorf("tags after a failed reboot = %v, want the old rev back", got)
-		}
-	})
-}
-
-func TestReplaceCreatesBeforeDeleting(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		fc := newFake()
-		old := fc.seed(slotName("ams1", 1), "oldrev000000")
-		res, err := Apply(t.Context(), fc, mkPlan(rollout(), liveChange(planner.Replace, old, "")), Options{})
-		if err != nil || res.Replaced != 1 {
-			t.Fatalf("Replaced %d, err %v", res.Replaced, err)
-		}
-		log := fc.log()
-		if len(log) != 2 || log[0].op != "create" || log[1].op != "delete" || log[1].id != old.ID {
-			t.Fatalf("calls %+v", log)
-		}
-		active := fc.dev(log[0].id).states[1].at
-		if log[1].at.Before(active) {
-			t.Errorf("old deleted at %v, new active only at %v", log[1].at, active)
-		}
-	})
-}
-
-func TestReplaceKeepsOldWhenNewFails(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		fc := newFake()
-		old := fc.seed(slotName("ams1", 1), "oldrev000000")
-		fc.provFail[old.Slot] = 2
-		res, _ := Apply(t.Context(), fc, mkPlan(rollout(), liveChange(planner.Replace, old, "")), Options{})
-		if len(res.Failed) != 1 || fc.dev(old.ID).deleted != (time.Time{}) {
-			t.Errorf("failed %v; old device deleted: %v", res.Failed, fc.dev(old.ID).deleted)
-		}
-	})
-}
-
-func TestDeletesRunAfterTheWavesDevicesAreReady(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		fc := newFake()
-		old := fc.seed("old/ams1/1", "oldrev000000")
-		gone := planner.Live{ID: "already-gone", Slot: "old/ams1/2"}
-		p := mkPlan(rollout(), createChange(slotName("ams1", 1)), deleteChange(old), deleteChange(gone))
-		res, err := Apply(t.Context(), fc, p, Options{})
-		if err != nil || res.Created != 1 || res.Deleted != 2 {
-			t.Fatalf("result %+v, %v", res, err)
-		}
-		log := fc.log()
-		i := slices.IndexFunc(log, func(c fcall) bool { return c.op == "create" })
-		active := fc.dev(log[i].id).states[1].at
-		for _, c := range log {
-			if c.op == "delete" && c.at.Before(active) {
-				t.Errorf("delete at %v, before the create was active at %v", c.at, active)
-			}
-		}
-	})
-}
-
-func TestUpdateIsOnePut(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		fc := newFake()
-		old := fc.seed(slotName("ams1", 1), "newrev000000")
-		c := liveChange(planner.Update, old, "")
-		c.Desired.Hostname = "renamed"
-		res, err := Apply(t.Context(), fc, mkPlan(rollout(), c), Options{})
-		if err != nil || res.Updated != 1 || len(fc.log()) != 1 {
-			t.Fatalf("result %+v, %v, calls %v", res, err, fc.log())
-		}
-		if d := fc.dev(old.ID); d.host != "renamed" || !slices.Contains(d.tags, spec.TagRev+"newrev000000") {
-			t.Errorf("device after update: %s %v", d.host, d.tags)
 		}
 	})
 }
@@ -756,7 +485,7 @@ func haltStopsChangesWaitingForBudget(t *testing.T) {
 		lives, _ := seedWave(fc, "ams1", 5)
 		var changes []planner.Change
 		for _, l := range lives {
-			fc.bootFail[l.Slot] = 2 // a broken image: every boot fails
+			fc.bootFail[l.Slot()] = 2 // a broken image: every boot fails
 			changes = append(changes, liveChange(planner.Rebuild, l, "reboot"))
 		}
 		res, err := Apply(t.Context(), fc, mkPlan(rollout(), changes...), Options{Wait: WaitBooted})
@@ -780,52 +509,6 @@ func TestWaitToleratesListLag(t *testing.T) {
 		res, err := Apply(t.Context(), fc, mkPlan(rollout(), createChange(slotName("ams1", 1))), Options{})
 		if err != nil || res.Created != 1 || len(fc.log()) != 1 {
 			t.Errorf("created %d, %v, calls %v", res.Created, err, fc.log())
-		}
-	})
-}
-
-func TestAmbiguousActionSentAgain(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		fc := newFake()
-		old := fc.seed(slotName("ams1", 1), "oldrev000000")
-		fc.ambiguousActions = 1
-		res, err := Apply(t.Context(), fc, mkPlan(rollout(), liveChange(planner.Rebuild, old, "reboot")), Options{Wait: WaitBooted})
-		if err != nil || res.Rebuilt != 1 {
-			t.Fatalf("Rebuilt %d, %v", res.Rebuilt, err)
-		}
-		if got, want := fc.ops(old.Slot), []string{"update", "action:reboot", "action:reboot"}; !slices.Equal(got, want) {
-			t.Errorf("calls %v, want %v", got, want)
-		}
-	})
-}
-
-// In-place rebuilds of a wave take their budget in plan (slot) order, so a
-// rollout walks a wave's devices in the order the plan shows.
-func TestInPlaceRebuildsFollowPlanOrder(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		fc := newFake()
-		lives, _ := seedWave(fc, "ams1", 12)
-		r := rollout()
-		r.MaxUnavailable = spec.Budget{Count: 2}
-		var changes []planner.Change
-		for _, l := range lives {
-			changes = append(changes, liveChange(planner.Rebuild, l, "reboot"))
-		}
-		var ev events
-		res, err := Apply(t.Context(), fc, mkPlan(r, changes...), Options{Wait: WaitBooted, OnEvent: ev.add})
-		if err != nil || res.Rebuilt != len(lives) {
-			t.Fatalf("Rebuilt %d, err %v", res.Rebuilt, err)
-		}
-		var prev time.Time
-		for _, l := range lives {
-			e, ok := ev.first(ChangeStarted, l.Slot)
-			if !ok {
-				t.Fatalf("%s never started", l.Slot)
-			}
-			if e.Time.Before(prev) {
-				t.Errorf("%s started at %v, before the slot ahead of it (%v)", l.Slot, e.Time, prev)
-			}
-			prev = e.Time
 		}
 	})
 }

@@ -62,7 +62,7 @@ type fcall struct {
 	op, id   string
 	slot     string
 	action   string
-	upd      Update
+	upd      planner.DeviceUpdate
 	finished time.Time
 }
 
@@ -209,7 +209,7 @@ func (f *fakeCloud) find(id string) *fdev {
 	return nil
 }
 
-func (f *fakeCloud) Update(ctx context.Context, id string, u Update) error {
+func (f *fakeCloud) Update(ctx context.Context, id string, u planner.DeviceUpdate) error {
 	n, err := f.begin(ctx, fcall{op: "update", id: id, upd: u})
 	if err != nil {
 		return err
@@ -237,7 +237,13 @@ func (f *fakeCloud) Update(ctx context.Context, id string, u Update) error {
 	return nil
 }
 
-func (f *fakeCloud) Action(ctx context.Context, id, action string) error {
+func (f *fakeCloud) Reboot(ctx context.Context, id string) error { return f.action(ctx, id, "reboot") }
+
+func (f *fakeCloud) Reinstall(ctx context.Context, id string) error {
+	return f.action(ctx, id, "reinstall")
+}
+
+func (f *fakeCloud) action(ctx context.Context, id, action string) error {
 	n, err := f.begin(ctx, fcall{op: "action", id: id, action: action})
 	if err != nil {
 		return err
@@ -313,13 +319,8 @@ func (f *fakeCloud) List(context.Context) ([]planner.Live, error) {
 }
 
 func (f *fakeCloud) liveAt(d *fdev, t time.Time) planner.Live {
-	l := planner.Live{ID: d.id, Hostname: d.host, Tags: append([]string{}, d.tags...), Fleet: "lab",
-		Slot: d.slot, AlwaysPXE: d.alwaysPXE, Userdata: d.userdata, CreatedAt: d.created}
-	for _, tg := range d.tags {
-		if r, ok := strings.CutPrefix(tg, spec.TagRev); ok {
-			l.Rev = r
-		}
-	}
+	l := planner.Live{ID: d.id, Hostname: d.host, Tags: append([]string{}, d.tags...),
+		AlwaysPXE: d.alwaysPXE, Userdata: d.userdata, CreatedAt: d.created}
 	for _, s := range d.states {
 		if !s.at.After(t) {
 			l.State = s.state

@@ -21,10 +21,12 @@ func isAmbiguous(err error) bool {
 	return errors.As(err, &a) && a.Ambiguous()
 }
 
-// describe names a change's device for error messages.
-func describe(c *planner.Change) string {
-	return fmt.Sprintf("device %q (slot %s)", c.Hostname, c.Slot)
-}
+// Errors say each thing once: the Cloud's errors name the operation and
+// the device it was given (`create device "web-ams1-1" (slot web/ams1/1):
+// 422 ...`, `delete device "ID": ...`), FailedDevice carries the change's
+// hostname, slot and id, and the executor adds only what it alone knows
+// (attempts, which of a replacement's devices). It never wraps a Cloud
+// error in the operation and device again.
 
 // createNew makes c's new device (safeCreate) and says how that went:
 // done with the device, notStarted when scheduling stopped or Ctrl-C came
@@ -54,8 +56,14 @@ func (r *run) doCreate(ctx context.Context, w *wave, c *planner.Change) (outcome
 	if r.opts.Wait == WaitNone {
 		return done, FailedDevice{}
 	}
-	if _, fd, err := r.ensureReady(ctx, c, live.ID, r.opts.Wait, false, time.Time{}); err == nil && fd != nil {
-		return failed, *fd
+	ready, bad, err := r.ensureReady(ctx, waitFor{c: c, id: live.ID, mode: r.opts.Wait, after: r.w.now()})
+	switch {
+	case err == nil && bad != nil:
+		return failed, *bad
+	case err == nil:
+		if bad := r.configure(ctx, c, ready.ID); bad != nil {
+			return failed, *bad
+		}
 	}
 	// Ready, or the wait was interrupted: the create itself is done either
 	// way, and the next plan sees the device in whatever state it reaches.
@@ -65,17 +73,17 @@ func (r *run) doCreate(ctx context.Context, w *wave, c *planner.Change) (outcome
 // doDelete deletes a device; a device already gone counts as deleted.
 func (r *run) doDelete(w *wave, c *planner.Change) (outcome, FailedDevice) {
 	err := r.call(w.sched, func(cctx context.Context) error {
-		r.emit(changeEvent(ChangeStarted, c, c.DeviceID, "delete"))
-		return r.cloud.Delete(cctx, c.DeviceID)
+		r.emit(changeEvent(ChangeStarted, c, c.DeviceID(), "delete"))
+		return r.cloud.Delete(cctx, c.DeviceID())
 	})
 	switch {
 	case errors.Is(err, errNotSent):
 		return notStarted, FailedDevice{}
 	case err != nil:
-		return failed, FailedDevice{LastEvent: fmt.Sprintf("delete %s: %v", describe(c), err)}
+		return failed, FailedDevice{LastEvent: err.Error()}
 	}
-	r.markKnown(c.DeviceID)
-	r.emit(changeEvent(ChangeDone, c, c.DeviceID, "deleted"))
+	r.markKnown(c.DeviceID())
+	r.emit(changeEvent(ChangeDone, c, c.DeviceID(), "deleted"))
 	return done, FailedDevice{}
 }
 
@@ -86,18 +94,21 @@ func (r *run) doUpdate(w *wave, c *planner.Change) (outcome, FailedDevice) {
 	}
 	d := c.Desired
 	tags := d.Tags()
-	u := Update{Hostname: &d.Hostname, Tags: &tags, AlwaysPXE: &d.AlwaysPXE}
+	u := planner.DeviceUpdate{Hostname: &d.Hostname, Tags: &tags, AlwaysPXE: &d.AlwaysPXE}
 	err := r.call(w.sched, func(cctx context.Context) error {
-		r.emit(changeEvent(ChangeStarted, c, c.DeviceID, "update"))
-		return r.cloud.Update(cctx, c.DeviceID, u)
+		r.emit(changeEvent(ChangeStarted, c, c.DeviceID(), "update"))
+		return r.cloud.Update(cctx, c.DeviceID(), u)
 	})
 	switch {
 	case errors.Is(err, errNotSent):
 		return notStarted, FailedDevice{}
 	case err != nil:
-		return failed, FailedDevice{LastEvent: fmt.Sprintf("update %s: %v", describe(c), err)}
+		return failed, FailedDevice{LastEvent: err.Error()}
 	}
-	r.emit(changeEvent(ChangeDone, c, c.DeviceID, "updated"))
+	if fd := r.configure(w.sched, c, c.DeviceID()); fd != nil {
+		return failed, *fd
+	}
+	r.emit(changeEvent(ChangeDone, c, c.DeviceID(), "updated"))
 	return done, FailedDevice{}
 }
 
@@ -117,7 +128,7 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 	if mode == WaitNone {
 		mode = WaitActive
 	}
-	newLive, fd, err := r.ensureReady(ctx, c, live.ID, mode, false, time.Time{})
+	newLive, fd, err := r.ensureReady(ctx, waitFor{c: c, id: live.ID, mode: mode, after: r.w.now()})
 	switch {
 	case err != nil:
 		// Ctrl-C: the slot has both devices; the next plan keeps the newest
@@ -127,7 +138,12 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 		// The old device stays: it still serves the slot.
 		return failed, *fd
 	}
-	old := c.DeviceID
+	if fd := r.configure(ctx, c, newLive.ID); fd != nil {
+		// Configured or not, the new device exists; the old one stays
+		// until a later apply has configured the new one.
+		return failed, *fd
+	}
+	old := c.DeviceID()
 	if old == "" {
 		r.emit(changeEvent(ChangeDone, c, newLive.ID, "replaced"))
 		return done, FailedDevice{}
@@ -146,7 +162,7 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 	case errors.Is(err, errNotSent):
 		return notStarted, FailedDevice{}
 	case err != nil:
-		return failed, FailedDevice{ID: old, LastEvent: fmt.Sprintf("delete old device %s of %s: %v", old, describe(c), err)}
+		return failed, FailedDevice{ID: old, LastEvent: fmt.Sprintf("new device %s is ready, the old one is not deleted: %v", newLive.ID, err)}
 	}
 	r.markKnown(old)
 	r.emit(changeEvent(ChangeDone, c, newLive.ID, "replaced "+old))
@@ -157,16 +173,16 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 // userdata (or script URL) and rev tag, then the reboot or reinstall
 // action, then a wait until it has booted again. The device counts
 // against the wave's max_unavailable from the PUT until it is ready.
-func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how string) (oc outcome, fd FailedDevice) {
+func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how spec.Strategy) (oc outcome, fd FailedDevice) {
 	d := c.Desired
 	switch {
 	case d == nil:
 		w.turns.pass(c)
 		return failed, FailedDevice{LastEvent: "rebuild: the plan has no desired device"}
-	case how == spec.RebuildReboot && !d.AlwaysPXE:
+	case how.NeedsAlwaysPXE() && !d.AlwaysPXE:
 		// Without always_pxe a reboot boots the local disk, not the image.
 		w.turns.pass(c)
-		return failed, FailedDevice{LastEvent: "rebuild by reboot needs always_pxe: true (or rollout.rebuild: reinstall)"}
+		return failed, FailedDevice{LastEvent: fmt.Sprintf("rebuild by %s needs always_pxe: true (or rollout.rebuild: %s)", how, spec.DefaultStrategy(false))}
 	}
 	err := w.turns.await(w.sched, c)
 	if err == nil {
@@ -187,50 +203,28 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how str
 		w.budget.Release(1)
 	}()
 
-	id := c.DeviceID
+	id := c.DeviceID()
 	tags := d.Tags()
 	userdata := d.APIUserdata()
-	u := Update{Hostname: &d.Hostname, Tags: &tags, AlwaysPXE: &d.AlwaysPXE, Userdata: &userdata}
+	u := planner.DeviceUpdate{Hostname: &d.Hostname, Tags: &tags, AlwaysPXE: &d.AlwaysPXE, Userdata: &userdata}
 	if c.Live == nil || c.Live.ScriptURL != d.IPXEScriptURL {
 		u.IPXEScriptURL = &d.IPXEScriptURL
 	}
 	err = r.call(w.sched, func(cctx context.Context) error {
-		r.emit(changeEvent(ChangeStarted, c, id, how))
+		r.emit(changeEvent(ChangeStarted, c, id, string(how)))
 		return r.cloud.Update(cctx, id, u)
 	})
 	switch {
 	case errors.Is(err, errNotSent):
 		return notStarted, FailedDevice{}
 	case err != nil:
-		return failed, FailedDevice{LastEvent: fmt.Sprintf("rebuild %s: update: %v", describe(c), err)}
+		return failed, FailedDevice{LastEvent: err.Error()}
 	}
-	// The PUT wrote the new rev tag, which promises the new image: the
-	// action is sent even after Ctrl-C, and if it fails the old tags are
-	// put back so the next plan still sees the rebuild.
-	action := func(cctx context.Context) error { return r.cloud.Action(cctx, id, how) }
-	err = r.call(context.WithoutCancel(ctx), action)
-	if isAmbiguous(err) {
-		// The action may or may not have happened. Sending it again costs at
-		// most one more boot, while not sending it could leave the old image
-		// running under the new rev tag.
-		r.emit(Event{Kind: Retrying, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
-			DeviceID: id, Message: how + " may not have been done; sending it again", Err: err})
-		err = r.call(context.WithoutCancel(ctx), action)
-	}
-	if err != nil {
-		fd := FailedDevice{LastEvent: fmt.Sprintf("rebuild %s: %s: %v", describe(c), how, err)}
-		if c.Live != nil {
-			old := append([]string{}, c.Live.Tags...)
-			if rerr := r.call(context.WithoutCancel(ctx), func(cctx context.Context) error {
-				return r.cloud.Update(cctx, id, Update{Tags: &old})
-			}); rerr != nil {
-				fd.LastEvent += fmt.Sprintf("; restoring the old tags also failed (%v): rebuild it with --rebuild %s", rerr, c.Slot)
-			}
-		}
-		return failed, fd
+	if fd := r.act(ctx, c, id, how); fd != nil {
+		return failed, *fd
 	}
 	after := r.w.now()
-	r.emit(changeEvent(ChangeDone, c, id, how+" sent"))
+	r.emit(changeEvent(ChangeDone, c, id, string(how)+" sent"))
 	if r.opts.Wait == WaitNone {
 		return done, FailedDevice{}
 	}
@@ -238,11 +232,77 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how str
 	if c.Live != nil {
 		baseline = c.Live.UserStateAt
 	}
-	_, bad, err := r.ensureReadyAfter(ctx, c, id, r.opts.Wait, true, baseline, after)
-	if err == nil && bad != nil {
+	_, bad, err := r.ensureReady(ctx, waitFor{c: c, id: id, mode: r.opts.Wait, inPlace: true, baseline: baseline, after: after})
+	switch {
+	case err == nil && bad != nil:
 		return failed, *bad
+	case err == nil:
+		if fd := r.configure(ctx, c, id); fd != nil {
+			return failed, *fd
+		}
 	}
 	return done, FailedDevice{}
+}
+
+// configure applies the desired device's post-provisioning settings when
+// the Cloud has any (see Configurer); nil when done or nothing to do.
+func (r *run) configure(ctx context.Context, c *planner.Change, id string) *FailedDevice {
+	cf, ok := r.cloud.(Configurer)
+	if !ok || c.Desired == nil {
+		return nil
+	}
+	d := *c.Desired
+	err := r.call(ctx, func(cctx context.Context) error { return cf.Configure(cctx, id, d) })
+	switch {
+	case errors.Is(err, errNotSent):
+		// Stopped before it was sent: the next plan shows what is left.
+		return nil
+	case err != nil:
+		return &FailedDevice{ID: id, LastEvent: err.Error()}
+	}
+	return nil
+}
+
+// act sends an in-place rebuild's action after its PUT. The PUT wrote the
+// new rev tag, which promises the new image: the action is sent even after
+// Ctrl-C, and if it fails the old tags are put back so the next plan still
+// sees the rebuild.
+func (r *run) act(ctx context.Context, c *planner.Change, id string, how spec.Strategy) *FailedDevice {
+	action := func(cctx context.Context) error { return r.sendAction(cctx, id, how) }
+	err := r.call(context.WithoutCancel(ctx), action)
+	if isAmbiguous(err) {
+		// The action may or may not have happened. Sending it again costs at
+		// most one more boot, while not sending it could leave the old image
+		// running under the new rev tag.
+		r.emit(Event{Kind: Retrying, Wave: c.Wave, Action: c.Action, Slot: c.Slot(), Hostname: c.Hostname(),
+			DeviceID: id, Message: string(how) + " may not have been done; sending it again", Err: err})
+		err = r.call(context.WithoutCancel(ctx), action)
+	}
+	if err == nil {
+		return nil
+	}
+	fd := &FailedDevice{LastEvent: err.Error()}
+	if c.Live != nil {
+		old := append([]string{}, c.Live.Tags...)
+		if rerr := r.call(context.WithoutCancel(ctx), func(cctx context.Context) error {
+			return r.cloud.Update(cctx, id, planner.DeviceUpdate{Tags: &old})
+		}); rerr != nil {
+			fd.LastEvent += fmt.Sprintf("; restoring the old tags also failed (%v): rebuild it with --rebuild %s", rerr, c.Slot())
+		}
+	}
+	return fd
+}
+
+// sendAction sends the API action of an in-place strategy: one case per
+// in-place row of spec's strategy table.
+func (r *run) sendAction(ctx context.Context, id string, how spec.Strategy) error {
+	switch how {
+	case spec.StrategyReboot:
+		return r.cloud.Reboot(ctx, id)
+	case spec.StrategyReinstall:
+		return r.cloud.Reinstall(ctx, id)
+	}
+	return fmt.Errorf("rebuild strategy %q has no in-place action", how)
 }
 
 // safeCreate creates c's device without ever making a second one: after
@@ -271,15 +331,15 @@ func (r *run) safeCreate(ctx, gate context.Context, c *planner.Change, announce 
 			return planner.Live{}, ctx.Err()
 		}
 		if !isAmbiguous(err) {
-			return planner.Live{}, fmt.Errorf("create %s: %w", describe(c), err)
+			return planner.Live{}, err
 		}
 		if attempt >= maxCreateAttempts {
-			return planner.Live{}, fmt.Errorf("create %s: outcome still unknown after %d attempts; run apply again, it lists before creating: %w",
-				describe(c), attempt, err)
+			return planner.Live{}, fmt.Errorf("%w; outcome still unknown after %d attempts: run apply again, it lists before creating",
+				err, attempt)
 		}
-		r.emit(Event{Kind: Retrying, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
+		r.emit(Event{Kind: Retrying, Wave: c.Wave, Action: c.Action, Slot: c.Slot(), Hostname: c.Hostname(),
 			Message: "create may have succeeded; looking the slot up", Err: err})
-		found, ok, lerr := r.lookup(ctx, c.Slot, r.w.now(), time.Now())
+		found, ok, lerr := r.lookup(ctx, c.Slot(), r.w.now(), time.Now())
 		if lerr != nil {
 			return planner.Live{}, lerr
 		}
@@ -309,130 +369,6 @@ func (r *run) lookup(ctx context.Context, slot string, after uint64, failedAt ti
 		}
 		if s.start.Sub(failedAt) >= r.opts.ListLag {
 			return planner.Live{}, false, nil
-		}
-	}
-}
-
-// ensureReady waits until device id is ready (see waitReady). A device
-// that fails is deleted and created again up to FailedRetries times. It
-// returns the ready device, or the failure, or ctx's error when the wait
-// was interrupted.
-func (r *run) ensureReady(ctx context.Context, c *planner.Change, id string, mode WaitMode, inPlace bool, baseline time.Time) (planner.Live, *FailedDevice, error) {
-	return r.ensureReadyAfter(ctx, c, id, mode, inPlace, baseline, r.w.now())
-}
-
-func (r *run) ensureReadyAfter(ctx context.Context, c *planner.Change, id string, mode WaitMode, inPlace bool, baseline time.Time, after uint64) (planner.Live, *FailedDevice, error) {
-	for try := 0; ; try++ {
-		live, reason, err := r.waitReady(ctx, c, id, mode, inPlace, baseline, after)
-		if err != nil {
-			return planner.Live{}, nil, err
-		}
-		if reason == "" {
-			r.emit(Event{Kind: DeviceReady, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
-				DeviceID: id, State: live.State})
-			return live, nil, nil
-		}
-		r.emit(Event{Kind: DeviceFailed, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
-			DeviceID: id, State: live.State, Message: reason})
-		r.markKnown(id)
-		if try >= r.opts.FailedRetries || ctx.Err() != nil {
-			return live, &FailedDevice{ID: id, LastEvent: reason}, nil
-		}
-		r.emit(changeEvent(Retrying, c, id, "deleting the failed device and creating it again"))
-		err = r.call(ctx, func(cctx context.Context) error { return r.cloud.Delete(cctx, id) })
-		if err != nil {
-			if errors.Is(err, errNotSent) {
-				return live, &FailedDevice{ID: id, LastEvent: reason}, nil
-			}
-			return live, &FailedDevice{ID: id, LastEvent: fmt.Sprintf("%s; deleting it for a retry failed: %v", reason, err)}, nil
-		}
-		created, err := r.safeCreate(ctx, ctx, c, false)
-		if err != nil {
-			if ctx.Err() != nil {
-				return planner.Live{}, nil, ctx.Err()
-			}
-			return live, &FailedDevice{ID: id, LastEvent: fmt.Sprintf("%s; creating it again failed: %v", reason, err)}, nil
-		}
-		r.emit(changeEvent(Info, c, created.ID, "created again"))
-		id, inPlace, baseline, after = created.ID, false, time.Time{}, r.w.now()
-	}
-}
-
-// missingLimit is how many listings in a row may omit a device that was
-// listed before until it counts as failed (it was deleted behind our back).
-const missingLimit = 5
-
-// waitReady watches the fleet listings begun after `after` until device id
-// is ready (reason "") or has failed (reason = the last event). Ready:
-//   - WaitActive: state active; for a device rebuilt in place (already
-//     active before its reboot) only once it has left active or posted a
-//     user state newer than baseline since.
-//   - WaitBooted: a user state "succeeded" newer than baseline.
-//
-// Failed: state failed, or in WaitBooted a newer user state "failed".
-func (r *run) waitReady(ctx context.Context, c *planner.Change, id string, mode WaitMode, inPlace bool, baseline time.Time, after uint64) (planner.Live, string, error) {
-	defer r.w.waiting()() // lets the watcher learn how long devices take
-	var (
-		last     planner.Live
-		seen     bool
-		sawDown  bool
-		missing  int
-		lastSeen string
-	)
-	for {
-		s, err := r.w.next(ctx, after)
-		if err != nil {
-			return last, "", err
-		}
-		after = s.seq
-		l, ok := s.byID[id]
-		if !ok {
-			// New devices may be missing from listings for a while (lag).
-			if seen {
-				if missing++; missing >= missingLimit {
-					return last, "device disappeared from the listing", nil
-				}
-			}
-			continue
-		}
-		seen, missing, last = true, 0, l
-		if key := l.State + "/" + l.UserState + "/" + l.UserStateAt.String(); key != lastSeen {
-			lastSeen = key
-			msg := ""
-			switch {
-			case l.UserState == "":
-			case l.UserStateAt.After(baseline):
-				msg = "user state " + l.UserState
-			default:
-				msg = "user state " + l.UserState + " (from before this change)"
-			}
-			r.emit(Event{Kind: DeviceState, Wave: c.Wave, Action: c.Action, Slot: c.Slot, Hostname: c.Hostname,
-				DeviceID: id, State: l.State, Message: msg})
-		}
-		fresh := l.UserState != "" && l.UserStateAt.After(baseline)
-		switch {
-		case l.State == "failed":
-			reason := "state failed"
-			if l.UserStateBody != "" {
-				reason += ": " + l.UserStateBody
-			}
-			return l, reason, nil
-		case gone(l.State):
-			return l, "device is being deleted (state " + l.State + ")", nil
-		case mode == WaitBooted && fresh && l.UserState == "failed":
-			reason := "boot failed"
-			if l.UserStateBody != "" {
-				reason += ": " + l.UserStateBody
-			}
-			return l, reason, nil
-		case mode == WaitBooted:
-			if fresh && l.UserState == "succeeded" {
-				return l, "", nil
-			}
-		case l.State != "active":
-			sawDown = true
-		case !inPlace || sawDown || fresh:
-			return l, "", nil
 		}
 	}
 }

@@ -273,15 +273,12 @@ func newSnapshot(seq uint64, start time.Time, lives []planner.Live) *snapshot {
 		bySlot: make(map[string][]planner.Live, len(lives))}
 	for _, l := range lives {
 		s.byID[l.ID] = l
-		if l.Slot != "" && !gone(l.State) {
-			s.bySlot[l.Slot] = append(s.bySlot[l.Slot], l)
+		if slot := l.Slot(); slot != "" && !planner.Ignored(l.State) {
+			s.bySlot[slot] = append(s.bySlot[slot], l)
 		}
 	}
 	return s
 }
-
-// gone reports states of devices that are on their way out.
-func gone(state string) bool { return state == "deprovisioning" || state == "deleted" }
 
 func (w *watcher) publish(s *snapshot) {
 	w.mu.Lock()

@@ -93,28 +93,16 @@ func renderDevice(d *spec.Device, cmdlines, arches map[string]string) error {
 // resolveArch picks the device's architecture: the image's, else the API
 // catalogue's, else what Expand derived from the slug.
 func resolveArch(d spec.Device, arches map[string]string) string {
-	if a := NormalizeArch(d.Image.Arch); a != "" {
+	if a := spec.NormalizeArch(d.Image.Arch); a != "" {
 		return a
 	}
-	if a := NormalizeArch(arches[d.Machine]); a != "" {
+	if a := spec.NormalizeArch(arches[d.Machine]); a != "" {
 		return a
 	}
-	if a := NormalizeArch(d.Arch); a != "" {
+	if a := spec.NormalizeArch(d.Arch); a != "" {
 		return a
 	}
 	return spec.ArchOfMachine(d.Machine)
-}
-
-// NormalizeArch maps the spellings an API or a user may use to spec.ArchX86
-// or spec.ArchARM, and anything else to "".
-func NormalizeArch(s string) string {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "x86_64", "amd64", "x86", "x86-64":
-		return spec.ArchX86
-	case "aarch64", "arm64", "arm":
-		return spec.ArchARM
-	}
-	return ""
 }
 
 // HasMagic reports whether script starts the way iPXE requires: "#!ipxe"
@@ -140,7 +128,7 @@ func DefaultScript(arch, baseURL, name, cmdline string) string {
 	b.WriteString(Magic + "\n")
 	b.WriteString("dhcp\n")
 	b.WriteString("set base-url " + baseURL + "\n")
-	if NormalizeArch(arch) == spec.ArchARM {
+	if spec.NormalizeArch(arch) == spec.ArchARM {
 		b.WriteString("initrd --name initrd " + initrd + "\n")
 		b.WriteString(joinFields("kernel", kernel, "initrd=initrd root=/dev/ram0 ip=dhcp nomodeset ro", cmdline) + "\n")
 	} else {

@@ -379,15 +379,3 @@ func TestRevStability(t *testing.T) {
 		t.Error("userdata did not change the rev")
 	}
 }
-
-func TestNormalizeArch(t *testing.T) {
-	for in, want := range map[string]string{
-		"x86_64": spec.ArchX86, "amd64": spec.ArchX86, " X86 ": spec.ArchX86,
-		"aarch64": spec.ArchARM, "arm64": spec.ArchARM, "ARM": spec.ArchARM,
-		"": "", "riscv64": "",
-	} {
-		if got := ipxe.NormalizeArch(in); got != want {
-			t.Errorf("NormalizeArch(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

@@ -2,10 +2,12 @@ package ipxe
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/lkfleet/lkfleet/internal/atomicfile"
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
@@ -32,32 +34,10 @@ func WriteScripts(dir string, devs []spec.Device) ([]string, error) {
 			return paths, fmt.Errorf("write script of device %q (slot %s): hostname is not a file name", d.Hostname, d.Slot)
 		}
 		p := filepath.Join(dir, FileName(d))
-		if err := writeFileAtomic(p, []byte(d.Script)); err != nil {
+		if err := atomicfile.Write(p, 0o644, func(w io.Writer) error { _, err := io.WriteString(w, d.Script); return err }); err != nil {
 			return paths, fmt.Errorf("write script of device %q (slot %s): %w", d.Hostname, d.Slot, err)
 		}
 		paths = append(paths, p)
 	}
 	return paths, nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
 }

@@ -108,6 +108,14 @@ func (c *Client) Catalogue(ctx context.Context) (planner.Catalogue, error) {
 			return planner.Catalogue{}, c.apiError(e.op, "", "", e.err, false)
 		}
 	}
+	cat := buildCatalogue(plans, facs, metros)
+	c.cat.cat.Store(&cat)
+	return cat, nil
+}
+
+// buildCatalogue joins the three listings: facilities and plans may name
+// metros and facilities by id only.
+func buildCatalogue(plans planList, facs []packngo.Facility, metros []packngo.Metro) planner.Catalogue {
 	cat := planner.Catalogue{
 		Plans:      map[string]planner.PlanInfo{},
 		Facilities: map[string]string{},
@@ -151,8 +159,7 @@ func (c *Client) Catalogue(ctx context.Context) (planner.Catalogue, error) {
 		info.Locations = slices.Compact(info.Locations)
 		cat.Plans[p.Slug] = info
 	}
-	c.cat.cat.Store(&cat)
-	return cat, nil
+	return cat
 }
 
 // archOfCPUs reads an architecture from a plan's CPU descriptions, which
@@ -187,12 +194,6 @@ func (c *Client) isMetro(zone string) bool {
 	return len(zone) == 2
 }
 
-// Need is a number of devices of one machine type wanted in one zone.
-type Need struct {
-	Zone    string // facility or metro code
-	Machine string // plan slug
-}
-
 // capacityServer is one line of a capacity check. The API describes
 // quantity as a string, where packngo sends a number.
 type capacityServer struct {
@@ -213,15 +214,15 @@ type capacityBody struct {
 // `no capacity for 3 × c3.small.x86 in ams1`. Whether a warning stops the
 // plan is the caller's choice. The checks only read, so they are retried
 // like GETs.
-func (c *Client) CheckCapacity(ctx context.Context, needs map[Need]int) ([]string, error) {
+func (c *Client) CheckCapacity(ctx context.Context, needs map[planner.Need]int) ([]string, error) {
 	var metro, fac []capacityServer
-	keys := make([]Need, 0, len(needs))
+	keys := make([]planner.Need, 0, len(needs))
 	for k, n := range needs {
 		if n > 0 {
 			keys = append(keys, k)
 		}
 	}
-	slices.SortFunc(keys, func(a, b Need) int {
+	slices.SortFunc(keys, func(a, b planner.Need) int {
 		return cmp.Or(cmp.Compare(a.Zone, b.Zone), cmp.Compare(a.Machine, b.Machine))
 	})
 	for _, k := range keys {

@@ -1,7 +1,9 @@
 package packet
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -23,32 +25,15 @@ const PerPage = 1000
 // bound on `page`).
 const maxPages = 100000
 
-// userStateEvent is the event type a device's user state is recorded as.
-const userStateEvent = "user_state"
-
-// Update carries the attributes a PUT changes; nil fields are left alone.
-// Its fields match executor.Update one for one, so a value converts with
-// packet.Update(u).
-type Update struct {
-	Hostname      *string
-	Tags          *[]string
-	AlwaysPXE     *bool
-	Userdata      *string
-	IPXEScriptURL *string
-}
-
-// Device actions Action accepts.
-const (
-	ActionReboot    = "reboot"
-	ActionReinstall = "reinstall"
-	ActionPowerOn   = "power_on"
-	ActionPowerOff  = "power_off"
-)
+// userStatePrefix starts the type of the event a device's user state is
+// recorded as: the service records {"state", "code", "message"} posted to
+// the user_state_url as an event of type user.<code>.
+const userStatePrefix = "user."
 
 // Create makes one device for d, once. It is never retried after a
 // failure that could have created the device (timeout, 5xx, lost
 // connection, unreadable answer): the *APIError then reports Ambiguous()
-// and the caller must look the slot up (FindSlot) before creating again.
+// and the caller must look the slot up in a listing before creating again.
 // It is re-sent only after a 429 or a connection that never opened, when
 // the server certainly did not act.
 func (c *Client) Create(ctx context.Context, d spec.Device) (planner.Live, error) {
@@ -91,36 +76,35 @@ func (c *Client) List(ctx context.Context) ([]planner.Live, error) {
 	if c.fleet == "" {
 		return nil, errors.New("list devices: the client has no fleet name")
 	}
-	return c.list(ctx, "list devices", map[string]string{"tag": spec.TagFleet + c.fleet})
+	return c.list(ctx, "list devices", url.Values{"tag": {spec.TagFleet + c.fleet}})
 }
 
 // ListAll returns every device of the project, the fleet's and foreign
 // ones, for hostname clash checks.
 func (c *Client) ListAll(ctx context.Context) ([]planner.Live, error) {
-	return c.list(ctx, "list project devices", nil)
+	return c.list(ctx, "list project devices", url.Values{})
 }
 
-// FindSlot returns the live devices carrying the slot's tag: after an
-// ambiguous create it tells whether the device was made after all.
-func (c *Client) FindSlot(ctx context.Context, slot string) ([]planner.Live, error) {
-	devs, err := c.list(ctx, "find slot "+slot, map[string]string{"tag": spec.TagSlot + slot})
-	if err != nil {
-		return nil, err
-	}
-	// The slot tag alone does not say which fleet: keep ours only.
-	out := devs[:0]
-	for _, d := range devs {
-		if c.fleet == "" || d.Fleet == c.fleet {
-			out = append(out, d)
-		}
-	}
-	return out, nil
+// list lists the project's devices that match q (filters, exclude) with
+// their facility included. Every device is decoded as a listedDevice and
+// mapped through one reused packngo.Device (see listedDevice.fill).
+func (c *Client) list(ctx context.Context, op string, q url.Values) ([]planner.Live, error) {
+	q.Set("include", "facility")
+	var out []planner.Live
+	var pd packngo.Device
+	err := listPaged(ctx, c, op, q, func(total int) { out = make([]planner.Live, 0, total) },
+		func(d *listedDevice) string { return d.ID },
+		func(d *listedDevice) {
+			d.fill(&pd)
+			out = append(out, toLive(&pd))
+		})
+	return out, err
 }
 
-// deviceList is one page of a device listing. packngo's own listing type
-// hides the page numbers, which the paging loop needs.
-type deviceList struct {
-	Devices []listedDevice `json:"devices"`
+// listPage is one page of a listing decoded into T. packngo's own listing
+// type hides the page numbers, which the paging loop needs.
+type listPage[T any] struct {
+	Devices []T `json:"devices"`
 	Meta    struct {
 		CurrentPage int `json:"current_page"`
 		LastPage    int `json:"last_page"`
@@ -128,51 +112,61 @@ type deviceList struct {
 	} `json:"meta"`
 }
 
-// list pages through the project's devices with the given filters. It
-// pages itself, page by page: packngo's automatic paging follows
-// meta.next.href, which the service writes as "/metal/v1/...", and packngo
-// appends that to a base URL that already ends in /metal/v1/. It stops at
-// the last page the server names or at a short page, so N devices cost
-// ceil(N/PerPage) requests, one at least.
-func (c *Client) list(ctx context.Context, op string, filters map[string]string) ([]planner.Live, error) {
+// listPaged is the one paging loop of every listing: it pages through the
+// project's devices with query q (filters, include, exclude), PerPage a
+// page, calls sized with the total the first page announces (to allocate
+// once) and each once per device id. It pages itself: packngo's automatic
+// paging follows meta.next.href, which the service writes as
+// "/metal/v1/...", and packngo appends that to a base URL that already
+// ends in /metal/v1/. It stops at the last page the server names or at a
+// short page, so N devices cost ceil(N/PerPage) requests, one at least.
+func listPaged[T any](ctx context.Context, c *Client, op string, q url.Values, sized func(total int), id func(*T) string, each func(*T)) error {
 	pc, err := c.api(ctx)
 	if err != nil {
-		return nil, c.apiError(op, "", "", err, false)
+		return c.apiError(op, "", "", err, false)
 	}
-	var out []planner.Live
 	seen := map[string]bool{}
 	base := "projects/" + url.PathEscape(c.project) + "/devices"
+	q.Set("per_page", strconv.Itoa(PerPage))
+	var body bytes.Buffer
 	for page := 1; page <= maxPages; page++ {
-		q := url.Values{}
-		for k, v := range filters {
-			q.Set(k, v)
-		}
-		q.Set("include", "facility")
 		q.Set("page", strconv.Itoa(page))
-		q.Set("per_page", strconv.Itoa(PerPage))
 		req, err := pc.NewRequest(http.MethodGet, base+"?"+q.Encode(), nil)
 		if err != nil {
-			return nil, c.apiError(op, "", "", err, false)
+			return c.apiError(op, "", "", err, false)
 		}
-		var root deviceList
-		if _, err := pc.Do(req, &root); err != nil {
-			return nil, c.pageError(op, page, err)
+		// Take the body as bytes (packngo copies into an io.Writer) and
+		// unmarshal it whole: a json.Decoder over a 2.5 MB page spends a
+		// third of its time growing and copying its own buffer.
+		body.Reset()
+		if _, err := pc.Do(req, &body); err != nil {
+			return c.pageError(op, page, err)
+		}
+		var root listPage[T]
+		if err := json.Unmarshal(body.Bytes(), &root); err != nil {
+			return c.pageError(op, page, err)
+		}
+		if page == 1 && root.Meta.Total > 0 {
+			// Bounded: a total is a hint, not a promise.
+			n := min(root.Meta.Total, 1<<20)
+			sized(n)
+			seen = make(map[string]bool, n)
 		}
 		for i := range root.Devices {
 			// A device created while we page shifts later pages by one:
 			// the same device may show up twice.
-			if seen[root.Devices[i].ID] {
-				continue
+			d := &root.Devices[i]
+			if k := id(d); !seen[k] {
+				seen[k] = true
+				each(d)
 			}
-			seen[root.Devices[i].ID] = true
-			out = append(out, toLive(root.Devices[i].device()))
 		}
 		m := root.Meta
 		if len(root.Devices) < PerPage || (m.LastPage > 0 && m.CurrentPage >= m.LastPage) {
-			break
+			return nil
 		}
 	}
-	return out, nil
+	return nil
 }
 
 func (c *Client) pageError(op string, page int, err error) error {
@@ -187,7 +181,7 @@ func (c *Client) pageError(op string, page int, err error) error {
 }
 
 // Update changes a device's mutable attributes in one PUT.
-func (c *Client) Update(ctx context.Context, id string, u Update) error {
+func (c *Client) Update(ctx context.Context, id string, u planner.DeviceUpdate) error {
 	req := &packngo.DeviceUpdateRequest{
 		Hostname:      u.Hostname,
 		Tags:          u.Tags,
@@ -209,7 +203,24 @@ func (c *Client) Update(ctx context.Context, id string, u Update) error {
 	return nil
 }
 
-// Action runs a device action: reboot, reinstall, power_on or power_off.
+// Reboot reboots a device (POST devices/{id}/actions type reboot).
+func (c *Client) Reboot(ctx context.Context, id string) error {
+	return c.action(ctx, id, "reboot", func(pc *packngo.Client) error {
+		_, err := pc.Devices.Reboot(id)
+		return err
+	})
+}
+
+// Reinstall reinstalls a device with its current settings (POST
+// devices/{id}/actions type reinstall).
+func (c *Client) Reinstall(ctx context.Context, id string) error {
+	return c.action(ctx, id, "reinstall", func(pc *packngo.Client) error {
+		_, err := pc.Devices.Reinstall(id, nil)
+		return err
+	})
+}
+
+// action sends one device action.
 //
 // Actions are POSTs that act: a reboot answered by a 5xx or lost on the way
 // back may have happened, and repeating it would reboot a machine that is
@@ -217,25 +228,13 @@ func (c *Client) Update(ctx context.Context, id string, u Update) error {
 // a connection that never opened; any other failure is returned with
 // Ambiguous() true, and the caller decides (every action here converges:
 // repeating one costs time, not correctness).
-func (c *Client) Action(ctx context.Context, id, action string) error {
-	op := "device action " + action
+func (c *Client) action(ctx context.Context, id, name string, send func(*packngo.Client) error) error {
+	op := "device action " + name
 	pc, err := c.api(withRetryClass(ctx, classOnce))
 	if err != nil {
 		return c.apiError(op, id, "", err, false)
 	}
-	switch action {
-	case ActionReboot:
-		_, err = pc.Devices.Reboot(id)
-	case ActionReinstall:
-		_, err = pc.Devices.Reinstall(id, nil)
-	case ActionPowerOn:
-		_, err = pc.Devices.PowerOn(id)
-	case ActionPowerOff:
-		_, err = pc.Devices.PowerOff(id)
-	default:
-		return fmt.Errorf("%s on %s: unknown action (want reboot, reinstall, power_on or power_off)", op, id)
-	}
-	if err != nil {
+	if err := send(pc); err != nil {
 		return c.apiError(op, id, "", err, true)
 	}
 	return nil
@@ -258,35 +257,6 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
-// ProjectInfo is what Project reports about the project.
-type ProjectInfo struct {
-	ID   string
-	Name string
-}
-
-// Project fetches the client's project: the first call a command makes,
-// so a wrong token or project id fails with one clear line.
-func (c *Client) Project(ctx context.Context) (ProjectInfo, error) {
-	pc, err := c.api(ctx)
-	var p *packngo.Project
-	if err == nil {
-		p, _, err = pc.Projects.Get(c.project, nil)
-	}
-	if err != nil {
-		e := c.apiError("get project", c.project, "", err, false)
-		switch e.Status {
-		case http.StatusUnauthorized:
-			return ProjectInfo{}, fmt.Errorf("API token rejected (401) by %s: check PACKET_AUTH_TOKEN", c.apiURL)
-		case http.StatusForbidden:
-			return ProjectInfo{}, fmt.Errorf("project %s: access denied (403) for this API token", c.project)
-		case http.StatusNotFound:
-			return ProjectInfo{}, fmt.Errorf("project %s not found (404) at %s: check --project / PACKET_PROJECT_ID", c.project, c.apiURL)
-		}
-		return ProjectInfo{}, e
-	}
-	return ProjectInfo{ID: p.ID, Name: p.Name}, nil
-}
-
 // toLive reduces a packngo device to what planning needs.
 func toLive(d *packngo.Device) planner.Live {
 	l := planner.Live{
@@ -300,16 +270,6 @@ func toLive(d *packngo.Device) planner.Live {
 		Userdata:  d.UserData,
 		ScriptURL: d.IPXEScriptURL,
 		SOS:       d.SOS,
-	}
-	for _, t := range d.Tags {
-		switch {
-		case strings.HasPrefix(t, spec.TagFleet):
-			l.Fleet = strings.TrimPrefix(t, spec.TagFleet)
-		case strings.HasPrefix(t, spec.TagSlot):
-			l.Slot = strings.TrimPrefix(t, spec.TagSlot)
-		case strings.HasPrefix(t, spec.TagRev):
-			l.Rev = strings.TrimPrefix(t, spec.TagRev)
-		}
 	}
 	if d.Plan != nil {
 		l.Machine = d.Plan.Slug
@@ -341,14 +301,14 @@ func toLive(d *packngo.Device) planner.Live {
 	return l
 }
 
-// newestUserState picks the latest user_state event. Events in one second
+// newestUserState picks the latest user state (user.<code>) event. Events in one second
 // are common (a fast boot posts running and succeeded together) and the
 // API may list events in either order, so on equal times a final state
 // (succeeded, failed) wins over running.
 func newestUserState(events []*packngo.Event) *packngo.Event {
 	var best *packngo.Event
 	for _, e := range events {
-		if e == nil || e.Type != userStateEvent || e.State == "" {
+		if e == nil || !strings.HasPrefix(e.Type, userStatePrefix) || e.State == "" {
 			continue
 		}
 		if best == nil || later(e, best) {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/packethost/packngo"
+
+	"github.com/lkfleet/lkfleet/pkg/planner"
 )
 
 func TestListPaging(t *testing.T) {
@@ -54,7 +56,7 @@ func TestListPaging(t *testing.T) {
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
-func TestListAllAndFindSlot(t *testing.T) {
+func TestListAll(t *testing.T) {
 	f := &fakeAPI{}
 	f.seed(3, "")
 	f.seed(2, "lab")
@@ -65,13 +67,6 @@ func TestListAllAndFindSlot(t *testing.T) {
 	all, err := c.ListAll(context.Background())
 	if err != nil || len(all) != 6 {
 		t.Fatalf("ListAll = %d, %v; want 6", len(all), err)
-	}
-	slot, err := c.FindSlot(context.Background(), "g/ams1/1")
-	if err != nil || len(slot) != 1 || slot[0].Fleet != "lab" {
-		t.Fatalf("FindSlot = %+v, %v; want the one device of fleet lab", slot, err)
-	}
-	if last := f.requests[len(f.requests)-1]; !strings.Contains(last, "tag=lkfleet%3Aslot%3Dg%2Fams1%2F1") {
-		t.Errorf("FindSlot request %s", last)
 	}
 }
 
@@ -86,9 +81,9 @@ func TestToLive(t *testing.T) {
 	  "ip_addresses": [{"address": "147.75.1.2"}, {"address": "10.0.0.2"}],
 	  "provisioning_events": [
 	    {"type": "provisioning.104", "state": "", "created_at": "2026-01-02T03:05:00Z"},
-	    {"type": "user_state", "state": "succeeded", "body": "booted", "created_at": "2026-01-02T03:06:00Z"},
-	    {"type": "user_state", "state": "running", "body": "", "created_at": "2026-01-02T03:06:00Z"},
-	    {"type": "user_state", "state": "failed", "body": "old", "created_at": "2026-01-02T03:01:00Z"}
+	    {"type": "user.1001", "state": "succeeded", "body": "booted", "created_at": "2026-01-02T03:06:00Z"},
+	    {"type": "user.1000", "state": "running", "body": "", "created_at": "2026-01-02T03:06:00Z"},
+	    {"type": "user.1002", "state": "failed", "body": "old", "created_at": "2026-01-02T03:01:00Z"}
 	  ]}`
 	var d packngo.Device
 	if err := json.Unmarshal([]byte(raw), &d); err != nil {
@@ -96,7 +91,7 @@ func TestToLive(t *testing.T) {
 	}
 	l := toLive(&d)
 	want := map[string][2]string{
-		"fleet": {l.Fleet, "lab"}, "slot": {l.Slot, "web/ams1/1"}, "rev": {l.Rev, "abcdefabcdef"},
+		"fleet": {l.Fleet(), "lab"}, "slot": {l.Slot(), "web/ams1/1"}, "rev": {l.Rev(), "abcdefabcdef"},
 		"machine": {l.Machine, "c3.small.x86"}, "facility": {l.Facility, "ams1"}, "metro": {l.Metro, "am"},
 		"billing": {l.Billing, "hourly"}, "userdata": {l.Userdata, "#!ipxe"}, "sos": {l.SOS, d.SOS},
 		"user state": {l.UserState, "succeeded"}, "user state body": {l.UserStateBody, "booted"},
@@ -121,7 +116,7 @@ func TestUpdateBody(t *testing.T) {
 	no := false
 	name := "web-ams1-9"
 	if err := c.Update(context.Background(), "00000000-0000-4000-8000-000000000001",
-		Update{Hostname: &name, Tags: &none, AlwaysPXE: &no}); err != nil {
+		planner.DeviceUpdate{Hostname: &name, Tags: &none, AlwaysPXE: &no}); err != nil {
 		t.Fatal(err)
 	}
 	var body map[string]any
@@ -139,25 +134,6 @@ func TestDeleteGoneIsSuccess(t *testing.T) {
 	}
 	if !strings.Contains(f.bodies[0], `"force_delete":true`) {
 		t.Errorf("DELETE body %q", f.bodies[0])
-	}
-}
-
-func TestProjectErrors(t *testing.T) {
-	f := &fakeAPI{}
-	c := startFake(t, f, nil)
-	p, err := c.Project(context.Background())
-	if err != nil || p.Name != "lab" {
-		t.Fatalf("Project = %+v, %v", p, err)
-	}
-	bad := startFake(t, f, func(cfg *Config) { cfg.Token = "wrong-token" })
-	if _, err := bad.Project(context.Background()); err == nil || !strings.Contains(err.Error(), "API token rejected (401)") ||
-		strings.Contains(err.Error(), "\n") {
-		t.Errorf("wrong token: %v", err)
-	}
-	missing := startFake(t, f, func(cfg *Config) { cfg.Project = "99999999-2222-4333-8444-555555555555" })
-	if _, err := missing.Project(context.Background()); err == nil ||
-		!strings.Contains(err.Error(), "project 99999999-2222-4333-8444-555555555555 not found (404)") {
-		t.Errorf("unknown project: %v", err)
 	}
 }
 
@@ -234,7 +210,7 @@ func TestCatalogueFetchedOnce(t *testing.T) {
 func TestCheckCapacity(t *testing.T) {
 	a := &catalogueAPI{}
 	c := startFake(t, a, nil)
-	warnings, err := c.CheckCapacity(context.Background(), map[Need]int{
+	warnings, err := c.CheckCapacity(context.Background(), map[planner.Need]int{
 		{Zone: "ams1", Machine: "c3.small.x86"}: 50,
 		{Zone: "am", Machine: "c3.small.x86"}:   2,
 		{Zone: "ewr1", Machine: "c3.small.x86"}: 0,

@@ -99,19 +99,6 @@ func (e *APIError) Unwrap() error { return e.Err }
 // before creating again.
 func (e *APIError) Ambiguous() bool { return e.Indeterminate }
 
-// NotFound reports whether the service answered 404.
-func (e *APIError) NotFound() bool { return e.Status == http.StatusNotFound }
-
-// IsAmbiguous reports whether err says an operation may have taken effect
-// (see APIError.Ambiguous).
-func IsAmbiguous(err error) bool {
-	a, ok := errors.AsType[interface {
-		error
-		Ambiguous() bool
-	}](err)
-	return ok && a.Ambiguous()
-}
-
 // apiError turns what packngo returned into an *APIError. mayAct says
 // whether the request could have acted before failing (creates and
 // actions): then anything but a definite refusal (a 4xx) is indeterminate.

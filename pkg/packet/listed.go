@@ -1,13 +1,9 @@
 package packet
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"net/http"
 	"net/url"
-	"strconv"
 
 	"github.com/packethost/packngo"
 
@@ -58,15 +54,8 @@ type listedEvent struct {
 	CreatedAt *packngo.Timestamp `json:"created_at"`
 }
 
-// device converts to the packngo.Device fields toLive reads, so listings
-// and single-device answers share one mapping.
-func (d *listedDevice) device() *packngo.Device {
-	pd := &packngo.Device{}
-	d.fill(pd)
-	return pd
-}
-
-// fill overwrites pd with the device's fields: a listing of 100,000
+// fill overwrites pd with the device's fields, so listings and
+// single-device answers share one mapping (toLive): a listing of 100,000
 // devices reuses one packngo.Device (about 2 KB) instead of allocating
 // one per device only for toLive to read a dozen fields from it.
 func (d *listedDevice) fill(pd *packngo.Device) {
@@ -116,16 +105,7 @@ func (c *Client) ListForPlan(ctx context.Context) ([]planner.Live, error) {
 	if c.fleet == "" {
 		return nil, errors.New("list devices: the client has no fleet name")
 	}
-	q := url.Values{"tag": {spec.TagFleet + c.fleet}, "include": {"facility"}, "exclude": {excludeForPlan}}
-	var out []planner.Live
-	var pd packngo.Device
-	err := listPaged(ctx, c, "list devices", q, func(total int) { out = make([]planner.Live, 0, total) },
-		func(d *listedDevice) string { return d.ID },
-		func(d *listedDevice) {
-			d.fill(&pd)
-			out = append(out, toLive(&pd))
-		})
-	return out, err
+	return c.list(ctx, "list devices", url.Values{"tag": {spec.TagFleet + c.fleet}, "exclude": {excludeForPlan}})
 }
 
 // stateDevice is the part of a listed device that waiting reads.
@@ -156,69 +136,4 @@ func (c *Client) ListStates(ctx context.Context) ([]planner.Live, error) {
 			out = append(out, toLive(pd))
 		})
 	return out, err
-}
-
-// listPage is one page of a listing decoded into T.
-type listPage[T any] struct {
-	Devices []T `json:"devices"`
-	Meta    struct {
-		CurrentPage int `json:"current_page"`
-		LastPage    int `json:"last_page"`
-		Total       int `json:"total"`
-	} `json:"meta"`
-}
-
-// listPaged pages through the project's devices with query q (filters,
-// include, exclude), PerPage a page, calls sized with the total the first
-// page announces (to allocate once) and each once per device id. It
-// stops at the last page the server names or at a short page, so N devices
-// cost ceil(N/PerPage) requests, one at least. packngo's own paging cannot
-// be used (see list).
-func listPaged[T any](ctx context.Context, c *Client, op string, q url.Values, sized func(total int), id func(*T) string, each func(*T)) error {
-	pc, err := c.api(ctx)
-	if err != nil {
-		return c.apiError(op, "", "", err, false)
-	}
-	seen := map[string]bool{}
-	base := "projects/" + url.PathEscape(c.project) + "/devices"
-	q.Set("per_page", strconv.Itoa(PerPage))
-	var body bytes.Buffer
-	for page := 1; page <= maxPages; page++ {
-		q.Set("page", strconv.Itoa(page))
-		req, err := pc.NewRequest(http.MethodGet, base+"?"+q.Encode(), nil)
-		if err != nil {
-			return c.apiError(op, "", "", err, false)
-		}
-		// Take the body as bytes (packngo copies into an io.Writer) and
-		// unmarshal it whole: a json.Decoder over a 2.5 MB page spends a
-		// third of its time growing and copying its own buffer.
-		body.Reset()
-		if _, err := pc.Do(req, &body); err != nil {
-			return c.pageError(op, page, err)
-		}
-		var root listPage[T]
-		if err := json.Unmarshal(body.Bytes(), &root); err != nil {
-			return c.pageError(op, page, err)
-		}
-		if page == 1 && root.Meta.Total > 0 {
-			// Bounded: a total is a hint, not a promise.
-			n := min(root.Meta.Total, 1<<20)
-			sized(n)
-			seen = make(map[string]bool, n)
-		}
-		for i := range root.Devices {
-			// A device created while we page shifts later pages by one:
-			// the same device may show up twice.
-			d := &root.Devices[i]
-			if k := id(d); !seen[k] {
-				seen[k] = true
-				each(d)
-			}
-		}
-		m := root.Meta
-		if len(root.Devices) < PerPage || (m.LastPage > 0 && m.CurrentPage >= m.LastPage) {
-			return nil
-		}
-	}
-	return nil
 }

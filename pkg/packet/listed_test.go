@@ -32,7 +32,9 @@ func sameLive(t *testing.T, raw []byte) int {
 		t.Fatalf("decoded %d and %d devices", len(full), len(slim))
 	}
 	for i := range full {
-		want, got := toLive(&full[i]), toLive(slim[i].device())
+		var pd packngo.Device
+		slim[i].fill(&pd)
+		want, got := toLive(&full[i]), toLive(&pd)
 		if !reflect.DeepEqual(want, got) {
 			t.Errorf("device %d:\n full %+v\n slim %+v", i, want, got)
 		}
@@ -51,10 +53,10 @@ func TestListedDeviceMapsLikePackngo(t *testing.T) {
 	  "ip_addresses": [{"address": "147.75.1.2", "public": true, "assigned_to": {"href": "/x"}}, {"address": "10.0.0.2"}, {"address": ""}],
 	  "provisioning_events": [
 	    {"type": "provisioning.104", "state": "", "created_at": "2026-01-02T03:05:00Z", "relationships": [{"href": "/y"}]},
-	    {"type": "user_state", "state": "succeeded", "body": "booted", "created_at": "2026-01-02T03:06:00Z"},
-	    {"type": "user_state", "state": "running", "body": "", "created_at": "2026-01-02T03:06:00Z"},
-	    {"type": "user_state", "state": "failed", "body": "old", "created_at": "2026-01-02T03:01:00Z"},
-	    {"type": "user_state", "state": "failed", "body": "no time"}
+	    {"type": "user.1001", "state": "succeeded", "body": "booted", "created_at": "2026-01-02T03:06:00Z"},
+	    {"type": "user.1000", "state": "running", "body": "", "created_at": "2026-01-02T03:06:00Z"},
+	    {"type": "user.1002", "state": "failed", "body": "old", "created_at": "2026-01-02T03:01:00Z"},
+	    {"type": "user.1002", "state": "failed", "body": "no time"}
 	  ]},
 	 {"id": "d2", "hostname": "db-am-1", "state": "provisioning", "metro": {"code": "am"},
 	  "ipxe_script_url": "http://x/s.ipxe", "userdata": "mine", "tags": [], "ip_addresses": [],
@@ -149,7 +151,7 @@ func TestLightListings(t *testing.T) {
 			t.Errorf("ListForPlan device %d:\n got %+v\nwant %+v", i, forPlan[i], want)
 		}
 		s := states[i]
-		w := planner.Live{ID: l.ID, State: l.State, Tags: l.Tags, Fleet: l.Fleet, Slot: l.Slot, Rev: l.Rev,
+		w := planner.Live{ID: l.ID, State: l.State, Tags: l.Tags,
 			CreatedAt: l.CreatedAt, UserState: l.UserState, UserStateBody: l.UserStateBody, UserStateAt: l.UserStateAt}
 		if !reflect.DeepEqual(s, w) {
 			t.Errorf("ListStates device %d:\n got %+v\nwant %+v", i, s, w)

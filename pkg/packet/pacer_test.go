@@ -22,7 +22,7 @@ func runWorkers(t *testing.T, c *Client, n, workers int) (time.Duration, int) {
 	for range workers {
 		wg.Go(func() {
 			for range jobs {
-				if _, err := c.Project(context.Background()); err != nil {
+				if _, err := c.List(context.Background()); err != nil {
 					mu.Lock()
 					failed++
 					mu.Unlock()

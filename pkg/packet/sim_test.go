@@ -9,6 +9,7 @@ import (
 
 	"github.com/lkfleet/lkfleet/internal/apispec"
 	"github.com/lkfleet/lkfleet/pkg/packetsim"
+	"github.com/lkfleet/lkfleet/pkg/planner"
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
@@ -26,6 +27,13 @@ func startSim(t *testing.T, simCfg packetsim.Config, validate bool, mod func(*Co
 		t.Fatal(err)
 	}
 	base := http.DefaultTransport.(*http.Transport).Clone()
+	// Registered before apispec.Load, which skips the test when the API
+	// description is absent: a skip must still stop the simulator, or
+	// goleak fails the whole package instead of the test being skipped.
+	t.Cleanup(func() {
+		base.CloseIdleConnections()
+		srv.Close()
+	})
 	var rt http.RoundTripper = base
 	if validate {
 		rt = apispec.NewValidatingTransport(t, apispec.Load(t), base)
@@ -40,10 +48,6 @@ func startSim(t *testing.T, simCfg packetsim.Config, validate bool, mod func(*Co
 		t.Fatal(err)
 	}
 	c.tr.backoffBase = 2 * 1e6 // 2ms
-	t.Cleanup(func() {
-		base.CloseIdleConnections()
-		srv.Close()
-	})
 	return c, srv
 }
 
@@ -93,10 +97,10 @@ func TestSimListing(t *testing.T) {
 			}
 			seen := map[string]bool{}
 			for _, d := range devs {
-				if d.Fleet != "lab" || d.Slot == "" || seen[d.Slot] {
+				if d.Fleet() != "lab" || d.Slot() == "" || seen[d.Slot()] {
 					t.Fatalf("bad or repeated device %+v", d)
 				}
-				seen[d.Slot] = true
+				seen[d.Slot()] = true
 			}
 			if len(devs) != tc.fleet {
 				t.Errorf("listed %d devices, want %d", len(devs), tc.fleet)
@@ -116,7 +120,7 @@ func TestSimListing(t *testing.T) {
 func TestSimDeviceLifecycle(t *testing.T) {
 	c, srv := startSim(t, packetsim.Config{}, true, nil)
 	ctx := context.Background()
-	if _, err := c.Project(ctx); err != nil {
+	if _, err := c.List(ctx); err != nil {
 		t.Fatal(err)
 	}
 	cat, err := c.Catalogue(ctx)
@@ -126,7 +130,7 @@ func TestSimDeviceLifecycle(t *testing.T) {
 	if len(cat.Plans) == 0 || len(cat.Metros) == 0 || len(cat.Facilities) == 0 {
 		t.Fatalf("catalogue %+v", cat)
 	}
-	if _, err := c.CheckCapacity(ctx, map[Need]int{{Zone: "ams1", Machine: "baremetal_0"}: 2, {Zone: "am", Machine: "baremetal_0"}: 1}); err != nil {
+	if _, err := c.CheckCapacity(ctx, map[planner.Need]int{{Zone: "ams1", Machine: "baremetal_0"}: 2, {Zone: "am", Machine: "baremetal_0"}: 1}); err != nil {
 		t.Fatal(err)
 	}
 	d1, d2 := testDevice(), testDevice()
@@ -138,7 +142,7 @@ func TestSimDeviceLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if live.Slot != d.Slot || live.ID == "" {
+		if live.Slot() != d.Slot || live.ID == "" {
 			t.Errorf("created %+v", live)
 		}
 		ids = append(ids, live.ID)
@@ -149,12 +153,18 @@ func TestSimDeviceLifecycle(t *testing.T) {
 	}
 	name := "web-ams1-renamed"
 	tags := append(d1.Tags(), "extra")
-	if err := c.Update(ctx, ids[0], Update{Hostname: &name, Tags: &tags}); err != nil {
+	if err := c.Update(ctx, ids[0], planner.DeviceUpdate{Hostname: &name, Tags: &tags}); err != nil {
 		t.Fatal(err)
 	}
-	found, err := c.FindSlot(ctx, d1.Slot)
+	listed, err := c.List(ctx)
+	var found []planner.Live
+	for _, l := range listed {
+		if l.Slot() == d1.Slot {
+			found = append(found, l)
+		}
+	}
 	if err != nil || len(found) != 1 || found[0].Hostname != name {
-		t.Fatalf("FindSlot = %+v, %v", found, err)
+		t.Fatalf("slot %s lists %+v, %v", d1.Slot, found, err)
 	}
 	for _, id := range ids {
 		if err := c.Delete(ctx, id); err != nil {
@@ -178,7 +188,7 @@ func TestSimRateLimitedBurst(t *testing.T) {
 	for range 20 {
 		wg.Go(func() {
 			for range 10 {
-				if _, err := c.Project(context.Background()); err != nil {
+				if _, err := c.List(context.Background()); err != nil {
 					t.Error(err)
 					return
 				}

@@ -130,8 +130,8 @@ func TestCreateIsNeverRetried(t *testing.T) {
 			if got := f.count("POST "); got != 1 {
 				t.Errorf("create sent %d times, want exactly 1", got)
 			}
-			if IsAmbiguous(err) != tc.ambiguous {
-				t.Errorf("IsAmbiguous = %v, want %v (%v)", !tc.ambiguous, tc.ambiguous, err)
+			if isAmbiguous(err) != tc.ambiguous {
+				t.Errorf("Ambiguous() = %v, want %v (%v)", !tc.ambiguous, tc.ambiguous, err)
 			}
 			if !strings.HasPrefix(err.Error(), tc.want) {
 				t.Errorf("error\n%s\nwant prefix\n%s", err, tc.want)
@@ -156,7 +156,7 @@ func TestCreateResentAfter429(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if live.Slot != "web/ams1/2" || live.Fleet != "lab" || live.Rev != "0123456789ab" {
+	if live.Slot() != "web/ams1/2" || live.Fleet() != "lab" || live.Rev() != "0123456789ab" {
 		t.Errorf("live = %+v", live)
 	}
 	if got := f.count("POST "); got != 2 {
@@ -204,8 +204,8 @@ func TestActionsAreNotRetriedAfter5xx(t *testing.T) {
 		return false
 	}
 	c := startFake(t, f, nil)
-	err := c.Action(context.Background(), "00000000-0000-4000-8000-000000000001", ActionReboot)
-	if err == nil || !IsAmbiguous(err) {
+	err := c.Reboot(context.Background(), "00000000-0000-4000-8000-000000000001")
+	if err == nil || !isAmbiguous(err) {
 		t.Fatalf("err = %v, want an ambiguous error", err)
 	}
 	if got := f.count("POST "); got != 1 {

@@ -27,8 +27,9 @@ type Boot struct {
 	OK         bool     `json:"ok"`
 	Error      string   `json:"error,omitempty"`
 
-	script string // the script that booted (after chains), for a Booter
-	detail string // a Booter's success text for the user_state event
+	script   string // the script that booted (after chains), for a Booter and the console
+	detail   string // a Booter's success text for the succeeded user state
+	reported bool   // the guest posted its own user state (metadata service)
 }
 
 // Boots returns every boot recorded so far, oldest first.
@@ -194,6 +195,7 @@ func (s *Sim) purge(id uuid, now time.Time) {
 	}
 	d.gone = true
 	delete(s.devs, id)
+	s.consoles.remove(id)
 	s.holes++
 	if s.holes > 64 && s.holes > len(s.order)/4 {
 		kept := s.order[:0]
@@ -232,10 +234,14 @@ func (s *Sim) runBootJob(ctx context.Context, j job) {
 	}
 	s.mu.RUnlock()
 
+	started := s.now()
 	b := s.boot(ctx, snap)
+	s.consoleInterpreted(snap, b)
 	if b.OK && s.cfg.Booter != nil {
 		b = s.realBoot(ctx, snap, b)
+		s.consoleResult(snap.id, b)
 	}
+	b.script = ""
 	if ctx.Err() != nil {
 		return // shutting down: the boot did not finish
 	}
@@ -246,18 +252,36 @@ func (s *Sim) runBootJob(ctx context.Context, j job) {
 		return // the device changed while booting; that boot never finished
 	}
 	d.bootAt = time.Time{}
-	ev := event{id: s.newID(), at: s.now(), typ: "user_state", state: UserStateSucceeded}
-	if b.OK {
-		ev.body = "booted " + b.KernelURL
-		if b.detail != "" {
-			ev.body = b.detail
-		}
-	} else {
-		ev.state, ev.body = UserStateFailed, b.Error
-	}
-	d.events = append(d.events[:len(d.events):len(d.events)], ev)
 	s.boots = append(s.boots, b)
 	s.markDirty()
+	if b.reported || postedFinalState(d, started) {
+		// The guest posted its own final user state through its metadata
+		// service (a Booter saw it, or it came through the main
+		// listener's /metadata/{id}/ during an interpreted boot): it is
+		// already among the events and has the last word.
+		return
+	}
+	// The boot reports the way a device does: a user state through the
+	// metadata service's recording path.
+	u := userState{State: UserStateSucceeded, Code: UserCodeBooted, Message: "booted " + b.KernelURL}
+	switch {
+	case !b.OK:
+		u = userState{State: UserStateFailed, Code: UserCodeBootFailed, Message: b.Error}
+	case b.detail != "":
+		u.Message = b.detail
+	}
+	s.recordUserState(d, u, s.now())
+}
+
+// postedFinalState reports whether d posted a final user state (succeeded or
+// failed) through its metadata service since the boot started at t.
+func postedFinalState(d *device, t time.Time) bool {
+	for _, e := range d.events {
+		if strings.HasPrefix(e.typ, "user.") && e.state != UserStateRunning && !e.at.Before(t) {
+			return true
+		}
+	}
+	return false
 }
 
 // boot fetches and interprets the device's script and checks its artifacts.
@@ -288,6 +312,7 @@ func (s *Sim) boot(ctx context.Context, d bootSnap) Boot {
 	var spec *BootSpec
 	for depth := 0; ; depth++ {
 		var err error
+		b.script = script
 		if spec, err = Interpret(script); err != nil {
 			return fail("iPXE script: %v", err)
 		}
@@ -325,9 +350,6 @@ func (s *Sim) boot(ctx context.Context, d bootSnap) Boot {
 		}
 	}
 	b.OK = true
-	if s.cfg.Booter != nil {
-		b.script = script
-	}
 	return b
 }
 

@@ -51,13 +51,15 @@ type catalogue struct {
 	facBy      map[string]*facility
 	planBy     map[string]*plan
 	osJSON     map[string]json.RawMessage
+	osList     []json.RawMessage   // in catalogue order
+	osOn       map[string][]string // plan slugs each OS is provisionable on
 }
 
 // capKey identifies one capacity pool: a facility and a plan.
 type capKey struct{ fac, plan string }
 
 func defaultCatalogue() *catalogue {
-	c := &catalogue{metroBy: map[string]*metro{}, facBy: map[string]*facility{}, planBy: map[string]*plan{}, osJSON: map[string]json.RawMessage{}}
+	c := &catalogue{metroBy: map[string]*metro{}, facBy: map[string]*facility{}, planBy: map[string]*plan{}, osJSON: map[string]json.RawMessage{}, osOn: map[string][]string{}}
 	for _, m := range [][3]string{
 		{"am", "Amsterdam", "NL"}, {"ny", "New York", "US"}, {"sv", "Silicon Valley", "US"},
 		{"ty", "Tokyo", "JP"}, {"da", "Dallas", "US"}, {"fr", "Frankfurt", "DE"},
@@ -65,7 +67,7 @@ func defaultCatalogue() *catalogue {
 		{"ch", "Chicago", "US"}, {"la", "Los Angeles", "US"}, {"sy", "Sydney", "AU"},
 	} {
 		mt := &metro{ID: nameID("metro:" + m[0]), Code: m[0], Name: m[1], Country: m[2]}
-		mt.json = mustJSON(map[string]any{"id": mt.ID.String(), "code": mt.Code, "name": mt.Name, "country": mt.Country})
+		mt.json = mustJSON(map[string]any{"href": "/metal/v1/locations/metros/" + mt.ID.String(), "id": mt.ID.String(), "code": mt.Code, "name": mt.Name, "country": mt.Country})
 		c.metros = append(c.metros, mt)
 		c.metroBy[mt.Code] = mt
 	}
@@ -83,7 +85,7 @@ func defaultCatalogue() *catalogue {
 	} {
 		fc := &facility{ID: nameID("facility:" + f[0]), Code: f[0], Name: f[1], Metro: c.metroBy[f[2]]}
 		fc.json = mustJSON(map[string]any{
-			"id": fc.ID.String(), "code": fc.Code, "name": fc.Name,
+			"href": "/metal/v1/facilities/" + fc.ID.String(), "id": fc.ID.String(), "code": fc.Code, "name": fc.Name,
 			"features":  []string{"baremetal", "backend_transfer", "layer_2", "global_ipv4"},
 			"ip_ranges": []string{"2001:db8::/32", "198.51.100.0/24", "203.0.113.0/24"},
 			"metro":     json.RawMessage(fc.Metro.json),
@@ -91,6 +93,25 @@ func defaultCatalogue() *catalogue {
 		c.facilities = append(c.facilities, fc)
 		c.facBy[fc.Code] = fc
 	}
+	c.addPlans()
+	c.addOperatingSystems()
+	return c
+}
+
+// supports reports whether plan p is sold in facility code.
+func (p *plan) supports(code string) bool { return slices.Contains(p.Facilities, code) }
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// addPlans fills the plan catalogue; legacy plans are sold in the legacy
+// facilities only.
+func (c *catalogue) addPlans() {
 	legacyFacs := []string{"ams1", "ewr1", "sjc1", "nrt1", "dfw2", "fra2", "sin3", "iad2"}
 	var allFacs []string
 	for _, f := range c.facilities {
@@ -127,7 +148,7 @@ func defaultCatalogue() *catalogue {
 			cats = []string{"compute", "legacy_gen"}
 		}
 		p.json = mustJSON(map[string]any{
-			"id": p.ID.String(), "slug": p.Slug, "name": p.Name, "class": p.Class, "line": p.Line,
+			"href": "/metal/v1/plans/" + p.ID.String(), "id": p.ID.String(), "slug": p.Slug, "name": p.Name, "class": p.Class, "line": p.Line,
 			"legacy": false, "type": "standard", "categories": cats,
 			"description":      p.Name + ": " + p.CPU + ", " + p.Memory + " RAM, arch " + p.Arch,
 			"deployment_types": []string{"on_demand", "spot_market"},
@@ -142,7 +163,7 @@ func defaultCatalogue() *catalogue {
 			"available_in_metros": inMetros,
 		})
 		p.devJSON = mustJSON(map[string]any{
-			"id": p.ID.String(), "slug": p.Slug, "name": p.Name, "class": p.Class, "line": p.Line,
+			"href": "/metal/v1/plans/" + p.ID.String(), "id": p.ID.String(), "slug": p.Slug, "name": p.Name, "class": p.Class, "line": p.Line,
 			"type": "standard", "categories": cats, "pricing": map[string]any{"hour": p.Price},
 			"specs": map[string]any{"cpus": []map[string]any{{"count": p.CPUs, "type": p.CPU}}, "memory": map[string]any{"total": p.Memory}},
 		})
@@ -150,27 +171,38 @@ func defaultCatalogue() *catalogue {
 		c.plans = append(c.plans, &pp)
 		c.planBy[pp.Slug] = &pp
 	}
-	for _, o := range [][3]string{
-		{"custom_ipxe", "Custom iPXE", "custom_ipxe"},
-		{"ubuntu_22_04", "Ubuntu 22.04 LTS", "ubuntu"},
-		{"debian_12", "Debian 12", "debian"},
-		{"flatcar_stable", "Flatcar (stable)", "flatcar"},
-	} {
-		c.osJSON[o[0]] = mustJSON(map[string]any{
-			"id": nameID("os:" + o[0]).String(), "slug": o[0], "name": o[1], "distro": o[2],
-			"version": "", "provisionable_on": []string{}, "preinstallable": false, "licensed": false,
-		})
-	}
-	return c
 }
 
-// supports reports whether plan p is sold in facility code.
-func (p *plan) supports(code string) bool { return slices.Contains(p.Facilities, code) }
-
-func mustJSON(v any) json.RawMessage {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
+// addOperatingSystems fills the operating system catalogue: custom_ipxe
+// (the only one that boots here) on every plan, and a few real slugs.
+// Images for arm64 plans exist for the current distributions only.
+func (c *catalogue) addOperatingSystems() {
+	var all, x86 []string
+	for _, p := range c.plans {
+		all = append(all, p.Slug)
+		if p.Arch == "x86_64" {
+			x86 = append(x86, p.Slug)
+		}
 	}
-	return b
+	for _, o := range []struct {
+		slug, name, distro, version string
+		on                          []string
+	}{
+		{"custom_ipxe", "Custom iPXE", "custom_ipxe", "1", all},
+		{"ubuntu_22_04", "Ubuntu 22.04 LTS", "ubuntu", "22.04", all},
+		{"ubuntu_24_04", "Ubuntu 24.04 LTS", "ubuntu", "24.04", all},
+		{"debian_12", "Debian 12", "debian", "12", all},
+		{"rocky_9", "Rocky Linux 9", "rocky", "9", x86},
+		{"flatcar_stable", "Flatcar Container Linux (stable)", "flatcar", "stable", x86},
+	} {
+		doc := mustJSON(map[string]any{
+			"href": "/metal/v1/operating-systems/" + o.slug, "id": nameID("os:" + o.slug).String(), "slug": o.slug, "name": o.name, "distro": o.distro,
+			"distro_label": o.distro, "version": o.version, "provisionable_on": o.on,
+			"preinstallable": false, "licensed": false, "pricing": map[string]any{},
+			"default_operating_system": o.slug != "ubuntu_22_04" && o.distro == "ubuntu",
+		})
+		c.osJSON[o.slug] = doc
+		c.osList = append(c.osList, doc)
+		c.osOn[o.slug] = o.on
+	}
 }

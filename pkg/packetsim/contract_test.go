@@ -125,7 +125,7 @@ func TestContractPackngo(t *testing.T) {
 	waitFor(t, "active after reinstall", 5*time.Second, func() bool { d, _ := getDevice(t, srv, d1.ID); return d.State == "active" })
 
 	events, _, err := c.Devices.ListEvents(d1.ID, &packngo.ListOptions{Page: 1, PerPage: 50})
-	if err != nil || len(events) == 0 || events[0].Type != "user_state" {
+	if err != nil || len(events) == 0 || events[0].Type != "user.1001" || events[0].State != "succeeded" {
 		t.Fatalf("events: %v, %d events (first %+v)", err, len(events), events)
 	}
 

@@ -21,7 +21,7 @@ const (
 	phInactive               // inactive
 )
 
-// User states a boot posts (DESIGN: type "user_state").
+// User states a device posts (events of type user.<code>).
 const (
 	UserStateRunning   = "running"
 	UserStateSucceeded = "succeeded"
@@ -141,21 +141,31 @@ type eventJSON struct {
 }
 
 type ipJSON struct {
-	ID            string   `json:"id"`
-	AddressFamily int      `json:"address_family"`
-	Public        bool     `json:"public"`
-	Management    bool     `json:"management"`
-	Manageable    bool     `json:"manageable"`
-	Enabled       bool     `json:"enabled"`
-	GlobalIP      bool     `json:"global_ip"`
-	Address       string   `json:"address"`
-	Network       string   `json:"network"`
-	Netmask       string   `json:"netmask"`
-	Gateway       string   `json:"gateway"`
-	CIDR          int      `json:"cidr"`
-	CreatedAt     string   `json:"created_at"`
-	Href          string   `json:"href"`
-	AssignedTo    hrefJSON `json:"assigned_to"`
+	ID            string     `json:"id"`
+	AddressFamily int        `json:"address_family"`
+	Public        bool       `json:"public"`
+	Management    bool       `json:"management"`
+	Manageable    bool       `json:"manageable"`
+	Enabled       bool       `json:"enabled"`
+	GlobalIP      bool       `json:"global_ip"`
+	Address       string     `json:"address"`
+	Network       string     `json:"network"`
+	Netmask       string     `json:"netmask"`
+	Gateway       string     `json:"gateway"`
+	CIDR          int        `json:"cidr"`
+	CreatedAt     string     `json:"created_at"`
+	Href          string     `json:"href"`
+	AssignedTo    hrefJSON   `json:"assigned_to"`
+	ParentBlock   parentJSON `json:"parent_block"`
+}
+
+// parentJSON is the block an address was taken from; devices get their
+// own /31 (/127 for IPv6), so it is the address's own network.
+type parentJSON struct {
+	Network string `json:"network"`
+	Netmask string `json:"netmask"`
+	CIDR    int    `json:"cidr"`
+	Href    string `json:"href"`
 }
 
 type deviceJSON struct {
@@ -182,8 +192,10 @@ type deviceJSON struct {
 	Facility               json.RawMessage `json:"-"` // spliced in by appendJSON
 	Metro                  json.RawMessage `json:"-"` // spliced in by appendJSON
 	OperatingSystem        json.RawMessage `json:"-"` // spliced in by appendJSON
-	Project                hrefJSON        `json:"project"`
-	ProjectLite            hrefJSON        `json:"project_lite"`
+	Project                json.RawMessage `json:"-"` // spliced in by appendJSON
+	ProjectLite            json.RawMessage `json:"-"` // spliced in by appendJSON
+	SSHKeys                json.RawMessage `json:"-"` // spliced in by appendJSON
+	NetworkPorts           json.RawMessage `json:"-"` // spliced in by appendJSON when set
 	IPAddresses            []ipJSON        `json:"ip_addresses"`
 	Actions                json.RawMessage `json:"-"` // spliced in by appendJSON
 	ProvisioningEvents     []eventJSON     `json:"provisioning_events"`
@@ -195,12 +207,36 @@ var (
 		{"type": "reboot", "name": "Reboot"}, {"type": "reinstall", "name": "Reinstall"},
 	})
 	emptyObject = json.RawMessage("{}")
+	emptyArray  = json.RawMessage("[]")
 )
 
 func deviceHref(id string) string { return "/metal/v1/devices/" + id }
 
-// render builds the JSON view of d at now. The caller holds at least a
-// read lock or owns a snapshot.
+// deviceCollapsed are the attributes of a device the service answers as
+// {"href": ...} unless they are included.
+var deviceCollapsed = map[string]bool{"project": true, "project_lite": true, "ssh_keys": true}
+
+// appendDevice appends d's document at now, shaped by sh. The caller holds
+// at least a read lock.
+func (s *Sim) appendDevice(buf []byte, d *device, now time.Time, sh shaping) []byte {
+	j := s.render(d, now)
+	if sh.trivial(deviceCollapsed) {
+		b, _ := j.appendJSON(buf) // cannot fail: plain strings and numbers
+		return b
+	}
+	j.Project, j.ProjectLite, j.SSHKeys = s.projectFullJSON(), s.projectLiteJSON(), s.sshKeysJSON(true)
+	doc, _ := j.appendJSON(nil)
+	return append(buf, sh.shapeRaw(doc, deviceCollapsed)...)
+}
+
+// deviceDoc is one device's document, shaped by sh.
+func (s *Sim) deviceDoc(d *device, now time.Time, sh shaping) json.RawMessage {
+	return s.appendDevice(nil, d, now, sh)
+}
+
+// render builds the JSON view of d at now with the default (collapsed)
+// project and keys. The caller holds at least a read lock or owns a
+// snapshot.
 func (s *Sim) render(d *device, now time.Time) deviceJSON {
 	id := d.id.String()
 	href := deviceHref(id)
@@ -210,11 +246,13 @@ func (s *Sim) render(d *device, now time.Time) deviceJSON {
 		State: st, CreatedAt: fmtTime(d.created), UpdatedAt: fmtTime(d.updated),
 		Tags: d.tags, BillingCycle: d.billing, AlwaysPXE: d.alwaysPXE, IPXEScriptURL: d.ipxeURL,
 		Userdata: d.userdata, Locked: d.locked,
-		SOS:        "sos." + d.fac.Code + ".platformequinix.com",
+		SOS:        s.sosHost(d.fac.Code),
 		Customdata: d.customdata, Plan: d.plan.devJSON, Facility: d.fac.json, Metro: d.fac.Metro.json,
 		OperatingSystem: s.cat.osJSON[d.os],
-		Project:         hrefJSON{"/metal/v1/projects/" + s.project},
-		ProjectLite:     hrefJSON{"/metal/v1/projects/" + s.project},
+		Project:         s.projectHrefJSON(),
+		ProjectLite:     s.projectHrefJSON(),
+		SSHKeys:         s.sshKeysJSON(false),
+		NetworkPorts:    devicePorts(d),
 		Actions:         actionsJSON,
 	}
 	if j.Tags == nil {
@@ -248,7 +286,11 @@ func (j *deviceJSON) appendJSON(buf []byte) ([]byte, error) {
 		name string
 		raw  json.RawMessage
 	}{{"customdata", j.Customdata}, {"plan", j.Plan}, {"facility", j.Facility}, {"metro", j.Metro},
-		{"operating_system", j.OperatingSystem}, {"actions", j.Actions}} {
+		{"operating_system", j.OperatingSystem}, {"actions", j.Actions},
+		{"project", j.Project}, {"project_lite", j.ProjectLite}, {"ssh_keys", j.SSHKeys}, {"network_ports", j.NetworkPorts}} {
+		if f.raw == nil {
+			continue
+		}
 		buf = append(buf, `,"`...)
 		buf = append(buf, f.name...)
 		buf = append(buf, `":`...)
@@ -297,6 +339,7 @@ func (s *Sim) renderIPs(d *device, id, href string) []ipJSON {
 			ID: ipid, AddressFamily: fam, Public: pub, Management: true, Manageable: true, Enabled: true,
 			Address: addr, Network: network, Netmask: mask, Gateway: gw, CIDR: cidr,
 			CreatedAt: created, Href: "/metal/v1/ips/" + ipid, AssignedTo: hrefJSON{href},
+			ParentBlock: parentJSON{Network: network, Netmask: mask, CIDR: cidr, Href: "/metal/v1/ips/" + ipid + "/block"},
 		}
 	}
 	a4 := func(b [4]byte, delta byte) string {

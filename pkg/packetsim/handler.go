@@ -2,6 +2,7 @@ package packetsim
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,8 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasPrefix(p, apiPrefix):
 		s.serveAPI(w, r)
+	case strings.HasPrefix(p, metadataPrefix):
+		s.serveMetadataPath(w, r)
 	case p == "/sim/stats" && r.Method == http.MethodGet:
 		writeJSON(w, http.StatusOK, s.Stats())
 	case p == "/sim/boots" && r.Method == http.MethodGet:
@@ -59,16 +62,23 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 type apiHandler func(w http.ResponseWriter, r *http.Request, id string)
 
 // route maps a request to its stats name ("GET /projects/{id}/devices")
-// and handler. A nil handler with a known name means wrong method.
+// and handler. A nil handler with a known name means wrong method. Empty
+// path segments are ignored: clients that join a base URL ending in a
+// slash with a path starting with one send /metal/v1//devices/..., which
+// the service answers.
 func (s *Sim) route(r *http.Request) (string, string, apiHandler) {
-	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, apiPrefix), "/")
-	parts := strings.Split(rest, "/")
+	parts := slices.DeleteFunc(strings.Split(strings.TrimPrefix(r.URL.Path, apiPrefix), "/"), func(p string) bool { return p == "" })
+	rest := strings.Join(parts, "/")
 	m := r.Method
 	var tmpl, id string
 	var h map[string]apiHandler
 	switch {
+	case rest == "projects":
+		tmpl, h = "/projects", map[string]apiHandler{"GET": s.listProjects}
 	case len(parts) == 2 && parts[0] == "projects":
-		tmpl, id, h = "/projects/{id}", parts[1], map[string]apiHandler{"GET": s.getProject}
+		tmpl, id, h = "/projects/{id}", parts[1], map[string]apiHandler{"GET": s.getProject, "PUT": s.updateProject, "PATCH": s.updateProject}
+	case len(parts) == 3 && parts[0] == "projects" && parts[2] == "ssh-keys":
+		tmpl, id, h = "/projects/{id}/ssh-keys", parts[1], map[string]apiHandler{"GET": s.listSSHKeys, "POST": s.createSSHKey}
 	case len(parts) == 3 && parts[0] == "projects" && parts[2] == "devices":
 		tmpl, id, h = "/projects/{id}/devices", parts[1], map[string]apiHandler{"GET": s.listDevices, "POST": s.createDevice}
 	case len(parts) == 4 && parts[0] == "projects" && parts[2] == "devices" && parts[3] == "batch":
@@ -79,6 +89,14 @@ func (s *Sim) route(r *http.Request) (string, string, apiHandler) {
 		tmpl, id, h = "/devices/{id}/actions", parts[1], map[string]apiHandler{"POST": s.deviceAction}
 	case len(parts) == 3 && parts[0] == "devices" && parts[2] == "events":
 		tmpl, id, h = "/devices/{id}/events", parts[1], map[string]apiHandler{"GET": s.deviceEvents}
+	case len(parts) == 3 && parts[0] == "devices" && parts[2] == "metadata":
+		tmpl, id, h = "/devices/{id}/metadata", parts[1], map[string]apiHandler{"GET": s.deviceMetadata}
+	case len(parts) == 3 && parts[0] == "devices" && parts[2] == "userdata":
+		tmpl, id, h = "/devices/{id}/userdata", parts[1], map[string]apiHandler{"GET": s.deviceUserdata}
+	case len(parts) == 3 && parts[0] == "devices" && parts[2] == "ips":
+		tmpl, id, h = "/devices/{id}/ips", parts[1], map[string]apiHandler{"GET": s.deviceIPs}
+	case rest == "operating-systems":
+		tmpl, h = "/operating-systems", map[string]apiHandler{"GET": s.listOperatingSystems}
 	case rest == "facilities":
 		tmpl, h = "/facilities", map[string]apiHandler{"GET": s.listFacilities}
 	case rest == "locations/metros":

@@ -126,10 +126,11 @@ type device struct {
 	} `json:"provisioning_events"`
 }
 
-// userState is the newest user_state event's state ("" if none).
+// userState is the newest user state event's state and message ("" if
+// none): events of type user.<code>, as on the service.
 func (d device) userState() (string, string) {
 	for _, e := range d.ProvisioningEvents { // newest first
-		if e.Type == "user_state" {
+		if strings.HasPrefix(e.Type, "user.") {
 			return e.State, e.Body
 		}
 	}

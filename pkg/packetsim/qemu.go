@@ -3,24 +3,21 @@ package packetsim
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 )
 
 // Booter boots a device's script for real once the simulator has
 // interpreted it and found its kernel and initrds (Config.Booter). It
-// returns the text of the device's user_state event on success; an error
+// returns the text of the device's succeeded user state on success; an error
 // becomes a failed user state with the error's text.
 type Booter interface {
 	Boot(ctx context.Context, req BootRequest) (detail string, err error)
@@ -34,24 +31,59 @@ type BootRequest struct {
 	Arch      string // the plan's architecture: "x86_64" or "arm64"
 	Script    string
 	KernelURL string
+	// Console is the device's serial console: a real guest's ttyS1.
+	Console *Console
+	// Metadata serves the metadata service for this device (GET
+	// /metadata, /userdata; POST /events takes user state).
+	Metadata http.Handler
+	// Running ends when the device leaves this boot (deleted, powered
+	// off, rebooted, reinstalled) or the simulator stops: a guest may run
+	// until then (nil: the Boot context).
+	Running context.Context
+	release func() // frees Running's watcher early (nil = nothing to free)
 }
 
 // realBoot hands an interpreted, good boot to the configured Booter.
 func (s *Sim) realBoot(ctx context.Context, snap bootSnap, b Boot) Boot {
+	running, stop := s.bootContext(ctx, snap.id, snap.gen)
 	detail, err := s.cfg.Booter.Boot(ctx, BootRequest{
 		DeviceID: b.DeviceID, Hostname: b.Hostname, Arch: snap.arch,
 		Script: b.script, KernelURL: b.KernelURL,
+		Console: s.consoles.get(snap.id), Metadata: s.MetadataHandler(b.DeviceID),
+		Running: running, release: stop,
 	})
-	if err != nil {
+	var gr *guestReport
+	switch {
+	case errors.As(err, &gr):
+		b.reported = true
+		b.OK = gr.state == UserStateSucceeded
+		if b.OK {
+			b.detail = fmt.Sprintf("booted %s in QEMU; the guest posted user state %s after %v: %s", b.KernelURL, gr.state, gr.after, gr.message)
+		} else {
+			b.Error = "the guest posted user state failed: " + gr.message
+		}
+		return b
+	case err != nil:
+		stop()
 		b.OK, b.Error = false, err.Error()
 		return b
 	}
+	stop()
 	b.detail = detail
 	return b
 }
 
-// GuestGateway is the host as seen from inside QEMU's user-mode network.
-const GuestGateway = "10.0.2.2"
+// The network of a QEMU guest (user-mode networking): the guest gets an
+// address from DHCP in GuestNet, reaches the host's loopback servers
+// through GuestGateway, and its device's metadata service at
+// MetadataAddr port 80. The network is link-local because QEMU forwards
+// only addresses inside the guest's network, and 169.254.169.254 is the
+// address metadata clients conventionally use.
+const (
+	GuestNet     = "169.254.169.0/24"
+	GuestGateway = "169.254.169.2"
+	MetadataAddr = "169.254.169.254"
+)
 
 // loopbackURL matches the host part of a loopback URL: the copy of a
 // script handed to QEMU reaches the host's servers through the gateway.
@@ -91,10 +123,11 @@ func GuestScript(script, extraArgs string) string {
 
 // QEMU boots iPXE scripts on real firmware: Debian's ipxe.lkrn as the
 // kernel of qemu-system-x86_64, the script as its initrd, user-mode
-// networking with a virtio NIC, and two serial ports written to files. The
-// firmware's own screen is copied to the first port (SeaBIOS's serial
-// console) so that an iPXE error shows up in the log; Packet's console,
-// ttyS1, is the second.
+// networking (GuestNet) with a virtio NIC, and two serial ports written to
+// files. The firmware's own screen is copied to the first port (SeaBIOS's
+// serial console) so that an iPXE error shows up in the log; Packet's
+// console, ttyS1, is the second, and it is also a two-way line to the
+// device's Console when the simulator boots the guest.
 type QEMU struct {
 	// Binary is the emulator (default qemu-system-x86_64 on PATH).
 	Binary string
@@ -245,229 +278,248 @@ func (q QEMU) Run(ctx context.Context, name, script, extraArgs string, done <-ch
 	if err != nil {
 		return nil, err
 	}
-	var dir string
-	if q.Dir != "" {
-		dir = filepath.Join(q.Dir, name)
-		if err := os.RemoveAll(dir); err != nil {
-			return nil, fmt.Errorf("qemu boot %s: %w", name, err)
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("qemu boot %s: %w", name, err)
-		}
-	} else {
-		if dir, err = os.MkdirTemp("", "lkfleet-qemu-"); err != nil {
-			return nil, fmt.Errorf("qemu boot %s: %w", name, err)
-		}
-		defer os.RemoveAll(dir)
+	p, err := q.start(name, script, extraArgs, guestIO{})
+	if err != nil {
+		return nil, err
 	}
-	res := &QEMUBoot{Script: GuestScript(script, extraArgs)}
+	defer p.cleanup()
+	res, err := p.supervise(ctx, done)
+	if err != nil || !res.Reported {
+		return res, err
+	}
+	t := time.NewTimer(q.Grace)
+	defer t.Stop()
+	select {
+	case <-p.exited:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	p.kill()
+	return res, nil
+}
+
+// guestIO is what a guest is connected to besides its log files.
+type guestIO struct {
+	// console receives ttyS1's output and feeds its input.
+	console *Console
+	// metadata is a host address (127.0.0.1:PORT) that the guest reaches
+	// as MetadataAddr:80, one relay process per connection.
+	metadata string
+}
+
+// qemuProc is one running emulator.
+type qemuProc struct {
+	q       QEMU
+	name    string
+	res     *QEMUBoot
+	cmd     *exec.Cmd
+	serial  [2]string
+	start   time.Time
+	stderr  bytes.Buffer
+	exited  chan struct{} // closed once QEMU exited and ttyS1 was drained
+	waitErr error
+	rmDir   string // removed by cleanup ("" = keep)
+	unplug  func() // disconnects the console's input
+}
+
+// start launches QEMU. ttyS0 goes to a file; ttyS1 is QEMU's stdio,
+// copied to a file and to the console, with the console's input as its
+// input: a bidirectional serial line.
+func (q QEMU) start(name, script, extraArgs string, gio guestIO) (*qemuProc, error) {
+	dir, rmDir, err := q.bootDir(name)
+	if err != nil {
+		return nil, fmt.Errorf("qemu boot %s: %w", name, err)
+	}
+	p := &qemuProc{q: q, name: name, res: &QEMUBoot{Script: GuestScript(script, extraArgs)}, exited: make(chan struct{}), rmDir: rmDir, unplug: func() {}}
+	fail := func(err error) (*qemuProc, error) {
+		if rmDir != "" {
+			os.RemoveAll(rmDir)
+		}
+		return nil, fmt.Errorf("qemu boot %s: %w", name, err)
+	}
 	scriptPath := filepath.Join(dir, "script.ipxe")
 	portPath := filepath.Join(dir, "sercon-port")
-	serial := [2]string{filepath.Join(dir, "ttyS0.log"), filepath.Join(dir, "ttyS1.log")}
+	p.serial = [2]string{filepath.Join(dir, "ttyS0.log"), filepath.Join(dir, "ttyS1.log")}
 	// SeaBIOS reads etc/sercon-port as a little-endian integer: 0x3f8 is COM1.
 	if err := os.WriteFile(portPath, []byte{0xf8, 0x03}, 0o644); err != nil {
-		return nil, fmt.Errorf("qemu boot %s: %w", name, err)
+		return fail(err)
 	}
-	if err := os.WriteFile(scriptPath, []byte(res.Script), 0o644); err != nil {
-		return nil, fmt.Errorf("qemu boot %s: %w", name, err)
+	if err := os.WriteFile(scriptPath, []byte(p.res.Script), 0o644); err != nil {
+		return fail(err)
 	}
-	res.Args = []string{q.Binary,
+	netdev, env, err := guestNetdev(gio.metadata)
+	if err != nil {
+		return fail(err)
+	}
+	p.res.Args = []string{q.Binary,
 		"-accel", q.Accel, "-m", fmt.Sprint(q.MemoryMiB),
 		"-kernel", q.Firmware, "-initrd", scriptPath,
-		"-display", "none",
-		"-serial", "file:" + serial[0], "-serial", "file:" + serial[1],
-		"-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
+		"-display", "none", "-monitor", "none",
+		"-serial", "file:" + p.serial[0],
+		"-chardev", "stdio,id=ttyS1,signal=off", "-serial", "chardev:ttyS1",
+		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
 		"-no-reboot",
 		"-fw_cfg", "name=etc/sercon-port,file=" + portPath,
 	}
-	var stderr bytes.Buffer
-	cmd := exec.Command(res.Args[0], res.Args[1:]...)
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	start := time.Now()
+	log1, err := os.Create(p.serial[1])
+	if err != nil {
+		return fail(err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		log1.Close()
+		return fail(err)
+	}
+	cmd := exec.Command(p.res.Args[0], p.res.Args[1:]...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = outW, &p.stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		log1.Close()
+		outR.Close()
+		outW.Close()
+		return fail(err)
+	}
+	p.cmd = cmd
+	p.start = time.Now()
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("qemu boot %s: %w", name, err)
+		log1.Close()
+		outR.Close()
+		outW.Close()
+		return fail(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() error {
-		cmd.Process.Kill()
-		return <-exited
+	outW.Close()
+	var sink io.Writer = log1
+	if gio.console != nil {
+		sink = io.MultiWriter(log1, gio.console)
+		p.unplug = gio.console.SetInput(stdin)
 	}
-	readLogs := func() {
-		for i, p := range serial {
-			res.Serial[i], _ = os.ReadFile(p)
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		io.Copy(sink, outR)
+		outR.Close()
+		log1.Close()
+	}()
+	go func() {
+		p.waitErr = cmd.Wait()
+		<-drained
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+// bootDir is where a boot's files go: DIR/<name> (emptied first) when
+// Dir is set, kept for the user; else a temporary directory, returned as
+// rmDir too so that cleanup removes it.
+func (q QEMU) bootDir(name string) (dir, rmDir string, err error) {
+	if q.Dir == "" {
+		dir, err = os.MkdirTemp("", "lkfleet-qemu-")
+		return dir, dir, err
+	}
+	dir = filepath.Join(q.Dir, name)
+	if err := os.RemoveAll(dir); err != nil {
+		return "", "", err
+	}
+	return dir, "", os.MkdirAll(dir, 0o755)
+}
+
+// guestNetdev is a guest's -netdev and the environment QEMU runs with.
+// With a metadata address (127.0.0.1:PORT) the guest's connections to
+// MetadataAddr:80 go to the relay, which reads the address from relayEnv.
+func guestNetdev(metadata string) (netdev string, env []string, err error) {
+	netdev = "user,id=n0,net=" + GuestNet
+	if metadata == "" {
+		return netdev, nil, nil
+	}
+	// /proc/PID/exe runs this very binary even if its file was
+	// replaced since (a rebuild while the simulator runs).
+	exe := fmt.Sprintf("/proc/%d/exe", os.Getpid())
+	if _, err := os.Stat(exe); err != nil {
+		if exe, err = os.Executable(); err != nil {
+			return "", nil, fmt.Errorf("metadata relay: %w", err)
 		}
-		res.Elapsed = time.Since(start)
 	}
-	deadline := time.NewTimer(q.Timeout)
+	// QEMU spawns the command for every connection the guest opens
+	// (a chardev target would serve only the first one).
+	netdev += ",guestfwd=tcp:" + MetadataAddr + ":80-cmd:" + qemuOpt(shellQuote(exe)+" "+relayArg)
+	return netdev, append(os.Environ(), relayEnv+"="+metadata), nil
+}
+
+// shellQuote quotes s for a POSIX-shell-like command line (QEMU parses
+// the cmd: of a guestfwd that way).
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// qemuOpt escapes a value inside a QEMU option list: commas are doubled.
+func qemuOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+func (p *qemuProc) readLogs() {
+	for i, f := range p.serial {
+		p.res.Serial[i], _ = os.ReadFile(f)
+	}
+	p.res.Elapsed = time.Since(p.start)
+}
+
+// kill stops QEMU (if it still runs) and waits for it.
+func (p *qemuProc) kill() {
+	p.cmd.Process.Kill()
+	<-p.exited
+	p.readLogs()
+}
+
+// cleanup kills QEMU and removes a temporary directory.
+func (p *qemuProc) cleanup() {
+	p.kill()
+	p.unplug()
+	if p.rmDir != "" {
+		os.RemoveAll(p.rmDir)
+	}
+}
+
+// supervise waits until QEMU exits, done is closed (Reported: QEMU is
+// left running), Timeout passes, early signs of a failed boot show, or
+// ctx ends; in the last three cases QEMU is stopped and a *QEMUError with
+// the serial tails is returned.
+func (p *qemuProc) supervise(ctx context.Context, done <-chan struct{}) (*QEMUBoot, error) {
+	res, name := p.res, p.name
+	deadline := time.NewTimer(p.q.Timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	var grace <-chan time.Time
 	for {
 		select {
-		case err := <-exited:
-			readLogs()
-			if err != nil && !res.Reported {
-				return res, &QEMUError{Reason: fmt.Sprintf("qemu boot %s: %s exited: %v: %s", name, filepath.Base(q.Binary), err, strings.TrimSpace(stderr.String())), Boot: res}
+		case <-p.exited:
+			p.readLogs()
+			select {
+			case <-done: // the guest reported, then powered off at once
+				res.Reported, res.ReportedAfter = true, res.Elapsed
+				return res, nil
+			default:
+			}
+			if p.waitErr != nil {
+				return res, &QEMUError{Reason: fmt.Sprintf("qemu boot %s: %s exited: %v: %s", name, filepath.Base(p.q.Binary), p.waitErr, strings.TrimSpace(p.stderr.String())), Boot: res}
 			}
 			return res, nil
 		case <-done:
-			res.Reported, res.ReportedAfter, done = true, time.Since(start), nil
-			t := time.NewTimer(q.Grace)
-			defer t.Stop()
-			grace = t.C
-		case <-grace:
-			stop()
-			readLogs()
+			res.Reported, res.ReportedAfter = true, time.Since(p.start)
+			p.readLogs()
 			return res, nil
 		case <-deadline.C:
-			stop()
-			readLogs()
-			return res, &QEMUError{Reason: fmt.Sprintf("qemu boot %s: timed out after %v", name, q.Timeout), Boot: res}
+			p.kill()
+			return res, &QEMUError{Reason: fmt.Sprintf("qemu boot %s: timed out after %v", name, p.q.Timeout), Boot: res}
 		case <-ctx.Done():
-			stop()
-			readLogs()
+			p.kill()
 			return res, &QEMUError{Reason: fmt.Sprintf("qemu boot %s: %v", name, ctx.Err()), Boot: res}
 		case <-tick.C:
-			if res.Reported {
-				continue
-			}
-			readLogs()
-			for _, p := range failPatterns {
-				if bytes.Contains(res.Serial[0], []byte(p.text)) || bytes.Contains(res.Serial[1], []byte(p.text)) {
-					stop()
-					readLogs()
-					return res, &QEMUError{Reason: fmt.Sprintf("qemu boot %s: %s (after %v)", name, p.reason, res.Elapsed.Round(100*time.Millisecond)), Boot: res}
+			p.readLogs()
+			for _, f := range failPatterns {
+				if bytes.Contains(res.Serial[0], []byte(f.text)) || bytes.Contains(res.Serial[1], []byte(f.text)) {
+					p.kill()
+					return res, &QEMUError{Reason: fmt.Sprintf("qemu boot %s: %s (after %v)", name, f.reason, res.Elapsed.Round(100*time.Millisecond)), Boot: res}
 				}
 			}
 		}
 	}
-}
-
-// QEMUBooter is the Booter of `lkfleet sim --boot qemu`: it boots x86_64
-// devices' scripts in QEMU, at most a fixed number at once, and a boot
-// succeeds only when the guest calls back. The callback URL is appended
-// to the kernel's arguments in the copy of the script given to QEMU as
-// lkfleet.callback=http://10.0.2.2:PORT/sim/callback/<device id>/<nonce>;
-// the booter serves it on 127.0.0.1:PORT, which QEMU's user-mode network
-// reaches through the gateway. Other architectures keep the interpreted
-// result (QEMU here emulates x86_64 only).
-type QEMUBooter struct {
-	qemu QEMU
-	sem  chan struct{}
-	srv  *http.Server
-	ln   net.Listener
-	log  io.Writer
-
-	mu      sync.Mutex
-	waiting map[string]*callback // path → the boot waiting for it
-}
-
-// callback is one boot's rendezvous with its guest.
-type callback struct {
-	once sync.Once
-	done chan struct{}
-	body string
-}
-
-// NewQEMUBooter checks that QEMU and the firmware are installed and starts
-// the callback listener. concurrency bounds simultaneous QEMU runs (0 = 2).
-// Progress lines go to log (nil = none). Close it when done.
-func NewQEMUBooter(q QEMU, concurrency int, log io.Writer) (*QEMUBooter, error) {
-	q, err := q.withDefaults()
-	if err != nil {
-		return nil, err
-	}
-	if concurrency <= 0 {
-		concurrency = 2
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("qemu booter: listen for callbacks: %w", err)
-	}
-	b := &QEMUBooter{qemu: q, sem: make(chan struct{}, concurrency), ln: ln, log: log, waiting: map[string]*callback{}}
-	b.srv = &http.Server{Handler: http.HandlerFunc(b.serveCallback), ReadHeaderTimeout: 10 * time.Second}
-	go b.srv.Serve(ln)
-	return b, nil
-}
-
-// CallbackBase is the callback server's root as the host sees it
-// (http://127.0.0.1:PORT); guests use the same port on GuestGateway.
-func (b *QEMUBooter) CallbackBase() string { return "http://" + b.ln.Addr().String() }
-
-// Close stops the callback listener. Boots in flight end with their
-// context.
-func (b *QEMUBooter) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	return b.srv.Shutdown(ctx)
-}
-
-func (b *QEMUBooter) serveCallback(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(io.LimitReader(r.Body, 8<<10))
-	b.mu.Lock()
-	cb := b.waiting[r.URL.Path]
-	b.mu.Unlock()
-	if cb == nil {
-		http.Error(w, "no boot is waiting for "+r.URL.Path, http.StatusNotFound)
-		return
-	}
-	cb.once.Do(func() {
-		cb.body = strings.TrimSpace(string(body))
-		close(cb.done)
-	})
-	io.WriteString(w, "ok\n")
-}
-
-func (b *QEMUBooter) logf(format string, args ...any) {
-	if b.log != nil {
-		fmt.Fprintf(b.log, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
-	}
-}
-
-// Boot implements Booter.
-func (b *QEMUBooter) Boot(ctx context.Context, req BootRequest) (string, error) {
-	if req.Arch != "" && req.Arch != "x86_64" {
-		return fmt.Sprintf("booted %s (interpreted only: QEMU boots x86_64 devices, this is %s)", req.KernelURL, req.Arch), nil
-	}
-	select {
-	case b.sem <- struct{}{}:
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
-	defer func() { <-b.sem }()
-
-	var nonce [8]byte
-	rand.Read(nonce[:])
-	path := "/sim/callback/" + req.DeviceID + "/" + hex.EncodeToString(nonce[:])
-	cb := &callback{done: make(chan struct{})}
-	b.mu.Lock()
-	b.waiting[path] = cb
-	b.mu.Unlock()
-	defer func() {
-		b.mu.Lock()
-		delete(b.waiting, path)
-		b.mu.Unlock()
-	}()
-	_, port, _ := net.SplitHostPort(b.ln.Addr().String())
-	arg := "lkfleet.callback=http://" + GuestGateway + ":" + port + path
-	b.logf("boot %s (%s): starting QEMU", req.Hostname, req.DeviceID)
-	res, err := b.qemu.Run(ctx, req.DeviceID, req.Script, arg, cb.done)
-	if err != nil {
-		b.logf("boot %s: failed: %s", req.Hostname, firstLine(err.Error()))
-		return "", fmt.Errorf("boot %s in QEMU: %w", req.Hostname, err)
-	}
-	if !res.Reported {
-		err := &QEMUError{Reason: fmt.Sprintf("qemu boot %s: the guest stopped after %v without calling back to %s", req.DeviceID, res.Elapsed.Round(100*time.Millisecond), arg), Boot: res}
-		b.logf("boot %s: failed: %s", req.Hostname, firstLine(err.Error()))
-		return "", fmt.Errorf("boot %s in QEMU: %w", req.Hostname, err)
-	}
-	b.logf("boot %s: guest reported in after %v", req.Hostname, res.ReportedAfter.Round(100*time.Millisecond))
-	return fmt.Sprintf("booted %s in QEMU in %v; guest reported: %s", req.KernelURL, res.ReportedAfter.Round(100*time.Millisecond), cb.body), nil
-}
-
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
-	return l
 }

@@ -17,22 +17,22 @@ func TestGuestScript(t *testing.T) {
 		{
 			"loopback hosts go through the gateway, args on the kernel line",
 			"#!ipxe\ndhcp\nset base-url http://127.0.0.1:8080/images\nkernel ${base-url}/k ro console=ttyS1\ninitrd http://localhost/i\nboot\n",
-			"lkfleet.callback=http://10.0.2.2:9/x",
-			"#!ipxe\ndhcp\nset base-url http://10.0.2.2:8080/images\nkernel ${base-url}/k ro console=ttyS1 lkfleet.callback=http://10.0.2.2:9/x\ninitrd http://10.0.2.2/i\nboot\n",
+			"extra=http://169.254.169.2:9/x",
+			"#!ipxe\ndhcp\nset base-url http://169.254.169.2:8080/images\nkernel ${base-url}/k ro console=ttyS1 extra=http://169.254.169.2:9/x\ninitrd http://169.254.169.2/i\nboot\n",
 		},
 		{
 			"args go before an || tail, other hosts stay",
 			"#!ipxe\nkernel http://[::1]:1/k a || goto fail\ninitrd http://127.0.0.10/i\n",
 			"x=1",
-			"#!ipxe\nkernel http://10.0.2.2:1/k a x=1 || goto fail\ninitrd http://127.0.0.10/i\n",
+			"#!ipxe\nkernel http://169.254.169.2:1/k a x=1 || goto fail\ninitrd http://127.0.0.10/i\n",
 		},
 		{
 			"a chain to a kernel takes the args when there is no kernel line",
 			"#!ipxe\nchain http://127.0.0.1/k a\n",
 			"x=1",
-			"#!ipxe\nchain http://10.0.2.2/k a x=1\n",
+			"#!ipxe\nchain http://169.254.169.2/k a x=1\n",
 		},
-		{"no args", "#!ipxe\nkernel https://LOCALHOST/k\n", "", "#!ipxe\nkernel https://10.0.2.2/k\n"},
+		{"no args", "#!ipxe\nkernel https://LOCALHOST/k\n", "", "#!ipxe\nkernel https://169.254.169.2/k\n"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -24,8 +24,8 @@ type SeedDevice struct {
 	IPXEScriptURL string
 	Userdata      string
 	CreatedAt     time.Time // zero = now
-	// UserState, if set ("succeeded" or "failed"), adds one user_state
-	// event as if the device had booted.
+	// UserState, if set ("running", "succeeded" or "failed"), adds one
+	// user state event (type user.<code>) as if the device had booted.
 	UserState string
 }
 
@@ -54,7 +54,7 @@ func (s *Sim) Seed(devs ...SeedDevice) ([]string, error) {
 		if p == nil || f == nil || s.cat.osJSON[os] == nil {
 			return ids, fmt.Errorf("seed device %d (%q): unknown plan %q, zone %q or operating system %q", i, sd.Hostname, sd.Plan, sd.Zone, os)
 		}
-		id := s.newID()
+		id := s.freshID()
 		if sd.ID != "" {
 			u, ok := parseUUID(strings.ToLower(sd.ID))
 			if !ok || s.devs[u] != nil {
@@ -84,11 +84,14 @@ func (s *Sim) Seed(devs ...SeedDevice) ([]string, error) {
 			}
 		}
 		if sd.UserState != "" {
-			body := "booted"
-			if sd.UserState == UserStateFailed {
-				body = "seeded boot failure"
+			u := userState{State: sd.UserState, Code: UserCodeBooted, Message: "booted"}
+			switch sd.UserState {
+			case UserStateFailed:
+				u.Code, u.Message = UserCodeBootFailed, "seeded boot failure"
+			case UserStateRunning:
+				u.Code, u.Message = UserCodeBooting, "booting"
 			}
-			d.events = []event{{id: s.newID(), at: created, typ: "user_state", state: sd.UserState, body: body}}
+			d.events = []event{{id: s.newID(), at: created, typ: userStateEventType(u.Code), state: u.State, body: u.Message}}
 		}
 		s.insert(d)
 		ids = append(ids, d.id.String())

@@ -56,9 +56,14 @@ func Start(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("start simulator: listen on %s: %w", addr, err)
 	}
 	sv := &Server{
-		URL:   "http://" + ln.Addr().String(),
-		Sim:   s,
-		srv:   &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second},
+		URL: "http://" + ln.Addr().String(),
+		Sim: s,
+		srv: &http.Server{
+			Handler:           s,
+			ReadHeaderTimeout: min(10*time.Second, s.cfg.ReadTimeout),
+			ReadTimeout:       s.cfg.ReadTimeout,
+			IdleTimeout:       2 * time.Minute,
+		},
 		done:  make(chan error, 1),
 		fresh: map[net.Conn]bool{},
 	}

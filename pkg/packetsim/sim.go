@@ -4,13 +4,15 @@
 // their iPXE scripts, and post user state events; faults, list lag,
 // capacity limits and rate limits are simulated on demand.
 //
-// The package uses the standard library only. State is computed lazily from
+// The package uses the standard library, and golang.org/x/crypto/ssh for
+// its SOS server (sos.go). State is computed lazily from
 // timestamps on read, and one scheduler goroutine (a timer heap) drives
 // boots and purges, so the simulator holds 100,000 devices in little memory
 // and is never the bottleneck of the client it tests.
 package packetsim
 
 import (
+	"encoding/json"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -69,6 +71,10 @@ type Config struct {
 	HTTPClient *http.Client
 	// SaveDelay debounces state file writes (0 = 200 ms).
 	SaveDelay time.Duration
+	// ReadTimeout bounds reading one request, body included, on Start's
+	// listener (0 = 30 s): a client that sends its body slowly, or not
+	// at all, loses the connection instead of holding it forever.
+	ReadTimeout time.Duration
 	// BootWorkers bounds concurrent boots (0 = 8).
 	BootWorkers int
 	// Booter, if set, boots every script that interpreted well for real
@@ -97,8 +103,14 @@ type Sim struct {
 	seq     uint32
 	boots   []Boot
 	capUsed map[capKey]int
+	proj    projectMeta
+	keys    []*sshKey // copy-on-write
+
+	projRefOnce sync.Once
+	projRef     json.RawMessage
 
 	rngMu sync.Mutex
+	pcg   *rand.PCG // the source of rng, saved in the state file
 	rng   *rand.Rand
 
 	limiter *limiter
@@ -107,6 +119,8 @@ type Sim struct {
 
 	sched *scheduler
 	saver *saver
+
+	consoles consoleSet // serial consoles (console.go)
 
 	inFlight atomic.Int64
 	closed   atomic.Bool
@@ -133,6 +147,9 @@ func newSim(cfg Config) (*Sim, error) {
 	if cfg.SaveDelay <= 0 {
 		cfg.SaveDelay = 200 * time.Millisecond
 	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = 30 * time.Second
+	}
 	if cfg.BootWorkers <= 0 {
 		cfg.BootWorkers = 8
 	}
@@ -141,9 +158,11 @@ func newSim(cfg Config) (*Sim, error) {
 		cat:     defaultCatalogue(),
 		devs:    make(map[uuid]*device),
 		capUsed: make(map[capKey]int),
-		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		pcg:     rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15),
 		limiter: newLimiter(cfg.RateLimit, cfg.Burst),
+		proj:    projectMeta{name: "lkfleet simulator", updated: projectCreated},
 	}
+	s.rng = rand.New(s.pcg)
 	s.client = cfg.HTTPClient
 	if s.client == nil {
 		s.client = &http.Client{Timeout: 10 * time.Second}
@@ -159,7 +178,10 @@ func newSim(cfg Config) (*Sim, error) {
 	s.sched = newScheduler(s)
 	var err error
 	if cfg.StateFile != "" {
-		err = s.loadState()
+		err = checkWritable(cfg.StateFile)
+		if err == nil {
+			err = s.loadState()
+		}
 		s.saver = newSaver(s)
 	}
 	return s, err
@@ -217,6 +239,17 @@ func (s *Sim) newID() uuid {
 	u[6] = u[6]&0x0f | 0x40
 	u[8] = u[8]&0x3f | 0x80
 	return u
+}
+
+// freshID draws a device id no device holds; the caller holds s.mu. The
+// random source continues across restarts (it is saved in the state
+// file), so this only guards state files from before that.
+func (s *Sim) freshID() uuid {
+	for {
+		if id := s.newID(); s.devs[id] == nil {
+			return id
+		}
+	}
 }
 
 func (s *Sim) logf(format string, args ...any) {

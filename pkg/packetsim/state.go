@@ -20,6 +20,24 @@ type stateFile struct {
 	Seq     uint32        `json:"seq"`
 	Devices []stateDevice `json:"devices"`
 	Boots   []Boot        `json:"boots"`
+
+	// RNG is the position of the simulator's random source: ids drawn
+	// after a restart continue the sequence instead of repeating it.
+	RNG []byte `json:"rng,omitempty"`
+
+	ProjectName       string          `json:"project_name,omitempty"`
+	ProjectTags       []string        `json:"project_tags,omitempty"`
+	ProjectCustomdata json.RawMessage `json:"project_customdata,omitempty"`
+	ProjectUpdated    time.Time       `json:"project_updated,omitzero"`
+	SSHKeys           []stateKey      `json:"ssh_keys,omitempty"`
+}
+
+type stateKey struct {
+	ID      string    `json:"id"`
+	Label   string    `json:"label"`
+	Key     string    `json:"key"`
+	Tags    []string  `json:"tags,omitempty"`
+	Created time.Time `json:"created"`
 }
 
 type stateEvent struct {
@@ -60,7 +78,14 @@ type stateDevice struct {
 // snapshot copies the state for saving; the caller holds s.mu.
 func (s *Sim) snapshot() stateFile {
 	now := s.now()
-	st := stateFile{Version: stateVersion, Project: s.project, Seq: s.seq, Boots: s.boots}
+	st := stateFile{Version: stateVersion, Project: s.project, Seq: s.seq, Boots: s.boots,
+		ProjectName: s.proj.name, ProjectTags: s.proj.tags, ProjectCustomdata: s.proj.customdata, ProjectUpdated: s.proj.updated}
+	s.rngMu.Lock()
+	st.RNG, _ = s.pcg.MarshalBinary() // cannot fail
+	s.rngMu.Unlock()
+	for _, k := range s.keys {
+		st.SSHKeys = append(st.SSHKeys, stateKey{ID: k.id.String(), Label: k.label, Key: k.key, Tags: k.tags, Created: k.created})
+	}
 	for _, d := range s.order {
 		if d.goneAt(now, s.cfg.DeprovisionTime) {
 			continue
@@ -111,6 +136,23 @@ func (s *Sim) saveState() error {
 	return nil
 }
 
+// checkWritable refuses a state file the simulator could not save: saves
+// go through a temporary file in the same directory and a rename, so the
+// directory must take new files, and the path must be a regular file if
+// it exists. Finding out at start beats losing every change at the first
+// save.
+func checkWritable(path string) error {
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("state file %s: not a regular file", path)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".check-*")
+	if err != nil {
+		return fmt.Errorf("state file %s: cannot write there: %w", path, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
 // loadState reads the state file if it exists and reschedules pending
 // boots and purges.
 func (s *Sim) loadState() error {
@@ -136,6 +178,24 @@ func (s *Sim) loadState() error {
 	}
 	s.seq = st.Seq
 	s.boots = st.Boots
+	if len(st.RNG) > 0 {
+		s.rngMu.Lock()
+		err := s.pcg.UnmarshalBinary(st.RNG)
+		s.rngMu.Unlock()
+		if err != nil {
+			return fmt.Errorf("load state %s: rng: %w", path, err)
+		}
+	}
+	if st.ProjectName != "" {
+		s.proj = projectMeta{name: st.ProjectName, tags: st.ProjectTags, customdata: st.ProjectCustomdata, updated: st.ProjectUpdated}
+	}
+	for _, k := range st.SSHKeys {
+		id, ok := parseUUID(k.ID)
+		if !ok {
+			return fmt.Errorf("load state %s: ssh key %q: bad id", path, k.ID)
+		}
+		s.keys = append(s.keys, &sshKey{id: id, label: k.Label, key: k.Key, tags: k.Tags, created: k.Created})
+	}
 	for i, sd := range st.Devices {
 		id, ok := parseUUID(sd.ID)
 		p, f := s.cat.planBy[sd.Plan], s.cat.facBy[sd.Facility]
@@ -151,7 +211,7 @@ func (s *Sim) loadState() error {
 		}
 		for _, e := range sd.Events {
 			eid, _ := parseUUID(e.ID)
-			d.events = append(d.events, event{id: eid, at: e.At, typ: e.Type, state: e.State, body: e.Body})
+			d.events = append(d.events, event{id: eid, at: e.At, typ: migrateEventType(e.Type, e.State), state: e.State, body: e.Body})
 		}
 		s.insert(d)
 		switch {
@@ -166,38 +226,81 @@ func (s *Sim) loadState() error {
 
 // markDirty asks for a state save soon; the caller may hold s.mu.
 func (s *Sim) markDirty() {
+	s.consoles.poke() // console sessions and guests follow lifecycle changes
 	if s.saver != nil {
 		s.saver.poke()
 	}
 }
 
-// saver debounces state writes: one write at most every SaveDelay, from
-// one goroutine started on the first change.
+// saver writes the state file from one goroutine started on the first
+// change. Plain changes (boots, purges) are debounced: one write at most
+// every SaveDelay. A request that must not be answered before its change
+// is on disk (creates, updates, deletes, actions) waits for a write that
+// covers it; waiting requests are written at once and together, so a
+// burst of creates costs a few writes, not one each.
 type saver struct {
 	s       *Sim
 	mu      sync.Mutex
+	cond    *sync.Cond
 	started bool
 	closed  bool
+	final   bool   // the last write (by close) is done
+	want    uint64 // changes marked so far
+	saved   uint64 // changes covered by the last finished write
+	waiters int
+	err     error // of the last write
 	kick    chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
 }
 
 func newSaver(s *Sim) *saver {
-	return &saver{s: s, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	sv := &saver{s: s, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	sv.cond = sync.NewCond(&sv.mu)
+	return sv
 }
 
+// poke marks a change; the caller may hold s.mu.
 func (sv *saver) poke() {
 	sv.mu.Lock()
+	sv.want++
 	if !sv.started && !sv.closed {
 		sv.started = true
 		go sv.loop()
 	}
 	sv.mu.Unlock()
+	sv.nudge()
+}
+
+func (sv *saver) nudge() {
 	select {
 	case sv.kick <- struct{}{}:
 	default:
 	}
+}
+
+// wait blocks until every change marked so far is written and returns
+// that write's error. The caller must not hold s.mu.
+func (sv *saver) wait() error {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	target := sv.want
+	if sv.saved >= target || !sv.started {
+		return sv.err
+	}
+	sv.waiters++
+	sv.nudge()
+	for sv.saved < target && !sv.final {
+		sv.cond.Wait()
+	}
+	sv.waiters--
+	return sv.err
+}
+
+func (sv *saver) urgent() bool {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	return sv.waiters > 0
 }
 
 func (sv *saver) loop() {
@@ -208,15 +311,49 @@ func (sv *saver) loop() {
 		case <-sv.stop:
 			return
 		}
-		select {
-		case <-time.After(sv.s.cfg.SaveDelay):
-		case <-sv.stop:
+		if !sv.urgent() && !sv.debounce() {
 			return
 		}
-		if err := sv.s.saveState(); err != nil {
-			sv.s.logf("packetsim: %v", err)
+		sv.write()
+	}
+}
+
+// debounce waits SaveDelay, or less if a request starts waiting; false
+// means the saver was stopped.
+func (sv *saver) debounce() bool {
+	timer := time.NewTimer(sv.s.cfg.SaveDelay)
+	defer timer.Stop()
+	for {
+		select {
+		case <-timer.C:
+			return true
+		case <-sv.kick:
+			if sv.urgent() {
+				return true
+			}
+		case <-sv.stop:
+			return false
 		}
 	}
+}
+
+// write saves the state and tells the waiters it covers.
+func (sv *saver) write() error {
+	sv.mu.Lock()
+	g := sv.want
+	sv.mu.Unlock()
+	// Every change up to g was made under s.mu before its poke, so the
+	// snapshot saveState takes holds them all.
+	err := sv.s.saveState()
+	sv.mu.Lock()
+	sv.saved = max(sv.saved, g)
+	sv.err = err
+	sv.cond.Broadcast()
+	sv.mu.Unlock()
+	if err != nil {
+		sv.s.logf("packetsim: %v", err)
+	}
+	return err
 }
 
 // close stops the saver and writes the final state.
@@ -229,5 +366,34 @@ func (sv *saver) close() error {
 	if started {
 		<-sv.done
 	}
-	return sv.s.saveState()
+	err := sv.write()
+	sv.mu.Lock()
+	sv.final = true
+	sv.cond.Broadcast()
+	sv.mu.Unlock()
+	return err
+}
+
+// waitSaved blocks until the changes marked so far are in the state file
+// (at once without one). The caller must not hold s.mu.
+func (s *Sim) waitSaved() error {
+	if s.saver == nil {
+		return nil
+	}
+	return s.saver.wait()
+}
+
+// migrateEventType turns the user_state events of older state files into
+// the service's user.<code> shape, so clients read one shape only.
+func migrateEventType(typ, state string) string {
+	if typ != "user_state" {
+		return typ
+	}
+	switch state {
+	case UserStateRunning:
+		return userStateEventType(UserCodeBooting)
+	case UserStateFailed:
+		return userStateEventType(UserCodeBootFailed)
+	}
+	return userStateEventType(UserCodeBooted)
 }

@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -8,6 +9,13 @@ import (
 
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
+
+// Need is one zone and machine type a plan wants devices of: the key of a
+// capacity check (pipeline.Backend.CheckCapacity).
+type Need struct {
+	Zone    string // facility or metro code
+	Machine string // plan slug
+}
 
 // Catalogue is what the API offers: machine types and locations. pkg/packet
 // fetches it once per run; the planner only reads it.
@@ -96,7 +104,7 @@ func CheckCatalogue(desired []spec.Device, cat Catalogue) error {
 		if !ok {
 			continue
 		}
-		if pa, da := normArch(info.Arch), normArch(d.Arch); pa != "" && da != "" && pa != da {
+		if pa, da := archKey(info.Arch), archKey(d.Arch); pa != "" && da != "" && pa != da {
 			key := "arch\x00" + d.Machine + "\x00" + da
 			if !seen[key] {
 				seen[key] = true
@@ -138,14 +146,11 @@ func (c Catalogue) offeredIn(locs []string, zone string) bool {
 	return false
 }
 
-func normArch(a string) string {
-	switch strings.ToLower(a) {
-	case "x86_64", "amd64", "x86":
-		return spec.ArchX86
-	case "aarch64", "arm64", "arm":
-		return spec.ArchARM
-	}
-	return strings.ToLower(a)
+// archKey is an architecture as the catalogue check compares it: a known
+// spelling normalised, an unknown one lower-cased (so two different
+// unknown architectures still disagree).
+func archKey(a string) string {
+	return cmp.Or(spec.NormalizeArch(a), strings.ToLower(a))
 }
 
 func slotList(slots []string) string {
@@ -153,7 +158,7 @@ func slotList(slots []string) string {
 		return "slot " + slots[0]
 	}
 	s := slices.Clone(slots)
-	slices.SortFunc(s, CompareSlots)
+	slices.SortFunc(s, spec.CompareSlots)
 	return fmt.Sprintf("slot %s and %d more", s[0], len(s)-1)
 }
 
@@ -163,14 +168,7 @@ func suggest(got string, known []string, what string) string {
 	if len(known) == 0 {
 		return "the catalogue lists no " + what
 	}
-	best, bestD := "", -1
-	for _, k := range known {
-		d := spec.EditDistance(strings.ToLower(got), strings.ToLower(k))
-		if bestD < 0 || d < bestD {
-			best, bestD = k, d
-		}
-	}
-	if bestD <= max(2, len(got)/3) {
+	if best := spec.Suggest(got, known); best != "" {
 		return fmt.Sprintf("did you mean %q?", best)
 	}
 	const show = 8
@@ -191,6 +189,6 @@ func sortedKeys[V any](m map[string]V) []string {
 
 func sortedDevices(ds []spec.Device) []spec.Device {
 	s := slices.Clone(ds)
-	slices.SortStableFunc(s, func(a, b spec.Device) int { return CompareSlots(a.Slot, b.Slot) })
+	slices.SortStableFunc(s, func(a, b spec.Device) int { return spec.CompareSlots(a.Slot, b.Slot) })
 	return s
 }

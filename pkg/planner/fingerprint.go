@@ -19,7 +19,7 @@ func LiveFingerprint(live []Live) string {
 			continue
 		}
 		// NUL cannot occur in these API strings, so rows cannot collide.
-		rows = append(rows, strings.Join([]string{l.ID, l.State, l.Rev, l.Slot}, "\x00"))
+		rows = append(rows, strings.Join([]string{l.ID, l.State, l.Rev(), l.Slot()}, "\x00"))
 	}
 	slices.Sort(rows)
 	h := sha256.New()

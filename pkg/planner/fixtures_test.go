@@ -2,7 +2,9 @@ package planner
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lkfleet/lkfleet/pkg/spec"
@@ -28,7 +30,7 @@ func testFleet() *spec.Fleet {
 			Waves:          [][]string{{"ams1"}, {"ewr1"}},
 			MaxInFlight:    10,
 			MaxUnavailable: spec.Budget{Count: 1},
-			Rebuild:        spec.RebuildReboot,
+			Rebuild:        spec.StrategyReboot,
 		},
 	}
 }
@@ -78,8 +80,8 @@ var metroOf = map[string]string{"ams1": "am", "ewr1": "ny", "sjc1": "sv"}
 func liveOf(d spec.Device, id string) Live {
 	return Live{
 		ID: id, ShortID: id[:min(8, len(id))], Hostname: d.Hostname, State: StateActive,
-		Tags:  append(append([]string{}, d.UserTags...), d.Tags()[len(d.UserTags):]...),
-		Fleet: d.Fleet, Slot: d.Slot, Rev: d.Rev, Machine: d.Machine,
+		Tags:     append(append([]string{}, d.UserTags...), d.Tags()[len(d.UserTags):]...),
+		Machine:  d.Machine,
 		Facility: d.Zone, Metro: metroOf[d.Zone], Billing: d.Billing, AlwaysPXE: d.AlwaysPXE,
 		Userdata: d.APIUserdata(), ScriptURL: d.IPXEScriptURL, CreatedAt: t0,
 	}
@@ -96,6 +98,20 @@ func liveAll(ds []spec.Device) []Live {
 
 // orphan is a live fleet device in a slot testFleet may not want.
 func orphan(id, slot, zone string) Live {
-	return Live{ID: id, Hostname: "orphan-" + id, State: StateActive, Fleet: "lab", Slot: slot,
-		Rev: "000000000000", Machine: "c3.small.x86", Facility: zone, Metro: metroOf[zone], Billing: "hourly", CreatedAt: t0}
+	return Live{ID: id, Hostname: "orphan-" + id, State: StateActive, Tags: ownTags("lab", slot, "000000000000"),
+		Machine: "c3.small.x86", Facility: zone, Metro: metroOf[zone], Billing: "hourly", CreatedAt: t0}
+}
+
+// ownTags are the lkfleet tags of a device of fleet in slot at rev.
+func ownTags(fleet, slot, rev string) []string {
+	return spec.Device{Fleet: fleet, Slot: slot, Rev: rev}.Tags()
+}
+
+// setTag sets (or, with v "", removes) l's tag with prefix: how a test
+// changes a live device's fleet, slot or rev.
+func setTag(l *Live, prefix, v string) {
+	l.Tags = slices.DeleteFunc(slices.Clone(l.Tags), func(t string) bool { return strings.HasPrefix(t, prefix) })
+	if v != "" {
+		l.Tags = append(l.Tags, prefix+v)
+	}
 }

@@ -52,26 +52,26 @@ type filePlan struct {
 }
 
 type fileRollout struct {
-	Waves                 [][]string `json:"waves"`
-	MaxInFlight           int        `json:"max_in_flight"`
-	MaxUnavailableCount   int        `json:"max_unavailable_count"`
-	MaxUnavailablePercent int        `json:"max_unavailable_percent"`
-	Rebuild               string     `json:"rebuild"`
-	Canary                int        `json:"canary"`
-	MaxFailures           int        `json:"max_failures"`
+	Waves                 [][]string    `json:"waves"`
+	MaxInFlight           int           `json:"max_in_flight"`
+	MaxUnavailableCount   int           `json:"max_unavailable_count"`
+	MaxUnavailablePercent int           `json:"max_unavailable_percent"`
+	Rebuild               spec.Strategy `json:"rebuild"`
+	Canary                int           `json:"canary"`
+	MaxFailures           int           `json:"max_failures"`
 }
 
 type fileChange struct {
-	Action   Action      `json:"action"`
-	Slot     string      `json:"slot"`
-	Hostname string      `json:"hostname"`
-	Wave     int         `json:"wave"`
-	DeviceID string      `json:"device_id"`
-	Desired  *fileDevice `json:"desired"`
-	Live     *fileLive   `json:"live"`
-	Reasons  []string    `json:"reasons"`
-	Attrs    []fileAttr  `json:"attributes"`
-	Strategy string      `json:"strategy"`
+	Action   Action        `json:"action"`
+	Slot     string        `json:"slot"`
+	Hostname string        `json:"hostname"`
+	Wave     int           `json:"wave"`
+	DeviceID string        `json:"device_id"`
+	Desired  *fileDevice   `json:"desired"`
+	Live     *fileLive     `json:"live"`
+	Reasons  []string      `json:"reasons"`
+	Attrs    []fileAttr    `json:"attributes"`
+	Strategy spec.Strategy `json:"strategy"`
 }
 
 type fileAttr struct {
@@ -112,15 +112,23 @@ type fileDevice struct {
 	Rev           string    `json:"rev"`
 }
 
+// fileLive is a Live as a saved plan carries it: Live's own fields, which
+// convert by struct conversion (a field added to Live cannot be left out),
+// and for readers of the file the fleet, slot and rev its tags say, which
+// loading checks against the tags.
 type fileLive struct {
+	fileLiveFields
+	Fleet string `json:"fleet"`
+	Slot  string `json:"slot"`
+	Rev   string `json:"rev"`
+}
+
+type fileLiveFields struct {
 	ID            string    `json:"id"`
 	ShortID       string    `json:"short_id"`
 	Hostname      string    `json:"hostname"`
 	State         string    `json:"state"`
 	Tags          []string  `json:"tags"`
-	Fleet         string    `json:"fleet"`
-	Slot          string    `json:"slot"`
-	Rev           string    `json:"rev"`
 	Machine       string    `json:"machine"`
 	Facility      string    `json:"facility"`
 	Metro         string    `json:"metro"`
@@ -249,10 +257,10 @@ func toFile(p Plan) filePlan {
 	for _, c := range p.Changes {
 		fc := fileChange{
 			Action:   c.Action,
-			Slot:     c.Slot,
-			Hostname: c.Hostname,
+			Slot:     c.Slot(),
+			Hostname: c.Hostname(),
 			Wave:     c.Wave,
-			DeviceID: c.DeviceID,
+			DeviceID: c.DeviceID(),
 			Reasons:  nonNil(c.Reasons),
 			Attrs:    make([]fileAttr, 0, len(c.Attrs)),
 			Strategy: c.Strategy,
@@ -264,16 +272,13 @@ func toFile(p Plan) filePlan {
 			fc.Desired = &fileDevice{
 				Slot: d.Slot, Fleet: d.Fleet, Group: d.Group, Zone: d.Zone, Index: d.Index, Wave: d.Wave,
 				Hostname: d.Hostname, Machine: d.Machine, Billing: d.Billing, AlwaysPXE: d.AlwaysPXE, Arch: d.Arch,
-				Image: fileImage{
-					Key: d.Image.Key, Name: d.Image.Name, BaseURL: d.Image.BaseURL, Arch: d.Image.Arch,
-					Cmdline: d.Image.Cmdline, IPXETemplate: d.Image.IPXETemplate,
-				},
+				Image:    fileImage(d.Image),
 				UserTags: nonNil(d.UserTags), KernelArgs: d.KernelArgs, IPXETemplate: d.IPXETemplate,
 				Userdata: d.Userdata, IPXEScriptURL: d.IPXEScriptURL, Script: d.Script, Rev: d.Rev,
 			}
 		}
 		if l := c.Live; l != nil {
-			fl := fileLive(*l)
+			fl := fileLive{fileLiveFields: fileLiveFields(*l), Fleet: l.Fleet(), Slot: l.Slot(), Rev: l.Rev()}
 			fl.Tags, fl.IPs = nonNil(l.Tags), nonNil(l.IPs)
 			fc.Live = &fl
 		}
@@ -321,7 +326,7 @@ func fromFile(fp filePlan) (Plan, error) {
 		if err != nil {
 			return Plan{}, fmt.Errorf("change %d (slot %q): %w", i+1, fc.Slot, err)
 		}
-		key := string(c.Action) + "\x00" + c.Slot + "\x00" + c.DeviceID
+		key := string(c.Action) + "\x00" + c.Slot() + "\x00" + c.DeviceID()
 		if seen[key] {
 			return Plan{}, fmt.Errorf("change %d (slot %q): listed twice", i+1, fc.Slot)
 		}
@@ -335,7 +340,7 @@ func fromFile(fp filePlan) (Plan, error) {
 }
 
 func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
-	if _, ok := ParseSlot(fc.Slot); !ok {
+	if _, ok := spec.ParseSlot(fc.Slot); !ok {
 		return Change{}, errors.New("invalid slot")
 	}
 	if fc.Wave < 0 || (len(ro.Waves) > 0 && fc.Wave >= len(ro.Waves)) {
@@ -346,10 +351,7 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 	}
 	c := Change{
 		Action:   fc.Action,
-		Slot:     fc.Slot,
-		Hostname: fc.Hostname,
 		Wave:     fc.Wave,
-		DeviceID: fc.DeviceID,
 		Reasons:  nilIfEmpty(fc.Reasons),
 		Strategy: fc.Strategy,
 	}
@@ -366,10 +368,7 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 		c.Desired = &spec.Device{
 			Slot: d.Slot, Fleet: d.Fleet, Group: d.Group, Zone: d.Zone, Index: d.Index, Wave: d.Wave,
 			Hostname: d.Hostname, Machine: d.Machine, Billing: d.Billing, AlwaysPXE: d.AlwaysPXE, Arch: d.Arch,
-			Image: spec.Image{
-				Key: d.Image.Key, Name: d.Image.Name, BaseURL: d.Image.BaseURL, Arch: d.Image.Arch,
-				Cmdline: d.Image.Cmdline, IPXETemplate: d.Image.IPXETemplate,
-			},
+			Image:    spec.Image(d.Image),
 			UserTags: nilIfEmpty(d.UserTags), KernelArgs: d.KernelArgs, IPXETemplate: d.IPXETemplate,
 			Userdata: d.Userdata, IPXEScriptURL: d.IPXEScriptURL, Script: d.Script, Rev: d.Rev,
 		}
@@ -381,9 +380,16 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 		if l.ID == "" || l.ID != fc.DeviceID {
 			return Change{}, errors.New("live device does not match the change's device_id")
 		}
-		lv := Live(*l)
+		lv := Live(l.fileLiveFields)
 		lv.Tags, lv.IPs = nilIfEmpty(l.Tags), nilIfEmpty(l.IPs)
+		if l.Fleet != lv.Fleet() || l.Slot != lv.Slot() || l.Rev != lv.Rev() {
+			return Change{}, errors.New("live device's fleet, slot and rev are not what its tags say")
+		}
 		c.Live = &lv
+	}
+	// Slot and hostname are the devices'; the file's copies must agree.
+	if (c.Desired != nil || c.Live != nil) && (c.Slot() != fc.Slot || c.Hostname() != fc.Hostname) {
+		return Change{}, errors.New("the change's slot and hostname are not its device's")
 	}
 	needDesired, needLive := true, true
 	switch c.Action {
@@ -393,8 +399,8 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 		needDesired = false
 	case Replace, Update:
 	case Rebuild:
-		switch c.Strategy {
-		case spec.RebuildReboot, spec.RebuildReins, spec.RebuildRecr:
+		switch {
+		case c.Strategy.Known():
 		default:
 			return Change{}, fmt.Errorf("unknown rebuild strategy %q", c.Strategy)
 		}
@@ -404,7 +410,7 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 	if c.Action != Rebuild && c.Strategy != "" {
 		return Change{}, fmt.Errorf("a %s has no strategy", c.Action)
 	}
-	if needDesired != (c.Desired != nil) || needLive != (c.Live != nil) || needLive != (c.DeviceID != "") {
+	if needDesired != (c.Desired != nil) || needLive != (c.Live != nil) || needLive != (fc.DeviceID != "") {
 		return Change{}, fmt.Errorf("a %s must carry %s", c.Action, carries(needDesired, needLive))
 	}
 	return c, nil

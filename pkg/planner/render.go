@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,14 +32,31 @@ const (
 // legend lists the symbols in the order the legend prints them.
 var legend = []struct {
 	action Action
-	symbol string
 	text   string
 }{
-	{Create, "+", "create"},
-	{Rebuild, "~", "rebuild in-place"},
-	{Update, "~", "update in-place"},
-	{Replace, "+/-", "create replacement and then destroy"},
-	{Delete, "-", "destroy"},
+	{Create, "create"},
+	{Rebuild, "rebuild in-place"},
+	{Update, "update in-place"},
+	{Replace, "create replacement and then destroy"},
+	{Delete, "destroy"},
+}
+
+// Symbol is an action's plan symbol (Terraform's convention), "" for no-op
+// and unknown actions. It is the one home of the symbols: the plan text and
+// the progress lines both use it. A replacement is "+/-", Terraform's
+// create-before-destroy, because lkfleet creates the new device first.
+func Symbol(a Action) string {
+	switch a {
+	case Create:
+		return "+"
+	case Delete:
+		return "-"
+	case Replace:
+		return "+/-"
+	case Rebuild, Update:
+		return "~"
+	}
+	return ""
 }
 
 type textWriter struct {
@@ -95,7 +113,7 @@ func RenderText(w io.Writer, p Plan, o TextOptions) error {
 		t.line("Changes are indicated with the following symbols:")
 		for _, l := range legend {
 			if present[l.action] {
-				pad := strings.Repeat(" ", 3-len(l.symbol))
+				pad := strings.Repeat(" ", 3-len(Symbol(l.action)))
 				t.line("%s%s %s", pad, t.symbol(l.action), l.text)
 			}
 		}
@@ -138,7 +156,7 @@ func waveTitle(p Plan, wave int) string {
 }
 
 func headline(c Change) string {
-	name := "device " + strconv.Quote(c.Hostname)
+	name := "device " + strconv.Quote(c.Hostname())
 	switch c.Action {
 	case Create:
 		return name + " will be created"
@@ -147,10 +165,10 @@ func headline(c Change) string {
 	case Replace:
 		return name + " must be replaced"
 	case Rebuild:
-		if c.Strategy == spec.RebuildRecr {
+		if !c.Strategy.InPlace() {
 			return name + " will be rebuilt (recreate: a new device first, then this one is destroyed)"
 		}
-		return name + " will be rebuilt in-place (" + c.Strategy + ")"
+		return name + " will be rebuilt in-place (" + string(c.Strategy) + ")"
 	case Update:
 		return name + " will be updated in-place"
 	}
@@ -162,8 +180,8 @@ func (t *textWriter) change(c Change) {
 	for _, r := range c.Reasons {
 		t.line("  #   %s", r)
 	}
-	pad := strings.Repeat(" ", 3-len(symbolText(c.Action)))
-	t.line("%s%s device %q {", pad, t.symbol(c.Action), c.Hostname)
+	pad := strings.Repeat(" ", 3-len(cmp.Or(Symbol(c.Action), " ")))
+	t.line("%s%s device %q {", pad, t.symbol(c.Action), c.Hostname())
 
 	// Context first: what identifies the device, unless it is an attribute.
 	type row struct {
@@ -175,10 +193,10 @@ func (t *textWriter) change(c Change) {
 		has[a.Name] = true
 	}
 	if c.Action != Create && !has["slot"] {
-		rows = append(rows, row{name: "slot", value: strconv.Quote(c.Slot)})
+		rows = append(rows, row{name: "slot", value: strconv.Quote(c.Slot())})
 	}
-	if c.DeviceID != "" && !has["id"] {
-		rows = append(rows, row{name: "id", value: strconv.Quote(c.DeviceID)})
+	if c.DeviceID() != "" && !has["id"] {
+		rows = append(rows, row{name: "id", value: strconv.Quote(c.DeviceID())})
 	}
 	for _, a := range c.Attrs {
 		r := row{name: a.Name}
@@ -209,13 +227,6 @@ func (t *textWriter) change(c Change) {
 	t.line("    }")
 }
 
-func symbolText(a Action) string {
-	if a == Replace {
-		return "+/-"
-	}
-	return "+"
-}
-
 // fmtValue quotes strings but not booleans, lists or values only known later.
 func fmtValue(v string) string {
 	switch {
@@ -239,14 +250,14 @@ type jsonPlan struct {
 }
 
 type jsonChange struct {
-	Action     Action     `json:"action"`
-	Slot       string     `json:"slot"`
-	Hostname   string     `json:"hostname"`
-	Wave       int        `json:"wave"`
-	DeviceID   string     `json:"device_id"`
-	Reasons    []string   `json:"reasons"`
-	Attributes []jsonAttr `json:"attributes"`
-	Strategy   string     `json:"strategy"`
+	Action     Action        `json:"action"`
+	Slot       string        `json:"slot"`
+	Hostname   string        `json:"hostname"`
+	Wave       int           `json:"wave"`
+	DeviceID   string        `json:"device_id"`
+	Reasons    []string      `json:"reasons"`
+	Attributes []jsonAttr    `json:"attributes"`
+	Strategy   spec.Strategy `json:"strategy"`
 }
 
 type jsonAttr struct {
@@ -277,10 +288,10 @@ func RenderJSON(w io.Writer, p Plan) error {
 	for _, c := range p.Changes {
 		jc := jsonChange{
 			Action:     c.Action,
-			Slot:       c.Slot,
-			Hostname:   c.Hostname,
+			Slot:       c.Slot(),
+			Hostname:   c.Hostname(),
 			Wave:       c.Wave + 1,
-			DeviceID:   c.DeviceID,
+			DeviceID:   c.DeviceID(),
 			Reasons:    append([]string{}, c.Reasons...),
 			Attributes: make([]jsonAttr, 0, len(c.Attrs)),
 			Strategy:   c.Strategy,

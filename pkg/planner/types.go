@@ -3,6 +3,7 @@
 package planner
 
 import (
+	"strings"
 	"time"
 
 	"github.com/lkfleet/lkfleet/pkg/spec"
@@ -10,14 +11,13 @@ import (
 
 // Live is one device as the API reports it, reduced to what planning needs.
 type Live struct {
-	ID        string
-	ShortID   string
-	Hostname  string
-	State     string // queued, provisioning, active, failed, deprovisioning, ...
+	ID       string
+	ShortID  string
+	Hostname string
+	State    string // queued, provisioning, active, failed, deprovisioning, ...
+	// Tags are the device's tags, lkfleet's own included: its fleet, slot
+	// and rev are read from them (Fleet, Slot, Rev), never stored twice.
 	Tags      []string
-	Fleet     string // value of the lkfleet:fleet= tag, "" if foreign
-	Slot      string // value of the lkfleet:slot= tag
-	Rev       string // value of the lkfleet:rev= tag
 	Machine   string // plan slug
 	Facility  string // facility code
 	Metro     string // metro code
@@ -36,6 +36,36 @@ type Live struct {
 	UserStateAt   time.Time
 }
 
+// DeviceUpdate carries the attributes one PUT changes; nil fields are left
+// alone. It is the one update type: the executor builds it from a Change,
+// the backend (pkg/packet) sends it.
+type DeviceUpdate struct {
+	Hostname      *string
+	Tags          *[]string
+	AlwaysPXE     *bool
+	Userdata      *string
+	IPXEScriptURL *string
+}
+
+// Fleet is the value of the device's lkfleet:fleet= tag, "" if foreign.
+func (l Live) Fleet() string { return l.tag(spec.TagFleet) }
+
+// Slot is the value of the device's lkfleet:slot= tag.
+func (l Live) Slot() string { return l.tag(spec.TagSlot) }
+
+// Rev is the value of the device's lkfleet:rev= tag.
+func (l Live) Rev() string { return l.tag(spec.TagRev) }
+
+// tag is the value of the last tag with prefix, "" if none.
+func (l Live) tag(prefix string) string {
+	for i := len(l.Tags) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(l.Tags[i], prefix); ok {
+			return v
+		}
+	}
+	return ""
+}
+
 // Action is what a Change does.
 type Action string
 
@@ -49,14 +79,16 @@ const (
 	Update  Action = "update"
 )
 
-// Change is one planned change to one slot.
+// Change is one planned change to one slot. Its slot, hostname and device
+// id are not stored: they are the desired and live devices' (see Slot,
+// Hostname and DeviceID), so they cannot disagree with them.
 type Change struct {
-	Action   Action
-	Slot     string
-	Hostname string // desired hostname; the live one for deletes
-	Wave     int
-	// DeviceID is the live device the change acts on ("" for create).
-	DeviceID string
+	Action Action
+	// Wave is the wave the change runs in: the desired device's, and for
+	// the delete of a slot no longer desired the wave of its zone (else
+	// the last). It is the plan's scheduling decision, which the live
+	// device does not carry.
+	Wave int
 	// Desired is the device the slot should become (nil for delete).
 	Desired *spec.Device
 	// Live is the device as found (nil for create).
@@ -65,8 +97,38 @@ type Change struct {
 	Reasons []string
 	// Attrs lists attribute differences for rendering.
 	Attrs []AttrDiff
-	// Strategy is the rebuild strategy (reboot, reinstall, recreate) for rebuilds.
-	Strategy string
+	// Strategy is the rebuild strategy of a rebuild ("" otherwise).
+	Strategy spec.Strategy
+}
+
+// Slot is the slot the change acts on.
+func (c Change) Slot() string {
+	switch {
+	case c.Desired != nil:
+		return c.Desired.Slot
+	case c.Live != nil:
+		return c.Live.Slot()
+	}
+	return ""
+}
+
+// Hostname is the desired hostname; the live one for deletes.
+func (c Change) Hostname() string {
+	switch {
+	case c.Desired != nil:
+		return c.Desired.Hostname
+	case c.Live != nil:
+		return c.Live.Hostname
+	}
+	return ""
+}
+
+// DeviceID is the live device the change acts on ("" for create).
+func (c Change) DeviceID() string {
+	if c.Live != nil {
+		return c.Live.ID
+	}
+	return ""
 }
 
 // AttrDiff is one attribute that differs.

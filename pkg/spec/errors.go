@@ -69,9 +69,11 @@ func (es Errors) sortAndDedupe() Errors {
 	return out
 }
 
-// suggest returns the candidate closest to s when it is close enough to
-// be a plausible typo, else "".
-func suggest(s string, candidates []string) string {
+// Suggest returns the candidate closest to s when it is close enough to
+// be a plausible typo, else "". It is the tree's one "did you mean": the
+// fleet file's keys and values here, the catalogue's machine types and
+// zones in pkg/planner.
+func Suggest(s string, candidates []string) string {
 	best, bestD := "", -1
 	ls := strings.ToLower(s)
 	for _, c := range candidates {
@@ -91,7 +93,7 @@ func suggest(s string, candidates []string) string {
 
 // didYouMean formats a suggestion clause, or "" when nothing is close.
 func didYouMean(s string, candidates []string) string {
-	if m := suggest(s, candidates); m != "" {
+	if m := Suggest(s, candidates); m != "" {
 		return fmt.Sprintf("; did you mean %q?", m)
 	}
 	return ""

@@ -115,38 +115,62 @@ func expandFleet(f *Fleet) ([]Device, []problem) {
 			return nil, ps.done()
 		}
 	}
-	devs := make([]Device, 0, total)
-	hostSlot := make(map[string]string, total)
+	e := &expansion{f: f, devs: make([]Device, 0, total), hostSlot: make(map[string]string, total), ps: &ps}
 	for gi, g := range f.Groups {
 		im, ok := images[g.Image]
 		if !ok {
 			ps.add(problem{group: gi, field: "image", msg: fmt.Sprintf("unknown image %q", g.Image)})
 			continue
 		}
-		devs = expandGroup(f, gi, im, devs, hostSlot, &ps)
+		e.group(gi, im)
 	}
-	slices.SortFunc(devs, func(a, b Device) int { return compareSlot(a.Group, a.Zone, a.Index, b.Group, b.Zone, b.Index) })
+	devs := e.devs
+	slices.SortFunc(devs, func(a, b Device) int {
+		return Slot{a.Group, a.Zone, a.Index}.Compare(Slot{b.Group, b.Zone, b.Index})
+	})
 	return devs, ps.done()
 }
 
-// expandGroup appends the group's devices to devs; hostSlot maps each
-// hostname taken so far to its slot, fleet-wide.
-func expandGroup(f *Fleet, gi int, im Image, devs []Device, hostSlot map[string]string, ps *problems) []Device {
-	g := f.Groups[gi]
+// expansion is the state of one expansion: the devices so far, each
+// hostname taken so far with its slot (fleet-wide), and the problems.
+type expansion struct {
+	f        *Fleet
+	devs     []Device
+	hostSlot map[string]string
+	ps       *problems
+}
+
+// takeHostname records hostname h for slot, or the problem with it: not a
+// DNS label, or another slot's already.
+func (e *expansion) takeHostname(gi int, h, slot string) {
+	switch {
+	case !reLabel.MatchString(h):
+		e.ps.add(problem{group: gi, field: "hostname", msg: fmt.Sprintf("renders %q for slot %s, which is not a DNS label "+
+			"(lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)", h, slot)})
+	case e.hostSlot[h] != "":
+		e.ps.add(problem{group: gi, field: "hostname", msg: fmt.Sprintf("renders %q for slot %s, already the hostname of slot %s; hostnames must be unique across the fleet", h, slot, e.hostSlot[h])})
+	default:
+		e.hostSlot[h] = slot
+	}
+}
+
+// group appends the devices of group gi, built from image im.
+func (e *expansion) group(gi int, im Image) {
+	g := e.f.Groups[gi]
 	hostText := g.Hostname
 	if hostText == "" {
 		hostText = DefaultHost
 	}
 	hostT, err := ParseTemplate("hostname", hostText)
 	if err != nil {
-		ps.add(problem{group: gi, field: "hostname", msg: err.Error()})
-		return devs
+		e.ps.add(problem{group: gi, field: "hostname", msg: err.Error()})
+		return
 	}
 	var urlT *template.Template
 	if g.IPXEScriptURL != "" {
 		if urlT, err = ParseTemplate("ipxe_script_url", g.IPXEScriptURL); err != nil {
-			ps.add(problem{group: gi, field: "ipxe_script_url", msg: err.Error()})
-			return devs
+			e.ps.add(problem{group: gi, field: "ipxe_script_url", msg: err.Error()})
+			return
 		}
 	}
 	script, fromImage := g.IPXETemplate, false
@@ -162,25 +186,19 @@ func expandGroup(f *Fleet, gi int, im Image, devs []Device, hostSlot map[string]
 	for _, zone := range g.Zones {
 		for idx := 1; idx <= g.Count; idx++ {
 			d := Device{
-				Slot: SlotName(g.Name, zone, idx), Fleet: f.Name, Group: g.Name, Zone: zone, Index: idx,
-				Wave: waveOf(f.Rollout, zone), Machine: g.Machine, Billing: g.Billing, AlwaysPXE: g.AlwaysPXE,
+				Slot: SlotName(g.Name, zone, idx), Fleet: e.f.Name, Group: g.Name, Zone: zone, Index: idx,
+				Wave: waveOf(e.f.Rollout, zone), Machine: g.Machine, Billing: g.Billing, AlwaysPXE: g.AlwaysPXE,
 				Arch: arch, Image: im, UserTags: slices.Clone(g.Tags), KernelArgs: g.KernelArgs,
 				IPXETemplate: script, Userdata: g.Userdata,
 			}
 			if !hostBroken {
-				h, err := execTemplate(hostT, hostText, HostnameData{Fleet: f.Name, Group: g.Name, Zone: zone, Index: idx, Machine: g.Machine})
-				switch {
-				case err != nil:
+				h, err := execTemplate(hostT, hostText, HostnameData{Fleet: e.f.Name, Group: g.Name, Zone: zone, Index: idx, Machine: g.Machine})
+				if err != nil {
 					// The same template fails the same way for the next device.
-					ps.add(problem{group: gi, field: "hostname", msg: err.Error()})
+					e.ps.add(problem{group: gi, field: "hostname", msg: err.Error()})
 					hostBroken = true
-				case !reLabel.MatchString(h):
-					ps.add(problem{group: gi, field: "hostname", msg: fmt.Sprintf("renders %q for slot %s, which is not a DNS label "+
-						"(lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)", h, d.Slot)})
-				case hostSlot[h] != "":
-					ps.add(problem{group: gi, field: "hostname", msg: fmt.Sprintf("renders %q for slot %s, already the hostname of slot %s; hostnames must be unique across the fleet", h, d.Slot, hostSlot[h])})
-				default:
-					hostSlot[h] = d.Slot
+				} else {
+					e.takeHostname(gi, h, d.Slot)
 				}
 				d.Hostname = h
 			}
@@ -190,14 +208,14 @@ func expandGroup(f *Fleet, gi int, im Image, devs []Device, hostSlot map[string]
 					err = checkHTTPURL(u)
 				}
 				if err != nil {
-					ps.add(problem{group: gi, field: "ipxe_script_url", msg: err.Error()})
+					e.ps.add(problem{group: gi, field: "ipxe_script_url", msg: err.Error()})
 					urlBroken = true
 				}
 				d.IPXEScriptURL = u
 			}
-			devs = append(devs, d)
+			e.devs = append(e.devs, d)
 			if sample == nil {
-				sample = &devs[len(devs)-1]
+				sample = &e.devs[len(e.devs)-1]
 			}
 		}
 	}
@@ -208,7 +226,7 @@ func expandGroup(f *Fleet, gi int, im Image, devs []Device, hostSlot map[string]
 		if len(g.Zones) > 0 {
 			zone = g.Zones[0]
 		}
-		sample = &Device{Slot: SlotName(g.Name, zone, 1), Fleet: f.Name, Group: g.Name, Zone: zone, Index: 1,
+		sample = &Device{Slot: SlotName(g.Name, zone, 1), Fleet: e.f.Name, Group: g.Name, Zone: zone, Index: 1,
 			Machine: g.Machine, Arch: arch, Image: im, Hostname: g.Name + "-" + zone + "-1"}
 	}
 	data := sample.TemplateData(im.Cmdline)
@@ -218,15 +236,14 @@ func expandGroup(f *Fleet, gi int, im Image, devs []Device, hostSlot map[string]
 			err = errors.New("renders to more than one line; kernel arguments must be a single line")
 		}
 		if err != nil {
-			ps.add(problem{group: gi, field: "kernel_args", msg: err.Error()})
+			e.ps.add(problem{group: gi, field: "kernel_args", msg: err.Error()})
 		}
 	}
 	if script != "" {
 		if _, err := RenderTemplate("ipxe_template", script, data); err != nil {
-			ps.add(problem{group: gi, field: "ipxe_template", fromImage: fromImage, msg: err.Error()})
+			e.ps.add(problem{group: gi, field: "ipxe_template", fromImage: fromImage, msg: err.Error()})
 		}
 	}
-	return devs
 }
 
 // waveOf is the device's wave; a zone no wave lists (possible only in a
@@ -246,74 +263,3 @@ func checkHTTPURL(s string) error {
 	}
 	return nil
 }
-
-// CompareSlots orders slot names ("group/zone/index") the way Expand sorts
-// devices: by group, then zone, in natural order (digit runs compare by
-// value, so ams2 < ams10), then by index as a number. Names that are not
-// slots sort after slots, by plain string order.
-func CompareSlots(a, b string) int {
-	ga, za, ia, okA := ParseSlot(a)
-	gb, zb, ib, okB := ParseSlot(b)
-	switch {
-	case okA && okB:
-		return compareSlot(ga, za, ia, gb, zb, ib)
-	case okA:
-		return -1
-	case okB:
-		return 1
-	}
-	return strings.Compare(a, b)
-}
-
-func compareSlot(ga, za string, ia int, gb, zb string, ib int) int {
-	return cmp.Or(NaturalCompare(ga, gb), NaturalCompare(za, zb), cmp.Compare(ia, ib))
-}
-
-// ParseSlot splits "group/zone/index"; ok is false when s is not a slot.
-func ParseSlot(s string) (group, zone string, index int, ok bool) {
-	parts := strings.Split(s, "/")
-	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
-		return "", "", 0, false
-	}
-	n, err := strconv.Atoi(parts[2])
-	if err != nil || n < 1 || strconv.Itoa(n) != parts[2] {
-		return "", "", 0, false
-	}
-	return parts[0], parts[1], n, true
-}
-
-// NaturalCompare compares strings with runs of ASCII digits compared by
-// numeric value (web2 < web10); ties in value (a01 vs a1) fall back to
-// plain byte order so the order stays total.
-func NaturalCompare(a, b string) int {
-	i, j := 0, 0
-	for i < len(a) && j < len(b) {
-		ca, cb := a[i], b[j]
-		if isDigit(ca) && isDigit(cb) {
-			si, sj := i, j
-			for i < len(a) && isDigit(a[i]) {
-				i++
-			}
-			for j < len(b) && isDigit(b[j]) {
-				j++
-			}
-			na := strings.TrimLeft(a[si:i], "0")
-			nb := strings.TrimLeft(b[sj:j], "0")
-			if c := cmp.Or(cmp.Compare(len(na), len(nb)), strings.Compare(na, nb)); c != 0 {
-				return c
-			}
-			continue
-		}
-		if ca != cb {
-			return cmp.Compare(ca, cb)
-		}
-		i++
-		j++
-	}
-	if c := cmp.Compare(len(a)-i, len(b)-j); c != 0 {
-		return c
-	}
-	return strings.Compare(a, b)
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }

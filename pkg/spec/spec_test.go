@@ -139,8 +139,8 @@ func TestExpandHandBuiltFleet(t *testing.T) {
 func TestSuggest(t *testing.T) {
 	cands := []string{"zone", "zones", "machine", "groups"}
 	for in, want := range map[string]string{"zonse": "zones", "zon": "zone", "machien": "machine", "Groups": "groups", "xyz": "", "group": "groups"} {
-		if got := suggest(in, cands); got != want {
-			t.Errorf("suggest(%q) = %q, want %q", in, got, want)
+		if got := Suggest(in, cands); got != want {
+			t.Errorf("Suggest(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
@@ -228,6 +228,18 @@ func TestEditDistance(t *testing.T) {
 	} {
 		if got := EditDistance(c.a, c.b); got != c.d {
 			t.Errorf("EditDistance(%q, %q) = %d, want %d", c.a, c.b, got, c.d)
+		}
+	}
+}
+
+func TestNormalizeArch(t *testing.T) {
+	for in, want := range map[string]string{
+		"x86_64": ArchX86, "amd64": ArchX86, " X86 ": ArchX86,
+		"aarch64": ArchARM, "arm64": ArchARM, "ARM": ArchARM,
+		"": "", "riscv64": "",
+	} {
+		if got := NormalizeArch(in); got != want {
+			t.Errorf("NormalizeArch(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -158,7 +158,7 @@ func cleanTemplateError(name, text string, err error, data any) error {
 			field = at[1:]
 		}
 		hint := ""
-		if m := suggest(field, fields); m != "" {
+		if m := Suggest(field, fields); m != "" {
 			hint = fmt.Sprintf("; did you mean .%s?", m)
 		}
 		return fmt.Errorf("template: %sunknown field .%s%s (available: .%s)", line, field,

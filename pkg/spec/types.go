@@ -16,29 +16,24 @@ const APIVersion = "lkfleet/v1"
 // Tag prefixes lkfleet writes on the devices it owns. The prefix "lkfleet:"
 // is reserved: user tags may not start with it.
 const (
-	TagPrefix     = "lkfleet:"
-	TagFleet      = "lkfleet:fleet="
-	TagSlot       = "lkfleet:slot="
-	TagRev        = "lkfleet:rev="
-	RevLength     = 12
-	DefaultZone   = "ams1"
-	DefaultMach   = "baremetal_0"
-	DefaultHost   = "{{.Group}}-{{.Zone}}-{{.Index}}"
-	DefaultBill   = "hourly"
-	ArchX86       = "x86_64"
-	ArchARM       = "aarch64"
-	RebuildReboot = "reboot"
-	RebuildReins  = "reinstall"
-	RebuildRecr   = "recreate"
+	TagPrefix   = "lkfleet:"
+	TagFleet    = "lkfleet:fleet="
+	TagSlot     = "lkfleet:slot="
+	TagRev      = "lkfleet:rev="
+	RevLength   = 12
+	DefaultZone = "ams1"
+	DefaultMach = "baremetal_0"
+	DefaultHost = "{{.Group}}-{{.Zone}}-{{.Index}}"
+	DefaultBill = "hourly"
+	ArchX86     = "x86_64"
+	ArchARM     = "aarch64"
 )
 
 // Fleet is a validated fleet file. It carries no serialization tags: the
 // versioned file format is decoded into private types and converted.
 type Fleet struct {
-	// File is the path the fleet was loaded from (for messages) and Dir the
-	// directory relative template paths resolve against.
+	// File is the path the fleet was loaded from (for messages).
 	File string
-	Dir  string
 
 	Name    string
 	Project string
@@ -106,14 +101,6 @@ func (b Budget) Of(n int) int {
 	return v
 }
 
-// String renders the budget as written in a fleet file.
-func (b Budget) String() string {
-	if b.Percent > 0 {
-		return strconv.Itoa(b.Percent) + "%"
-	}
-	return strconv.Itoa(b.Count)
-}
-
 // Rollout says how apply orders and paces changes.
 type Rollout struct {
 	// Waves lists zones per wave, in order. After Load it always covers
@@ -121,7 +108,7 @@ type Rollout struct {
 	Waves          [][]string
 	MaxInFlight    int
 	MaxUnavailable Budget
-	Rebuild        string // reboot | reinstall | recreate
+	Rebuild        Strategy
 	Canary         int
 	MaxFailures    int
 }
@@ -171,9 +158,9 @@ type Device struct {
 	Rev    string // 12 hex chars over the boot configuration
 }
 
-// SlotName builds a slot identity.
+// SlotName builds a slot identity (Slot.String of its parts).
 func SlotName(group, zone string, index int) string {
-	return group + "/" + zone + "/" + strconv.Itoa(index)
+	return Slot{Group: group, Zone: zone, Index: index}.String()
 }
 
 // APIUserdata is the userdata the device is created with: the script itself
@@ -197,20 +184,49 @@ func (d Device) Tags() []string {
 	return tags
 }
 
-// BootRev hashes a device's boot configuration into the value of its
-// lkfleet:rev tag. Any change to these inputs changes the rev.
-func BootRev(script, userdata, scriptURL, machine, zone, billing string, alwaysPXE bool) string {
+// BootConfig is what a device's lkfleet:rev tag covers: everything that
+// decides what it boots and where.
+type BootConfig struct {
+	Script    string // the rendered iPXE script
+	Userdata  string // what the API holds as userdata (APIUserdata)
+	ScriptURL string
+	Machine   string
+	Zone      string
+	Billing   string
+	AlwaysPXE bool
+}
+
+// Rev hashes the boot configuration into the value of the lkfleet:rev
+// tag. Any change to a field changes the rev.
+func (b BootConfig) Rev() string {
 	h := sha256.New()
-	for _, s := range []string{script, userdata, scriptURL, machine, zone, billing, strconv.FormatBool(alwaysPXE)} {
+	for _, s := range []string{b.Script, b.Userdata, b.ScriptURL, b.Machine, b.Zone, b.Billing, strconv.FormatBool(b.AlwaysPXE)} {
 		// Length-prefix each field so no two inputs collide by concatenation.
 		h.Write([]byte(strconv.Itoa(len(s)) + ":" + s + "\n"))
 	}
 	return hex.EncodeToString(h.Sum(nil))[:RevLength]
 }
 
-// ComputeRev returns BootRev over the device's own fields.
-func (d Device) ComputeRev() string {
-	return BootRev(d.Script, d.APIUserdata(), d.IPXEScriptURL, d.Machine, d.Zone, d.Billing, d.AlwaysPXE)
+// BootConfig is the device's boot configuration.
+func (d Device) BootConfig() BootConfig {
+	return BootConfig{Script: d.Script, Userdata: d.APIUserdata(), ScriptURL: d.IPXEScriptURL,
+		Machine: d.Machine, Zone: d.Zone, Billing: d.Billing, AlwaysPXE: d.AlwaysPXE}
+}
+
+// ComputeRev is the rev of the device's own boot configuration.
+func (d Device) ComputeRev() string { return d.BootConfig().Rev() }
+
+// NormalizeArch maps the spellings an API or a user may use to ArchX86 or
+// ArchARM, and anything else to "". It is the one place that knows them:
+// rendering (pkg/ipxe) and the catalogue check (pkg/planner) both use it.
+func NormalizeArch(s string) string {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "x86_64", "amd64", "x86", "x86-64":
+		return ArchX86
+	case "aarch64", "arm64", "arm":
+		return ArchARM
+	}
+	return ""
 }
 
 // ArchOfMachine guesses an architecture from a plan slug when neither the

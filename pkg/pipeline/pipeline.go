@@ -1,0 +1,270 @@
+// Package pipeline is planning end to end: the desired devices of a fleet
+// (expansion, catalogue check, rendering, artifact preflight) against the
+// live ones (listing), diffed into a planner.Plan, plus the checks a saved
+// plan passes before it is applied. It reaches the API only through
+// Backend, which it declares itself, so any backend (pkg/packet for the
+// real service, an in-memory fake in tests) plugs in; the commands in
+// cmd/lkfleet only wire flags to it.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/lkfleet/lkfleet/pkg/ipxe"
+	"github.com/lkfleet/lkfleet/pkg/planner"
+	"github.com/lkfleet/lkfleet/pkg/spec"
+)
+
+// Lister lists live devices: the fleet's (one tag-filtered listing) and,
+// for hostname clashes with devices the fleet does not own, the project's.
+type Lister interface {
+	List(ctx context.Context) ([]planner.Live, error)
+	ListAll(ctx context.Context) ([]planner.Live, error)
+}
+
+// Backend is everything planning asks of the API: the listings, the
+// catalogue of machine types and locations, and whether the zones have
+// the capacity for the devices a plan creates.
+type Backend interface {
+	Lister
+	Catalogue(ctx context.Context) (planner.Catalogue, error)
+	// CheckCapacity returns one warning per zone and machine type whose
+	// needs the service says it cannot meet.
+	CheckCapacity(ctx context.Context, needs map[planner.Need]int) ([]string, error)
+}
+
+// Request is one planning run.
+type Request struct {
+	Fleet *spec.Fleet
+	// FleetBytes are the fleet file's bytes: their hash is the plan's
+	// fleet fingerprint.
+	FleetBytes []byte
+	// Rebuild and Replace are apply's --rebuild and --replace targets.
+	Rebuild, Replace []string
+	// SkipPreflight leaves the artifact and script URL checks out.
+	SkipPreflight bool
+	// HTTP fetches cmdlines and checks artifacts; nil uses HTTPClient().
+	HTTP *http.Client
+	// Note receives what a person should know on the way (what
+	// --skip-preflight left unchecked); nil drops it.
+	Note func(string)
+}
+
+// HTTPClient is the client artifacts are fetched and checked with by
+// default: every request bounded by ipxe.RequestTimeout.
+func HTTPClient() *http.Client { return &http.Client{Timeout: ipxe.RequestTimeout} }
+
+// Plan runs the whole pipeline: catalogue, expand, catalogue check,
+// render, preflight, one tag-filtered listing (plus one project listing
+// when devices are to be created, for hostname clashes), diff, and a
+// capacity check of what the plan creates.
+func Plan(ctx context.Context, b Backend, r Request) (planner.Plan, error) {
+	if r.Fleet == nil {
+		return planner.Plan{}, errors.New("plan: no fleet given")
+	}
+	hc := r.HTTP
+	if hc == nil {
+		hc = HTTPClient()
+	}
+	cat, err := b.Catalogue(ctx)
+	if err != nil {
+		return planner.Plan{}, err
+	}
+	desired, err := Desired(ctx, hc, r.Fleet, &cat)
+	if err != nil {
+		return planner.Plan{}, err
+	}
+	if r.SkipPreflight {
+		if r.Note != nil {
+			r.Note(skippedPreflight(desired))
+		}
+	} else if err := Preflight(ctx, hc, desired); err != nil {
+		return planner.Plan{}, err
+	}
+	in, err := listed(ctx, b, r, desired, &cat)
+	if err != nil {
+		return planner.Plan{}, err
+	}
+	plan, err := planner.Compute(in)
+	if err != nil {
+		return planner.Plan{}, err
+	}
+	if needs := CapacityNeeds(plan); len(needs) > 0 {
+		warnings, err := b.CheckCapacity(ctx, needs)
+		if err != nil {
+			return planner.Plan{}, err
+		}
+		plan.Warnings = append(plan.Warnings, warnings...)
+	}
+	return plan, nil
+}
+
+// Desired expands the fleet into its desired devices, checks them against
+// the catalogue (when one is given) and renders their scripts and revs.
+func Desired(ctx context.Context, hc *http.Client, f *spec.Fleet, cat *planner.Catalogue) ([]spec.Device, error) {
+	desired, err := spec.Expand(f)
+	if err != nil {
+		return nil, err
+	}
+	var arches map[string]string
+	if cat != nil {
+		if err := planner.CheckCatalogue(desired, *cat); err != nil {
+			return nil, err
+		}
+		arches = Arches(*cat)
+	}
+	return Render(ctx, hc, desired, arches)
+}
+
+// Render renders the iPXE script and rev of every desired device,
+// fetching each image's cmdline once. arches maps machine slugs to
+// architectures (nil when unknown).
+func Render(ctx context.Context, hc *http.Client, desired []spec.Device, arches map[string]string) ([]spec.Device, error) {
+	cmdlines, err := ipxe.FetchCmdlines(ctx, hc, desired)
+	if err != nil {
+		return nil, err
+	}
+	return ipxe.Render(desired, cmdlines, arches)
+}
+
+// Preflight checks that every kernel, initrd and script URL answers.
+func Preflight(ctx context.Context, hc *http.Client, desired []spec.Device) error {
+	if err := ipxe.Preflight(ctx, hc, desired); err != nil {
+		return fmt.Errorf("preflight: %w", err)
+	}
+	if err := ipxe.CheckScriptURLs(ctx, hc, desired); err != nil {
+		return fmt.Errorf("preflight: %w", err)
+	}
+	return nil
+}
+
+// listed builds the planner's input from the listings.
+func listed(ctx context.Context, b Lister, r Request, desired []spec.Device, cat *planner.Catalogue) (planner.Input, error) {
+	live, err := b.List(ctx)
+	if err != nil {
+		return planner.Input{}, err
+	}
+	in := planner.Input{
+		Fleet:            r.Fleet,
+		Desired:          desired,
+		Live:             live,
+		Rebuild:          r.Rebuild,
+		Replace:          r.Replace,
+		FleetFingerprint: planner.FleetFingerprint(r.FleetBytes),
+		Catalogue:        cat,
+	}
+	if !createsAny(desired, live) {
+		return in, nil
+	}
+	// Devices will be created: look at the whole project once for
+	// hostname clashes with devices this fleet does not own.
+	all, err := b.ListAll(ctx)
+	if err != nil {
+		return planner.Input{}, err
+	}
+	for _, d := range all {
+		if d.Fleet() != r.Fleet.Name {
+			in.Foreign = append(in.Foreign, d)
+		}
+	}
+	return in, nil
+}
+
+// Saved is a plan read from a file, and the file's name for messages.
+type Saved struct {
+	Plan planner.Plan
+	Path string
+}
+
+// CheckSaved refuses a saved plan whose fleet file or live devices changed
+// since it was saved.
+func CheckSaved(ctx context.Context, b Lister, s Saved, f *spec.Fleet, fleetBytes []byte) error {
+	plan, path := s.Plan, s.Path
+	if plan.Fleet != f.Name {
+		return fmt.Errorf("plan %s is for fleet %q, not %q", path, plan.Fleet, f.Name)
+	}
+	if plan.FleetFingerprint != planner.FleetFingerprint(fleetBytes) {
+		return fmt.Errorf("plan %s is stale: %s changed since it was saved; run 'lkfleet plan' again", path, f.File)
+	}
+	live, err := b.List(ctx)
+	if err != nil {
+		return err
+	}
+	if planner.LiveFingerprint(live) != plan.LiveFingerprint {
+		return fmt.Errorf("plan %s is stale: the fleet's devices changed since it was saved; run 'lkfleet plan' again", path)
+	}
+	return nil
+}
+
+// Arches maps machine slugs to the architecture the catalogue gives.
+func Arches(cat planner.Catalogue) map[string]string {
+	m := make(map[string]string, len(cat.Plans))
+	for slug, p := range cat.Plans {
+		if p.Arch != "" {
+			m[slug] = p.Arch
+		}
+	}
+	return m
+}
+
+// createsAny reports whether any desired slot has no live device.
+func createsAny(desired []spec.Device, live []planner.Live) bool {
+	have := make(map[string]bool, len(live))
+	for _, l := range live {
+		have[l.Slot()] = true
+	}
+	for _, d := range desired {
+		if !have[d.Slot] {
+			return true
+		}
+	}
+	return false
+}
+
+// CapacityNeeds counts the devices a plan creates per zone and machine:
+// creates, replacements and rebuilds that make a new device.
+func CapacityNeeds(p planner.Plan) map[planner.Need]int {
+	needs := map[planner.Need]int{}
+	for _, c := range p.Changes {
+		if c.Desired == nil {
+			continue
+		}
+		switch c.Action {
+		case planner.Create, planner.Replace:
+		case planner.Rebuild:
+			if c.Strategy.InPlace() {
+				continue
+			}
+		default:
+			continue
+		}
+		needs[planner.Need{Zone: c.Desired.Zone, Machine: c.Desired.Machine}]++
+	}
+	return needs
+}
+
+// skippedPreflight says what --skip-preflight left unchecked.
+func skippedPreflight(desired []spec.Device) string {
+	artifacts, scripts, cmdlines := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for _, d := range desired {
+		if d.Image.Cmdline == "" {
+			cmdlines[d.Image.Key] = true // fetched from base_url all the same
+		}
+		artifacts[d.Image.KernelURL()] = true
+		artifacts[d.Image.InitrdURL()] = true
+		if d.IPXEScriptURL != "" {
+			scripts[d.IPXEScriptURL] = true
+		}
+	}
+	msg := fmt.Sprintf("Preflight skipped (--skip-preflight): %d kernel and initrd URLs and %d script URLs were not checked.", len(artifacts), len(scripts))
+	switch n := len(cmdlines); {
+	case n == 1:
+		msg += " The cmdline of 1 image was still fetched: each device's script carries its image's cmdline."
+	case n > 1:
+		msg += fmt.Sprintf(" The cmdlines of %d images were still fetched: each device's script carries its image's cmdline.", n)
+	}
+	return msg
+}
