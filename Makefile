@@ -36,7 +36,22 @@ demo: build
 # Installs ipxe, qemu-system-x86, busybox-static and cpio when missing and
 # unpacks a Debian kernel into .cache/boot (needs root and apt-get).
 boot-test: build
-	LKFLEET_BOOT_TEST=1 LKFLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 20m -run '^TestRealBoot$$' ./boottest/
+	LKFLEET_BOOT_TEST=1 LKFLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 20m -run '^TestRealBoot(FromStore)?$$' ./boottest/
 
 clean:
 	rm -rf bin
+
+# The S3-compatible server the image store tests and demo use (versitygw),
+# built once outside lkfleet's module and cached in .cache/bin.
+VERSITYGW_VERSION := v1.8.0
+VERSITYGW := .cache/bin/versitygw-$(VERSITYGW_VERSION)
+.PHONY: s3-server demo-push
+s3-server: $(VERSITYGW)
+$(VERSITYGW):
+	@mkdir -p .cache/bin
+	tmp=$$(mktemp -d) && cd $$tmp && GOBIN=$$tmp GOFLAGS=-mod=mod GOWORK=off $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION) && mv $$tmp/versitygw $(CURDIR)/$(VERSITYGW) && rm -rf $$tmp
+
+# push → plan → apply → a second build → push → rolling rebuild → prune,
+# with the images in a local object store and a mirror for the ny metro.
+demo-push: build s3-server
+	./scripts/demo-push.sh $(BIN) $(VERSITYGW)

@@ -62,6 +62,7 @@ func TestBadOutputHasOneWordingForEveryCommand(t *testing.T) {
 		{"status", "want text or json"},
 		{"apply", "want auto, tty, plain or json"},
 		{"destroy", "want auto, tty, plain or json"},
+		{"push", "want auto, tty, plain or json"},
 	} {
 		_, errs, code := runCLI(t, nil, tc.cmd, "-o", "yaml", "-f", "missing.yml")
 		want := fmt.Sprintf(`Error: -o/--output "yaml" is not an output of lkfleet %s; %s`, tc.cmd, tc.want)

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lkfleet/lkfleet/internal/ui"
+	"github.com/lkfleet/lkfleet/pkg/imagestore"
 	"github.com/lkfleet/lkfleet/pkg/packet"
 	"github.com/lkfleet/lkfleet/pkg/pipeline"
 	"github.com/lkfleet/lkfleet/pkg/planner"
@@ -92,6 +93,7 @@ func computePlan(ctx context.Context, env *Env, src fleetSource, a apiFlags, o p
 		Rebuild:       o.rebuild,
 		Replace:       o.replace,
 		SkipPreflight: o.skipPreflight,
+		Images:        images(),
 		Note:          func(s string) { fmt.Fprintln(env.Err, s) },
 	})
 	if err != nil {
@@ -110,6 +112,13 @@ type planBackend struct{ *packet.Client }
 // List lists the fleet without what planning does not read.
 func (b planBackend) List(ctx context.Context) ([]planner.Live, error) {
 	return b.ListForPlan(ctx)
+}
+
+// images is how planning, render and status see images published with
+// lkfleet push: releases resolved and, in preflight, verified at quick
+// depth (HEADs against the manifest) over the URLs devices boot from.
+func images() pipeline.Images {
+	return imagestore.NewResolver(pipeline.HTTPClient(), imagestore.Quick)
 }
 
 // colorOut reports whether stdout gets colours.

@@ -33,7 +33,7 @@ func (e *e2e) seedFleet() int {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	desired, err = pipeline.Render(context.Background(), pipeline.HTTPClient(), desired, nil)
+	desired, err = pipeline.Render(context.Background(), pipeline.HTTPClient(), images(), desired, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}

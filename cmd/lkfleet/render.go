@@ -70,7 +70,7 @@ func runRender(ctx context.Context, env *Env, o renderOptions) error {
 		devs = []spec.Device{d}
 	}
 	// No catalogue: render stays off the API (see the command's help).
-	devs, err = pipeline.Render(ctx, pipeline.HTTPClient(), devs, nil)
+	devs, err = pipeline.Render(ctx, pipeline.HTTPClient(), images(), devs, nil)
 	if err != nil {
 		return err
 	}

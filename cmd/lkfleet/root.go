@@ -152,13 +152,14 @@ var outputFormats = map[string][]string{
 	"apply":   {"auto", "tty", "plain", "json", "text"},
 	"destroy": {"auto", "tty", "plain", "json", "text"},
 	"plan":    {"text", "json"},
+	"push":    {"auto", "tty", "plain", "json", "text"},
 	"status":  {"text", "json"},
 }
 
 // shownFormats are the values of -o named to people for command.
 func shownFormats(command string) []string {
 	v := outputFormats[command]
-	if command == "apply" || command == "destroy" {
+	if command == "apply" || command == "destroy" || command == "push" {
 		return v[:4]
 	}
 	return v

@@ -59,6 +59,7 @@ type statusRow struct {
 	Booted    string   `json:"booted"`
 	CreatedAt string   `json:"created_at"`
 	Foreign   bool     `json:"foreign,omitempty"`
+	Release   string   `json:"release,omitempty"` // of an image from lkfleet push; release.go
 	Note      string   `json:"note,omitempty"`
 }
 
@@ -83,7 +84,7 @@ func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) e
 		wantHost[d.Hostname] = d.Slot
 	}
 	revImage := map[string]string{}
-	if rendered, err := pipeline.Render(ctx, pipeline.HTTPClient(), desired, statusArches(ctx, client)); err == nil {
+	if rendered, err := pipeline.Render(ctx, pipeline.HTTPClient(), images(), desired, statusArches(ctx, client)); err == nil {
 		for _, d := range rendered {
 			revImage[d.Rev] = d.Image.Key
 		}
@@ -95,6 +96,7 @@ func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) e
 		}
 		r := row(l, now)
 		r.Image, r.Current = revImage[l.Rev()], revImage[l.Rev()] != ""
+		r.Release = runningRelease(fleet, l)
 		rows = append(rows, r)
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return spec.CompareSlots(rows[i].Slot, rows[j].Slot) < 0 })
@@ -143,6 +145,7 @@ func writeStatus(env *Env, output, fleet string, rows []statusRow, now time.Time
 		case img == "":
 			img = "rev " + r.Rev + " (outdated)"
 		}
+		img = withRelease(img, r.Release)
 		t.Row(slot, r.Hostname, r.ID, r.State, r.Zone, r.Machine, strings.Join(r.IPs, ","), img, orDash(r.Booted), since(now, parseTime(r.CreatedAt)))
 	}
 	if err := t.Flush(); err != nil {

@@ -1,10 +1,11 @@
 // Package pipeline is planning end to end: the desired devices of a fleet
-// (expansion, catalogue check, rendering, artifact preflight) against the
-// live ones (listing), diffed into a planner.Plan, plus the checks a saved
-// plan passes before it is applied. It reaches the API only through
-// Backend, which it declares itself, so any backend (pkg/packet for the
-// real service, an in-memory fake in tests) plugs in; the commands in
-// cmd/lkfleet only wire flags to it.
+// (expansion, catalogue check, release resolution, rendering, artifact
+// preflight) against the live ones (listing), diffed into a planner.Plan,
+// plus the checks a saved plan passes before it is applied. It reaches the
+// API only through Backend and the image store only through Images, which
+// it declares itself, so any backend (pkg/packet for the real service,
+// pkg/imagestore for pushed images, in-memory fakes in tests) plugs in;
+// the commands in cmd/lkfleet only wire flags to it.
 package pipeline
 
 import (
@@ -48,6 +49,9 @@ type Request struct {
 	SkipPreflight bool
 	// HTTP fetches cmdlines and checks artifacts; nil uses HTTPClient().
 	HTTP *http.Client
+	// Images resolves and verifies the images published with lkfleet
+	// push; nil when the fleet has none.
+	Images Images
 	// Note receives what a person should know on the way (what
 	// --skip-preflight left unchecked); nil drops it.
 	Note func(string)
@@ -58,7 +62,8 @@ type Request struct {
 func HTTPClient() *http.Client { return &http.Client{Timeout: ipxe.RequestTimeout} }
 
 // Plan runs the whole pipeline: catalogue, expand, catalogue check,
-// render, preflight, one tag-filtered listing (plus one project listing
+// release resolution, render, preflight (store images verified against
+// their manifests), one tag-filtered listing (plus one project listing
 // when devices are to be created, for hostname clashes), diff, and a
 // capacity check of what the plan creates.
 func Plan(ctx context.Context, b Backend, r Request) (planner.Plan, error) {
@@ -73,7 +78,7 @@ func Plan(ctx context.Context, b Backend, r Request) (planner.Plan, error) {
 	if err != nil {
 		return planner.Plan{}, err
 	}
-	desired, err := Desired(ctx, hc, r.Fleet, &cat)
+	desired, err := Desired(ctx, hc, r.Images, r.Fleet, &cat)
 	if err != nil {
 		return planner.Plan{}, err
 	}
@@ -81,7 +86,7 @@ func Plan(ctx context.Context, b Backend, r Request) (planner.Plan, error) {
 		if r.Note != nil {
 			r.Note(skippedPreflight(desired))
 		}
-	} else if err := Preflight(ctx, hc, desired); err != nil {
+	} else if err := Preflight(ctx, hc, r.Images, desired); err != nil {
 		return planner.Plan{}, err
 	}
 	in, err := listed(ctx, b, r, desired, &cat)
@@ -92,6 +97,7 @@ func Plan(ctx context.Context, b Backend, r Request) (planner.Plan, error) {
 	if err != nil {
 		return planner.Plan{}, err
 	}
+	plan.Warnings = append(plan.Warnings, imageWarnings(r.Images, desired, cat.Facilities)...)
 	if needs := CapacityNeeds(plan); len(needs) > 0 {
 		warnings, err := b.CheckCapacity(ctx, needs)
 		if err != nil {
@@ -103,8 +109,9 @@ func Plan(ctx context.Context, b Backend, r Request) (planner.Plan, error) {
 }
 
 // Desired expands the fleet into its desired devices, checks them against
-// the catalogue (when one is given) and renders their scripts and revs.
-func Desired(ctx context.Context, hc *http.Client, f *spec.Fleet, cat *planner.Catalogue) ([]spec.Device, error) {
+// the catalogue (when one is given) and renders their scripts and revs
+// (store images resolved through im).
+func Desired(ctx context.Context, hc *http.Client, im Images, f *spec.Fleet, cat *planner.Catalogue) ([]spec.Device, error) {
 	desired, err := spec.Expand(f)
 	if err != nil {
 		return nil, err
@@ -116,13 +123,20 @@ func Desired(ctx context.Context, hc *http.Client, f *spec.Fleet, cat *planner.C
 		}
 		arches = Arches(*cat)
 	}
-	return Render(ctx, hc, desired, arches)
+	return Render(ctx, hc, im, desired, arches)
 }
 
 // Render renders the iPXE script and rev of every desired device,
-// fetching each image's cmdline once. arches maps machine slugs to
-// architectures (nil when unknown).
-func Render(ctx context.Context, hc *http.Client, desired []spec.Device, arches map[string]string) ([]spec.Device, error) {
+// fetching each image's cmdline once. Images published with lkfleet push
+// are first resolved through im (nil when the devices have none) to the
+// release and location each device boots, so the rev and the script name
+// the release. arches maps machine slugs to architectures (nil when
+// unknown).
+func Render(ctx context.Context, hc *http.Client, im Images, desired []spec.Device, arches map[string]string) ([]spec.Device, error) {
+	desired, err := resolveImages(ctx, im, desired)
+	if err != nil {
+		return nil, err
+	}
 	cmdlines, err := ipxe.FetchCmdlines(ctx, hc, desired)
 	if err != nil {
 		return nil, err
@@ -130,13 +144,20 @@ func Render(ctx context.Context, hc *http.Client, desired []spec.Device, arches 
 	return ipxe.Render(desired, cmdlines, arches)
 }
 
-// Preflight checks that every kernel, initrd and script URL answers.
-func Preflight(ctx context.Context, hc *http.Client, desired []spec.Device) error {
+// Preflight checks that every kernel, initrd and script URL answers, and
+// through im (nil when the devices have no store images) that every
+// object of a pushed release matches its manifest.
+func Preflight(ctx context.Context, hc *http.Client, im Images, desired []spec.Device) error {
 	if err := ipxe.Preflight(ctx, hc, desired); err != nil {
 		return fmt.Errorf("preflight: %w", err)
 	}
 	if err := ipxe.CheckScriptURLs(ctx, hc, desired); err != nil {
 		return fmt.Errorf("preflight: %w", err)
+	}
+	if im != nil {
+		if err := im.Preflight(ctx, desired); err != nil {
+			return fmt.Errorf("preflight: %w", err)
+		}
 	}
 	return nil
 }

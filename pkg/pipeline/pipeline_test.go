@@ -103,7 +103,7 @@ func TestPlanCreatesWithClashCheckAndCapacity(t *testing.T) {
 
 func TestPlanWithNothingToCreateListsOnlyTheFleet(t *testing.T) {
 	f := load(t)
-	desired, err := Desired(t.Context(), HTTPClient(), f, nil)
+	desired, err := Desired(t.Context(), HTTPClient(), nil, f, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

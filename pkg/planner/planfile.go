@@ -88,6 +88,50 @@ type fileImage struct {
 	Arch         string `json:"arch"`
 	Cmdline      string `json:"cmdline"`
 	IPXETemplate string `json:"ipxe_template"`
+	// Store is the image's lkfleet push store, absent for images served
+	// from base_url (BaseURL is then already the device's release).
+	Store *fileStore `json:"store,omitempty"`
+}
+
+// fileStore is a spec.ImageStore as a saved plan carries it.
+type fileStore struct {
+	Default fileStoreLocation   `json:"default"`
+	Mirrors []fileStoreLocation `json:"mirrors"`
+	Release string              `json:"release"`
+}
+
+// fileStoreLocation converts from and to spec.StoreLocation by struct
+// conversion, so a field added there cannot be left out here.
+type fileStoreLocation struct {
+	Zone      string `json:"zone"`
+	Endpoint  string `json:"endpoint"`
+	Region    string `json:"region"`
+	Bucket    string `json:"bucket"`
+	Prefix    string `json:"prefix"`
+	PathStyle bool   `json:"path_style"`
+	PublicURL string `json:"public_url"`
+}
+
+func toFileImage(im spec.Image) fileImage {
+	f := fileImage{Key: im.Key, Name: im.Name, BaseURL: im.BaseURL, Arch: im.Arch, Cmdline: im.Cmdline, IPXETemplate: im.IPXETemplate}
+	if st := im.Store; st != nil {
+		f.Store = &fileStore{Default: fileStoreLocation(st.Default), Release: st.Release}
+		for _, m := range st.Mirrors {
+			f.Store.Mirrors = append(f.Store.Mirrors, fileStoreLocation(m))
+		}
+	}
+	return f
+}
+
+func fromFileImage(f fileImage) spec.Image {
+	im := spec.Image{Key: f.Key, Name: f.Name, BaseURL: f.BaseURL, Arch: f.Arch, Cmdline: f.Cmdline, IPXETemplate: f.IPXETemplate}
+	if st := f.Store; st != nil {
+		im.Store = &spec.ImageStore{Default: spec.StoreLocation(st.Default), Release: st.Release}
+		for _, m := range st.Mirrors {
+			im.Store.Mirrors = append(im.Store.Mirrors, spec.StoreLocation(m))
+		}
+	}
+	return im
 }
 
 type fileDevice struct {
@@ -272,7 +316,7 @@ func toFile(p Plan) filePlan {
 			fc.Desired = &fileDevice{
 				Slot: d.Slot, Fleet: d.Fleet, Group: d.Group, Zone: d.Zone, Index: d.Index, Wave: d.Wave,
 				Hostname: d.Hostname, Machine: d.Machine, Billing: d.Billing, AlwaysPXE: d.AlwaysPXE, Arch: d.Arch,
-				Image:    fileImage(d.Image),
+				Image:    toFileImage(d.Image),
 				UserTags: nonNil(d.UserTags), KernelArgs: d.KernelArgs, IPXETemplate: d.IPXETemplate,
 				Userdata: d.Userdata, IPXEScriptURL: d.IPXEScriptURL, Script: d.Script, Rev: d.Rev,
 			}
@@ -368,7 +412,7 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 		c.Desired = &spec.Device{
 			Slot: d.Slot, Fleet: d.Fleet, Group: d.Group, Zone: d.Zone, Index: d.Index, Wave: d.Wave,
 			Hostname: d.Hostname, Machine: d.Machine, Billing: d.Billing, AlwaysPXE: d.AlwaysPXE, Arch: d.Arch,
-			Image:    spec.Image(d.Image),
+			Image:    fromFileImage(d.Image),
 			UserTags: nilIfEmpty(d.UserTags), KernelArgs: d.KernelArgs, IPXETemplate: d.IPXETemplate,
 			Userdata: d.Userdata, IPXEScriptURL: d.IPXEScriptURL, Script: d.Script, Rev: d.Rev,
 		}

@@ -23,7 +23,15 @@ func fill(t *testing.T, v reflect.Value) {
 		case reflect.Bool:
 			f.SetBool(true)
 		case reflect.Slice:
-			f.Set(reflect.ValueOf([]string{"v-" + name}))
+			f.Set(reflect.MakeSlice(f.Type(), 1, 1))
+			if e := f.Index(0); e.Kind() == reflect.String {
+				e.SetString("v-" + name)
+			} else {
+				fill(t, e)
+			}
+		case reflect.Pointer:
+			f.Set(reflect.New(f.Type().Elem()))
+			fill(t, f.Elem())
 		case reflect.Struct:
 			if f.Type() == reflect.TypeFor[time.Time]() {
 				f.Set(reflect.ValueOf(time.Date(2026, 11, 25, 21, 40, i, 0, time.UTC)))

@@ -45,7 +45,7 @@ var (
 	arches   = []string{ArchX86, ArchARM}
 
 	topKeys     = []string{"apiVersion", "fleet", "project", "images", "defaults", "groups", "rollout"}
-	imageKeys   = []string{"base_url", "name", "arch", "cmdline", "ipxe_template"}
+	imageKeys   = []string{"base_url", "name", "arch", "cmdline", "ipxe_template", "store", "mirrors", "release"}
 	groupKeys   = []string{"name", "image", "count", "zone", "zones", "machine", "billing", "always_pxe", "tags", "hostname", "kernel_args", "ipxe_template", "userdata", "ipxe_script_url"}
 	defaultKeys = groupKeys[1:] // every group key but the name
 	rolloutKeys = []string{"waves", "max_in_flight", "max_unavailable", "rebuild", "canary", "max_failures"}
@@ -214,7 +214,10 @@ func (l *loader) images(top fields) ([]Image, map[string]sval) {
 		fs := l.fieldsOf(ie.v, path, imageKeys)
 		im := Image{Key: ie.key, Name: ie.key}
 		base := l.str(fs, "base_url", true)
+		im.Store = l.imageStore(fs, base) // store, mirrors, release: store.go
 		switch {
+		case !base.set && im.Store != nil:
+			im.BaseURL = im.Store.BaseURL()
 		case !base.set:
 			l.add(fs.node, base.path, "missing; where the image's kernel, initrd and cmdline are served")
 		case base.ok():

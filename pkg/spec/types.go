@@ -54,6 +54,9 @@ type Image struct {
 	// IPXETemplate is an inline custom script template ("" = the default
 	// script). A group's template wins over its image's.
 	IPXETemplate string
+	// Store is set when the image is published with lkfleet push (then
+	// BaseURL is the release's URL on the default store); see store.go.
+	Store *ImageStore
 }
 
 // KernelURL is the URL of the image's kernel.
