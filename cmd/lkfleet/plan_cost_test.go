@@ -112,3 +112,29 @@ func TestPlanCostOverTenThousandDevices(t *testing.T) {
 		t.Errorf("plan over 10,000 devices cost %d API requests, want at most 13 (%v)", n, e.srv.Sim.Stats().Requests)
 	}
 }
+
+// Planning lists the fleet without the devices' addresses (ListForPlan
+// through planBackend): a plan never reads them, and they are about 40 %
+// of a listed device.
+func TestPlanListsWithoutAddresses(t *testing.T) {
+	e := newE2E(t, packetsim.Config{})
+	e.write(fmt.Sprintf(costFleet, 3, "ams1"))
+	e.seedFleet()
+	_, errs, code := e.run("plan", "-f", e.fleet, "--detailed-exitcode", "--debug")
+	if code != 0 {
+		t.Fatalf("plan over a matching fleet: exit %d\n%s", code, errs)
+	}
+	listings := 0
+	for line := range strings.SplitSeq(errs, "\n") {
+		if !strings.HasPrefix(line, "> GET ") || !strings.Contains(line, "/devices?") {
+			continue
+		}
+		listings++
+		if !strings.Contains(line, "exclude=ip_addresses") {
+			t.Errorf("plan listed devices with their addresses: %s", line)
+		}
+	}
+	if listings != 1 {
+		t.Errorf("plan sent %d device listings, want 1", listings)
+	}
+}
