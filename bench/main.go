@@ -56,7 +56,66 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) error {
-	var o opts
+	o, report, err := parseOpts(args)
+	if err != nil {
+		return err
+	}
+	if report != "" {
+		return rereport(report, o.doc)
+	}
+	if o.bin, err = filepath.Abs(o.bin); err != nil {
+		return err
+	}
+	if _, err := os.Stat(o.bin); err != nil {
+		return fmt.Errorf("%s: %w (run make build first)", o.bin, err)
+	}
+	if o.tmp, err = os.MkdirTemp("", "lkfleet-bench-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(o.tmp)
+	o.images = mkdir(o.tmp, "images")
+	if err := writeImages(o.images); err != nil {
+		return err
+	}
+
+	res := &results{Machine: describeMachine(), Params: params{R: rateR, B: burstB, TS: provT.Seconds(), DeprovS: deprovT.Seconds()}}
+	start := time.Now()
+	step := func(name string) { fmt.Fprintf(os.Stderr, "[%5.1fs] %s\n", time.Since(start).Seconds(), name) }
+
+	for _, scenarios := range []func(context.Context, opts, *results, func(string)) error{applies, pacing, plansAndRebuild} {
+		if err := scenarios(ctx, o, res, step); err != nil {
+			return err
+		}
+	}
+	if o.only["ref"] {
+		if err := references(ctx, o, res, step); err != nil {
+			return err
+		}
+	}
+	res.TotalS = time.Since(start).Seconds()
+	res.Machine.LoadEnd = loadAvg()
+	res.judge()
+
+	printTable(os.Stdout, res)
+	data, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(o.results, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	if o.doc != "" {
+		if err := writeDoc(o.doc, res); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s and %s in %.0fs\n", o.results, o.doc, res.TotalS)
+	return nil
+}
+
+// parseOpts reads the command line; report is the results file to judge
+// again instead of measuring ("" to measure).
+func parseOpts(args []string) (o opts, report string, err error) {
 	var sizes, plans, only string
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&o.bin, "bin", "bin/lkfleet", "the lkfleet binary to measure")
@@ -76,59 +135,38 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&o.tfN, "tf-n", 100, "devices of the Terraform-style apply reference")
 	fs.IntVar(&o.refreshN, "refresh-n", 1000, "devices of the Terraform-style refresh reference")
 	fs.StringVar(&only, "only", "apply,pacing,plan,rebuild,ref", "scenarios to run")
-	report := fs.String("report", "", "measure nothing: judge the results in this JSON file again, print them and write the report")
+	fs.StringVar(&report, "report", "", "measure nothing: judge the results in this JSON file again, print them and write the report")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return o, "", err
 	}
-	if *report != "" {
-		return rereport(*report, o.doc)
-	}
-	var err error
 	if o.sizes, err = ints(sizes); err != nil {
-		return err
+		return o, "", err
 	}
 	if o.plans, err = ints(plans); err != nil {
-		return err
+		return o, "", err
 	}
 	if o.sizes100, err = ints(sizes100); err != nil {
-		return err
+		return o, "", err
 	}
 	if o.pacingB, err = ints(pb); err != nil {
-		return err
+		return o, "", err
 	}
 	rs, err := ints(pr)
 	if err != nil {
-		return err
+		return o, "", err
 	}
 	for _, r := range rs {
 		o.pacingR = append(o.pacingR, float64(r))
-	}
-	if o.bin, err = filepath.Abs(o.bin); err != nil {
-		return err
-	}
-	if _, err := os.Stat(o.bin); err != nil {
-		return fmt.Errorf("%w (run make build first)", err)
 	}
 	o.only = map[string]bool{}
 	for _, s := range strings.Split(only, ",") {
 		o.only[strings.TrimSpace(s)] = true
 	}
-	if _, err := os.Stat(o.bin); err != nil {
-		return fmt.Errorf("%s: %w (run make build first)", o.bin, err)
-	}
-	if o.tmp, err = os.MkdirTemp("", "lkfleet-bench-"); err != nil {
-		return err
-	}
-	defer os.RemoveAll(o.tmp)
-	o.images = mkdir(o.tmp, "images")
-	if err := writeImages(o.images); err != nil {
-		return err
-	}
+	return o, report, nil
+}
 
-	res := &results{Machine: describeMachine(), Params: params{R: rateR, B: burstB, TS: provT.Seconds(), DeprovS: deprovT.Seconds()}}
-	start := time.Now()
-	step := func(name string) { fmt.Fprintf(os.Stderr, "[%5.1fs] %s\n", time.Since(start).Seconds(), name) }
-
+// applies runs the apply scenarios (at R = 50, then at R = 100).
+func applies(ctx context.Context, o opts, res *results, step func(string)) error {
 	if o.only["apply"] {
 		for _, n := range o.sizes {
 			step(fmt.Sprintf("apply %d creates", n))
@@ -150,6 +188,11 @@ func run(ctx context.Context, args []string) error {
 			res.Apply100 = append(res.Apply100, r)
 		}
 	}
+	return nil
+}
+
+// pacing runs the creates against limits the client is not told.
+func pacing(ctx context.Context, o opts, res *results, step func(string)) error {
 	if o.only["pacing"] {
 		for _, r := range o.pacingR {
 			for _, b := range o.pacingB {
@@ -163,6 +206,12 @@ func run(ctx context.Context, args []string) error {
 			}
 		}
 	}
+	return nil
+}
+
+// plansAndRebuild seeds fleets and plans over them; the nightly rebuild
+// reuses the bed of its size.
+func plansAndRebuild(ctx context.Context, o opts, res *results, step func(string)) error {
 	if o.only["plan"] || o.only["rebuild"] {
 		sizes := o.plans
 		if !o.only["plan"] {
@@ -194,29 +243,6 @@ func run(ctx context.Context, args []string) error {
 			}
 		}
 	}
-	if o.only["ref"] {
-		if err := references(ctx, o, res, step); err != nil {
-			return err
-		}
-	}
-	res.TotalS = time.Since(start).Seconds()
-	res.Machine.LoadEnd = loadAvg()
-	res.judge()
-
-	printTable(os.Stdout, res)
-	data, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(o.results, append(data, '\n'), 0o644); err != nil {
-		return err
-	}
-	if o.doc != "" {
-		if err := writeDoc(o.doc, res); err != nil {
-			return err
-		}
-	}
-	fmt.Fprintf(os.Stderr, "wrote %s and %s in %.0fs\n", o.results, o.doc, res.TotalS)
 	return nil
 }
 
