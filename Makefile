@@ -28,8 +28,11 @@ chaos: build
 
 # The demo's simulator takes a free port; DEMO_LISTEN=127.0.0.1:8080 pins one.
 DEMO_LISTEN ?= 127.0.0.1:0
-demo: build
+# The whole story: plan/apply/rebuild/destroy on the simulator, then images
+# pushed to a local S3-compatible server (built once into .cache/bin).
+demo: build s3-server
 	DEMO_LISTEN=$(DEMO_LISTEN) ./scripts/demo.sh $(BIN)
+	./scripts/demo-push.sh $(BIN) $(VERSITYGW)
 
 # Boots every rendered script variant under Debian's iPXE in QEMU (TCG) and
 # applies a fleet with --wait booted against lkfleet sim --boot qemu.

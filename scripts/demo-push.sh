@@ -13,8 +13,16 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 abs() { echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
 bin=$(abs "${1:-bin/lkfleet}")
 vgw=$(abs "${2:-.cache/bin/versitygw-v1.8.0}")
-s3=127.0.0.1:7070
-listen=127.0.0.1:8081
+# Free loopback ports unless pinned: a port nothing answers on is taken.
+free_port() {
+  local p
+  for p in $(shuf -i 20000-60999 -n 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "127.0.0.1:$p"; return; }
+  done
+  echo "demo-push: no free port found on 127.0.0.1" >&2; exit 1
+}
+s3=${DEMO_S3_LISTEN:-$(free_port)}
+listen=${DEMO_PUSH_LISTEN:-$(free_port)}
 work=$(mktemp -d)
 pids=()
 cleanup() {

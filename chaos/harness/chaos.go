@@ -31,6 +31,8 @@ type ChaosConfig struct {
 	MaxApplies int
 	// Logf, if set, receives progress lines.
 	Logf func(format string, args ...any)
+	// NetworkType, if set, gives the worker group a network type (Lab.NetworkType).
+	NetworkType string
 }
 
 // ChaosResult is what one chaos run measured.
@@ -85,6 +87,7 @@ func Chaos(ctx context.Context, cfg ChaosConfig, run Runner) (ChaosResult, error
 		return res, err
 	}
 	defer lab.Close()
+	lab.NetworkType = cfg.NetworkType
 	seeded, err := lab.SeedForeign(ctx, cfg.Foreign)
 	if err != nil {
 		return res, err

@@ -61,6 +61,9 @@ type Lab struct {
 	mutations []string
 	// hook, if set, sees every API request before the simulator does.
 	hook func(method, path string)
+	// NetworkType, if set, puts WriteFleet's worker group on c3.small.x86
+	// with this network type and VLAN 1001 (see docs/networks.md).
+	NetworkType string
 }
 
 // NewLab writes the artifacts and starts the simulator on 127.0.0.1.
@@ -218,13 +221,13 @@ groups:
     count: %d
   - name: worker
     image: sshd
-    count: %d
+    count: %d%s
 rollout:
   waves: [[ams1], [ewr1], [sjc1]]
   max_in_flight: 20
   max_unavailable: 25%%
   max_failures: 3
-`, l.URL, rel, count, count)
+`, l.URL, rel, count, count, l.networkKeys())
 	return os.WriteFile(l.FleetFile, []byte(body), 0o644)
 }
 

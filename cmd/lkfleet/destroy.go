@@ -70,10 +70,12 @@ func runDestroy(ctx context.Context, env *Env, o *destroyOptions) error {
 		// The plan's "No changes. The fleet matches ..." would read as if
 		// the fleet were up, when it has no device at all.
 		if mode != ui.JSON {
-			_, err := fmt.Fprintf(env.Out, "Nothing to destroy: fleet %q has no devices in project %s.\n", fleet.Name, fleet.Project)
-			return err
+			if _, err := fmt.Fprintf(env.Out, "Nothing to destroy: fleet %q has no devices in project %s.\n", fleet.Name, fleet.Project); err != nil {
+				return err
+			}
 		}
-		return nil
+		// VLANs kept by an earlier destroy (still in use then) go now.
+		return deleteFleetVLANs(ctx, l.client, fleet.Name, env.Err) // network.go
 	}
 	if mode != ui.JSON {
 		if err := planner.RenderText(env.Out, plan, planner.TextOptions{Color: colorOut(env), FleetFile: o.fleet.File}); err != nil {
@@ -86,11 +88,14 @@ func runDestroy(ctx context.Context, env *Env, o *destroyOptions) error {
 		}
 	}
 	p := &planned{fleet: fleet, client: l.client, plan: plan}
-	return execute(ctx, env, p, execution{mode: mode, destroy: true, opts: executor.Options{
+	if err := execute(ctx, env, p, execution{mode: mode, destroy: true, opts: executor.Options{
 		Parallelism: o.parallelism,
 		Wait:        executor.WaitNone,
 		Timeout:     o.timeout,
-	}})
+	}}); err != nil {
+		return err
+	}
+	return deleteFleetVLANs(ctx, l.client, fleet.Name, env.Err) // network.go
 }
 
 // confirm asks question on the terminal before command changes anything.

@@ -114,27 +114,35 @@ func TestPlanCostOverTenThousandDevices(t *testing.T) {
 }
 
 // Planning lists the fleet without the devices' addresses (ListForPlan
-// through planBackend): a plan never reads them, and they are about 40 %
-// of a listed device.
+// through planBackend): they are about 40 % of a listed device. A fleet
+// that manages network types lists them: the type is derived in part from
+// whether a device has management addresses.
 func TestPlanListsWithoutAddresses(t *testing.T) {
 	e := newE2E(t, packetsim.Config{})
-	e.write(fmt.Sprintf(costFleet, 3, "ams1"))
-	e.seedFleet()
-	_, errs, code := e.run("plan", "-f", e.fleet, "--detailed-exitcode", "--debug")
-	if code != 0 {
-		t.Fatalf("plan over a matching fleet: exit %d\n%s", code, errs)
-	}
-	listings := 0
-	for line := range strings.SplitSeq(errs, "\n") {
-		if !strings.HasPrefix(line, "> GET ") || !strings.Contains(line, "/devices?") {
-			continue
+	for _, tc := range []struct {
+		name, extra string
+		excluded    bool
+	}{
+		{"no network types", "", true},
+		{"network types", "    network_type: layer3\n", false},
+	} {
+		e.write(fmt.Sprintf(costFleet, 3, "ams1") + tc.extra)
+		_, errs, code := e.run("plan", "-f", e.fleet, "--debug")
+		if code != 0 {
+			t.Fatalf("%s: plan: exit %d\n%s", tc.name, code, errs)
 		}
-		listings++
-		if !strings.Contains(line, "exclude=ip_addresses") {
-			t.Errorf("plan listed devices with their addresses: %s", line)
+		listings := 0
+		for line := range strings.SplitSeq(errs, "\n") {
+			if !strings.HasPrefix(line, "> GET ") || !strings.Contains(line, "/devices?") || !strings.Contains(line, "tag=") {
+				continue
+			}
+			listings++
+			if got := strings.Contains(line, "exclude=ip_addresses"); got != tc.excluded {
+				t.Errorf("%s: fleet listing excludes addresses: %v, want %v: %s", tc.name, got, tc.excluded, line)
+			}
 		}
-	}
-	if listings != 1 {
-		t.Errorf("plan sent %d device listings, want 1", listings)
+		if listings != 1 {
+			t.Errorf("%s: plan sent %d fleet listings, want 1", tc.name, listings)
+		}
 	}
 }

@@ -224,6 +224,7 @@ type run struct {
 	known map[string]bool
 	// canaryLeft is how many canaries are still to be picked.
 	canaryLeft int
+	vlans      vlanCache // network.go
 }
 
 func newRun(cloud Cloud, plan planner.Plan, opts Options) *run {

@@ -53,6 +53,9 @@ func (r *run) doCreate(ctx context.Context, w *wave, c *planner.Change) (outcome
 		return oc, fd
 	}
 	r.emit(changeEvent(ChangeDone, c, live.ID, "created"))
+	if c.Desired.NetworkType != "" {
+		return r.createdNetwork(ctx, w, c, live.ID) // network.go
+	}
 	if r.opts.Wait == WaitNone {
 		return done, FailedDevice{}
 	}
@@ -105,6 +108,9 @@ func (r *run) doUpdate(w *wave, c *planner.Change) (outcome, FailedDevice) {
 	case err != nil:
 		return failed, FailedDevice{LastEvent: err.Error()}
 	}
+	if oc, fd := r.updateNetwork(w, c); oc != done { // network.go
+		return oc, fd
+	}
 	if fd := r.configure(w.sched, c, c.DeviceID()); fd != nil {
 		return failed, *fd
 	}
@@ -137,6 +143,9 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 	case fd != nil:
 		// The old device stays: it still serves the slot.
 		return failed, *fd
+	}
+	if oc, fd := r.convergeNetwork(ctx, w.sched, c, newLive.ID); oc != done { // network.go
+		return oc, fd
 	}
 	if fd := r.configure(ctx, c, newLive.ID); fd != nil {
 		// Configured or not, the new device exists; the old one stays

@@ -51,6 +51,9 @@ type planList struct {
 			Cpus []struct {
 				Type string `json:"type"`
 			} `json:"cpus"`
+			Nics []struct {
+				Count int `json:"count"`
+			} `json:"nics"`
 		} `json:"specs"`
 		AvailableIn       []ref `json:"available_in"`
 		AvailableInMetros []ref `json:"available_in_metros"`
@@ -144,7 +147,7 @@ func buildCatalogue(plans planList, facs []packngo.Facility, metros []packngo.Me
 		if p.Slug == "" {
 			continue
 		}
-		info := planner.PlanInfo{Arch: archOfCPUs(p.Specs.Cpus)}
+		info := planner.PlanInfo{Arch: archOfCPUs(p.Specs.Cpus), Ports: nicsOf(p.Specs.Nics)}
 		for _, r := range p.AvailableIn {
 			if code := cmp.Or(r.Code, facByID[r.id()]); code != "" {
 				info.Locations = append(info.Locations, code)

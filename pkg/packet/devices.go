@@ -96,7 +96,9 @@ func (c *Client) list(ctx context.Context, op string, q url.Values) ([]planner.L
 		func(d *listedDevice) string { return d.ID },
 		func(d *listedDevice) {
 			d.fill(&pd)
-			out = append(out, toLive(&pd))
+			l := toLive(&pd)
+			l.Network = d.network() // ports.go
+			out = append(out, l)
 		})
 	return out, err
 }

@@ -27,6 +27,8 @@ type listedDevice struct {
 	Tags         []string `json:"tags"`
 	Network      []struct {
 		Address string `json:"address"`
+
+		Management bool `json:"management"` // ports.go
 	} `json:"ip_addresses"`
 	Plan *struct {
 		Slug string `json:"slug"`
@@ -41,6 +43,10 @@ type listedDevice struct {
 	IPXEScriptURL   string        `json:"ipxe_script_url"`
 	AlwaysPXE       bool          `json:"always_pxe"`
 	SOS             string        `json:"sos"`
+
+	// Port state, for the network type (ports.go).
+	NetworkPorts  []packngo.Port `json:"network_ports"`
+	NetworkFrozen bool           `json:"network_frozen"`
 }
 
 type codeOnly struct {
@@ -90,17 +96,18 @@ func (d *listedDevice) fill(pd *packngo.Device) {
 // nested object with its href only (a device's ip_addresses are about
 // 40 % of its listing; the plan and facility objects most of the rest).
 const (
-	// excludeForPlan drops what planning never reads: a plan compares
-	// slots, tags, boot config, machine and zone, not addresses.
+	// excludeForPlan drops what a plan without network types never
+	// reads: it compares slots, tags, boot config, machine and zone.
 	excludeForPlan = "ip_addresses,operating_system,project,project_lite"
 	// excludeForStates keeps only what waiting reads: id, state, tags and
 	// the provisioning events that carry the user state.
 	excludeForStates = "ip_addresses,plan,facility,metro,operating_system,project,project_lite"
 )
 
-// ListForPlan is List without what planning does not read (the devices'
-// IP addresses): a lighter listing for plan and apply, the same requests.
-// Status, which shows addresses, uses List.
+// ListForPlan is List without the devices' IP addresses: a lighter
+// listing, the same requests, for plans of fleets that do not manage
+// network types (the type is derived in part from the management
+// addresses; see networkState). Status, which shows addresses, uses List.
 func (c *Client) ListForPlan(ctx context.Context) ([]planner.Live, error) {
 	if c.fleet == "" {
 		return nil, errors.New("list devices: the client has no fleet name")

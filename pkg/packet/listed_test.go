@@ -147,6 +147,13 @@ func TestLightListings(t *testing.T) {
 		}
 		want := l
 		want.IPs = nil
+		if l.Network != nil {
+			// Without addresses the listing cannot tell management ones
+			// (why fleets with network types list in full).
+			n := *l.Network
+			n.ManagementIPs = false
+			want.Network = &n
+		}
 		if !reflect.DeepEqual(forPlan[i], want) {
 			t.Errorf("ListForPlan device %d:\n got %+v\nwant %+v", i, forPlan[i], want)
 		}

@@ -409,3 +409,24 @@ func TestStateFileRoundTrip(t *testing.T) {
 		t.Fatalf("corrupt state: %v", err)
 	}
 }
+
+// Closing a server twice (a test's deferred Close after an explicit one)
+// returns at once with the first result instead of waiting forever.
+func TestServerCloseTwice(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state.json")
+	srv, err := packetsim.Start(packetsim.Config{StateFile: state, SaveDelay: time.Millisecond, Token: testToken, Project: testProject, Quiet: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Before Shutdown ran once, this call blocked until the test binary's
+	// timeout.
+	if err := srv.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	if _, err := os.Stat(state); err != nil {
+		t.Errorf("state file not written: %v", err)
+	}
+}

@@ -157,7 +157,7 @@ func (c *catalogue) addPlans() {
 				"cpus":   []map[string]any{{"count": p.CPUs, "type": p.CPU}},
 				"memory": map[string]any{"total": p.Memory},
 				"drives": []map[string]any{{"count": 2, "size": "480GB", "type": "SSD", "category": "boot"}},
-				"nics":   []map[string]any{{"count": 2, "type": "10Gbps"}},
+				"nics":   []map[string]any{{"count": planNICs(p.Slug), "type": "10Gbps"}},
 			},
 			"available_in":        in,
 			"available_in_metros": inMetros,

@@ -67,6 +67,7 @@ type device struct {
 	bootAt    time.Time // when the pending boot runs (zero: none pending)
 	bootLocal bool      // the pending boot is from the (empty) local disk
 	events    []event
+	net       *netState // port state once a port call changed it (ports.go)
 }
 
 // state computes the visible state at now.
@@ -195,10 +196,11 @@ type deviceJSON struct {
 	Project                json.RawMessage `json:"-"` // spliced in by appendJSON
 	ProjectLite            json.RawMessage `json:"-"` // spliced in by appendJSON
 	SSHKeys                json.RawMessage `json:"-"` // spliced in by appendJSON
-	NetworkPorts           json.RawMessage `json:"-"` // spliced in by appendJSON when set
 	IPAddresses            []ipJSON        `json:"ip_addresses"`
 	Actions                json.RawMessage `json:"-"` // spliced in by appendJSON
 	ProvisioningEvents     []eventJSON     `json:"provisioning_events"`
+	NetworkPorts           []portJSON      `json:"network_ports"`
+	BondingMode            int             `json:"bonding_mode"`
 }
 
 var (
@@ -256,7 +258,6 @@ func (s *Sim) render(d *device, now time.Time) deviceJSON {
 		Project:         s.projectHrefJSON(),
 		ProjectLite:     s.projectHrefJSON(),
 		SSHKeys:         s.sshKeysJSON(false),
-		NetworkPorts:    devicePorts(d),
 		Actions:         actionsJSON,
 	}
 	if j.Tags == nil {
@@ -271,6 +272,7 @@ func (s *Sim) render(d *device, now time.Time) deviceJSON {
 		j.ProvisioningPercentage = &p
 	}
 	j.IPAddresses = s.renderIPs(d, id, href)
+	s.renderNetwork(d, &j)
 	j.ProvisioningEvents = renderEvents(d.events, href)
 	return j
 }
@@ -316,7 +318,7 @@ type rawField struct {
 func (j *deviceJSON) rawFields() []rawField {
 	return []rawField{{"customdata", &j.Customdata}, {"plan", &j.Plan}, {"facility", &j.Facility}, {"metro", &j.Metro},
 		{"operating_system", &j.OperatingSystem}, {"actions", &j.Actions},
-		{"project", &j.Project}, {"project_lite", &j.ProjectLite}, {"ssh_keys", &j.SSHKeys}, {"network_ports", &j.NetworkPorts}}
+		{"project", &j.Project}, {"project_lite", &j.ProjectLite}, {"ssh_keys", &j.SSHKeys}}
 }
 
 // MarshalJSON renders a single device document.

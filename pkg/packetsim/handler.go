@@ -72,6 +72,9 @@ func (s *Sim) route(r *http.Request) (string, string, apiHandler) {
 	m := r.Method
 	var tmpl, id string
 	var h map[string]apiHandler
+	if tmpl, id, h := s.routeNetwork(parts); h != nil {
+		return m + " " + tmpl, id, h[m]
+	}
 	switch {
 	case rest == "projects":
 		tmpl, h = "/projects", map[string]apiHandler{"GET": s.listProjects}

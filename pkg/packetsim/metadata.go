@@ -171,7 +171,7 @@ func (s *Sim) liveDevice(id string, now time.Time) *device {
 // network.network, so apiForm renders that. The caller holds s.mu.
 func (s *Sim) metadataDoc(d *device, base string, apiForm bool, now time.Time) map[string]any {
 	id := d.id.String()
-	nics := deviceNICs(d)
+	mode, aggregation, nics := s.metadataNetwork(d)
 	var os struct {
 		Slug    string `json:"slug"`
 		Distro  string `json:"distro"`
@@ -183,7 +183,7 @@ func (s *Sim) metadataDoc(d *device, base string, apiForm bool, now time.Time) m
 		keys = append(keys, k.key)
 	}
 	ips := s.renderIPs(d, id, deviceHref(id))
-	bonding := map[string]any{"mode": 4, "link_aggregation": "bonded", "mac": nics[0].MAC}
+	bonding := map[string]any{"mode": mode, "link_aggregation": aggregation, "mac": nics[0].MAC}
 	network := map[string]any{"bonding": bonding, "interfaces": nics, "addresses": ips}
 	if apiForm {
 		addrs := make([]string, 0, len(ips))

@@ -61,6 +61,7 @@ func TestMetadataServiceOnItsOwnListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// baremetal_0 has one port (ports.go), so one interface.
 	var addrs []string
 	for _, a := range md.Network.Addresses {
 		addrs = append(addrs, a.Address.String())
@@ -71,7 +72,7 @@ func TestMetadataServiceOnItsOwnListener(t *testing.T) {
 	}
 	if md.ID != d.ID || md.Hostname != "meta-a" || md.Facility != full.Facility.Code || md.Plan != "baremetal_0" ||
 		!slices.Equal(md.Tags, []string{"a", "b"}) || !slices.Equal(md.SSHKeys, []string{key}) || md.OS.Slug != "custom_ipxe" ||
-		len(md.Network.Interfaces) != 2 || md.Network.BondingMode() != metadata.BondingLACP || !slices.Equal(addrs, want) {
+		len(md.Network.Interfaces) != 1 || md.Network.BondingMode() != metadata.BondingLACP || !slices.Equal(addrs, want) {
 		t.Fatalf("metadata %+v does not match the device (addresses %v, want %v)", md, addrs, want)
 	}
 	ud, err := metadata.GetUserDataFromURL(host.URL)

@@ -22,6 +22,11 @@ type Server struct {
 	srv  *http.Server
 	done chan error
 
+	// stopOnce makes Shutdown and Close safe to call more than once (a
+	// second call would wait for a second end of Serve forever).
+	stopOnce sync.Once
+	stopErr  error
+
 	mu    sync.Mutex
 	fresh map[net.Conn]bool // connections that have not sent a request yet
 }
@@ -74,8 +79,14 @@ func Start(cfg Config) (*Server, error) {
 }
 
 // Shutdown stops accepting requests, waits for those in flight until ctx
-// ends, then closes the simulator (writing its state file).
+// ends, then closes the simulator (writing its state file). Later calls
+// return the first call's result.
 func (sv *Server) Shutdown(ctx context.Context) error {
+	sv.stopOnce.Do(func() { sv.stopErr = sv.shutdown(ctx) })
+	return sv.stopErr
+}
+
+func (sv *Server) shutdown(ctx context.Context) error {
 	// A client may hold connections it dialled but never sent a request on
 	// (Go's transport keeps a spare dial as an idle connection). The
 	// server counts such a connection as busy for its first five seconds,

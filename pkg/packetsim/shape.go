@@ -108,22 +108,31 @@ func (j *deviceJSON) appendExcluded(buf []byte, sh shaping) ([]byte, error) {
 		// Shadow the embedded fields of the same JSON names.
 		IPAddresses        any `json:"ip_addresses"`
 		ProvisioningEvents any `json:"provisioning_events"`
-	}{(*plainDevice)(j), j.IPAddresses, j.ProvisioningEvents}
-	if sh.exclude["ip_addresses"] && len(j.IPAddresses) > 0 {
-		hs := make([]hrefJSON, len(j.IPAddresses))
-		for i, ip := range j.IPAddresses {
-			hs[i] = hrefJSON{ip.Href}
-		}
-		head.IPAddresses = hs
+		NetworkPorts       any `json:"network_ports"`
+	}{(*plainDevice)(j), j.IPAddresses, j.ProvisioningEvents, j.NetworkPorts}
+	if sh.exclude["ip_addresses"] {
+		head.IPAddresses = hrefsOf(j.IPAddresses, func(ip *ipJSON) string { return ip.Href })
 	}
-	if sh.exclude["provisioning_events"] && len(j.ProvisioningEvents) > 0 {
-		hs := make([]hrefJSON, len(j.ProvisioningEvents))
-		for i, e := range j.ProvisioningEvents {
-			hs[i] = hrefJSON{e.Href}
-		}
-		head.ProvisioningEvents = hs
+	if sh.exclude["provisioning_events"] {
+		head.ProvisioningEvents = hrefsOf(j.ProvisioningEvents, func(e *eventJSON) string { return e.Href })
+	}
+	if sh.exclude["network_ports"] {
+		head.NetworkPorts = hrefsOf(j.NetworkPorts, func(p *portJSON) string { return p.Href })
 	}
 	return j.appendDoc(buf, head)
+}
+
+// hrefsOf is an excluded array of objects with hrefs: their hrefs. An
+// empty (or null) array stays as it is: it has no object to reduce.
+func hrefsOf[T any](xs []T, href func(*T) string) any {
+	if len(xs) == 0 {
+		return xs
+	}
+	hs := make([]hrefJSON, len(xs))
+	for i := range xs {
+		hs[i] = hrefJSON{href(&xs[i])}
+	}
+	return hs
 }
 
 // hrefRaw is an excluded attribute's rendering: by shape's rule, its

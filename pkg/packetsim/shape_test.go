@@ -56,6 +56,7 @@ func TestExcludeFastPathMatchesShape(t *testing.T) {
 		"exclude=ip_addresses,operating_system,project,project_lite&include=facility",
 		"exclude=ip_addresses,plan,facility,metro,operating_system,project,project_lite",
 		"exclude=provisioning_events,ssh_keys,customdata,actions,tags,unknown",
+		"exclude=network_ports,network_frozen,bonding_mode",
 		"exclude=plan&exclude=facility&include=plan",
 	} {
 		q, _ := url.ParseQuery(query)

@@ -103,6 +103,7 @@ type Sim struct {
 	seq     uint32
 	boots   []Boot
 	capUsed map[capKey]int
+	vnets   vnetStore // virtual networks (vlans.go)
 	proj    projectMeta
 	keys    []*sshKey // copy-on-write
 

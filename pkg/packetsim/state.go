@@ -20,6 +20,7 @@ type stateFile struct {
 	Seq     uint32        `json:"seq"`
 	Devices []stateDevice `json:"devices"`
 	Boots   []Boot        `json:"boots"`
+	VLANs   []stateVNet   `json:"vlans,omitempty"` // vlans.go
 
 	// RNG is the position of the simulator's random source: ids drawn
 	// after a restart continue the sequence instead of repeating it.
@@ -73,6 +74,7 @@ type stateDevice struct {
 	BootAt        time.Time       `json:"boot_at,omitzero"`
 	BootLocal     bool            `json:"boot_local,omitempty"`
 	Events        []stateEvent    `json:"events,omitempty"`
+	Net           *stateNet       `json:"net,omitempty"` // ports.go
 }
 
 // snapshot copies the state for saving; the caller holds s.mu.
@@ -96,12 +98,14 @@ func (s *Sim) snapshot() stateFile {
 			Userdata: d.userdata, Billing: d.billing, Locked: d.locked, Customdata: d.customdata,
 			Created: d.created, Updated: d.updated, Phase: d.phase, PhaseAt: d.phaseAt, PhaseDur: d.phaseDur,
 			FailProv: d.failProv, DeletedAt: d.deletedAt, BootAt: d.bootAt, BootLocal: d.bootLocal,
+			Net: d.net.toState(),
 		}
 		for _, e := range d.events {
 			sd.Events = append(sd.Events, stateEvent{ID: e.id.String(), At: e.at, Type: e.typ, State: e.state, Body: e.body})
 		}
 		st.Devices = append(st.Devices, sd)
 	}
+	st.VLANs = s.snapshotVNets()
 	return st
 }
 
@@ -178,6 +182,9 @@ func (s *Sim) loadState() error {
 	}
 	s.seq = st.Seq
 	s.boots = st.Boots
+	if err := s.loadVNets(st.VLANs); err != nil {
+		return fmt.Errorf("load state %s: %w", path, err)
+	}
 	if len(st.RNG) > 0 {
 		s.rngMu.Lock()
 		err := s.pcg.UnmarshalBinary(st.RNG)
@@ -208,6 +215,7 @@ func (s *Sim) loadState() error {
 			billing: sd.Billing, locked: sd.Locked, customdata: sd.Customdata, created: sd.Created, updated: sd.Updated,
 			phase: sd.Phase, phaseAt: sd.PhaseAt, phaseDur: sd.PhaseDur, failProv: sd.FailProv,
 			deletedAt: sd.DeletedAt, bootAt: sd.BootAt, bootLocal: sd.BootLocal,
+			net: sd.Net.fromState(p),
 		}
 		for _, e := range sd.Events {
 			eid, _ := parseUUID(e.ID)

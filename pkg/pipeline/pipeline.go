@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/lkfleet/lkfleet/pkg/ipxe"
 	"github.com/lkfleet/lkfleet/pkg/planner"
@@ -27,14 +28,17 @@ type Lister interface {
 }
 
 // Backend is everything planning asks of the API: the listings, the
-// catalogue of machine types and locations, and whether the zones have
-// the capacity for the devices a plan creates.
+// catalogue of machine types and locations, whether the zones have the
+// capacity for the devices a plan creates, and the project's VLANs.
 type Backend interface {
 	Lister
 	Catalogue(ctx context.Context) (planner.Catalogue, error)
 	// CheckCapacity returns one warning per zone and machine type whose
 	// needs the service says it cannot meet.
 	CheckCapacity(ctx context.Context, needs map[planner.Need]int) ([]string, error)
+	// VirtualNetworks lists the project's VLANs, asked only when a group
+	// has a network type (see withVirtualNetworks).
+	VirtualNetworks(ctx context.Context) ([]planner.VirtualNetwork, error)
 }
 
 // Request is one planning run.
@@ -64,8 +68,9 @@ func HTTPClient() *http.Client { return &http.Client{Timeout: ipxe.RequestTimeou
 // Plan runs the whole pipeline: catalogue, expand, catalogue check,
 // release resolution, render, preflight (store images verified against
 // their manifests), one tag-filtered listing (plus one project listing
-// when devices are to be created, for hostname clashes), diff, and a
-// capacity check of what the plan creates.
+// when devices are to be created, for hostname clashes), the project's
+// VLANs when a group has a network type, diff, and a capacity check of
+// what the plan creates.
 func Plan(ctx context.Context, b Backend, r Request) (planner.Plan, error) {
 	if r.Fleet == nil {
 		return planner.Plan{}, errors.New("plan: no fleet given")
@@ -91,6 +96,9 @@ func Plan(ctx context.Context, b Backend, r Request) (planner.Plan, error) {
 	}
 	in, err := listed(ctx, b, r, desired, &cat)
 	if err != nil {
+		return planner.Plan{}, err
+	}
+	if err := withVirtualNetworks(ctx, b, desired, &cat); err != nil {
 		return planner.Plan{}, err
 	}
 	plan, err := planner.Compute(in)
@@ -192,6 +200,22 @@ func listed(ctx context.Context, b Lister, r Request, desired []spec.Device, cat
 		}
 	}
 	return in, nil
+}
+
+// withVirtualNetworks lists the project's VLANs into the catalogue when a
+// desired device has a network type (one request), so the plan can tell
+// VLANs by number or description; fleets without network types pay
+// nothing.
+func withVirtualNetworks(ctx context.Context, b Backend, desired []spec.Device, cat *planner.Catalogue) error {
+	if !slices.ContainsFunc(desired, func(d spec.Device) bool { return d.NetworkType != "" }) {
+		return nil
+	}
+	vs, err := b.VirtualNetworks(ctx)
+	if err != nil {
+		return err
+	}
+	cat.VirtualNetworks = vs
+	return nil
 }
 
 // Saved is a plan read from a file, and the file's name for messages.

@@ -20,6 +20,7 @@ type fakeBackend struct {
 	listErr   error
 	calls     []string
 	needs     map[planner.Need]int
+	vnets     []planner.VirtualNetwork
 }
 
 func (f *fakeBackend) List(context.Context) ([]planner.Live, error) {
@@ -41,6 +42,11 @@ func (f *fakeBackend) CheckCapacity(_ context.Context, needs map[planner.Need]in
 	f.calls = append(f.calls, "capacity")
 	f.needs = maps.Clone(needs)
 	return f.capWarn, nil
+}
+
+func (f *fakeBackend) VirtualNetworks(context.Context) ([]planner.VirtualNetwork, error) {
+	f.calls = append(f.calls, "vlans")
+	return f.vnets, nil
 }
 
 // The cmdline is given, so rendering fetches nothing; preflight is skipped.
@@ -172,4 +178,27 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// A group with a network type has the project's VLANs listed once, before
+// the diff; the fleets above, without one, never ask (their exact calls).
+func TestPlanListsVLANsOnlyForNetworkTypes(t *testing.T) {
+	src := strings.Replace(testFleet, "    zones: [ams1]\n", "    zones: [ams1]\n    machine: c3.small.x86\n    network_type: hybrid\n    vlans: [1001]\n", 1)
+	f, err := spec.Load("lab.yml", []byte(src), spec.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &fakeBackend{vnets: []planner.VirtualNetwork{{ID: "v1", VXLAN: 1001, Metro: "am"}}}
+	p, err := Plan(t.Context(), b, Request{Fleet: f, FleetBytes: []byte(src), SkipPreflight: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"catalogue", "list", "list-all", "vlans", "capacity"}; !slices.Equal(b.calls, want) {
+		t.Errorf("calls %q, want %q", b.calls, want)
+	}
+	if len(p.Changes) == 0 || !slices.ContainsFunc(p.Changes[0].Attrs, func(a planner.AttrDiff) bool {
+		return a.Name == "network_type" && a.After == "hybrid"
+	}) {
+		t.Errorf("create lacks network_type: %+v", p.Changes)
+	}
 }

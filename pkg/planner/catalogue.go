@@ -27,6 +27,9 @@ type Catalogue struct {
 	Facilities map[string]string
 	// Metros is the set of metro codes.
 	Metros map[string]bool
+	// VirtualNetworks are the project's VLANs (network.go), listed only
+	// when a group has a network_type.
+	VirtualNetworks []VirtualNetwork
 }
 
 // PlanInfo is one machine type of the catalogue.
@@ -37,6 +40,8 @@ type PlanInfo struct {
 	// Locations are the facility or metro codes where the plan is offered;
 	// empty means unknown (not checked).
 	Locations []string
+	// Ports is the plan's count of network ports, 0 if unknown.
+	Ports int
 }
 
 // MetroOf returns the metro of a facility code, "" if unknown.

@@ -41,6 +41,9 @@ func Compute(in Input) (Plan, error) {
 	if in.Fleet == nil {
 		return Plan{}, errors.New("compute plan: no fleet given")
 	}
+	if err := CheckNetwork(in); err != nil {
+		return Plan{}, err
+	}
 	f := in.Fleet
 	p := Plan{
 		Fleet:            f.Name,

@@ -53,7 +53,7 @@ func diffSlot(d *spec.Device, l *Live, cat *Catalogue) diffs {
 		x.reasons = append(x.reasons, fmt.Sprintf("script behind ipxe_script_url changed (rev %s -> %s)", orNone(l.Rev()), d.Rev))
 		x.boot = append(x.boot, AttrDiff{Name: "rev", Before: l.Rev(), After: d.Rev})
 	}
-	x.mutable = mutableDiffs(d, l)
+	x.mutable = mutableDiffs(d, l, cat)
 	// Otherwise a rev difference is either explained by the mutable
 	// attributes or the tag is merely stale (written by another version,
 	// or the zone was respelled): the PUT rewrites it.
@@ -105,8 +105,9 @@ func bootDiffs(d *spec.Device, l *Live) []AttrDiff {
 	return out
 }
 
-// mutableDiffs are the differences one PUT fixes (an update).
-func mutableDiffs(d *spec.Device, l *Live) []AttrDiff {
+// mutableDiffs are the differences fixed in place (an update): one PUT,
+// and for the network the port calls that follow it (network.go).
+func mutableDiffs(d *spec.Device, l *Live, cat *Catalogue) []AttrDiff {
 	var out []AttrDiff
 	if l.Hostname != d.Hostname {
 		out = append(out, AttrDiff{Name: "hostname", Before: l.Hostname, After: d.Hostname})
@@ -117,7 +118,7 @@ func mutableDiffs(d *spec.Device, l *Live) []AttrDiff {
 	if l.AlwaysPXE != d.AlwaysPXE {
 		out = append(out, AttrDiff{Name: "always_pxe", Before: strconv.FormatBool(l.AlwaysPXE), After: strconv.FormatBool(d.AlwaysPXE)})
 	}
-	return out
+	return append(out, networkDiffs(d, l, cat)...)
 }
 
 // attrReasons words the attribute differences; rev differences have their
@@ -261,6 +262,9 @@ func createAttrs(d *spec.Device) []AttrDiff {
 	}
 	attrs = append(attrs,
 		AttrDiff{Name: "tags", After: fmtList(normTags(d.UserTags))},
+	)
+	attrs = append(attrs, networkCreateAttrs(d)...)
+	attrs = append(attrs,
 		AttrDiff{Name: "rev", After: d.Rev},
 		AttrDiff{Name: "id", After: KnownAfterApply},
 	)

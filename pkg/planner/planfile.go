@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lkfleet/lkfleet/pkg/network"
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
@@ -154,6 +155,10 @@ type fileDevice struct {
 	IPXEScriptURL string    `json:"ipxe_script_url"`
 	Script        string    `json:"script"`
 	Rev           string    `json:"rev"`
+
+	// The network (network.go).
+	NetworkType string     `json:"network_type,omitempty"`
+	VLANs       []fileVLAN `json:"vlans,omitempty"`
 }
 
 // fileLive is a Live as a saved plan carries it: Live's own fields, which
@@ -186,6 +191,8 @@ type fileLiveFields struct {
 	UserState     string    `json:"user_state"`
 	UserStateBody string    `json:"user_state_body"`
 	UserStateAt   time.Time `json:"user_state_at"`
+
+	Network *network.State `json:"network,omitempty"` // network.go
 }
 
 // Save writes p as a saved plan file (docs/plan-format.md): everything
@@ -319,6 +326,7 @@ func toFile(p Plan) filePlan {
 				Image:    toFileImage(d.Image),
 				UserTags: nonNil(d.UserTags), KernelArgs: d.KernelArgs, IPXETemplate: d.IPXETemplate,
 				Userdata: d.Userdata, IPXEScriptURL: d.IPXEScriptURL, Script: d.Script, Rev: d.Rev,
+				NetworkType: d.NetworkType, VLANs: toFileVLANs(d.VLANs),
 			}
 		}
 		if l := c.Live; l != nil {
@@ -415,6 +423,7 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 			Image:    fromFileImage(d.Image),
 			UserTags: nilIfEmpty(d.UserTags), KernelArgs: d.KernelArgs, IPXETemplate: d.IPXETemplate,
 			Userdata: d.Userdata, IPXEScriptURL: d.IPXEScriptURL, Script: d.Script, Rev: d.Rev,
+			NetworkType: d.NetworkType, VLANs: fromFileVLANs(d.VLANs),
 		}
 		if d.Rev == "" || (d.Script == "" && d.IPXEScriptURL == "") {
 			return Change{}, errors.New("desired device has no rendered script or rev")

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lkfleet/lkfleet/pkg/network"
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
@@ -34,6 +35,9 @@ type Live struct {
 	UserState     string
 	UserStateBody string
 	UserStateAt   time.Time
+	// Network is the device's port state as listed (nil: the listing had
+	// no ports); see pkg/network.
+	Network *network.State
 }
 
 // DeviceUpdate carries the attributes one PUT changes; nil fields are left

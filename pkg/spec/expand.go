@@ -190,6 +190,7 @@ func (e *expansion) group(gi int, im Image) {
 				Wave: waveOf(e.f.Rollout, zone), Machine: g.Machine, Billing: g.Billing, AlwaysPXE: g.AlwaysPXE,
 				Arch: arch, Image: im, UserTags: slices.Clone(g.Tags), KernelArgs: g.KernelArgs,
 				IPXETemplate: script, Userdata: g.Userdata,
+				NetworkType: g.NetworkType, VLANs: slices.Clone(g.VLANs),
 			}
 			if !hostBroken {
 				h, err := execTemplate(hostT, hostText, HostnameData{Fleet: e.f.Name, Group: g.Name, Zone: zone, Index: idx, Machine: g.Machine})

@@ -21,6 +21,7 @@ type groupSpec struct {
 	zones, tags                                                 lval
 	alwaysPXE                                                   bval
 	hostname, kernelArgs, ipxeTemplate, userdata, ipxeScriptURL sval
+	net                                                         netSpec // network.go
 }
 
 func (l *loader) groupSpec(n *yaml.Node, path string, known []string) *groupSpec {
@@ -74,6 +75,7 @@ func (l *loader) groupSpec(n *yaml.Node, path string, known []string) *groupSpec
 	g.ipxeTemplate = l.ipxeTemplate(fs)
 	g.userdata = l.text(fs, "userdata")
 	g.ipxeScriptURL = l.template(l.text(fs, "ipxe_script_url"))
+	g.net = l.networkSpec(fs)
 	return g
 }
 
@@ -148,6 +150,7 @@ func (l *loader) resolveGroup(g, d *groupSpec, images []Image) (Group, groupSour
 	if out.Hostname == "" {
 		out.Hostname = DefaultHost
 	}
+	out.NetworkType, out.VLANs = l.resolveNetwork(g.net, d.net)
 	if ud := pickS(g.userdata, d.userdata); ud.ok() && out.IPXEScriptURL == "" {
 		l.add(ud.n, ud.path, "userdata needs ipxe_script_url: without it the userdata carries the iPXE script")
 	}

@@ -84,6 +84,10 @@ type Group struct {
 	IPXETemplate  string // inline text (file paths are read at load time)
 	Userdata      string
 	IPXEScriptURL string
+	// NetworkType is one of the pkg/network types, "" when not managed;
+	// VLANs the virtual networks its ports carry.
+	NetworkType string
+	VLANs       []VLAN
 }
 
 // Budget is a count or a percentage of a wave's devices.
@@ -155,6 +159,10 @@ type Device struct {
 	// IPXEScriptURL is the rendered script URL, "" when the script travels
 	// as userdata.
 	IPXEScriptURL string
+
+	// NetworkType and VLANs are the group's (see Group).
+	NetworkType string
+	VLANs       []VLAN
 
 	// Filled by pkg/ipxe.
 	Script string // the rendered iPXE script
