@@ -97,17 +97,19 @@ func (d *listedDevice) fill(pd *packngo.Device) {
 // 40 % of its listing; the plan and facility objects most of the rest).
 const (
 	// excludeForPlan drops what a plan without network types never
-	// reads: it compares slots, tags, boot config, machine and zone.
-	excludeForPlan = "ip_addresses,operating_system,project,project_lite"
+	// reads: it compares slots, tags, boot config, machine and zone, not
+	// addresses or ports.
+	excludeForPlan = "ip_addresses,network_ports,operating_system,project,project_lite"
 	// excludeForStates keeps only what waiting reads: id, state, tags and
 	// the provisioning events that carry the user state.
-	excludeForStates = "ip_addresses,plan,facility,metro,operating_system,project,project_lite"
+	excludeForStates = "ip_addresses,network_ports,plan,facility,metro,operating_system,project,project_lite"
 )
 
-// ListForPlan is List without the devices' IP addresses: a lighter
-// listing, the same requests, for plans of fleets that do not manage
-// network types (the type is derived in part from the management
-// addresses; see networkState). Status, which shows addresses, uses List.
+// ListForPlan is List without the devices' IP addresses and ports: a
+// lighter listing, the same requests, for plans of fleets that do not
+// manage network types (the type is derived from both; see networkState),
+// so its devices have no Network. Status, which shows addresses, uses
+// List.
 func (c *Client) ListForPlan(ctx context.Context) ([]planner.Live, error) {
 	if c.fleet == "" {
 		return nil, errors.New("list devices: the client has no fleet name")
