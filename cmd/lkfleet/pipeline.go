@@ -105,9 +105,9 @@ func computePlan(ctx context.Context, env *Env, src fleetSource, a apiFlags, o p
 
 // planBackend is the API client as planning uses it: the fleet listing
 // is the lighter ListForPlan, without the devices' IP addresses (about 40 %
-// of a listed device), unless a group manages its network type, which is
-// derived in part from whether a device has management addresses
-// (pkg/network). Status, which shows addresses, lists with List.
+// of a listed device) and ports, unless a group manages its network type,
+// which is derived from both (pkg/network). Status, which shows
+// addresses, lists with List.
 type planBackend struct {
 	*packet.Client
 	addresses bool // list with addresses: the fleet manages network types
