@@ -166,7 +166,7 @@ func benchPlan(ctx context.Context, b *bed, fleet, foreign int) (planResult, err
 		return planResult{}, fmt.Errorf("plan over %d seeded devices (exit 0 means the seeding matches an apply): %w", fleet, err)
 	}
 	return planResult{
-		Fleet: fleet, Foreign: foreign, Requests: r.Stats.Total, Limit: (fleet+999)/1000 + 3,
+		Fleet: fleet, Foreign: foreign, Requests: r.Stats.Total, Limit: (fleet+999)/1000 + 4, // pages + 3 catalogue + 1 lease read
 		WallS: r.Wall.Seconds(), CPUS: r.CPU.Seconds(), MaxRSSMiB: mib(r.MaxRSS), NoChanges: r.Exit == 0,
 		ByRoute: r.Stats.Requests,
 	}, nil

@@ -359,6 +359,15 @@ func Restart(ctx context.Context, cfg RestartConfig, run Runner) (RestartResult,
 		if st.Code != 1 || !strings.Contains(st.Stdout+st.Stderr, "connection refused") {
 			res.Problems = append(res.Problems, fmt.Sprintf("with the API down the apply exited %d; stderr: %s", st.Code, lastLine(st.Stderr)))
 		}
+		// It could not release the fleet's lease either, which the
+		// simulator keeps in its state file: the run is known dead, so
+		// its operator breaks the lease, as the warning says.
+		if !strings.Contains(st.Stderr, "expires on its own") {
+			res.Problems = append(res.Problems, "with the API down the apply did not say that its lease stays behind")
+		}
+		if u := lab.run(ctx, run, "unlock", "-f", lab.FleetFile, "--auto-approve"); u.Code != 0 {
+			res.Problems = append(res.Problems, fmt.Sprintf("unlock after the dead run exited %d; stderr: %s", u.Code, lastLine(u.Stderr)))
+		}
 	} else if st.Code != 0 && st.Code != 1 {
 		res.Problems = append(res.Problems, fmt.Sprintf("across a restart the apply exited %d; stderr: %s", st.Code, lastLine(st.Stderr)))
 	}

@@ -1,14 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/lkfleet/lkfleet/internal/fileinput"
 	"github.com/lkfleet/lkfleet/internal/ui"
 	"github.com/lkfleet/lkfleet/pkg/executor"
 	"github.com/lkfleet/lkfleet/pkg/pipeline"
@@ -28,6 +29,7 @@ type applyOptions struct {
 	failedRetries int
 	pollInterval  time.Duration
 	output        string
+	lock          lockFlags
 }
 
 func newApplyCmd(env *Env) *cobra.Command {
@@ -51,6 +53,7 @@ A saved plan is refused when the fleet file or the live devices changed since.`,
 	addAPIFlags(cmd, &o.api)
 	addPlanFlags(cmd, &o.plan, true)
 	addExecFlags(cmd, &o.parallelism, &o.timeout, &o.output)
+	addLockFlags(cmd, &o.lock, true)
 	cmd.Flags().BoolVar(&o.autoApprove, "auto-approve", false, "apply without asking for confirmation")
 	cmd.Flags().StringVar(&o.wait, "wait", "active", "when a device is ready: active (API state), booted (the image reported in), none")
 	cmd.Flags().IntVar(&o.failedRetries, "failed-retries", 1, "how often a device that ends failed is deleted and created again")
@@ -86,7 +89,27 @@ func runApply(ctx context.Context, env *Env, o *applyOptions, planFile string) e
 	if err != nil {
 		return err
 	}
-	defer p.client.Close()
+	defer func() { p.client.Close() }()
+	var lk *fleetLease
+	if p.plan.HasChanges() {
+		// One apply per fleet: the lease is held from here to the end and
+		// the plan re-checked under it (lock.go).
+		if lk, err = startLease(ctx, env, src.fleet, o.api, o.lock, "apply"); err != nil {
+			return err
+		}
+		defer lk.release()
+		replan := func() (*planned, error) {
+			return computePlan(ctx, env, src, o.api, o.plan)
+		}
+		if planFile != "" {
+			replan = nil
+		}
+		rctx, rp, err := lk.ready(ctx, p, replan)
+		if err != nil {
+			return err
+		}
+		ctx, p = rctx, rp
+	}
 	if mode != ui.JSON {
 		if err := planner.RenderText(env.Out, p.plan, planner.TextOptions{Color: colorOut(env), FleetFile: o.fleet.File}); err != nil {
 			return err
@@ -100,13 +123,13 @@ func runApply(ctx context.Context, env *Env, o *applyOptions, planFile string) e
 			return err
 		}
 	}
-	return execute(ctx, env, p, execution{mode: mode, opts: executor.Options{
+	return lk.finish(execute(ctx, env, p, execution{mode: mode, opts: executor.Options{
 		Parallelism:   o.parallelism,
 		Wait:          wait,
 		Timeout:       o.timeout,
 		FailedRetries: o.failedRetries,
 		PollInterval:  o.pollInterval,
-	}})
+	}}))
 }
 
 // execution says how execute runs a plan: the progress output, the
@@ -171,12 +194,11 @@ func execute(ctx context.Context, env *Env, p *planned, x execution) error {
 func loadSavedPlan(ctx context.Context, env *Env, src fleetSource, a apiFlags, path string) (_ *planned, err error) {
 	fleet := src.fleet
 	defer func() { err = explain(err, fleet) }()
-	f, err := os.Open(path)
+	data, err := fileinput.Read(path, fileinput.MaxPlanFile)
 	if err != nil {
 		return nil, fmt.Errorf("read plan: %w", err)
 	}
-	defer f.Close()
-	plan, err := planner.Load(f)
+	plan, err := planner.Load(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("read plan %s: %w", path, err)
 	}

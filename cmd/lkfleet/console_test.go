@@ -40,6 +40,15 @@ func TestSOSArgs(t *testing.T) {
 		{"-l@x", "ams1", nil, "not a valid user name"},
 		{"host:0", "ams1", nil, "not a valid port"},
 		{"a b", "ams1", nil, "not a valid host name"},
+		// Hostile values an API (or whoever answers in its place) might
+		// put in sos or facility: nothing reaches ssh as an option, a
+		// second destination or a shell word.
+		{"-oProxyCommand=touch /tmp/pwned", "", nil, "not a valid host name"},
+		{"-oProxyCommand=sh@x", "", nil, "not a valid user name"},
+		{"sos.ny5.example.com -oLocalCommand=x", "", nil, "not a valid host name"},
+		{"u@h;reboot", "", nil, "not a valid host name"},
+		{"u@-h", "", nil, "not a valid host name"},
+		{"", "ams1 -F/dev/null", nil, "not a valid host name"},
 	}
 	for _, tc := range cases {
 		got, err := sosArgs(planner.Live{ID: id, SOS: tc.sos, Facility: tc.facility})

@@ -21,6 +21,7 @@ type destroyOptions struct {
 	parallelism int
 	timeout     time.Duration
 	output      string
+	lock        lockFlags
 }
 
 func newDestroyCmd(env *Env) *cobra.Command {
@@ -38,6 +39,7 @@ without it are never touched, whatever their hostname.`,
 	addFleetFlags(cmd, &o.fleet)
 	addAPIFlags(cmd, &o.api)
 	addExecFlags(cmd, &o.parallelism, &o.timeout, &o.output)
+	addLockFlags(cmd, &o.lock, true)
 	cmd.Flags().BoolVar(&o.autoApprove, "auto-approve", false, "destroy without asking for confirmation")
 	return cmd
 }
@@ -88,14 +90,25 @@ func runDestroy(ctx context.Context, env *Env, o *destroyOptions) error {
 		}
 	}
 	p := &planned{fleet: fleet, client: l.client, plan: plan}
-	if err := execute(ctx, env, p, execution{mode: mode, destroy: true, opts: executor.Options{
+	lk, err := startLease(ctx, env, fleet, o.api, o.lock, "destroy") // lock.go
+	if err != nil {
+		return err
+	}
+	defer lk.release()
+	if ctx, _, err = lk.ready(ctx, p, nil); err != nil {
+		return err
+	}
+	err = execute(ctx, env, p, execution{mode: mode, destroy: true, opts: executor.Options{
 		Parallelism: o.parallelism,
 		Wait:        executor.WaitNone,
 		Timeout:     o.timeout,
-	}}); err != nil {
-		return err
+	}})
+	if err == nil {
+		// Still under the lease: no apply of the fleet attaches a device
+		// to a VLAN in between.
+		err = deleteFleetVLANs(ctx, l.client, fleet.Name, env.Err) // network.go
 	}
-	return deleteFleetVLANs(ctx, l.client, fleet.Name, env.Err) // network.go
+	return lk.finish(err)
 }
 
 // confirm asks question on the terminal before command changes anything.

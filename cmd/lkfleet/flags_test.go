@@ -87,6 +87,7 @@ func TestInvalidNumbersAreRefused(t *testing.T) {
 		{[]string{"apply", "--failed-retries", "-1"}, "--failed-retries must not be negative (0: never retry), got -1"},
 		{[]string{"apply", "--poll-interval", "0s"}, "--poll-interval must be positive, got 0s"},
 		{[]string{"plan", "--rate", "-2"}, "--rate must not be negative"},
+		{[]string{"destroy", "--lock-timeout", "-1m"}, "--lock-timeout must not be negative (0: exit 1 at once when the fleet is locked), got -1m0s"},
 		{[]string{"apply", "--wait", "ready"}, `--wait "ready" is not a wait mode; want active, booted or none`},
 	} {
 		_, errs, code := runCLI(t, nil, append(tc.args, "-f", "missing.yml")...)

@@ -20,6 +20,7 @@ type planCmdOptions struct {
 	output       string
 	out          string
 	detailedExit bool
+	lock         lockFlags
 }
 
 func newPlanCmd(env *Env) *cobra.Command {
@@ -38,6 +39,7 @@ changed. --out saves the plan for 'lkfleet apply PLANFILE'.`,
 	addFleetFlags(cmd, &o.fleet)
 	addAPIFlags(cmd, &o.api)
 	addPlanFlags(cmd, &o.plan, true)
+	addLockFlags(cmd, &o.lock, false)
 	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().StringVar(&o.out, "out", "", "save the plan to FILE for 'lkfleet apply FILE'")
 	cmd.Flags().BoolVar(&o.detailedExit, "detailed-exitcode", false, "exit 0 when there are no changes, 2 when there are, 1 on error")
@@ -57,6 +59,7 @@ func runPlan(ctx context.Context, env *Env, o *planCmdOptions) error {
 		return err
 	}
 	defer p.client.Close()
+	noteRunning(ctx, env, src.fleet, o.api, o.lock) // lock.go
 	if o.output == "json" {
 		err = planner.RenderJSON(env.Out, p.plan)
 	} else {

@@ -191,6 +191,9 @@ func checkFlags(c *cobra.Command) error {
 	if v, err := f.GetDuration("poll-interval"); err == nil && v <= 0 {
 		errs = append(errs, fmt.Errorf("--poll-interval must be positive, got %s", v))
 	}
+	if v, err := f.GetDuration("lock-timeout"); err == nil && v < 0 {
+		errs = append(errs, fmt.Errorf("--lock-timeout must not be negative (0: exit 1 at once when the fleet is locked), got %s", v))
+	}
 	if v, err := f.GetFloat64("rate"); err == nil && v < 0 {
 		errs = append(errs, fmt.Errorf("--rate must not be negative (0: only the server's limit), got %g", v))
 	}

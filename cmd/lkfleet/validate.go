@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/lkfleet/lkfleet/internal/fileinput"
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
@@ -49,7 +49,7 @@ func loadFleet(env *Env, ff fleetFlags) (*spec.Fleet, error) {
 			if !filepath.IsAbs(p) {
 				p = filepath.Join(dir, p)
 			}
-			return os.ReadFile(p)
+			return fileinput.Read(p, fileinput.MaxTemplateFile)
 		},
 	})
 	var problems spec.Errors
@@ -62,17 +62,21 @@ func loadFleet(env *Env, ff fleetFlags) (*spec.Fleet, error) {
 	return f, err
 }
 
-// readFleetFile reads the fleet file at path; "-" is standard input, read
-// once and kept, since a command reads its fleet file more than once.
+// readFleetFile reads the fleet file at path within the fleet file's size
+// limit; "-" is standard input, read once and kept, since a command reads
+// its fleet file more than once.
 func readFleetFile(env *Env, path string) ([]byte, error) {
 	if path != "-" {
-		return os.ReadFile(path)
+		return fileinput.Read(path, fileinput.MaxFleetFile)
 	}
 	if !env.stdinRead {
-		env.stdin, env.stdinErr = io.ReadAll(env.In)
+		env.stdin, env.stdinErr = io.ReadAll(io.LimitReader(env.In, fileinput.MaxFleetFile+1))
 		env.stdinRead = true
-		if env.stdinErr != nil {
+		switch {
+		case env.stdinErr != nil:
 			env.stdinErr = fmt.Errorf("read standard input: %w", env.stdinErr)
+		case len(env.stdin) > fileinput.MaxFleetFile:
+			env.stdin, env.stdinErr = nil, fmt.Errorf("standard input: %w: more than the %s allowed", fileinput.ErrTooLarge, fileinput.Size(fileinput.MaxFleetFile))
 		}
 	}
 	return env.stdin, env.stdinErr

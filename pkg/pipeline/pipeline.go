@@ -225,7 +225,7 @@ type Saved struct {
 }
 
 // CheckSaved refuses a saved plan whose fleet file or live devices changed
-// since it was saved.
+// since it was saved, or that would act outside the fleet (CheckTargets).
 func CheckSaved(ctx context.Context, b Lister, s Saved, f *spec.Fleet, fleetBytes []byte) error {
 	plan, path := s.Plan, s.Path
 	if plan.Fleet != f.Name {
@@ -240,6 +240,39 @@ func CheckSaved(ctx context.Context, b Lister, s Saved, f *spec.Fleet, fleetByte
 	}
 	if planner.LiveFingerprint(live) != plan.LiveFingerprint {
 		return fmt.Errorf("plan %s is stale: the fleet's devices changed since it was saved; run 'lkfleet plan' again", path)
+	}
+	return CheckTargets(plan, f, live)
+}
+
+// CheckTargets refuses a plan that would act outside fleet f: every device
+// a change touches must be in the fleet's own tag-filtered listing (live),
+// in the change's slot, and every desired device must belong to the fleet
+// and project. A saved plan's checksum detects accidents, not edits:
+// someone who recomputes it could otherwise point a delete at a device of
+// another owner, and the plan's live fingerprint would still match.
+func CheckTargets(p planner.Plan, f *spec.Fleet, live []planner.Live) error {
+	if p.Project != "" && p.Project != f.Project {
+		return fmt.Errorf("the plan is for project %s, not %s: refusing it", p.Project, f.Project)
+	}
+	listed := make(map[string]planner.Live, len(live))
+	for _, l := range live {
+		listed[l.ID] = l
+	}
+	for _, c := range p.Changes {
+		if id := c.DeviceID(); id != "" {
+			l, ok := listed[id]
+			if !ok {
+				return fmt.Errorf("the plan would %s device %s (slot %s), which is not one of fleet %q's devices: refusing it", c.Action, id, c.Slot(), f.Name)
+			}
+			if l.Slot() != c.Slot() {
+				return fmt.Errorf("the plan would %s device %s as slot %s, but that device is slot %s: refusing it", c.Action, id, c.Slot(), l.Slot())
+			}
+		} else if c.Action != planner.Create {
+			return fmt.Errorf("the plan would %s slot %s without naming its device: refusing it", c.Action, c.Slot())
+		}
+		if d := c.Desired; d != nil && d.Fleet != f.Name {
+			return fmt.Errorf("the plan's slot %s holds a device for fleet %q: refusing it", c.Slot(), d.Fleet)
+		}
 	}
 	return nil
 }

@@ -158,6 +158,40 @@ func TestCheckSavedRefusesStalePlans(t *testing.T) {
 	}
 }
 
+// TestCheckTargetsRefusesEditedTargets: a plan whose checksum was
+// recomputed after an edit still only acts on the fleet's listed devices,
+// in their own slots, for its own fleet and project.
+func TestCheckTargetsRefusesEditedTargets(t *testing.T) {
+	f := load(t)
+	ours := planner.Live{ID: "a", State: "active", Tags: spec.Device{Fleet: "lab", Slot: "web/ams1/1", Rev: "r"}.Tags()}
+	foreign := ours
+	foreign.ID = "x" // another owner's device id pasted in
+	moved := planner.Live{ID: "a", State: "active", Tags: spec.Device{Fleet: "lab", Slot: "web/ams1/7", Rev: "r"}.Tags()}
+	live := []planner.Live{ours}
+	for _, tc := range []struct {
+		name string
+		plan planner.Plan
+		want string
+	}{
+		{"delete of our device", planner.Plan{Changes: []planner.Change{{Action: planner.Delete, Live: &ours}}}, ""},
+		{"create for the fleet", planner.Plan{Changes: []planner.Change{{Action: planner.Create, Desired: &spec.Device{Fleet: "lab", Slot: "web/ams1/2"}}}}, ""},
+		{"delete of a foreign device", planner.Plan{Changes: []planner.Change{{Action: planner.Delete, Live: &foreign}}},
+			`the plan would delete device x (slot web/ams1/1), which is not one of fleet "lab"'s devices: refusing it`},
+		{"device under another slot", planner.Plan{Changes: []planner.Change{{Action: planner.Delete, Live: &moved}}},
+			"the plan would delete device a as slot web/ams1/7, but that device is slot web/ams1/1: refusing it"},
+		{"update without a device", planner.Plan{Changes: []planner.Change{{Action: planner.Update, Desired: &spec.Device{Fleet: "lab", Slot: "web/ams1/1"}}}},
+			"the plan would update slot web/ams1/1 without naming its device: refusing it"},
+		{"create for another fleet", planner.Plan{Changes: []planner.Change{{Action: planner.Create, Desired: &spec.Device{Fleet: "db", Slot: "web/ams1/2"}}}},
+			`the plan's slot web/ams1/2 holds a device for fleet "db": refusing it`},
+		{"another project", planner.Plan{Project: "11111111-2222-3333-4444-555555555555"},
+			"the plan is for project 11111111-2222-3333-4444-555555555555, not " + f.Project + ": refusing it"},
+	} {
+		if got := errString(CheckTargets(tc.plan, f, live)); got != tc.want {
+			t.Errorf("%s: err %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
 func TestCapacityNeedsCountsNewDevicesOnly(t *testing.T) {
 	d := &spec.Device{Zone: "ams1", Machine: "m"}
 	p := planner.Plan{Changes: []planner.Change{

@@ -88,6 +88,9 @@ func ParseTemplate(name, text string) (*template.Template, error) {
 	if err != nil {
 		return nil, cleanTemplateError(name, text, err, nil)
 	}
+	if err := checkBudget(t, text); err != nil { // template_budget.go
+		return nil, err
+	}
 	return t, nil
 }
 

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lkfleet/lkfleet/pkg/lease"
+	"github.com/lkfleet/lkfleet/pkg/packet"
+	"github.com/lkfleet/lkfleet/pkg/planner"
+	"github.com/lkfleet/lkfleet/pkg/spec"
+)
+
+// lockFlags say where a fleet's lease is held and how long to wait for it.
+type lockFlags struct {
+	where   string
+	timeout time.Duration
+	settle  time.Duration
+	ttl     time.Duration
+}
+
+// addLockFlags adds --lock, and for commands that change the fleet
+// (waits) --lock-timeout and the tuning flags.
+func addLockFlags(cmd *cobra.Command, l *lockFlags, waits bool) {
+	cmd.Flags().StringVar(&l.where, "lock", "api", "where the fleet's lease is held: api (the project's customdata), etcd://HOST:PORT/PREFIX, or none")
+	if !waits {
+		return
+	}
+	cmd.Flags().DurationVar(&l.timeout, "lock-timeout", 0, "wait this long for another run's lease on the fleet (0: exit 1 at once, naming the holder)")
+	cmd.Flags().DurationVar(&l.settle, "lock-settle", 0, "api lease: wait between writing the lease and reading it back; must exceed any write's time (default $LKFLEET_LOCK_SETTLE, else "+lease.DefaultSettle.String()+")")
+	cmd.Flags().DurationVar(&l.ttl, "lock-ttl", 0, "how long a lease outlives a run killed without releasing it (default "+lease.DefaultTTL.String()+")")
+	_ = cmd.Flags().MarkHidden("lock-settle")
+	_ = cmd.Flags().MarkHidden("lock-ttl")
+}
+
+// openLock opens fleet's lease where --lock says. The api lease gets its
+// own client, so that its requests do not count in the apply's summary.
+func openLock(env *Env, fleet *spec.Fleet, a apiFlags, l lockFlags) (lease.Lock, *packet.Client, func(), error) {
+	client, err := newClient(env, fleet, a)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	settle := l.settle
+	if settle == 0 {
+		if v := env.Getenv("LKFLEET_LOCK_SETTLE"); v != "" {
+			if settle, err = time.ParseDuration(v); err != nil || settle <= 0 {
+				return nil, nil, nil, fmt.Errorf("LKFLEET_LOCK_SETTLE=%q: want a positive duration such as 2s", v)
+			}
+		}
+	}
+	lk, closeLock, err := lease.Open(l.where, fleet.Name, client, lease.CustomdataOptions{TTL: l.ttl, Settle: settle})
+	if err != nil {
+		client.Close()
+		return nil, nil, nil, err
+	}
+	return lk, client, func() { closeLock(); client.Close() }, nil
+}
+
+// fleetLease is the lease of a run that changes the fleet. Taking it
+// runs in the background from startLease and is joined by ready before
+// the first change.
+type fleetLease struct {
+	env    *Env
+	lock   lease.Lock
+	client *packet.Client
+	close  func()
+	cancel context.CancelFunc
+	done   chan struct{}
+	held   *lease.Held
+	err    error
+}
+
+// startLease begins taking fleet's lease for op in the background.
+func startLease(ctx context.Context, env *Env, fleet *spec.Fleet, a apiFlags, l lockFlags, op string) (*fleetLease, error) {
+	lk, client, closeLock, err := openLock(env, fleet, a, l)
+	if err != nil {
+		return nil, err
+	}
+	if l.where == "none" {
+		fmt.Fprintf(env.Err, "Warning: --lock none: nothing keeps another run from changing fleet %q at the same time.\n", fleet.Name)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	fl := &fleetLease{env: env, lock: lk, client: client, close: closeLock, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(fl.done)
+		fl.held, fl.err = lease.Hold(ctx, lk, lease.Me(op), lease.HoldOptions{
+			Timeout: l.timeout,
+			OnWait: func(h *lease.Info) {
+				fmt.Fprintf(env.Err, "Waiting up to %s (--lock-timeout) for the lease on fleet %q: held by %s.\n", l.timeout, fleet.Name, h)
+			},
+		})
+	}()
+	return fl, nil
+}
+
+// ready waits for the lease, then makes sure p still describes the fleet:
+// it lists the fleet again under the lease, and when the devices changed
+// since p was computed (another run ended meanwhile) it plans again with
+// replan, or refuses when replan is nil (a saved plan). The returned
+// context ends when the lease is lost: run the changes under it.
+func (fl *fleetLease) ready(ctx context.Context, p *planned, replan func() (*planned, error)) (context.Context, *planned, error) {
+	select {
+	case <-fl.done:
+	case <-ctx.Done():
+		fl.cancel()
+		<-fl.done
+		return nil, nil, context.Cause(ctx)
+	}
+	if fl.err != nil {
+		return nil, nil, fl.err
+	}
+	live, err := fl.client.List(fl.held.Context())
+	if err != nil {
+		return nil, nil, err
+	}
+	if planner.LiveFingerprint(live) != p.plan.LiveFingerprint {
+		if replan == nil {
+			return nil, nil, errors.New("the fleet's devices changed between planning and taking the fleet's lease (another run?): run the command again")
+		}
+		fmt.Fprintln(fl.env.Err, "The fleet's devices changed while this run took its lease; planning again.")
+		p.client.Close()
+		if p, err = replan(); err != nil {
+			return nil, nil, err
+		}
+		return fl.held.Context(), p, nil
+	}
+	// The same fingerprint means the same devices in the same slots, so
+	// what pipeline.CheckSaved checked a saved plan's targets against
+	// still holds under the lease.
+	return fl.held.Context(), p, nil
+}
+
+// finish turns the error of a run whose lease was lost into one that says
+// so (the run stopped because another may be changing the fleet).
+func (fl *fleetLease) finish(err error) error {
+	if fl.held == nil {
+		return err
+	}
+	if cause := context.Cause(fl.held.Context()); errors.Is(cause, lease.ErrLost) {
+		return fmt.Errorf("stopped before finishing: %w", cause)
+	}
+	return err
+}
+
+// release gives the lease up (or abandons taking it) and closes its
+// connections. Deferred right after startLease.
+func (fl *fleetLease) release() {
+	fl.cancel()
+	<-fl.done
+	if fl.held != nil {
+		if err := fl.held.Release(); err != nil {
+			fmt.Fprintf(fl.env.Err, "Warning: %v (it expires on its own within %s)\n", err, fl.lock.TTL())
+		}
+	}
+	fl.close()
+}
+
+// noteRunning tells the user of plan that a run holds the fleet's lease:
+// the plan may be out of date as soon as that run makes its next change.
+func noteRunning(ctx context.Context, env *Env, fleet *spec.Fleet, a apiFlags, l lockFlags) {
+	lk, _, closeLock, err := openLock(env, fleet, a, l)
+	if err != nil {
+		fmt.Fprintf(env.Err, "Warning: could not check the fleet's lease: %v\n", err)
+		return
+	}
+	defer closeLock()
+	h, err := lk.Holder(ctx)
+	switch {
+	case err != nil:
+		fmt.Fprintf(env.Err, "Warning: could not check the fleet's lease: %v\n", err)
+	case h != nil:
+		fmt.Fprintf(env.Err, "Note: fleet %q is being changed right now: %s. This plan shows the fleet as it was at this moment.\n", fleet.Name, h)
+	}
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lkfleet/lkfleet/pkg/packetsim"
+)
+
+// customdata reads the project's customdata as any client sees it.
+func (e *e2e) customdata() map[string]json.RawMessage {
+	e.t.Helper()
+	var p struct {
+		Customdata map[string]json.RawMessage `json:"customdata"`
+	}
+	e.api("GET", "projects/"+e.srv.Sim.Project(), "", &p)
+	return p.Customdata
+}
+
+// api sends one request to the simulator and decodes its answer into out.
+func (e *e2e) api(method, path, body string, out any) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.srv.APIURL+path, strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("X-Auth-Token", e2eToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		e.t.Fatalf("%s %s: %s %s", method, path, resp.Status, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			e.t.Fatalf("%s %s: %v", method, path, err)
+		}
+	}
+}
+
+// slotSampler lists the project's devices over and over while applies run
+// and remembers the most live devices any slot held at one moment.
+type slotSampler struct {
+	e       *e2e
+	stop    chan struct{}
+	done    chan struct{}
+	mu      sync.Mutex
+	most    int
+	worst   string
+	samples int
+}
+
+func sampleSlots(e *e2e) *slotSampler {
+	s := &slotSampler{e: e, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-tick.C:
+			}
+			var page struct {
+				Devices []struct {
+					ID    string   `json:"id"`
+					State string   `json:"state"`
+					Tags  []string `json:"tags"`
+				} `json:"devices"`
+			}
+			e.api("GET", "projects/"+e.srv.Sim.Project()+"/devices?per_page=1000", "", &page)
+			per := map[string][]string{}
+			for _, d := range page.Devices {
+				if d.State == "deprovisioning" || d.State == "deleted" {
+					continue
+				}
+				for _, tag := range d.Tags {
+					if slot, ok := strings.CutPrefix(tag, "lkfleet:slot="); ok {
+						per[slot] = append(per[slot], d.ID)
+					}
+				}
+			}
+			s.mu.Lock()
+			s.samples++
+			for slot, ids := range per {
+				if len(ids) > s.most {
+					s.most, s.worst = len(ids), fmt.Sprintf("%s: %v", slot, ids)
+				}
+			}
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+func (s *slotSampler) finish() (most int, worst string, samples int) {
+	close(s.stop)
+	<-s.done
+	return s.most, s.worst, s.samples
+}
+
+// waitForLease returns once some run holds the fleet's lease and has
+// begun its changes (a device exists): past its settle delay, so the lease
+// is confirmed, not an attempt that may yet be withdrawn.
+func (e *e2e) waitForLease(fleet string) {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var page struct {
+			Devices []struct{} `json:"devices"`
+		}
+		e.api("GET", "projects/"+e.srv.Sim.Project()+"/devices", "", &page)
+		if raw, ok := e.customdata()["lkfleet:lease:"+fleet]; ok && len(page.Devices) > 0 &&
+			strings.Contains(string(raw), `"holder":"`) && !strings.Contains(string(raw), `"holder":""`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatal("no run took the fleet's lease within 10s")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestConcurrentAppliesOfOneFleet runs applies of one fleet at once from
+// the CLI: a second one with --lock-timeout 0 exits 1 naming the holder, a
+// third waits for the first, plans again and finds nothing to do; plan
+// says an apply is running; no slot ever holds two live devices.
+func TestConcurrentAppliesOfOneFleet(t *testing.T) {
+	e := newE2E(t, packetsim.Config{ProvisionTime: time.Second})
+	e.api("PUT", "projects/"+e.srv.Sim.Project(), `{"customdata":{"team":{"owner":"ops"}}}`, nil)
+	e.write(fmt.Sprintf(e2eFleet, "v1", 3))
+	apply := []string{"apply", "-f", e.fleet, "--auto-approve", "--poll-interval", "20ms", "-o", "plain"}
+	sampler := sampleSlots(e)
+
+	var wg sync.WaitGroup
+	var firstOut, thirdOut, thirdErr string
+	var firstCode, thirdCode int
+	wg.Go(func() { firstOut, _, firstCode = e.run(apply...) })
+	e.waitForLease("e2e")
+
+	_, errs, code := e.run(append(apply, "--lock-timeout", "0")...)
+	if code != ExitError || !strings.Contains(errs, `Error: fleet "e2e" is locked: apply by `) || !strings.Contains(errs, " since ") {
+		t.Errorf("second apply: exit %d, want 1 naming the holder; stderr:\n%s", code, errs)
+	}
+	_, errs, _ = e.run("plan", "-f", e.fleet)
+	if !strings.Contains(errs, `Note: fleet "e2e" is being changed right now: apply by `) {
+		t.Errorf("plan during an apply does not say so; stderr:\n%s", errs)
+	}
+	wg.Go(func() { thirdOut, thirdErr, thirdCode = e.run(append(apply, "--lock-timeout", "30s")...) })
+	wg.Wait()
+
+	most, worst, samples := sampler.finish()
+	if most > 1 {
+		t.Errorf("a slot held %d live devices at once (%s)", most, worst)
+	}
+	if samples < 10 {
+		t.Errorf("only %d samples of the fleet were taken", samples)
+	}
+	if firstCode != 0 || !strings.Contains(firstOut, "Apply complete: 6 added") {
+		t.Errorf("first apply: exit %d\n%s", firstCode, firstOut)
+	}
+	if thirdCode != 0 || !strings.Contains(thirdErr, `Waiting up to 30s (--lock-timeout) for the lease on fleet "e2e": held by apply by `) ||
+		!strings.Contains(thirdOut, "No changes.") {
+		t.Errorf("waiting apply: exit %d\nstdout:\n%s\nstderr:\n%s", thirdCode, thirdOut, thirdErr)
+	}
+	if n := len(e.status()); n != 6 {
+		t.Errorf("%d devices after the applies, want 6", n)
+	}
+	cd := e.customdata()
+	if string(cd["team"]) != `{"owner":"ops"}` {
+		t.Errorf("foreign customdata changed: %s", cd["team"])
+	}
+	if _, ok := cd["lkfleet:lease:e2e"]; ok {
+		t.Errorf("lease left behind after the applies: %s", cd["lkfleet:lease:e2e"])
+	}
+}
+
+// TestUnlockBreaksAStaleLease plays a run killed while holding the lease.
+func TestUnlockBreaksAStaleLease(t *testing.T) {
+	e := newE2E(t, packetsim.Config{})
+	e.write(fmt.Sprintf(e2eFleet, "v1", 1))
+	expires := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	e.api("PUT", "projects/"+e.srv.Sim.Project(), `{"customdata":{"lkfleet:lease:e2e":{"holder":"gone/42/dead","host":"gone","pid":42,"op":"apply","since":"2026-01-02T03:04:05Z","expires":"`+expires+`"}}}`, nil)
+	apply := []string{"apply", "-f", e.fleet, "--auto-approve", "-o", "plain"}
+
+	_, errs, code := e.run(apply...)
+	if code != ExitError || !strings.Contains(errs, `fleet "e2e" is locked: apply by gone/42/dead (pid 42 on gone) since 2026-01-02T03:04:05Z`) {
+		t.Fatalf("apply under a stale lease: exit %d\n%s", code, errs)
+	}
+	if n := len(e.status()); n != 0 {
+		t.Fatalf("apply under another's lease made %d devices", n)
+	}
+	_, errs, code = e.run("unlock", "-f", e.fleet)
+	if code != ExitError || !strings.Contains(errs, "unlock needs confirmation") {
+		t.Errorf("unlock without approval: exit %d\n%s", code, errs)
+	}
+	out := e.mustRun(0, "unlock", "-f", e.fleet, "--auto-approve")
+	if !strings.Contains(out, `Broke the lease of apply by gone/42/dead (pid 42 on gone) since 2026-01-02T03:04:05Z`) {
+		t.Errorf("unlock output:\n%s", out)
+	}
+	if out := e.mustRun(0, "unlock", "-f", e.fleet); !strings.Contains(out, `Fleet "e2e" is not locked.`) {
+		t.Errorf("second unlock:\n%s", out)
+	}
+	if out := e.mustRun(0, apply...); !strings.Contains(out, "Apply complete: 2 added") {
+		t.Errorf("apply after unlock:\n%s", out)
+	}
+}

@@ -1,0 +1,302 @@
+package lease
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Defaults of CustomdataOptions.
+const (
+	// DefaultSettle is how long Acquire waits between writing its lease
+	// and reading it back. It must exceed the time any writer takes from
+	// reading the project to its write being stored.
+	DefaultSettle = 2 * time.Second
+	// DefaultSkew is how far apart the clocks of two lkfleet hosts may be:
+	// a lease counts as expired only this long after its Expires.
+	DefaultSkew = 5 * time.Second
+)
+
+// Store reads and writes the project's customdata: the whole object, key
+// by key (*packet.Client implements it).
+type Store interface {
+	Customdata(ctx context.Context) (map[string]json.RawMessage, error)
+	SetCustomdata(ctx context.Context, data map[string]json.RawMessage) error
+}
+
+// CustomdataOptions tune the customdata backend; zero fields take the
+// defaults.
+type CustomdataOptions struct {
+	TTL    time.Duration
+	Settle time.Duration
+	Skew   time.Duration
+}
+
+// KeyPrefix starts the customdata key of every fleet's lease; the fleet
+// name follows. Every other key of customdata is written back unchanged.
+const KeyPrefix = "lkfleet:lease:"
+
+// record is what the customdata key holds: a lease, or the tombstone
+// 'lkfleet unlock' leaves (Holder empty) so that the holder it broke sees
+// at its next renewal that the lease is no longer its own.
+type record struct {
+	Info
+	BrokenAt time.Time `json:"broken_at,omitzero"`
+}
+
+// Customdata is a fleet's lease in the project's customdata. The API has
+// no compare-and-swap, so Acquire follows Fischer's timed mutual exclusion:
+// read and see the lease free, write our own record, wait Settle (longer
+// than any write takes), read back; only if our record survived is the
+// lease ours. Renewals read before they write, so a run that lost a race
+// it could not see (a write slower than Settle) finds out within TTL/3 and
+// stops.
+type Customdata struct {
+	store Store
+	fleet string
+	o     CustomdataOptions
+
+	mu   sync.Mutex
+	mine *Info // the lease Acquire took, nil if none
+}
+
+// NewCustomdata returns fleet's lease in the customdata that store reads
+// and writes.
+func NewCustomdata(store Store, fleet string, o CustomdataOptions) *Customdata {
+	if o.TTL <= 0 {
+		o.TTL = DefaultTTL
+	}
+	if o.Settle <= 0 {
+		o.Settle = DefaultSettle
+	}
+	if o.Skew <= 0 {
+		o.Skew = DefaultSkew
+	}
+	return &Customdata{store: store, fleet: fleet, o: o}
+}
+
+func (c *Customdata) key() string { return KeyPrefix + c.fleet }
+
+// TTL is how long the lease lives without renewal.
+func (c *Customdata) TTL() time.Duration { return c.o.TTL }
+
+// read returns the whole customdata and the fleet's record (nil if none or
+// unreadable: a record nobody can parse protects nothing).
+func (c *Customdata) read(ctx context.Context) (map[string]json.RawMessage, *record, error) {
+	m, err := c.store.Customdata(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	raw, ok := m[c.key()]
+	if !ok {
+		return m, nil, nil
+	}
+	var r record
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return m, nil, nil
+	}
+	return m, &r, nil
+}
+
+// write stores r under the fleet's key (nil deletes it), keeping every
+// other key of m.
+func (c *Customdata) write(ctx context.Context, m map[string]json.RawMessage, r *record) error {
+	out := make(map[string]json.RawMessage, len(m)+1)
+	for k, v := range m {
+		out[k] = v
+	}
+	if r == nil {
+		delete(out, c.key())
+	} else {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		out[c.key()] = b
+	}
+	return c.store.SetCustomdata(ctx, out)
+}
+
+// live reports whether r is a lease that has not expired at now.
+func (c *Customdata) live(r *record, now time.Time) bool {
+	return r != nil && r.Holder != "" && !now.After(r.Expires.Add(c.o.Skew))
+}
+
+// Acquire takes the lease for me or returns a *HeldError.
+func (c *Customdata) Acquire(ctx context.Context, me Info) error {
+	start := time.Now()
+	m, r, err := c.read(ctx)
+	if err != nil {
+		return fmt.Errorf("lock fleet %q: %w", c.fleet, err)
+	}
+	if c.live(r, start) && r.Holder != me.Holder {
+		return &HeldError{Fleet: c.fleet, Holder: &r.Info}
+	}
+	me.Since = start.UTC().Truncate(time.Second)
+	me.Expires = start.Add(c.o.TTL).UTC().Truncate(time.Second)
+	if err := c.write(ctx, m, &record{Info: me}); err != nil {
+		return fmt.Errorf("lock fleet %q: %w", c.fleet, err)
+	}
+	if took := time.Since(start); took > c.o.Settle/2 {
+		// Our own read-to-write took too long for the settle delay to
+		// cover it: a rival that read the lease free meanwhile may not
+		// see our record. Take it back and count the attempt as
+		// contended.
+		c.withdraw(ctx, me.Holder)
+		return &HeldError{Fleet: c.fleet}
+	}
+	t := time.NewTimer(c.o.Settle)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		// Abandoned (Ctrl-C, or apply found nothing to do): our record
+		// must not block the next run for a whole TTL.
+		c.withdraw(ctx, me.Holder)
+		return context.Cause(ctx)
+	case <-t.C:
+	}
+	_, r, err = c.read(ctx)
+	if err != nil {
+		return fmt.Errorf("lock fleet %q: %w", c.fleet, err)
+	}
+	if r == nil || r.Holder != me.Holder {
+		// Another writer came after us: it wins, we back off.
+		var h *Info
+		if r != nil && r.Holder != "" {
+			h = &r.Info
+		}
+		return &HeldError{Fleet: c.fleet, Holder: h}
+	}
+	c.mu.Lock()
+	c.mine = &me
+	c.mu.Unlock()
+	return nil
+}
+
+// withdraw deletes the fleet's key if it holds holder's record, with a
+// short deadline of its own (ctx may be the reason for withdrawing).
+func (c *Customdata) withdraw(ctx context.Context, holder string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	m, r, err := c.read(ctx)
+	if err == nil && r != nil && r.Holder == holder {
+		_ = c.write(ctx, m, nil)
+	}
+}
+
+// Renew extends the lease: read, check that it is still ours, write a new
+// expiry. Another holder's record, or the tombstone of 'lkfleet unlock',
+// means the lease is lost. No record at all (the simulator restarted
+// without it, another fleet's read-modify-write dropped it) is taken back
+// the way Acquire takes a free lease — write, settle, read back — since a
+// rival may have read the fleet free meanwhile: whichever record survives
+// the settle delay holds the lease.
+func (c *Customdata) Renew(ctx context.Context) error {
+	c.mu.Lock()
+	mine := c.mine
+	c.mu.Unlock()
+	if mine == nil {
+		return fmt.Errorf("renew lease of fleet %q: %w (not held)", c.fleet, ErrLost)
+	}
+	start := time.Now()
+	m, r, err := c.read(ctx)
+	if err != nil {
+		return fmt.Errorf("renew lease of fleet %q: %w", c.fleet, err)
+	}
+	if r != nil && r.Holder != mine.Holder {
+		return c.lost(r)
+	}
+	next := *mine
+	next.Expires = time.Now().Add(c.o.TTL).UTC().Truncate(time.Second)
+	if err := c.write(ctx, m, &record{Info: next}); err != nil {
+		return fmt.Errorf("renew lease of fleet %q: %w", c.fleet, err)
+	}
+	if r == nil {
+		if time.Since(start) > c.o.Settle/2 {
+			c.withdraw(ctx, mine.Holder)
+			return c.lost(nil)
+		}
+		if !sleep(ctx, c.o.Settle) {
+			return fmt.Errorf("renew lease of fleet %q: %w", c.fleet, context.Cause(ctx))
+		}
+		if _, r, err = c.read(ctx); err != nil {
+			return fmt.Errorf("renew lease of fleet %q: %w", c.fleet, err)
+		}
+		if r == nil || r.Holder != mine.Holder {
+			return c.lost(r)
+		}
+	}
+	c.mu.Lock()
+	c.mine = &next
+	c.mu.Unlock()
+	return nil
+}
+
+// lost forgets the lease and says who has it now (r, nil if nobody).
+func (c *Customdata) lost(r *record) error {
+	c.mu.Lock()
+	c.mine = nil
+	c.mu.Unlock()
+	switch {
+	case r == nil:
+		return fmt.Errorf("fleet %q: %w: its record vanished from the project's customdata and could not be taken back", c.fleet, ErrLost)
+	case r.Holder == "":
+		return fmt.Errorf("fleet %q: %w: broken by 'lkfleet unlock' at %s", c.fleet, ErrLost, r.BrokenAt.UTC().Format(time.RFC3339))
+	default:
+		return fmt.Errorf("fleet %q: %w: now held by %s", c.fleet, ErrLost, r.Info)
+	}
+}
+
+// Release deletes the fleet's key if the lease there is still ours.
+func (c *Customdata) Release(ctx context.Context) error {
+	c.mu.Lock()
+	mine := c.mine
+	c.mine = nil
+	c.mu.Unlock()
+	if mine == nil {
+		return nil
+	}
+	m, r, err := c.read(ctx)
+	if err != nil {
+		return fmt.Errorf("release lease of fleet %q: %w", c.fleet, err)
+	}
+	if r == nil || r.Holder != mine.Holder {
+		return nil
+	}
+	if err := c.write(ctx, m, nil); err != nil {
+		return fmt.Errorf("release lease of fleet %q: %w", c.fleet, err)
+	}
+	return nil
+}
+
+// Holder returns the live lease, nil if the fleet is free.
+func (c *Customdata) Holder(ctx context.Context) (*Info, error) {
+	_, r, err := c.read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read lease of fleet %q: %w", c.fleet, err)
+	}
+	if !c.live(r, time.Now()) {
+		return nil, nil
+	}
+	return &r.Info, nil
+}
+
+// Break replaces whatever lease the fleet has with a tombstone, so that a
+// holder still running stops at its next renewal, and returns what it
+// replaced (nil if there was no lease).
+func (c *Customdata) Break(ctx context.Context) (*Info, error) {
+	m, r, err := c.read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("break lease of fleet %q: %w", c.fleet, err)
+	}
+	if r == nil || r.Holder == "" {
+		return nil, nil
+	}
+	tomb := &record{BrokenAt: time.Now().UTC().Truncate(time.Second)}
+	if err := c.write(ctx, m, tomb); err != nil {
+		return nil, fmt.Errorf("break lease of fleet %q: %w", c.fleet, err)
+	}
+	return &r.Info, nil
+}

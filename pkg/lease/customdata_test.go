@@ -1,0 +1,392 @@
+package lease
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// memStore is the project's customdata in memory. Writes take writeDelay
+// before they land (and read the map only when they land, like a slow PUT
+// whose body the service applies at the end); failing makes every call
+// fail.
+type memStore struct {
+	mu         sync.Mutex
+	data       map[string]json.RawMessage
+	writeDelay time.Duration
+	failing    bool
+	writes     int
+}
+
+func newMemStore() *memStore {
+	return &memStore{data: map[string]json.RawMessage{"team": json.RawMessage(`{"owner":"ops"}`)}}
+}
+
+func (s *memStore) Customdata(ctx context.Context) (map[string]json.RawMessage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failing {
+		return nil, errors.New("read project customdata: 503 Service Unavailable")
+	}
+	return maps.Clone(s.data), nil
+}
+
+func (s *memStore) SetCustomdata(ctx context.Context, data map[string]json.RawMessage) error {
+	s.mu.Lock()
+	d, failing := s.writeDelay, s.failing
+	s.mu.Unlock()
+	if failing {
+		return errors.New("write project customdata: 503 Service Unavailable")
+	}
+	time.Sleep(d)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.data = maps.Clone(data)
+	s.writes++
+	return nil
+}
+
+func (s *memStore) set(f func(*memStore)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s)
+}
+
+func who(n int) Info {
+	return Info{Holder: fmt.Sprintf("host-%d/100/abc", n), Host: fmt.Sprintf("host-%d", n), PID: 100, Op: "apply"}
+}
+
+func TestAcquireKeepsOtherKeysAndNamesHolder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		a := NewCustomdata(st, "web", CustomdataOptions{})
+		if err := a.Acquire(t.Context(), who(1)); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := st.Customdata(t.Context())
+		if string(got["team"]) != `{"owner":"ops"}` {
+			t.Errorf("foreign customdata key changed: %s", got["team"])
+		}
+		if _, ok := got[KeyPrefix+"web"]; !ok {
+			t.Fatalf("no lease key in %v", got)
+		}
+		b := NewCustomdata(st, "web", CustomdataOptions{})
+		err := b.Acquire(t.Context(), who(2))
+		var he *HeldError
+		if !errors.As(err, &he) || he.Holder == nil || he.Holder.Holder != who(1).Holder {
+			t.Fatalf("second acquire: %v, want HeldError naming host-1", err)
+		}
+		want := `fleet "web" is locked: apply by host-1/100/abc (pid 100 on host-1) since 2000-01-01T00:00:00Z, lease until 2000-01-01T00:01:00Z`
+		if err.Error() != want {
+			t.Errorf("error:\n got %s\nwant %s", err, want)
+		}
+		// Another fleet of the same project is independent.
+		if err := NewCustomdata(st, "db", CustomdataOptions{}).Acquire(t.Context(), who(3)); err != nil {
+			t.Errorf("other fleet: %v", err)
+		}
+		if err := a.Release(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		got, _ = st.Customdata(t.Context())
+		if _, ok := got[KeyPrefix+"web"]; ok {
+			t.Errorf("release left the key: %v", got)
+		}
+		if _, ok := got[KeyPrefix+"db"]; !ok || string(got["team"]) != `{"owner":"ops"}` {
+			t.Errorf("release touched other keys: %v", got)
+		}
+	})
+}
+
+func TestUnrenewedLeaseExpires(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		a := NewCustomdata(st, "web", CustomdataOptions{TTL: 30 * time.Second, Skew: 5 * time.Second})
+		if err := a.Acquire(t.Context(), who(1)); err != nil {
+			t.Fatal(err)
+		}
+		// A killed holder renews nothing. Before TTL+skew the lease holds.
+		time.Sleep(30 * time.Second)
+		b := NewCustomdata(st, "web", CustomdataOptions{TTL: 30 * time.Second, Skew: 5 * time.Second})
+		if h, _ := b.Holder(t.Context()); h == nil {
+			t.Fatal("lease expired before TTL+skew")
+		}
+		if err := b.Acquire(t.Context(), who(2)); err == nil {
+			t.Fatal("took a lease that had not expired")
+		}
+		time.Sleep(6 * time.Second)
+		if h, _ := b.Holder(t.Context()); h != nil {
+			t.Fatalf("lease still held after TTL+skew: %v", h)
+		}
+		if err := b.Acquire(t.Context(), who(2)); err != nil {
+			t.Fatalf("could not take the expired lease: %v", err)
+		}
+		// The killed holder, were it to come back, has lost it.
+		if err := a.Renew(t.Context()); !errors.Is(err, ErrLost) {
+			t.Errorf("renew by the old holder: %v, want ErrLost", err)
+		}
+	})
+}
+
+func TestHoldRenewsUntilReleased(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		o := CustomdataOptions{TTL: 30 * time.Second}
+		h, err := Hold(t.Context(), NewCustomdata(st, "web", o), who(1), HoldOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Minute) // twenty TTLs
+		if h.Context().Err() != nil {
+			t.Fatalf("lease lost while renewed: %v", context.Cause(h.Context()))
+		}
+		b := NewCustomdata(st, "web", o)
+		if err := b.Acquire(t.Context(), who(2)); err == nil {
+			t.Fatal("renewed lease was taken")
+		}
+		if err := h.Release(); err != nil {
+			t.Fatal(err)
+		}
+		if h.Context().Err() == nil {
+			t.Error("context still live after Release")
+		}
+		if err := b.Acquire(t.Context(), who(2)); err != nil {
+			t.Fatalf("after release: %v", err)
+		}
+	})
+}
+
+func TestHoldWaitsNamingHolderThenTimesOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		first, err := Hold(t.Context(), NewCustomdata(st, "web", CustomdataOptions{}), who(1), HoldOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// --lock-timeout 0: give up at once.
+		start := time.Now()
+		_, err = Hold(t.Context(), NewCustomdata(st, "web", CustomdataOptions{}), who(2), HoldOptions{})
+		var he *HeldError
+		if !errors.As(err, &he) || he.Waited != 0 || time.Since(start) > DefaultSettle {
+			t.Fatalf("timeout 0: %v after %s", err, time.Since(start))
+		}
+		// --lock-timeout 1m: one wait line naming the holder, then give up.
+		var lines []string
+		start = time.Now()
+		_, err = Hold(t.Context(), NewCustomdata(st, "web", CustomdataOptions{}), who(2), HoldOptions{
+			Timeout: time.Minute,
+			OnWait:  func(h *Info) { lines = append(lines, h.Holder) },
+		})
+		if !errors.As(err, &he) || he.Waited < 55*time.Second || time.Since(start) > time.Minute {
+			t.Fatalf("timeout 1m: %v after %s", err, time.Since(start))
+		}
+		if len(lines) != 1 || lines[0] != who(1).Holder {
+			t.Errorf("wait lines %q, want one naming %s", lines, who(1).Holder)
+		}
+		// Released while the second waits: the second gets it.
+		go func() {
+			time.Sleep(20 * time.Second)
+			first.Release()
+		}()
+		second, err := Hold(t.Context(), NewCustomdata(st, "web", CustomdataOptions{}), who(2), HoldOptions{Timeout: time.Minute})
+		if err != nil {
+			t.Fatalf("after release: %v", err)
+		}
+		second.Release()
+	})
+}
+
+// TestContendersExcludeEachOther runs eight applies of one fleet at once,
+// each holding the lease for a while and counting how many hold it at that
+// moment: never more than one, and every one gets its turn.
+func TestContendersExcludeEachOther(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		st.writeDelay = 300 * time.Millisecond // below Settle/2: Fischer's bound holds
+		var holding, maxHolding, done atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Go(func() {
+				h, err := Hold(t.Context(), NewCustomdata(st, "web", CustomdataOptions{}), who(i), HoldOptions{Timeout: time.Hour, Retry: time.Duration(i+1) * 700 * time.Millisecond})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				n := holding.Add(1)
+				for m := maxHolding.Load(); n > m && !maxHolding.CompareAndSwap(m, n); m = maxHolding.Load() {
+				}
+				time.Sleep(45 * time.Second) // longer than a renewal period
+				if h.Context().Err() != nil {
+					t.Errorf("holder %d lost its lease: %v", i, context.Cause(h.Context()))
+				}
+				holding.Add(-1)
+				h.Release()
+				done.Add(1)
+			})
+		}
+		wg.Wait()
+		if maxHolding.Load() != 1 || done.Load() != 8 {
+			t.Fatalf("at most %d held at once, %d of 8 got a turn", maxHolding.Load(), done.Load())
+		}
+	})
+}
+
+func TestSlowWriteIsContended(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		st.writeDelay = DefaultSettle // slower than the settle delay can cover
+		err := NewCustomdata(st, "web", CustomdataOptions{}).Acquire(t.Context(), who(1))
+		var he *HeldError
+		if !errors.As(err, &he) {
+			t.Fatalf("slow write: %v, want a contended attempt", err)
+		}
+	})
+}
+
+func TestBreakStopsTheHolder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		o := CustomdataOptions{TTL: 30 * time.Second}
+		h, err := Hold(t.Context(), NewCustomdata(st, "web", o), who(1), HoldOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		broke, err := NewCustomdata(st, "web", o).Break(t.Context())
+		if err != nil || broke == nil || broke.Holder != who(1).Holder {
+			t.Fatalf("break: %v %v", broke, err)
+		}
+		<-h.Context().Done() // at the next renewal, TTL/3 later
+		if cause := context.Cause(h.Context()); !errors.Is(cause, ErrLost) {
+			t.Errorf("cause %v, want ErrLost", cause)
+		}
+		if err := h.Release(); err != nil {
+			t.Errorf("release after loss: %v", err)
+		}
+		// The tombstone does not block the next apply.
+		if err := NewCustomdata(st, "web", o).Acquire(t.Context(), who(2)); err != nil {
+			t.Errorf("acquire after break: %v", err)
+		}
+	})
+}
+
+func TestUnrenewableLeaseIsLostBeforeItExpires(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		o := CustomdataOptions{TTL: 30 * time.Second}
+		start := time.Now()
+		h, err := Hold(t.Context(), NewCustomdata(st, "web", o), who(1), HoldOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.set(func(s *memStore) { s.failing = true })
+		<-h.Context().Done()
+		if cause := context.Cause(h.Context()); !errors.Is(cause, ErrLost) {
+			t.Errorf("cause %v, want ErrLost", cause)
+		}
+		// The holder must stop before another run may take the lease.
+		if el := time.Since(start); el > o.TTL {
+			t.Errorf("stopped after %s, after the lease expired (%s)", el, o.TTL)
+		}
+	})
+}
+
+func TestCancelWhileWaiting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		if _, err := Hold(t.Context(), NewCustomdata(st, "web", CustomdataOptions{}), who(1), HoldOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		go func() {
+			time.Sleep(3 * time.Second)
+			cancel()
+		}()
+		start := time.Now()
+		_, err := Hold(ctx, NewCustomdata(st, "web", CustomdataOptions{}), who(2), HoldOptions{Timeout: time.Hour})
+		if !errors.Is(err, context.Canceled) || time.Since(start) > 4*time.Second {
+			t.Fatalf("cancelled wait: %v after %s", err, time.Since(start))
+		}
+	})
+}
+
+func TestAbandonedAcquireWithdraws(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		ctx, cancel := context.WithCancel(t.Context())
+		go func() {
+			time.Sleep(DefaultSettle / 2)
+			cancel()
+		}()
+		if err := NewCustomdata(st, "web", CustomdataOptions{}).Acquire(ctx, who(1)); !errors.Is(err, context.Canceled) {
+			t.Fatalf("abandoned acquire: %v", err)
+		}
+		got, _ := st.Customdata(t.Context())
+		if _, ok := got[KeyPrefix+"web"]; ok || len(got) != 1 {
+			t.Errorf("abandoned attempt left %v", got)
+		}
+	})
+}
+
+func TestVanishedRecordIsTakenBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		a := NewCustomdata(st, "web", CustomdataOptions{})
+		if err := a.Acquire(t.Context(), who(1)); err != nil {
+			t.Fatal(err)
+		}
+		// The simulator restarted without its customdata: nobody else
+		// wrote, so the holder writes its record again and keeps the lease.
+		st.set(func(s *memStore) { delete(s.data, KeyPrefix+"web") })
+		if err := a.Renew(t.Context()); err != nil {
+			t.Fatalf("renew without a record: %v", err)
+		}
+		if h, _ := a.Holder(t.Context()); h == nil || h.Holder != who(1).Holder {
+			t.Fatalf("holder after taking the record back: %v", h)
+		}
+		// Vanished again, and a rival that read the fleet free writes its
+		// record while the holder waits out the settle delay: the rival's
+		// record survives, the holder has lost, and only one holds it.
+		// Writes take 300 ms: both read the key empty, the rival's write
+		// lands last.
+		st.set(func(s *memStore) { delete(s.data, KeyPrefix+"web"); s.writeDelay = 300 * time.Millisecond })
+		rival := NewCustomdata(st, "web", CustomdataOptions{})
+		var rivalErr error
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			time.Sleep(100 * time.Millisecond)
+			rivalErr = rival.Acquire(t.Context(), who(2))
+		})
+		err := a.Renew(t.Context())
+		wg.Wait()
+		if (err == nil) == (rivalErr == nil) {
+			t.Fatalf("holder renew: %v, rival acquire: %v; want exactly one to hold", err, rivalErr)
+		}
+		if !errors.Is(err, ErrLost) {
+			t.Errorf("holder renew: %v, want ErrLost (the later writer wins)", err)
+		}
+	})
+}
+
+func TestOpen(t *testing.T) {
+	st := newMemStore()
+	for where, want := range map[string]string{"": "*lease.Customdata", "api": "*lease.Customdata", "none": "lease.None", "etcd://127.0.0.1:1/x": "*lease.Etcd"} {
+		lk, closeLock, err := Open(where, "web", st, CustomdataOptions{})
+		if err != nil {
+			t.Errorf("%q: %v", where, err)
+			continue
+		}
+		if got := fmt.Sprintf("%T", lk); got != want {
+			t.Errorf("%q: %s, want %s", where, got, want)
+		}
+		closeLock()
+	}
+	if _, _, err := Open("consul://x", "web", st, CustomdataOptions{}); err == nil || err.Error() != `--lock "consul://x": want api, etcd://HOST:PORT/PREFIX or none` {
+		t.Errorf("unknown backend: %v", err)
+	}
+}
