@@ -1,18 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/lkfleet/lkfleet/internal/fileinput"
 	"github.com/lkfleet/lkfleet/internal/ui"
 	"github.com/lkfleet/lkfleet/pkg/executor"
-	"github.com/lkfleet/lkfleet/pkg/pipeline"
 	"github.com/lkfleet/lkfleet/pkg/planner"
 )
 
@@ -37,16 +33,20 @@ func newApplyCmd(env *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "apply [PLANFILE]",
 		Short: "Create, rebuild and delete devices so the project matches the fleet file",
-		Long: `apply computes a plan (or reads one saved by 'plan --out'), shows it, asks
-for confirmation on a terminal, and carries it out under the API's rate limits.
-A saved plan is refused when the fleet file or the live devices changed since.`,
+		Long: `apply computes a plan, shows it, asks for confirmation on a terminal, and
+carries it out under the API's rate limits.
+
+apply PLANFILE applies a plan saved by 'plan --out' without asking: the plan
+was the approval. It reads the fleet file the plan records (relative to the
+plan file; -f overrides) and refuses the plan when that file or the live
+devices changed since.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			planFile := ""
 			if len(args) == 1 {
 				planFile = args[0]
 			}
-			return runApply(cmd.Context(), env, o, planFile)
+			return runApply(cmd, env, o, planFile)
 		},
 	}
 	addFleetFlags(cmd, &o.fleet)
@@ -67,7 +67,8 @@ func addExecFlags(cmd *cobra.Command, parallelism *int, timeout *time.Duration, 
 	cmd.Flags().StringVarP(output, "output", "o", "auto", "progress output: auto, tty, plain, json")
 }
 
-func runApply(ctx context.Context, env *Env, o *applyOptions, planFile string) error {
+func runApply(cmd *cobra.Command, env *Env, o *applyOptions, planFile string) error {
+	ctx := cmd.Context()
 	wait, err := executor.ParseWaitMode(o.wait)
 	if err != nil {
 		return err
@@ -76,13 +77,19 @@ func runApply(ctx context.Context, env *Env, o *applyOptions, planFile string) e
 	if err != nil {
 		return err
 	}
+	var saved planner.Plan
+	if planFile != "" {
+		if saved, o.fleet.File, err = readSavedPlan(planFile, o.fleet.File, cmd.Flags().Changed("file")); err != nil {
+			return err
+		}
+	}
 	src, err := readFleet(env, o.fleet)
 	if err != nil {
 		return err
 	}
 	var p *planned
 	if planFile != "" {
-		p, err = loadSavedPlan(ctx, env, src, o.api, planFile)
+		p, err = checkSavedPlan(ctx, env, src, o.api, saved, planFile)
 	} else {
 		p, err = computePlan(ctx, env, src, o.api, o.plan)
 	}
@@ -118,12 +125,14 @@ func runApply(ctx context.Context, env *Env, o *applyOptions, planFile string) e
 	if !p.plan.HasChanges() {
 		return nil
 	}
-	if !o.autoApprove {
+	// A saved plan was the approval: it is applied without asking, as
+	// exactly what was reviewed (CheckSaved refused it if anything changed).
+	if !o.autoApprove && planFile == "" {
 		if err := confirm(ctx, env, "apply", "Do you want to apply these changes?"); err != nil {
 			return err
 		}
 	}
-	return lk.finish(execute(ctx, env, p, execution{mode: mode, opts: executor.Options{
+	return lk.finish(execute(ctx, env, p, execution{mode: mode, resume: resumeCommand(cmd, o.fleet), opts: executor.Options{
 		Parallelism:   o.parallelism,
 		Wait:          wait,
 		Timeout:       o.timeout,
@@ -133,11 +142,13 @@ func runApply(ctx context.Context, env *Env, o *applyOptions, planFile string) e
 }
 
 // execution says how execute runs a plan: the progress output, the
-// executor's options, and whether this is a destroy (for the summary).
+// executor's options, whether this is a destroy (for the summary) and the
+// command that resumes it (resumeCommand).
 type execution struct {
 	mode    ui.Mode
 	opts    executor.Options
 	destroy bool
+	resume  string
 }
 
 // execute carries out p.plan with a progress reporter and prints the
@@ -154,7 +165,7 @@ func execute(ctx context.Context, env *Env, p *planned, x execution) error {
 	st := p.client.Stats()
 	in := ui.SummaryInput{
 		Destroy:   destroy,
-		Added:     res.Created + res.Replaced,
+		Added:     res.Created + res.Replaced + len(res.Made),
 		Rebuilt:   res.Rebuilt,
 		Changed:   res.Updated,
 		Destroyed: res.Deleted + res.Replaced,
@@ -162,15 +173,27 @@ func execute(ctx context.Context, env *Env, p *planned, x execution) error {
 		Requests:  st.Requests,
 		Throttled: st.Throttled,
 		Halted:    res.HaltReason,
+		Command:   x.resume,
+		Timeout:   opts.Timeout,
 	}
 	for _, f := range res.Failed {
 		in.Failed = append(in.Failed, ui.FailedLine{Hostname: f.Hostname, Slot: f.Slot, DeviceID: f.ID, Reason: f.LastEvent})
 	}
 	for _, c := range res.NotDone {
-		in.NotDone = append(in.NotDone, ui.Symbol(c.Action)+" "+c.Hostname()+" ("+c.Slot()+")")
+		line := ui.Symbol(c.Action) + " " + c.Hostname() + " (" + c.Slot() + ")"
+		if id := res.Made[c.Slot()]; id != "" {
+			line += ": new device " + id + " made (counted as added), the old one not yet deleted"
+		}
+		in.NotDone = append(in.NotDone, line)
 	}
 	interrupted := errors.Is(err, context.Canceled)
-	// Stopped early: Ctrl-C, --timeout, or an API that stayed unreachable.
+	if errors.Is(err, context.DeadlineExceeded) && len(res.NotDone) == 0 && len(res.Failed) == 0 && !res.Halted {
+		// The deadline came after the last change was done: nothing was
+		// stopped, the run is complete.
+		err = nil
+	}
+	// Stopped early: --timeout, Ctrl-C, or an API that stayed unreachable.
+	in.TimedOut = errors.Is(err, context.DeadlineExceeded) && !res.Halted
 	in.Interrupted = interrupted || (err != nil && !res.Halted && len(res.NotDone) > 0)
 	if serr := rep.Summary(in); serr != nil && err == nil {
 		err = serr
@@ -180,35 +203,9 @@ func execute(ctx context.Context, env *Env, p *planned, x execution) error {
 		return nil
 	case interrupted:
 		return withCode(ExitInterrupted, nil)
-	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("stopped at --timeout %s with %d change(s) not done", opts.Timeout, len(res.NotDone))
-	case len(res.Failed) > 0 || res.Halted:
-		// The summary already named every failure.
+	case in.TimedOut || len(res.Failed) > 0 || res.Halted:
+		// The summary already said what was done and what was not.
 		return withCode(ExitError, nil)
 	}
 	return err
-}
-
-// loadSavedPlan reads a plan saved by 'plan --out' and refuses it when the
-// fleet file or the live devices changed since.
-func loadSavedPlan(ctx context.Context, env *Env, src fleetSource, a apiFlags, path string) (_ *planned, err error) {
-	fleet := src.fleet
-	defer func() { err = explain(err, fleet) }()
-	data, err := fileinput.Read(path, fileinput.MaxPlanFile)
-	if err != nil {
-		return nil, fmt.Errorf("read plan: %w", err)
-	}
-	plan, err := planner.Load(bytes.NewReader(data))
-	if err != nil {
-		return nil, fmt.Errorf("read plan %s: %w", path, err)
-	}
-	client, err := newClient(env, fleet, a)
-	if err != nil {
-		return nil, err
-	}
-	if err := pipeline.CheckSaved(ctx, client, pipeline.Saved{Plan: plan, Path: path}, fleet, src.bytes); err != nil {
-		client.Close()
-		return nil, err
-	}
-	return &planned{fleet: fleet, client: client, plan: plan}, nil
 }

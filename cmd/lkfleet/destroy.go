@@ -33,7 +33,7 @@ func newDestroyCmd(env *Env) *cobra.Command {
 without it are never touched, whatever their hostname.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDestroy(cmd.Context(), env, o)
+			return runDestroy(cmd, env, o)
 		},
 	}
 	addFleetFlags(cmd, &o.fleet)
@@ -44,7 +44,8 @@ without it are never touched, whatever their hostname.`,
 	return cmd
 }
 
-func runDestroy(ctx context.Context, env *Env, o *destroyOptions) error {
+func runDestroy(cmd *cobra.Command, env *Env, o *destroyOptions) error {
+	ctx := cmd.Context()
 	mode, err := ui.ParseMode(o.output, env.OutTTY)
 	if err != nil {
 		return err
@@ -98,7 +99,7 @@ func runDestroy(ctx context.Context, env *Env, o *destroyOptions) error {
 	if ctx, _, err = lk.ready(ctx, p, nil); err != nil {
 		return err
 	}
-	err = execute(ctx, env, p, execution{mode: mode, destroy: true, opts: executor.Options{
+	err = execute(ctx, env, p, execution{mode: mode, destroy: true, resume: resumeCommand(cmd, o.fleet), opts: executor.Options{
 		Parallelism: o.parallelism,
 		Wait:        executor.WaitNone,
 		Timeout:     o.timeout,

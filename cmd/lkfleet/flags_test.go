@@ -59,7 +59,7 @@ groups:
 func TestBadOutputHasOneWordingForEveryCommand(t *testing.T) {
 	for _, tc := range []struct{ cmd, want string }{
 		{"plan", "want text or json"},
-		{"status", "want text or json"},
+		{"status", "want text, wide or json"},
 		{"apply", "want auto, tty, plain or json"},
 		{"destroy", "want auto, tty, plain or json"},
 		{"push", "want auto, tty, plain or json"},

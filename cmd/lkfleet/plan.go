@@ -69,11 +69,16 @@ func runPlan(ctx context.Context, env *Env, o *planCmdOptions) error {
 		return err
 	}
 	if o.out != "" {
-		if err := savePlan(o.out, p.plan); err != nil {
+		if err := savePlan(o.out, planForSaving(p.plan, o.out, o.fleet.File)); err != nil {
 			return err
 		}
 		if o.output == "text" {
-			fmt.Fprintf(env.Out, "\nSaved the plan to %s. To apply exactly this plan: lkfleet apply -f %s %s\n", o.out, o.fleet.File, o.out)
+			apply := "lkfleet apply " + shellQuote(o.out)
+			if o.fleet.File == "-" {
+				// The plan cannot say where a fleet read from stdin is.
+				apply = "lkfleet apply -f FILE " + shellQuote(o.out)
+			}
+			fmt.Fprintf(env.Out, "\nSaved the plan to %s. To apply exactly this plan: %s\n", o.out, apply)
 		}
 	}
 	if o.detailedExit && p.plan.HasChanges() {

@@ -542,7 +542,7 @@ func TestRolloutHaltsOnFailureAndResumes(t *testing.T) {
 	for _, want := range []string{
 		host + " (" + slot + ") id " + retried[0] + ": boot failed: kernel: HEAD ",
 		"wave 1 (ams1): 1 failed device(s) exceed max_failures 0",
-		"run `lkfleet apply` again",
+		"Fix the cause, then run `lkfleet apply -f " + shellQuote(r.fleet) + " --wait booted` again",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("apply output lacks %q:\n%s", want, out)

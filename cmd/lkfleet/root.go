@@ -153,7 +153,7 @@ var outputFormats = map[string][]string{
 	"destroy": {"auto", "tty", "plain", "json", "text"},
 	"plan":    {"text", "json"},
 	"push":    {"auto", "tty", "plain", "json", "text"},
-	"status":  {"text", "json"},
+	"status":  {"text", "wide", "json"},
 }
 
 // shownFormats are the values of -o named to people for command.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,9 +21,11 @@ import (
 func init() { commands = append(commands, newStatusCmd) }
 
 type statusOptions struct {
-	fleet  fleetFlags
-	api    apiFlags
-	output string
+	fleet    fleetFlags
+	api      apiFlags
+	output   string
+	watch    bool
+	interval time.Duration
 }
 
 func newStatusCmd(env *Env) *cobra.Command {
@@ -32,15 +35,29 @@ func newStatusCmd(env *Env) *cobra.Command {
 		Short: "List the fleet's devices",
 		Long: `status lists every device of the fleet: slot, hostname, id, state, zone,
 machine, IPs, the image it boots (from its rev tag) and whether it booted,
-and its age. Devices of other owners whose hostname clashes are flagged.`,
+and its age; -o wide adds the boot reason and the release. Devices of other
+owners whose hostname clashes are flagged.
+
+When an image's cmdline cannot be fetched, only that image's devices are
+affected: their image shows as unknown and a warning names the URL on
+stderr; the exit code stays 0 (the listing itself is right).
+
+--watch lists again every --interval: in place on a terminal, as repeated
+tables otherwise, one device listing per refresh. Ctrl-C ends it at once
+with exit 0 (stopping a watch is its normal end).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.watch {
+				return watchStatus(cmd.Context(), env, o) // status_watch.go
+			}
 			return runStatus(cmd.Context(), env, o, time.Now())
 		},
 	}
 	addFleetFlags(cmd, &o.fleet)
 	addAPIFlags(cmd, &o.api)
-	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text, wide or json")
+	cmd.Flags().BoolVarP(&o.watch, "watch", "w", false, "list again every --interval until Ctrl-C")
+	cmd.Flags().DurationVar(&o.interval, "interval", 2*time.Second, "time between listings with --watch")
 	return cmd
 }
 
@@ -61,66 +78,111 @@ type statusRow struct {
 	Foreign   bool     `json:"foreign,omitempty"`
 	Release   string   `json:"release,omitempty"` // of an image from lkfleet push; release.go
 	Note      string   `json:"note,omitempty"`
+	// ImageUnknown: the cmdline of the device's image could not be
+	// fetched, so whether it is current is not known (not "outdated").
+	ImageUnknown bool `json:"image_unknown,omitempty"`
+	// BootReason is the device's last word on its boot: its newest
+	// event's message (a user state or a provisioning step).
+	BootReason string `json:"boot_reason,omitempty"`
+}
+
+// statusView is what status works out once from the fleet file: which
+// image each current rev stands for, and the images it could not render.
+type statusView struct {
+	fleet     *spec.Fleet
+	wantHost  map[string]string // hostname -> slot
+	slotImage map[string]string // slot -> image key
+	revImage  map[string]string // current rev -> image key
+	unknown   map[string]bool   // image keys whose cmdline could not be fetched
 }
 
 func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) error {
-	if o.output != "text" && o.output != "json" {
-		return fmt.Errorf("unknown output format %q (text or json)", o.output)
-	}
 	l, err := listFleet(ctx, env, o.fleet, o.api)
 	if err != nil {
 		return err
 	}
 	defer l.client.Close()
-	fleet, client, live := l.fleet, l.client, l.live
-	// Which image each current rev stands for. Rendering needs the
-	// cmdlines; when they cannot be fetched, revs are shown bare.
-	desired, err := spec.Expand(fleet)
+	v, err := newStatusView(ctx, env, l.fleet, l.client)
 	if err != nil {
 		return err
 	}
-	wantHost := make(map[string]string, len(desired))
-	for _, d := range desired {
-		wantHost[d.Hostname] = d.Slot
+	// Foreign devices whose hostname is one of the fleet's.
+	all, err := l.client.ListAll(ctx)
+	if err != nil {
+		return err
 	}
-	revImage := map[string]string{}
-	if rendered, err := pipeline.Render(ctx, pipeline.HTTPClient(), images(), desired, statusArches(ctx, client)); err == nil {
+	return writeStatus(env, o.output, l.fleet.Name, v.rows(l.live, all, now), now)
+}
+
+// newStatusView renders the desired devices image by image, so that one
+// image whose cmdline cannot be fetched leaves the others' devices
+// shown as they are; a warning on stderr names the failure (and its URL).
+func newStatusView(ctx context.Context, env *Env, fleet *spec.Fleet, client *packet.Client) (*statusView, error) {
+	desired, err := spec.Expand(fleet)
+	if err != nil {
+		return nil, err
+	}
+	v := &statusView{fleet: fleet, wantHost: map[string]string{}, slotImage: map[string]string{},
+		revImage: map[string]string{}, unknown: map[string]bool{}}
+	var keys []string
+	byImage := map[string][]spec.Device{}
+	for _, d := range desired {
+		v.wantHost[d.Hostname] = d.Slot
+		v.slotImage[d.Slot] = d.Image.Key
+		if byImage[d.Image.Key] == nil {
+			keys = append(keys, d.Image.Key)
+		}
+		byImage[d.Image.Key] = append(byImage[d.Image.Key], d)
+	}
+	arches := statusArches(ctx, client)
+	for _, key := range keys {
+		rendered, err := pipeline.Render(ctx, pipeline.HTTPClient(), images(), byImage[key], arches)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			v.unknown[key] = true
+			fmt.Fprintf(env.Err, "Warning: image %s: %v; its devices' image is shown as unknown\n", key, err)
+			continue
+		}
 		for _, d := range rendered {
-			revImage[d.Rev] = d.Image.Key
+			v.revImage[d.Rev] = d.Image.Key
 		}
 	}
+	return v, nil
+}
+
+// rows builds the table from the fleet's live devices and the whole
+// project's (for hostname clashes), sorted by slot.
+func (v *statusView) rows(live, all []planner.Live, now time.Time) []statusRow {
 	var rows []statusRow
 	for _, l := range live {
 		if planner.Ignored(l.State) {
 			continue
 		}
 		r := row(l, now)
-		r.Image, r.Current = revImage[l.Rev()], revImage[l.Rev()] != ""
-		r.Release = runningRelease(fleet, l)
+		r.Image, r.Current = v.revImage[l.Rev()], v.revImage[l.Rev()] != ""
+		r.ImageUnknown = !r.Current && v.unknown[v.slotImage[r.Slot]]
+		r.Release = runningRelease(v.fleet, l)
 		rows = append(rows, r)
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return spec.CompareSlots(rows[i].Slot, rows[j].Slot) < 0 })
-	// Foreign devices whose hostname is one of the fleet's.
-	all, err := client.ListAll(ctx)
-	if err != nil {
-		return err
-	}
 	for _, l := range all {
-		if l.Fleet() == fleet.Name || planner.Ignored(l.State) {
+		if l.Fleet() == v.fleet.Name || planner.Ignored(l.State) {
 			continue
 		}
-		if slot, ok := wantHost[l.Hostname]; ok {
+		if slot, ok := v.wantHost[l.Hostname]; ok {
 			r := row(l, now)
 			r.Foreign = true
-			r.Note = "not owned by fleet " + fleet.Name + "; hostname clashes with slot " + slot
+			r.Note = "not owned by fleet " + v.fleet.Name + "; hostname clashes with slot " + slot
 			rows = append(rows, r)
 		}
 	}
-	return writeStatus(env, o.output, fleet.Name, rows, now)
+	return rows
 }
 
-// writeStatus prints the rows as JSON or as a table with notes about
-// foreign devices.
+// writeStatus prints the rows as JSON or as a table (wide: with the boot
+// reason and release columns) with notes about foreign devices.
 func writeStatus(env *Env, output, fleet string, rows []statusRow, now time.Time) error {
 	if output == "json" {
 		enc := json.NewEncoder(env.Out)
@@ -134,7 +196,12 @@ func writeStatus(env *Env, output, fleet string, rows []statusRow, now time.Time
 		_, err := fmt.Fprintf(env.Out, "Fleet %s has no devices.\n", fleet)
 		return err
 	}
-	t := ui.NewTable(env.Out, "SLOT", "HOSTNAME", "ID", "STATE", "ZONE", "MACHINE", "IPS", "IMAGE", "BOOTED", "AGE")
+	wide := output == "wide"
+	head := []string{"SLOT", "HOSTNAME", "ID", "STATE", "ZONE", "MACHINE", "IPS", "IMAGE", "BOOTED", "AGE"}
+	if wide {
+		head = append(head, "RELEASE", "BOOT REASON")
+	}
+	t := ui.NewTable(env.Out, head...)
 	var notes []string
 	for _, r := range rows {
 		img, slot := r.Image, r.Slot
@@ -142,11 +209,18 @@ func writeStatus(env *Env, output, fleet string, rows []statusRow, now time.Time
 		case r.Foreign:
 			img, slot = "-", "!"
 			notes = append(notes, fmt.Sprintf("! %s (%s) is %s", r.Hostname, r.ID, r.Note))
+		case r.ImageUnknown:
+			img = "rev " + r.Rev + " (unknown)"
 		case img == "":
 			img = "rev " + r.Rev + " (outdated)"
 		}
-		img = withRelease(img, r.Release)
-		t.Row(slot, r.Hostname, r.ID, r.State, r.Zone, r.Machine, strings.Join(r.IPs, ","), img, orDash(r.Booted), since(now, parseTime(r.CreatedAt)))
+		cells := []string{slot, r.Hostname, r.ID, r.State, r.Zone, r.Machine, strings.Join(r.IPs, ","), img, orDash(r.Booted), since(now, parseTime(r.CreatedAt))}
+		if wide {
+			cells = append(cells, orDash(r.Release), orDash(r.BootReason))
+		} else {
+			cells[7] = withRelease(img, r.Release)
+		}
+		t.Row(cells...)
 	}
 	if err := t.Flush(); err != nil {
 		return err
@@ -168,6 +242,7 @@ func row(l planner.Live, now time.Time) statusRow {
 	r := statusRow{
 		Slot: l.Slot(), Hostname: l.Hostname, ID: l.ID, State: l.State, Zone: zone,
 		Machine: l.Machine, IPs: l.IPs, Rev: l.Rev(), Booted: l.UserState,
+		BootReason: cmp.Or(l.LastEvent, l.UserStateBody),
 	}
 	if r.IPs == nil {
 		r.IPs = []string{}

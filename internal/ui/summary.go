@@ -20,15 +20,21 @@ type SummaryInput struct {
 	Requests, Throttled int
 	// Failed lists the devices that ended failed (after their retries).
 	Failed []FailedLine
-	// Interrupted is true when the run was cancelled (Ctrl-C).
+	// Interrupted is true when the run was cancelled (Ctrl-C, or an API
+	// that stayed unreachable).
 	Interrupted bool
+	// TimedOut is true when --timeout stopped the run with changes not
+	// done; Timeout is the limit, for the headline.
+	TimedOut bool
+	Timeout  time.Duration
 	// NotDone describes, one per line, the changes that were not carried
 	// out, e.g. "+ web-ewr1-1 (web/ewr1/1)".
 	NotDone []string
 	// Halted is why the rollout stopped early, "" if it did not.
 	Halted string
-	// Command is how the user re-runs this, for the resume hint; "" means
-	// "lkfleet apply" (or "lkfleet destroy").
+	// Command is the exact command that resumes this run, for the hint
+	// (the CLI builds it from its flags); "" means "lkfleet apply" (or
+	// "lkfleet destroy").
 	Command string
 }
 
@@ -60,6 +66,8 @@ func (f FailedLine) String() string {
 // operation and in the JSON summary's "result".
 func (in SummaryInput) Outcome() string {
 	switch {
+	case in.TimedOut:
+		return "timed_out"
 	case in.Interrupted:
 		return "interrupted"
 	case in.Halted != "":
@@ -78,8 +86,12 @@ func (in SummaryInput) Headline() string {
 	if in.Destroy {
 		op, counts = "Destroy", fmt.Sprintf("%d destroyed", in.Destroyed)
 	}
+	outcome := in.Outcome()
+	if in.TimedOut {
+		outcome = "stopped at --timeout " + in.Timeout.String()
+	}
 	return fmt.Sprintf("%s %s: %s in %s (%s, %d throttled).",
-		op, in.Outcome(), counts, FormatDuration(in.Elapsed),
+		op, outcome, counts, FormatDuration(in.Elapsed),
 		plural(in.Requests, "API request", "API requests"), in.Throttled)
 }
 
@@ -108,16 +120,24 @@ func (in SummaryInput) Lines() []string {
 	return lines
 }
 
-func (in SummaryInput) resumeHint() string {
-	cmd := in.Command
-	if cmd == "" {
-		cmd = "lkfleet apply"
-		if in.Destroy {
-			cmd = "lkfleet destroy"
-		}
+// resumeCommand is the command that continues the run, "" when complete.
+func (in SummaryInput) resumeCommand() string {
+	if in.Outcome() == "complete" {
+		return ""
 	}
+	switch {
+	case in.Command != "":
+		return in.Command
+	case in.Destroy:
+		return "lkfleet destroy"
+	}
+	return "lkfleet apply"
+}
+
+func (in SummaryInput) resumeHint() string {
+	cmd := in.resumeCommand()
 	switch in.Outcome() {
-	case "interrupted":
+	case "interrupted", "timed_out":
 		return fmt.Sprintf("Run `%s` again to finish: it picks up where this run stopped.", cmd)
 	case "halted":
 		return fmt.Sprintf("Fix the cause, then run `%s` again to continue the rollout.", cmd)
@@ -144,6 +164,8 @@ type jsonSummary struct {
 	NotDone        []string         `json:"not_done"`
 	Halted         string           `json:"halted"`
 	Message        string           `json:"message"`
+	// Resume is the command that continues the run, "" when complete.
+	Resume string `json:"resume"`
 }
 
 type jsonFailedLine struct {
@@ -176,6 +198,7 @@ func (r *Reporter) Summary(in SummaryInput) error {
 			NotDone: []string{},
 			Halted:  clean(in.Halted),
 			Message: in.Headline(),
+			Resume:  in.resumeCommand(),
 		}
 		for _, f := range in.Failed {
 			j.Failed = append(j.Failed, jsonFailedLine{clean(f.Hostname), clean(f.Slot), clean(f.DeviceID), clean(f.Reason)})

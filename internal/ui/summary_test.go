@@ -46,6 +46,12 @@ func TestSummaryText(t *testing.T) {
 				"Not done (1):\n" +
 				"  + web-ewr1-1 (web/ewr1/1)\n" +
 				"Fix the cause, then run `lkfleet apply` again to continue the rollout.\n"},
+		{"apply timed out", SummaryInput{Added: 1, Elapsed: 2 * time.Second, Requests: 5, TimedOut: true, Interrupted: true, Timeout: 2 * time.Second,
+			NotDone: notDone[:1], Command: "lkfleet apply -f 'my lab.yml'"},
+			"Apply stopped at --timeout 2s: 1 added, 0 rebuilt, 0 changed, 0 destroyed in 2.0s (5 API requests, 0 throttled).\n" +
+				"Not done (1):\n" +
+				"  + web-ewr1-1 (web/ewr1/1)\n" +
+				"Run `lkfleet apply -f 'my lab.yml'` again to finish: it picks up where this run stopped.\n"},
 		{"destroy interrupted", SummaryInput{Destroy: true, Destroyed: 2, Elapsed: time.Second, Requests: 3, Interrupted: true, NotDone: notDone[1:]},
 			"Destroy interrupted: 2 destroyed in 1.0s (3 API requests, 0 throttled).\n" +
 				"Not done (1):\n" +
@@ -78,7 +84,7 @@ func TestSummaryJSON(t *testing.T) {
 	want := `{"time":"2026-11-25T21:40:00Z","kind":"summary","operation":"destroy","result":"interrupted",` +
 		`"added":0,"rebuilt":0,"changed":0,"destroyed":4,"elapsed_seconds":3.1,"requests":12,"throttled":0,` +
 		`"failed":[],"not_done":["- web-ams1-1 (web/ams1/1)"],"halted":"",` +
-		`"message":"Destroy interrupted: 4 destroyed in 3.1s (12 API requests, 0 throttled)."}` + "\n"
+		`"message":"Destroy interrupted: 4 destroyed in 3.1s (12 API requests, 0 throttled).","resume":"lkfleet destroy"}` + "\n"
 	if got := out.String(); got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}

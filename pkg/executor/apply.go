@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -153,8 +154,12 @@ type Result struct {
 	// NotDone lists the changes not carried out (Ctrl-C, timeout, halt),
 	// in plan order. Re-running apply picks them up.
 	NotDone []planner.Change
+	// Made maps the slot of each replace in NotDone that had already made
+	// its new device to that device's id: both devices stand in the slot
+	// until the next apply keeps the newest healthy one.
+	Made map[string]string
 	// Halted is set when a wave exceeded max_failures; HaltReason says why
-	// and how to resume.
+	// (its count agrees with Failed; how to resume is the caller's to say).
 	Halted     bool
 	HaltReason string
 	Elapsed    time.Duration
@@ -225,6 +230,8 @@ type run struct {
 	// canaryLeft is how many canaries are still to be picked.
 	canaryLeft int
 	vlans      vlanCache // network.go
+	// haltWave is the wave whose failures halted the rollout (nil: none).
+	haltWave *wave
 }
 
 func newRun(cloud Cloud, plan planner.Plan, opts Options) *run {
@@ -285,6 +292,18 @@ func changeEvent(kind EventKind, c *planner.Change, id, msg string) Event {
 }
 
 // markKnown records that id is not a slot's new device.
+// made records the new device of a replace that stopped before its old
+// device was deleted: the change is not done, but the device exists and
+// the summary counts it.
+func (r *run) made(c *planner.Change, id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.res.Made == nil {
+		r.res.Made = map[string]string{}
+	}
+	r.res.Made[c.Slot()] = id
+}
+
 func (r *run) markKnown(id string) {
 	r.mu.Lock()
 	r.known[id] = true
@@ -375,6 +394,7 @@ func (r *run) result() Result {
 	defer r.mu.Unlock()
 	res := r.res
 	res.Failed = append([]FailedDevice(nil), r.res.Failed...)
+	res.Made = maps.Clone(r.res.Made)
 	for i, c := range r.plan.Changes {
 		if r.notDone[i] {
 			res.NotDone = append(res.NotDone, c)

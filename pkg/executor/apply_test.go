@@ -286,7 +286,7 @@ func TestHaltOnFailuresThenResume(t *testing.T) {
 		if !errors.Is(err, ErrHalted) {
 			t.Fatalf("err = %v, want ErrHalted", err)
 		}
-		if !res.Halted || !strings.Contains(res.HaltReason, "apply` again") || !strings.HasPrefix(res.HaltReason, "wave 1 (ams1): 1 failed") {
+		if !res.Halted || strings.Contains(res.HaltReason, "again") || !strings.HasPrefix(res.HaltReason, "wave 1 (ams1): 1 failed") {
 			t.Errorf("Halted %v, reason %q", res.Halted, res.HaltReason)
 		}
 		if res.Created != 2 || len(res.Failed) != 1 || len(res.NotDone) != 3 {

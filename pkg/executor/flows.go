@@ -139,6 +139,7 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 	case err != nil:
 		// Ctrl-C: the slot has both devices; the next plan keeps the newest
 		// healthy one and deletes the other.
+		r.made(c, live.ID)
 		return notStarted, FailedDevice{}
 	case fd != nil:
 		// The old device stays: it still serves the slot.
@@ -160,6 +161,7 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 	// The old device becomes unavailable from its delete on (the slot is
 	// served by the new one by then); the budget bounds those deletes.
 	if err := w.budget.Acquire(ctx, 1); err != nil {
+		r.made(c, newLive.ID)
 		return notStarted, FailedDevice{}
 	}
 	err = r.call(ctx, func(cctx context.Context) error {
@@ -169,6 +171,7 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 	w.budget.Release(1)
 	switch {
 	case errors.Is(err, errNotSent):
+		r.made(c, newLive.ID)
 		return notStarted, FailedDevice{}
 	case err != nil:
 		return failed, FailedDevice{ID: old, LastEvent: fmt.Sprintf("new device %s is ready, the old one is not deleted: %v", newLive.ID, err)}

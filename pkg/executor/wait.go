@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -121,9 +122,11 @@ func (r *run) waitReady(ctx context.Context, wf waitFor) (planner.Live, string, 
 		fresh := l.UserState != "" && l.UserStateAt.After(baseline)
 		switch {
 		case l.State == "failed":
+			// The device's newest event says why (a provisioning step
+			// or the guest's own failed user state).
 			reason := "state failed"
-			if l.UserStateBody != "" {
-				reason += ": " + l.UserStateBody
+			if why := cmp.Or(l.LastEvent, l.UserStateBody); why != "" {
+				reason += ": " + why
 			}
 			return l, reason, nil
 		case planner.Ignored(l.State):

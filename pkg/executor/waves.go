@@ -27,8 +27,7 @@ type wave struct {
 	sched context.Context
 	halt  context.CancelFunc
 
-	mu       sync.Mutex
-	failures int
+	failures int // guarded by the run's mu
 }
 
 // groupWaves splits the plan into its waves, in run order. A change whose
@@ -165,33 +164,50 @@ func (r *run) fail(w *wave, c *planner.Change, fd FailedDevice) {
 	r.emit(Event{Kind: ChangeFailed, Wave: c.Wave, Action: c.Action, Slot: c.Slot(), Hostname: c.Hostname(),
 		DeviceID: fd.ID, Message: fd.LastEvent})
 
-	w.mu.Lock()
-	w.failures++
-	n := w.failures
-	w.mu.Unlock()
-
 	r.mu.Lock()
+	w.failures++ // under r.mu: the count and the reason change together
+	n := w.failures
 	r.res.Failed = append(r.res.Failed, fd)
 	halt := n > r.plan.Rollout.MaxFailures && !r.res.Halted
 	if halt {
-		r.res.Halted = true
-		zones := ""
-		if w.index < len(r.plan.Rollout.Waves) {
-			zones = " (" + strings.Join(r.plan.Rollout.Waves[w.index], ", ") + ")"
-		}
-		// Waves count from 1 here as in the plan text and the progress
-		// lines: a person reads this message next to them.
-		r.res.HaltReason = fmt.Sprintf("wave %d%s: %d failed device(s) exceed max_failures %d; "+
-			"changes not yet started and every later wave were left untouched. "+
-			"Fix the cause, then run `lkfleet apply` again to resume from here",
-			w.index+1, zones, n, r.plan.Rollout.MaxFailures)
+		r.res.Halted, r.haltWave = true, w
 	}
-	reason := r.res.HaltReason
+	if r.haltWave == w {
+		// Devices already in flight may fail after the halt: the reason
+		// is rewritten so its count agrees with the list of failures.
+		r.res.HaltReason = r.haltReason(w, n, len(r.res.Failed))
+	}
 	r.mu.Unlock()
 	if halt {
 		w.halt()
-		r.emit(Event{Kind: Halted, Wave: w.index, Message: reason})
+		// Changes in flight may still fail: the progress line gives no
+		// count that the summary's final one would contradict.
+		r.emit(Event{Kind: Halted, Wave: w.index, Message: fmt.Sprintf(
+			"wave %d%s: more than max_failures %d device(s) failed; no further change starts, those in flight finish",
+			w.index+1, r.waveZones(w), r.plan.Rollout.MaxFailures)})
 	}
+}
+
+// waveZones is " (zone, zone)" for wave w, "" when the plan has no waves.
+func (r *run) waveZones(w *wave) string {
+	if w.index < len(r.plan.Rollout.Waves) {
+		return " (" + strings.Join(r.plan.Rollout.Waves[w.index], ", ") + ")"
+	}
+	return ""
+}
+
+// haltReason says why the rollout halted at wave w with n failures in it
+// (total in the whole run). Waves count from 1 as in the plan text and
+// the progress lines. How to resume is the CLI's to say: it knows the
+// command line.
+func (r *run) haltReason(w *wave, n, total int) string {
+	earlier := ""
+	if total > n {
+		earlier = fmt.Sprintf(" (and %d in earlier waves)", total-n)
+	}
+	return fmt.Sprintf("wave %d%s: %d failed device(s) exceed max_failures %d%s; "+
+		"changes not yet started and every later wave were left untouched",
+		w.index+1, r.waveZones(w), n, r.plan.Rollout.MaxFailures, earlier)
 }
 
 // turns makes a wave's in-place rebuilds take their max_unavailable units in

@@ -293,6 +293,7 @@ func toLive(d *packngo.Device) planner.Live {
 	if t, err := time.Parse(time.RFC3339, d.Created); err == nil {
 		l.CreatedAt = t
 	}
+	l.LastEvent = newestEvent(d.ProvisionEvents)
 	if ev := newestUserState(d.ProvisionEvents); ev != nil {
 		l.UserState = ev.State
 		l.UserStateBody = ev.Body
@@ -318,6 +319,24 @@ func newestUserState(events []*packngo.Event) *packngo.Event {
 		}
 	}
 	return best
+}
+
+// newestEvent is the message of the newest event of any type (its type
+// when it has no message), "" when there is none.
+func newestEvent(events []*packngo.Event) string {
+	var best *packngo.Event
+	for _, e := range events {
+		if e != nil && (best == nil || later(e, best)) {
+			best = e
+		}
+	}
+	switch {
+	case best == nil:
+		return ""
+	case best.Body != "":
+		return best.Body
+	}
+	return best.Type
 }
 
 func later(a, b *packngo.Event) bool {

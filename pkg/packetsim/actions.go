@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -97,6 +98,11 @@ func (s *Sim) act(w http.ResponseWriter, id, typ, os, ipxeURL string) bool {
 // setPhase starts a lifecycle step and invalidates pending jobs.
 func (d *device) setPhase(p phase, now time.Time, dur time.Duration) {
 	d.phase, d.phaseAt, d.phaseDur = p, now, dur
+	if d.failProv {
+		// The provision that was to fail did not end: neither does its
+		// event, recorded ahead.
+		d.events = slices.DeleteFunc(slices.Clone(d.events), func(e event) bool { return e.typ == eventProvisionFailed && e.at.After(now) })
+	}
 	d.failProv = false
 	d.gen++
 	d.bootAt = time.Time{}
@@ -119,7 +125,7 @@ func (s *Sim) deviceEvents(w http.ResponseWriter, r *http.Request, id string) {
 	if d == nil {
 		return
 	}
-	all := renderEvents(evs, deviceHref(did))
+	all := renderEvents(evs, deviceHref(did), now)
 	from := min((page-1)*perPage, len(all))
 	to := min(from+perPage, len(all))
 	sh := parseShaping(r.URL.Query(), true)

@@ -127,6 +127,9 @@ func (s *Sim) addDevice(in *createInput, pl placement, hostname string, now time
 	s.insert(d)
 	if d.failProv {
 		s.stats.fault(FaultFailedProvision)
+		// Recorded ahead; listed once the device shows failed.
+		d.events = append(d.events, event{id: s.newID(), at: now.Add(d.phaseDur), typ: eventProvisionFailed,
+			body: "Provisioning failed: the machine did not pass its hardware checks (simulated fault)"})
 	}
 	if d.os == "custom_ipxe" && !d.failProv {
 		s.scheduleBoot(d, now.Add(d.phaseDur), false)

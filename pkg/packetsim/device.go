@@ -28,6 +28,9 @@ const (
 	UserStateFailed    = "failed"
 )
 
+// eventProvisionFailed is the type of the event a failing provision ends with.
+const eventProvisionFailed = "provisioning.failed"
+
 // event is one device event, kept compact.
 type event struct {
 	id    uuid
@@ -273,7 +276,7 @@ func (s *Sim) render(d *device, now time.Time) deviceJSON {
 	}
 	j.IPAddresses = s.renderIPs(d, id, href)
 	s.renderNetwork(d, &j)
-	j.ProvisioningEvents = renderEvents(d.events, href)
+	j.ProvisioningEvents = renderEvents(d.events, href, now)
 	return j
 }
 
@@ -324,11 +327,15 @@ func (j *deviceJSON) rawFields() []rawField {
 // MarshalJSON renders a single device document.
 func (j deviceJSON) MarshalJSON() ([]byte, error) { return j.appendJSON(nil) }
 
-// renderEvents lists events newest first, like the service.
-func renderEvents(evs []event, devHref string) []eventJSON {
+// renderEvents lists the events that happened by now newest first, like
+// the service (a failing provision's event is recorded ahead).
+func renderEvents(evs []event, devHref string, now time.Time) []eventJSON {
 	out := make([]eventJSON, 0, len(evs))
 	for i := len(evs) - 1; i >= 0; i-- {
 		e := evs[i]
+		if e.at.After(now) {
+			continue
+		}
 		id := e.id.String()
 		out = append(out, eventJSON{
 			ID: id, Type: e.typ, State: e.state, Body: e.body, Interpolated: e.body,

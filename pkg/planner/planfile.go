@@ -191,6 +191,7 @@ type fileLiveFields struct {
 	UserState     string    `json:"user_state"`
 	UserStateBody string    `json:"user_state_body"`
 	UserStateAt   time.Time `json:"user_state_at"`
+	LastEvent     string    `json:"last_event,omitempty"`
 
 	Network *network.State `json:"network,omitempty"` // network.go
 }

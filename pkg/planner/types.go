@@ -35,6 +35,10 @@ type Live struct {
 	UserState     string
 	UserStateBody string
 	UserStateAt   time.Time
+	// LastEvent is the message of the device's newest event of any kind
+	// (a provisioning step or a user state), "" if none: why a failed
+	// device failed, in the words of the service.
+	LastEvent string
 	// Network is the device's port state as listed (nil: the listing had
 	// no ports); see pkg/network.
 	Network *network.State
