@@ -127,8 +127,9 @@ type stateDevice struct {
 }
 
 // ListStates returns the fleet's devices with only their id, state, tags,
-// creation time and user state filled in: the listing waiting polls, about
-// a fifth of a full one in bytes and decoding.
+// creation time, user state and newest event (a failure's reason) filled
+// in: the listing waiting polls, about a fifth of a full one in bytes and
+// decoding.
 func (c *Client) ListStates(ctx context.Context) ([]planner.Live, error) {
 	if c.fleet == "" {
 		return nil, errors.New("list devices: the client has no fleet name")

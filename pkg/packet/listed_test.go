@@ -158,7 +158,7 @@ func TestLightListings(t *testing.T) {
 		}
 		s := states[i]
 		w := planner.Live{ID: l.ID, State: l.State, Tags: l.Tags,
-			CreatedAt: l.CreatedAt, UserState: l.UserState, UserStateBody: l.UserStateBody, UserStateAt: l.UserStateAt}
+			CreatedAt: l.CreatedAt, UserState: l.UserState, UserStateBody: l.UserStateBody, UserStateAt: l.UserStateAt, LastEvent: l.LastEvent}
 		if !reflect.DeepEqual(s, w) {
 			t.Errorf("ListStates device %d:\n got %+v\nwant %+v", i, s, w)
 		}
