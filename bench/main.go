@@ -109,6 +109,9 @@ func run(ctx context.Context, args []string) error {
 			return err
 		}
 	}
+	if err := batchScenario(ctx, o, step); err != nil { // bench/batch.go
+		return err
+	}
 	fmt.Fprintf(os.Stderr, "wrote %s and %s in %.0fs\n", o.results, o.doc, res.TotalS)
 	return nil
 }

@@ -33,6 +33,9 @@ type ChaosConfig struct {
 	Logf func(format string, args ...any)
 	// NetworkType, if set, gives the worker group a network type (Lab.NetworkType).
 	NetworkType string
+	// CreateBatch, if above 0, creates through batch requests of this size
+	// (rollout.create_batch).
+	CreateBatch int
 }
 
 // ChaosResult is what one chaos run measured.
@@ -57,6 +60,8 @@ type ChaosResult struct {
 	PlanCode int
 	// Took is the run's wall time.
 	Took time.Duration
+	// Requests are the simulator's API requests by route.
+	Requests map[string]int
 	// Problems lists every guarantee the run saw broken; empty is a pass.
 	Problems []string
 }
@@ -88,6 +93,7 @@ func Chaos(ctx context.Context, cfg ChaosConfig, run Runner) (ChaosResult, error
 	}
 	defer lab.Close()
 	lab.NetworkType = cfg.NetworkType
+	lab.CreateBatch = cfg.CreateBatch
 	seeded, err := lab.SeedForeign(ctx, cfg.Foreign)
 	if err != nil {
 		return res, err
@@ -137,6 +143,7 @@ func Chaos(ctx context.Context, cfg ChaosConfig, run Runner) (ChaosResult, error
 	stats := lab.Sim().Stats()
 	res.Faults = maps.Clone(stats.Faults)
 	res.Creates = stats.Creates
+	res.Requests = maps.Clone(stats.Requests)
 	res.Duplicates = stats.Duplicates
 	if res.Duplicates != 0 || res.ListedDuplicates != 0 {
 		res.Problems = append(res.Problems, fmt.Sprintf("duplicates: simulator %d, listing %d", res.Duplicates, res.ListedDuplicates))

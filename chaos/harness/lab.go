@@ -64,6 +64,8 @@ type Lab struct {
 	// NetworkType, if set, puts WriteFleet's worker group on c3.small.x86
 	// with this network type and VLAN 1001 (see docs/networks.md).
 	NetworkType string
+	// CreateBatch, if above 0, is WriteFleet's rollout.create_batch.
+	CreateBatch int
 }
 
 // NewLab writes the artifacts and starts the simulator on 127.0.0.1.
@@ -232,6 +234,9 @@ rollout:
   max_unavailable: 25%%
   max_failures: 3
 `, l.URL, rel, count, count, l.networkKeys())
+	if l.CreateBatch > 0 {
+		body += fmt.Sprintf("  create_batch: %d\n", l.CreateBatch)
+	}
 	return os.WriteFile(l.FleetFile, []byte(body), 0o644)
 }
 

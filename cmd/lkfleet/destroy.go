@@ -10,6 +10,7 @@ import (
 	"github.com/lkfleet/lkfleet/internal/ui"
 	"github.com/lkfleet/lkfleet/pkg/executor"
 	"github.com/lkfleet/lkfleet/pkg/planner"
+	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
 func init() { commands = append(commands, newDestroyCmd) }
@@ -58,16 +59,9 @@ func runDestroy(cmd *cobra.Command, env *Env, o *destroyOptions) error {
 	fleet := l.fleet
 	// With nothing desired, the planner deletes exactly the fleet's live
 	// devices; foreign devices are not even listed.
-	plan, err := planner.Compute(planner.Input{
-		Fleet:            fleet,
-		Live:             l.live,
-		FleetFingerprint: planner.FleetFingerprint(l.fleetBytes),
-	})
+	plan, err := destroyPlan(fleet, l.live, l.fleetBytes)
 	if err != nil {
 		return err
-	}
-	for i := range plan.Changes {
-		plan.Changes[i].Reasons = []string{"lkfleet destroy removes every device of fleet " + fleet.Name}
 	}
 	if !plan.HasChanges() {
 		// The plan's "No changes. The fleet matches ..." would read as if
@@ -96,7 +90,26 @@ func runDestroy(cmd *cobra.Command, env *Env, o *destroyOptions) error {
 		return err
 	}
 	defer lk.release()
-	if ctx, _, err = lk.ready(ctx, p, nil); err != nil {
+	// Devices that changed state while the lease was taken (a create
+	// finishing) are planned again; devices that appeared meanwhile are
+	// deleted only with --auto-approve, which asked about no list.
+	replan := func() (*planned, error) {
+		live, err := l.client.List(ctx)
+		if err != nil {
+			return nil, err
+		}
+		again, err := destroyPlan(fleet, live, l.fleetBytes)
+		if err != nil {
+			return nil, err
+		}
+		if !o.autoApprove {
+			if err := sameDevices(plan, again); err != nil {
+				return nil, err
+			}
+		}
+		return &planned{fleet: fleet, client: l.client, plan: again}, nil
+	}
+	if ctx, p, err = lk.ready(ctx, p, replan); err != nil {
 		return err
 	}
 	err = execute(ctx, env, p, execution{mode: mode, destroy: true, resume: resumeCommand(cmd, o.fleet), opts: executor.Options{
@@ -110,6 +123,39 @@ func runDestroy(cmd *cobra.Command, env *Env, o *destroyOptions) error {
 		err = deleteFleetVLANs(ctx, l.client, fleet.Name, env.Err) // network.go
 	}
 	return lk.finish(err)
+}
+
+// destroyPlan deletes every live device of the fleet: with nothing
+// desired, the planner deletes exactly those, and foreign devices are not
+// even listed.
+func destroyPlan(fleet *spec.Fleet, live []planner.Live, fleetBytes []byte) (planner.Plan, error) {
+	plan, err := planner.Compute(planner.Input{
+		Fleet:            fleet,
+		Live:             live,
+		FleetFingerprint: planner.FleetFingerprint(fleetBytes),
+	})
+	if err != nil {
+		return planner.Plan{}, err
+	}
+	for i := range plan.Changes {
+		plan.Changes[i].Reasons = []string{"lkfleet destroy removes every device of fleet " + fleet.Name}
+	}
+	return plan, nil
+}
+
+// sameDevices refuses a destroy plan made again under the lease that
+// deletes a device the confirmed plan did not name.
+func sameDevices(confirmed, again planner.Plan) error {
+	named := make(map[string]bool, len(confirmed.Changes))
+	for _, c := range confirmed.Changes {
+		named[c.DeviceID()] = true
+	}
+	for _, c := range again.Changes {
+		if !named[c.DeviceID()] {
+			return fmt.Errorf("device %s (slot %s) appeared after the destroy was confirmed: run destroy again to review it", c.DeviceID(), c.Slot())
+		}
+	}
+	return nil
 }
 
 // confirm asks question on the terminal before command changes anything.

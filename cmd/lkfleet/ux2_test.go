@@ -151,7 +151,7 @@ func TestInterruptedDestroyHint(t *testing.T) {
 	code := Run(ctx, []string{"destroy", "-f", e.fleet, "--api-url", e.srv.APIURL, "--auto-approve", "-o", "plain", "--parallelism", "1"}, env)
 	out := w.buf.String()
 	if code != ExitInterrupted {
-		t.Fatalf("destroy: exit %d, want 130\n%s", code, out)
+		t.Fatalf("destroy: exit %d, want 130\n%s\nstderr: %s", code, out, env.Err)
 	}
 	hint := "Run `lkfleet destroy -f " + e.fleet + " --api-url " + e.srv.APIURL + "` again to finish"
 	if !strings.Contains(out, "Destroy interrupted: ") || strings.Count(out, hint) != 1 {

@@ -232,6 +232,9 @@ type run struct {
 	vlans      vlanCache // network.go
 	// haltWave is the wave whose failures halted the rollout (nil: none).
 	haltWave *wave
+	// batchers maps each create that goes into a batch request to its
+	// group's batcher (batch.go).
+	batchers map[*planner.Change]*batcher
 }
 
 func newRun(cloud Cloud, plan planner.Plan, opts Options) *run {

@@ -324,15 +324,7 @@ func (r *run) sendAction(ctx context.Context, id string, how spec.Strategy) erro
 // change already under way.
 func (r *run) safeCreate(ctx, gate context.Context, c *planner.Change, announce bool) (planner.Live, error) {
 	for attempt := 1; ; attempt++ {
-		var live planner.Live
-		err := r.call(gate, func(cctx context.Context) error {
-			if attempt == 1 && announce {
-				r.emit(changeEvent(ChangeStarted, c, "", "create"))
-			}
-			var err error
-			live, err = r.cloud.Create(cctx, *c.Desired)
-			return err
-		})
+		live, err := r.sendCreate(gate, c, attempt == 1 && announce) // batch.go
 		if err == nil {
 			return live, nil
 		}
@@ -362,6 +354,20 @@ func (r *run) safeCreate(ctx, gate context.Context, c *planner.Change, announce 
 		r.emit(changeEvent(Retrying, c, "", "the slot is empty; creating again"))
 		gate = ctx
 	}
+}
+
+// createOnce sends one create request for c (announced when first).
+func (r *run) createOnce(gate context.Context, c *planner.Change, first bool) (planner.Live, error) {
+	var live planner.Live
+	err := r.call(gate, func(cctx context.Context) error {
+		if first {
+			r.emit(changeEvent(ChangeStarted, c, "", "create"))
+		}
+		var err error
+		live, err = r.cloud.Create(cctx, *c.Desired)
+		return err
+	})
+	return live, err
 }
 
 // lookup finds the new device of slot, if any, in listings that began

@@ -140,9 +140,11 @@ func (r *run) runWave(ctx context.Context, w *wave) {
 			continue
 		}
 		w.turns = newTurns(r.plan, group)
-		var g errgroup.Group // unbounded: waits must not hold call slots
+		b := r.startBatches(w, group) // batch.go; nil when off
+		var g errgroup.Group          // unbounded: waits must not hold call slots
 		for _, i := range group {
 			g.Go(func() error {
+				defer b.leave(i)
 				r.runChange(ctx, w, i)
 				return nil
 			})

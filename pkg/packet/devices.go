@@ -37,6 +37,20 @@ const userStatePrefix = "user."
 // It is re-sent only after a 429 or a connection that never opened, when
 // the server certainly did not act.
 func (c *Client) Create(ctx context.Context, d spec.Device) (planner.Live, error) {
+	req := c.createRequest(d)
+	pc, err := c.api(withRetryClass(ctx, classOnce))
+	if err != nil {
+		return planner.Live{}, c.apiError("create device", d.Hostname, d.Slot, err, false)
+	}
+	dev, _, err := pc.Devices.Create(req)
+	if err != nil {
+		return planner.Live{}, c.apiError("create device", d.Hostname, d.Slot, err, true)
+	}
+	return toLive(dev), nil
+}
+
+// createRequest is the body that creates d, alone or as a batch entry.
+func (c *Client) createRequest(d spec.Device) *packngo.DeviceCreateRequest {
 	tags := d.Tags()
 	if tags == nil {
 		// packngo sends nil as null, which the API rejects.
@@ -58,15 +72,7 @@ func (c *Client) Create(ctx context.Context, d spec.Device) (planner.Live, error
 	} else {
 		req.Facility = []string{d.Zone}
 	}
-	pc, err := c.api(withRetryClass(ctx, classOnce))
-	if err != nil {
-		return planner.Live{}, c.apiError("create device", d.Hostname, d.Slot, err, false)
-	}
-	dev, _, err := pc.Devices.Create(req)
-	if err != nil {
-		return planner.Live{}, c.apiError("create device", d.Hostname, d.Slot, err, true)
-	}
-	return toLive(dev), nil
+	return req
 }
 
 // List returns the fleet's devices: one listing filtered by the fleet tag,

@@ -85,7 +85,10 @@ func (e *APIError) Error() string {
 	if e.Err != nil {
 		b.WriteString(" " + e.Err.Error())
 	}
-	if e.Indeterminate && strings.HasPrefix(e.Op, "create") {
+	switch {
+	case e.Indeterminate && e.Op == opCreateBatch:
+		b.WriteString(" (the devices may have been created)")
+	case e.Indeterminate && strings.HasPrefix(e.Op, "create"):
 		b.WriteString(" (the device may have been created)")
 	}
 	return b.String()

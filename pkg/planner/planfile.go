@@ -60,6 +60,9 @@ type fileRollout struct {
 	Rebuild               spec.Strategy `json:"rebuild"`
 	Canary                int           `json:"canary"`
 	MaxFailures           int           `json:"max_failures"`
+	// CreateBatch is omitted when 0 so that plans without batching keep
+	// their bytes.
+	CreateBatch int `json:"create_batch,omitempty"`
 }
 
 type fileChange struct {
@@ -301,6 +304,7 @@ func toFile(p Plan) filePlan {
 			Rebuild:               p.Rollout.Rebuild,
 			Canary:                p.Rollout.Canary,
 			MaxFailures:           p.Rollout.MaxFailures,
+			CreateBatch:           p.Rollout.CreateBatch,
 		},
 		Changes:  make([]fileChange, 0, len(p.Changes)),
 		Warnings: nonNil(p.Warnings),
@@ -353,7 +357,8 @@ func fromFile(fp filePlan) (Plan, error) {
 		return Plan{}, fmt.Errorf("invalid no_ops %d", fp.NoOps)
 	}
 	r := fp.Rollout
-	if r.MaxInFlight < 0 || r.MaxUnavailableCount < 0 || r.MaxUnavailablePercent < 0 || r.MaxUnavailablePercent > 100 || r.Canary < 0 || r.MaxFailures < 0 {
+	if r.MaxInFlight < 0 || r.MaxUnavailableCount < 0 || r.MaxUnavailablePercent < 0 || r.MaxUnavailablePercent > 100 || r.Canary < 0 || r.MaxFailures < 0 ||
+		r.CreateBatch < 0 || r.CreateBatch > spec.MaxCreateBatch {
 		return Plan{}, errors.New("invalid rollout settings")
 	}
 	p := Plan{
@@ -369,6 +374,7 @@ func fromFile(fp filePlan) (Plan, error) {
 			Rebuild:        r.Rebuild,
 			Canary:         r.Canary,
 			MaxFailures:    r.MaxFailures,
+			CreateBatch:    r.CreateBatch,
 		},
 		Warnings: nilIfEmpty(fp.Warnings),
 		NoOps:    fp.NoOps,

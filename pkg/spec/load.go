@@ -48,7 +48,7 @@ var (
 	imageKeys   = []string{"base_url", "name", "arch", "cmdline", "ipxe_template", "store", "mirrors", "release"}
 	groupKeys   = []string{"name", "image", "count", "zone", "zones", "machine", "billing", "always_pxe", "tags", "hostname", "kernel_args", "ipxe_template", "userdata", "ipxe_script_url", "network_type", "vlans"}
 	defaultKeys = groupKeys[1:] // every group key but the name
-	rolloutKeys = []string{"waves", "max_in_flight", "max_unavailable", "rebuild", "canary", "max_failures"}
+	rolloutKeys = []string{"waves", "max_in_flight", "max_unavailable", "rebuild", "canary", "max_failures", "create_batch"}
 )
 
 // Load decodes and validates a fleet file. name is used in messages and

@@ -42,6 +42,10 @@ func (l *loader) rollout(top fields, groups []Group) Rollout {
 		r.MaxFailures = v.v
 	}
 
+	if v := l.int(fs, "create_batch", 0, MaxCreateBatch); v.ok() {
+		r.CreateBatch = v.v
+	}
+
 	r.Rebuild = l.rebuild(fs, groups)
 	return r
 }

@@ -118,7 +118,16 @@ type Rollout struct {
 	Rebuild        Strategy
 	Canary         int
 	MaxFailures    int
+	// CreateBatch is how many creates of one wave may share one batch
+	// request (POST /projects/{id}/devices/batch); 0 = every device is
+	// created by a request of its own. See docs/executor.md.
+	CreateBatch int
 }
+
+// MaxCreateBatch is the largest rollout.create_batch: the simulator (and,
+// as far as is known, the service) refuses a batch request that creates
+// more than 100 devices.
+const MaxCreateBatch = 100
 
 // WaveOf returns the index of the wave that holds zone, or -1.
 func (r Rollout) WaveOf(zone string) int {
