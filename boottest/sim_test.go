@@ -100,7 +100,8 @@ func (s *sim) lkfleet(t *testing.T, bin string, args ...string) (string, error) 
 	start := time.Now()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), s.env...)
-	cmd.Env = append(cmd.Env, "NO_COLOR=1")
+	// The simulator runs without --list-lag: it hides no device from listings.
+	cmd.Env = append(cmd.Env, "NO_COLOR=1", "LKFLEET_LIST_LAG=0")
 	out, err := cmd.CombinedOutput()
 	t.Logf("lkfleet %s: %v in %v", strings.Join(args, " "), errOrOK(err), time.Since(start).Round(100*time.Millisecond))
 	return string(out), err

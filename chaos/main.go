@@ -45,7 +45,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	poll := fs.Duration("poll-interval", 100*time.Millisecond, "apply --poll-interval")
 	foreign := fs.Int("foreign", 15, "foreign devices seeded into the project")
 	verbose := fs.Bool("v", false, "print every step")
-	trials := fs.Bool("trials", true, "also run the interrupt and restart trials")
+	trials := fs.Bool("trials", true, "also run the interrupt, restart and SIGKILL trials")
+	killTrials := fs.Int("kill-trials", 20, "SIGKILL trials (seeded by the first seed)")
+	highLag := fs.Duration("high-list-lag", 6*time.Second, "list lag of the high-lag chaos run")
+	killsOnly := fs.Bool("only-kills", false, "run only the SIGKILL trials and the high-lag run")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -86,6 +89,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	dir := func() string {
 		d, _ := os.MkdirTemp(tmp, "run-")
 		return d
+	}
+
+	kills := killSuite{bin: *bin, seed: seedList[0], trials: *killTrials, listLag: *listLag, highLag: *highLag,
+		provision: *provision, poll: *poll, dir: dir, logf: logf}
+	if *killsOnly {
+		return onlyKills(ctx, kills, stdout, stderr)
 	}
 
 	failed := false
@@ -195,11 +204,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cmpOr(lastLine(r.Stderr), "complete"), max(r.Resumes, 0), r.Duplicates, verdict)
 	}
 	tw.Flush()
+	if ok, err := runKills(ctx, kills, stdout, stderr); err != nil || !ok {
+		if err != nil {
+			fmt.Fprintln(stderr, "chaos:", err)
+		}
+		failed = true
+	}
 	if failed {
 		fmt.Fprintln(stdout, "\nFAIL: some guarantees broke (details on stderr)")
 		return 1
 	}
-	fmt.Fprintf(stdout, "\nPASS: %d chaos runs, %d interrupt trials, 2 restart trials: zero duplicates, zero foreign changes\n", runs, len(results))
+	fmt.Fprintf(stdout, "\nPASS: %d chaos runs, %d interrupt trials, 2 restart trials, %d SIGKILL trials, a high list lag: zero duplicates, zero foreign changes, zero empty slots, zero stale images\n",
+		runs, len(results), *killTrials)
 	return 0
 }
 

@@ -97,8 +97,9 @@ step "Push it again: the release is content-addressed, nothing is uploaded"
 run "$bin" push -f fleet.yml --from build1 -o plain
 
 step "Plan and apply: am boots from the default store, ny from its mirror"
+# --list-lag 0: the simulator lists new devices at once (no lag to wait out).
 run "$bin" plan -f fleet.yml
-run "$bin" apply -f fleet.yml --auto-approve --wait booted --poll-interval 200ms -o plain
+run "$bin" apply -f fleet.yml --auto-approve --wait booted --list-lag 0 --poll-interval 200ms -o plain
 run "$bin" status -f fleet.yml
 run "$bin" render -f fleet.yml --device web-ny-1
 
@@ -106,7 +107,7 @@ step "A second build: push, plan shows the release change per device, rolling re
 run "$bin" push -f fleet.yml --from build2 -o plain
 run "$bin" plan -f fleet.yml --detailed-exitcode || [ $? -eq 2 ]
 run "$bin" push -f fleet.yml --prune 1 --auto-approve -o plain
-run "$bin" apply -f fleet.yml --auto-approve --wait booted --poll-interval 200ms -o plain
+run "$bin" apply -f fleet.yml --auto-approve --wait booted --list-lag 0 --poll-interval 200ms -o plain
 run "$bin" status -f fleet.yml
 
 step "Prune: keep 1 release; build 1 goes now that no device runs it"

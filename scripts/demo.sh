@@ -57,7 +57,10 @@ step "Plan: what would change?"
 run "$bin" plan -f fleets/demo.yml
 
 step "Apply: create the fleet, wave by wave"
-run "$bin" apply -f fleets/demo.yml --auto-approve --poll-interval 250ms -o plain
+# --list-lag 0: this simulator shows a new device in its listings at once
+# (sim --list-lag defaults to 0), so there is no lag to wait out before the
+# first create. Against a real API leave the default or set the measured lag.
+run "$bin" apply -f fleets/demo.yml --auto-approve --list-lag 0 --poll-interval 250ms -o plain
 
 step "Status: every device, the image it booted"
 run "$bin" status -f fleets/demo.yml
@@ -73,7 +76,7 @@ step "Roll out a new image release: edit the fleet file, plan, apply"
 sed 's#/images$#/images/2026-11-25#' fleets/demo.yml >"$work/demo.yml"
 run diff -u fleets/demo.yml "$work/demo.yml" || true
 run "$bin" plan -f "$work/demo.yml" --detailed-exitcode || [ $? -eq 2 ]
-run "$bin" apply -f "$work/demo.yml" --auto-approve --wait booted --poll-interval 250ms -o plain
+run "$bin" apply -f "$work/demo.yml" --auto-approve --wait booted --list-lag 0 --poll-interval 250ms -o plain
 run "$bin" status -f "$work/demo.yml"
 run "$bin" plan -f "$work/demo.yml" --detailed-exitcode
 

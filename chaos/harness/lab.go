@@ -169,6 +169,8 @@ func (l *Lab) Env() map[string]string {
 		"PACKET_AUTH_TOKEN": Token,
 		"PACKET_PROJECT_ID": l.Project(),
 		"NO_COLOR":          "1",
+		// The simulator's list lag, stated as an operator would.
+		"LKFLEET_LIST_LAG": l.cfg.Sim.ListLag.String(),
 		// The local simulator stores a write in about a millisecond: the
 		// fleet lease's settle delay need not be the 2 s a remote API
 		// needs (docs/reliability.md); 300 ms as in the CLI tests.

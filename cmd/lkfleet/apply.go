@@ -24,6 +24,8 @@ type applyOptions struct {
 	wait          string
 	failedRetries int
 	pollInterval  time.Duration
+	listLag       time.Duration // --list-lag as given (the resume hint reads it)
+	lag           time.Duration // the executor's ListLag (see listLag)
 	output        string
 	lock          lockFlags
 }
@@ -46,6 +48,11 @@ devices changed since.`,
 			if len(args) == 1 {
 				planFile = args[0]
 			}
+			lag, err := listLag(cmd, env, o.listLag)
+			if err != nil {
+				return err
+			}
+			o.lag = lag
 			return runApply(cmd, env, o, planFile)
 		},
 	}
@@ -58,6 +65,7 @@ devices changed since.`,
 	cmd.Flags().StringVar(&o.wait, "wait", "active", "when a device is ready: active (API state), booted (the image reported in), none")
 	cmd.Flags().IntVar(&o.failedRetries, "failed-retries", 1, "how often a device that ends failed is deleted and created again")
 	cmd.Flags().DurationVar(&o.pollInterval, "poll-interval", executor.DefaultPollInterval, "how often the fleet is listed while waiting (one listing per interval for the whole fleet)")
+	addListLagFlag(cmd, &o.listLag)
 	return cmd
 }
 
@@ -138,6 +146,7 @@ func runApply(cmd *cobra.Command, env *Env, o *applyOptions, planFile string) er
 		Timeout:       o.timeout,
 		FailedRetries: o.failedRetries,
 		PollInterval:  o.pollInterval,
+		ListLag:       o.lag,
 	}}))
 }
 

@@ -71,6 +71,8 @@ func newE2E(t *testing.T, cfg packetsim.Config) *e2e {
 			"PACKET_API_URL":    srv.APIURL,
 			"PACKET_AUTH_TOKEN": e2eToken,
 			"PACKET_PROJECT_ID": srv.Sim.Project(),
+			// The simulator's list lag, as an operator would state it.
+			"LKFLEET_LIST_LAG": cfg.ListLag.String(),
 			// Writes to the simulator take a millisecond; 300 ms leaves room
 			// for a loaded CI machine (lock.go aborts above half of it).
 			"LKFLEET_LOCK_SETTLE": "300ms",

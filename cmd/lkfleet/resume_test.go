@@ -6,8 +6,8 @@ import (
 )
 
 // TestResumeCommand: the hint names the file always, and of the other
-// flags only --project, --api-url (when given) and --wait (when not the
-// default), shell-quoted; destroy's the same way.
+// flags only --project, --api-url, --list-lag (when given) and --wait (when
+// not the default), shell-quoted; destroy's the same way.
 func TestResumeCommand(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -16,6 +16,7 @@ func TestResumeCommand(t *testing.T) {
 		{[]string{"apply"}, "lkfleet apply -f fleet.yml"},
 		{[]string{"apply", "-f", "lab.yml", "--wait", "active", "--rebuild", "all", "--parallelism", "3"}, "lkfleet apply -f lab.yml"},
 		{[]string{"apply", "-f", "it's mine.yml", "--wait", "booted", "--project", "p 1"}, `lkfleet apply -f 'it'\''s mine.yml' --project 'p 1' --wait booted`},
+		{[]string{"apply", "-f", "lab.yml", "--list-lag", "30s", "--poll-interval", "1s"}, "lkfleet apply -f lab.yml --list-lag 30s"},
 		{[]string{"destroy", "-f", "lab.yml", "--api-url", "http://127.0.0.1:1/metal/v1/", "--timeout", "1m"}, "lkfleet destroy -f lab.yml --api-url http://127.0.0.1:1/metal/v1/"},
 	} {
 		root := newRootCmd(&Env{Getenv: func(string) string { return "" }})

@@ -44,6 +44,7 @@ type simOptions struct {
 	bootConcurrency     int
 	bootTimeout         time.Duration
 	bootDir             string
+	market              simMarketOptions
 	background          bool
 	pidFile             string
 	logFile             string
@@ -108,6 +109,7 @@ as ps shows it. Stop with Ctrl-C; --state keeps devices across restarts.`,
 	f.IntVar(&o.bootConcurrency, "boot-concurrency", 2, "QEMU boots at once with --boot qemu")
 	f.DurationVar(&o.bootTimeout, "boot-timeout", 3*time.Minute, "time a QEMU guest has to post user state succeeded or failed before the simulator posts failed")
 	f.StringVar(&o.bootDir, "boot-dir", "", "keep each QEMU boot's script and serial logs in DIR/<device id>/ (default: discarded)")
+	o.market.addFlags(cmd)
 	addBackgroundFlags(cmd, o)
 	cmd.AddCommand(newSimStopCmd(env))
 	f.StringVar(&o.sosListen, "sos-listen", "127.0.0.1:0", `address of the SOS server (serial consoles over SSH, project keys); "" = none`)
@@ -193,6 +195,10 @@ func runSim(cmd *cobra.Command, env *Env, o *simOptions) error {
 	if err := o.resolveToken(env); err != nil {
 		return err
 	}
+	seeds, spot, err := o.market.config()
+	if err != nil {
+		return err
+	}
 	if o.background {
 		return runSimBackground(cmd, env, o)
 	}
@@ -225,7 +231,7 @@ func runSim(cmd *cobra.Command, env *Env, o *simOptions) error {
 		FaultRate: o.faultRate, AmbiguousCreateRate: o.ambiguousCreateRate, FailProvisionRate: o.failProvisionRate,
 		ListLag: o.listLag, Capacity: o.capacity, ImagesDir: o.images, StateFile: o.state, Seed: o.seed,
 		AllowRemoteFetch: o.allowRemoteFetch, Logger: logs, Quiet: o.quiet,
-		Booter: booterOrNil(booter),
+		Booter: booterOrNil(booter), Reservations: seeds, Spot: spot,
 	})
 	if err != nil {
 		return fmt.Errorf("failed to start simulator: %w", err)

@@ -84,6 +84,8 @@ type statusRow struct {
 	// BootReason is the device's last word on its boot: its newest
 	// event's message (a user state or a provisioning step).
 	BootReason string `json:"boot_reason,omitempty"`
+	// TerminationTime is when the service terminates an outbid spot device.
+	TerminationTime string `json:"termination_time,omitempty"`
 }
 
 // statusView is what status works out once from the fleet file: which
@@ -214,7 +216,7 @@ func writeStatus(env *Env, output, fleet string, rows []statusRow, now time.Time
 		case img == "":
 			img = "rev " + r.Rev + " (outdated)"
 		}
-		cells := []string{slot, r.Hostname, r.ID, r.State, r.Zone, r.Machine, strings.Join(r.IPs, ","), img, orDash(r.Booted), since(now, parseTime(r.CreatedAt))}
+		cells := []string{slot, r.Hostname, r.ID, r.shownState(), r.Zone, r.Machine, strings.Join(r.IPs, ","), img, orDash(r.Booted), since(now, parseTime(r.CreatedAt))}
 		if wide {
 			cells = append(cells, orDash(r.Release), orDash(r.BootReason))
 		} else {
@@ -249,6 +251,9 @@ func row(l planner.Live, now time.Time) statusRow {
 	}
 	if !l.CreatedAt.IsZero() {
 		r.CreatedAt = l.CreatedAt.UTC().Format(time.RFC3339)
+	}
+	if !l.TerminationTime.IsZero() {
+		r.TerminationTime = l.TerminationTime.UTC().Format(time.RFC3339)
 	}
 	return r
 }

@@ -73,10 +73,25 @@ type Options struct {
 	// Apply's context (a create in flight must finish so its device is
 	// tracked), so this is what keeps Ctrl-C prompt (default 2m).
 	CallTimeout time.Duration
-	// ListLag is how long a new device may be missing from listings. After
-	// an ambiguous create the slot is looked up until a listing begun this
-	// long after the failed call still does not show it (default 5s).
+	// ListLag is how long a new device may be missing from listings
+	// (default 5s; negative: the API has none). It bounds three things
+	// (see docs/reliability.md): after an ambiguous create the slot is
+	// looked up until a listing begun this long after the failed call
+	// still does not show it; before its first create a run looks each
+	// slot up until a listing begun this long after QuietSince; and a
+	// created device never listed within the lag and a margin is missing.
 	ListLag time.Duration
+	// QuietSince is a time by which every earlier run of the fleet had
+	// made its last create. An earlier run killed or interrupted a moment
+	// ago may have created devices the listings still hide: a slot is
+	// created only once a listing begun ListLag after QuietSince shows it
+	// empty, and a device such a listing shows in it is adopted instead.
+	// Zero means Apply's start, the only safe assumption without more
+	// knowledge. A caller that knows better (e.g. from a lease released
+	// long ago) sets it earlier; when QuietSince+ListLag has passed by
+	// Apply's start the plan's own listing is trusted and no create waits,
+	// so it must be set so only when the plan was listed after that.
+	QuietSince time.Time
 	// MaxListOutage is how long the fleet listing may keep failing (after
 	// the client's own retries) before apply gives up on waiting: without
 	// a listing no device can ever be seen ready. Default 5m; negative =
@@ -109,8 +124,11 @@ func (o Options) withDefaults(maxInFlight int) Options {
 	if o.CallTimeout <= 0 {
 		o.CallTimeout = DefaultCallTimeout
 	}
-	if o.ListLag <= 0 {
+	switch {
+	case o.ListLag == 0:
 		o.ListLag = DefaultListLag
+	case o.ListLag < 0:
+		o.ListLag = 0
 	}
 	switch {
 	case o.MaxListOutage == 0:
@@ -190,7 +208,11 @@ func Apply(ctx context.Context, cloud Cloud, plan planner.Plan, opts Options) (R
 	// cause (see Options.MaxListOutage).
 	ctx, giveUp := context.WithCancelCause(ctx)
 	defer giveUp(nil)
-	r := newRun(cloud, plan, opts)
+	if opts.QuietSince.IsZero() {
+		opts.QuietSince = start
+	}
+	r := newRun(cloud, narrowReservations(plan), opts)
+	r.fenced = time.Since(opts.QuietSince) < opts.ListLag
 	r.w.outage, r.w.giveUp = opts.MaxListOutage, giveUp
 
 	wctx, stopWatch := context.WithCancel(ctx)
@@ -229,7 +251,14 @@ type run struct {
 	known map[string]bool
 	// canaryLeft is how many canaries are still to be picked.
 	canaryLeft int
-	vlans      vlanCache // network.go
+	// victims holds the ids of every device the plan deletes: none of them
+	// counts as the device that keeps a duplicate's slot serving.
+	victims map[string]bool
+	// fenced: creates wait out the list lag after QuietSince (see fence);
+	// fenceOnce announces it once.
+	fenced    bool
+	fenceOnce sync.Once
+	vlans     vlanCache // network.go
 	// haltWave is the wave whose failures halted the rollout (nil: none).
 	haltWave *wave
 	// batchers maps each create that goes into a batch request to its
@@ -244,6 +273,7 @@ func newRun(cloud Cloud, plan planner.Plan, opts Options) *run {
 		opts:       opts,
 		notDone:    map[int]bool{},
 		known:      map[string]bool{},
+		victims:    map[string]bool{},
 		canaryLeft: plan.Rollout.Canary,
 	}
 	r.mut.SetLimit(opts.Parallelism)
@@ -254,6 +284,9 @@ func newRun(cloud Cloud, plan planner.Plan, opts Options) *run {
 		}
 		if c.Live != nil && c.Live.ID != "" {
 			r.known[c.Live.ID] = true
+		}
+		if c.Action == planner.Delete && c.DeviceID() != "" {
+			r.victims[c.DeviceID()] = true
 		}
 	}
 	return r
@@ -337,16 +370,26 @@ func (r *run) runChange(ctx context.Context, w *wave, i int) {
 	)
 	switch c.Action {
 	case planner.Create:
-		oc, fd = r.doCreate(ctx, w, c)
+		if c.ReservationAfter != "" { // reservations.go
+			oc, fd = r.doFreedCreate(ctx, w, c)
+		} else {
+			oc, fd = r.doCreate(ctx, w, c)
+		}
 	case planner.Delete:
 		oc, fd = r.doDelete(w, c)
 	case planner.Update:
 		oc, fd = r.doUpdate(w, c)
 	case planner.Replace:
-		oc, fd = r.doReplace(ctx, w, c)
+		if c.ReservationAfter != "" { // reservations.go
+			oc, fd = r.doReservedReplace(ctx, w, c)
+		} else {
+			oc, fd = r.doReplace(ctx, w, c)
+		}
 	case planner.Rebuild:
 		if s := strategy(r.plan, c); s.InPlace() {
 			oc, fd = r.doInPlace(ctx, w, c, s)
+		} else if c.ReservationAfter != "" {
+			oc, fd = r.doReservedReplace(ctx, w, c)
 		} else {
 			oc, fd = r.doReplace(ctx, w, c)
 		}

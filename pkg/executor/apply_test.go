@@ -56,6 +56,10 @@ func deleteChange(l planner.Live) planner.Change {
 	return c
 }
 
+// quiet is an Options.QuietSince for tests without an earlier run: no
+// create waits out the list lag.
+func quiet() time.Time { return time.Now().Add(-time.Hour) }
+
 func mkPlan(r spec.Rollout, changes ...planner.Change) planner.Plan {
 	return planner.Plan{Fleet: "lab", Rollout: r, Changes: changes}
 }
@@ -100,7 +104,7 @@ func TestCreateEventStream(t *testing.T) {
 		fc := newFake()
 		var ev events
 		slot := slotName("ams1", 1)
-		res, err := Apply(t.Context(), fc, mkPlan(rollout(), createChange(slot)), Options{OnEvent: ev.add})
+		res, err := Apply(t.Context(), fc, mkPlan(rollout(), createChange(slot)), Options{OnEvent: ev.add, QuietSince: quiet()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -360,7 +364,7 @@ func TestCancelLetsCallsInFlightFinish(t *testing.T) {
 			time.Sleep(time.Second) // Ctrl-C while the first two creates are in flight
 			cancel()
 		}()
-		res, err := Apply(ctx, fc, mkPlan(rollout(), changes...), Options{Parallelism: 2})
+		res, err := Apply(ctx, fc, mkPlan(rollout(), changes...), Options{Parallelism: 2, QuietSince: quiet()})
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v, want context.Canceled", err)
 		}
@@ -404,7 +408,7 @@ func TestWaitCostsOneListPerPoll(t *testing.T) {
 				for i := 1; i <= n; i++ {
 					changes = append(changes, createChange(slotName("ams1", i)))
 				}
-				res, err := Apply(t.Context(), fc, mkPlan(r, changes...), Options{Parallelism: 1000})
+				res, err := Apply(t.Context(), fc, mkPlan(r, changes...), Options{Parallelism: 1000, QuietSince: quiet()})
 				if err != nil || res.Created != n {
 					t.Fatalf("created %d, %v", res.Created, err)
 				}
@@ -422,7 +426,7 @@ func TestWaitNoneDoesNotList(t *testing.T) {
 		fc := newFake()
 		start := time.Now()
 		res, err := Apply(t.Context(), fc, mkPlan(rollout(), createChange(slotName("ams1", 1)), createChange(slotName("ewr1", 1))),
-			Options{Wait: WaitNone})
+			Options{Wait: WaitNone, QuietSince: quiet()})
 		if err != nil || res.Created != 2 || fc.lists != 0 || time.Since(start) > time.Second {
 			t.Errorf("created %d, %v, lists %d, took %v", res.Created, err, fc.lists, time.Since(start))
 		}
@@ -506,7 +510,7 @@ func TestWaitToleratesListLag(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fc := newFake()
 		fc.listLag = 40 * time.Second // longer than provisioning
-		res, err := Apply(t.Context(), fc, mkPlan(rollout(), createChange(slotName("ams1", 1))), Options{})
+		res, err := Apply(t.Context(), fc, mkPlan(rollout(), createChange(slotName("ams1", 1))), Options{ListLag: 45 * time.Second})
 		if err != nil || res.Created != 1 || len(fc.log()) != 1 {
 			t.Errorf("created %d, %v, calls %v", res.Created, err, fc.log())
 		}
@@ -521,7 +525,7 @@ func TestListOutageEndsTheWait(t *testing.T) {
 		fc.listErr = errors.New("list devices: no answer: connection refused")
 		start := time.Now()
 		res, err := Apply(t.Context(), fc, mkPlan(rollout(), createChange(slotName("ams1", 1)), createChange(slotName("ewr1", 1))),
-			Options{MaxListOutage: time.Minute})
+			Options{MaxListOutage: time.Minute, QuietSince: quiet()})
 		if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("err = %v, want the outage", err)
 		}

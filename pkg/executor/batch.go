@@ -78,7 +78,7 @@ func (r *run) startBatches(w *wave, group []int) *batcher {
 	n := 0
 	for _, i := range group {
 		c := &r.plan.Changes[i]
-		if c.Desired == nil || !createsFirst(r.plan, c) {
+		if c.Desired == nil || !createsFirst(r.plan, c) || !batchable(c) {
 			continue
 		}
 		k := n / b.size

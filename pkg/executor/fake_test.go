@@ -42,6 +42,14 @@ type fakeCloud struct {
 	ambiguousActions int
 	// listErr, when set, fails every List (an API outage).
 	listErr error
+	// created records every device Create was asked for.
+	created []spec.Device
+	// vanish[slot] creates of the slot make a device that is deleted at
+	// once (behind the API's back), one per Create.
+	vanish map[string]int
+	// actionGate, when set, holds every action until it is closed: the
+	// moment a kill -9 between a rebuild's PUT and its reboot would freeze.
+	actionGate chan struct{}
 }
 
 type fault int
@@ -97,6 +105,7 @@ func newFake() *fakeCloud {
 		provision: 30 * time.Second, boot: 5 * time.Second, deprovision: 2 * time.Second,
 		callDelay:    100 * time.Millisecond,
 		createFaults: map[string][]fault{}, provFail: map[string]int{}, bootFail: map[string]int{},
+		vanish: map[string]int{},
 	}
 }
 
@@ -177,6 +186,7 @@ func (f *fakeCloud) Create(ctx context.Context, d spec.Device) (planner.Live, er
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	defer f.end(n)
+	f.created = append(f.created, d)
 	var ft fault
 	if q := f.createFaults[d.Slot]; len(q) > 0 {
 		ft, f.createFaults[d.Slot] = q[0], q[1:]
@@ -192,6 +202,11 @@ func (f *fakeCloud) Create(ctx context.Context, d spec.Device) (planner.Live, er
 	dev := &fdev{id: fmt.Sprintf("dev-%d", f.seq), slot: d.Slot, host: d.Hostname, tags: d.Tags(),
 		alwaysPXE: d.AlwaysPXE, userdata: d.APIUserdata(), created: now}
 	f.provisionTimeline(dev, now)
+	if f.vanish[d.Slot] > 0 {
+		f.vanish[d.Slot]--
+		dev.deleted = now
+		dev.states = append(dev.states, tstate{now, "deprovisioning"})
+	}
 	f.devs = append(f.devs, dev)
 	f.calls[n].id = dev.id
 	if ft == ambCreated {
@@ -247,6 +262,9 @@ func (f *fakeCloud) action(ctx context.Context, id, action string) error {
 	n, err := f.begin(ctx, fcall{op: "action", id: id, action: action})
 	if err != nil {
 		return err
+	}
+	if f.actionGate != nil {
+		<-f.actionGate
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

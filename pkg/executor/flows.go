@@ -36,6 +36,13 @@ func (r *run) createNew(ctx context.Context, w *wave, c *planner.Change) (planne
 	if c.Desired == nil {
 		return planner.Live{}, failed, FailedDevice{LastEvent: string(c.Action) + ": the plan has no desired device"}
 	}
+	if found, ok, err := r.fence(w.sched, c); err != nil || ok {
+		r.leaveBatch(c) // safety.go
+		if err != nil {
+			return planner.Live{}, notStarted, FailedDevice{}
+		}
+		return found, done, FailedDevice{}
+	}
 	live, err := r.safeCreate(ctx, w.sched, c, true)
 	switch {
 	case errors.Is(err, errNotSent), err != nil && ctx.Err() != nil:
@@ -59,7 +66,7 @@ func (r *run) doCreate(ctx context.Context, w *wave, c *planner.Change) (outcome
 	if r.opts.Wait == WaitNone {
 		return done, FailedDevice{}
 	}
-	ready, bad, err := r.ensureReady(ctx, waitFor{c: c, id: live.ID, mode: r.opts.Wait, after: r.w.now()})
+	ready, bad, err := r.ensureReady(ctx, waitFor{c: c, id: live.ID, mode: r.opts.Wait, after: r.w.now(), since: time.Now()})
 	switch {
 	case err == nil && bad != nil:
 		return failed, *bad
@@ -75,6 +82,9 @@ func (r *run) doCreate(ctx context.Context, w *wave, c *planner.Change) (outcome
 
 // doDelete deletes a device; a device already gone counts as deleted.
 func (r *run) doDelete(w *wave, c *planner.Change) (outcome, FailedDevice) {
+	if oc, fd := r.guardDuplicate(w.sched, c); oc != done {
+		return oc, fd
+	}
 	err := r.call(w.sched, func(cctx context.Context) error {
 		r.emit(changeEvent(ChangeStarted, c, c.DeviceID(), "delete"))
 		return r.cloud.Delete(cctx, c.DeviceID())
@@ -134,11 +144,11 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 	if mode == WaitNone {
 		mode = WaitActive
 	}
-	newLive, fd, err := r.ensureReady(ctx, waitFor{c: c, id: live.ID, mode: mode, after: r.w.now()})
+	newLive, fd, err := r.ensureReady(ctx, waitFor{c: c, id: live.ID, mode: mode, after: r.w.now(), since: time.Now()})
 	switch {
 	case err != nil:
-		// Ctrl-C: the slot has both devices; the next plan keeps the newest
-		// healthy one and deletes the other.
+		// Ctrl-C: the slot has both devices; the next plan keeps the older
+		// (not failed) one and deletes the other.
 		r.made(c, live.ID)
 		return notStarted, FailedDevice{}
 	case fd != nil:
@@ -182,8 +192,9 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 }
 
 // doInPlace rebuilds a device on its own hardware: one PUT with the new
-// userdata (or script URL) and rev tag, then the reboot or reinstall
-// action, then a wait until it has booted again. The device counts
+// userdata (or script URL) and the pending marker of the new rev (see
+// planner.TagPending), then the reboot or reinstall action, then a PUT of
+// the new rev tag, then a wait until it has booted again. The device counts
 // against the wave's max_unavailable from the PUT until it is ready.
 func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how spec.Strategy) (oc outcome, fd FailedDevice) {
 	d := c.Desired
@@ -216,7 +227,7 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how spe
 	}()
 
 	id := c.DeviceID()
-	tags := d.Tags()
+	tags := pendingTags(d, c.Live)
 	userdata := d.APIUserdata()
 	u := planner.DeviceUpdate{Hostname: &d.Hostname, Tags: &tags, AlwaysPXE: &d.AlwaysPXE, Userdata: &userdata}
 	if c.Live == nil || c.Live.ScriptURL != d.IPXEScriptURL {
@@ -235,7 +246,10 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how spe
 	if fd := r.act(ctx, c, id, how); fd != nil {
 		return failed, *fd
 	}
-	after := r.w.now()
+	after, since := r.w.now(), time.Now()
+	if fd := r.clearPending(ctx, c, id); fd != nil {
+		return failed, *fd
+	}
 	r.emit(changeEvent(ChangeDone, c, id, string(how)+" sent"))
 	if r.opts.Wait == WaitNone {
 		return done, FailedDevice{}
@@ -244,7 +258,7 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how spe
 	if c.Live != nil {
 		baseline = c.Live.UserStateAt
 	}
-	_, bad, err := r.ensureReady(ctx, waitFor{c: c, id: id, mode: r.opts.Wait, inPlace: true, baseline: baseline, after: after})
+	_, bad, err := r.ensureReady(ctx, waitFor{c: c, id: id, mode: r.opts.Wait, inPlace: true, baseline: baseline, after: after, since: since})
 	switch {
 	case err == nil && bad != nil:
 		return failed, *bad
@@ -276,9 +290,9 @@ func (r *run) configure(ctx context.Context, c *planner.Change, id string) *Fail
 }
 
 // act sends an in-place rebuild's action after its PUT. The PUT wrote the
-// new rev tag, which promises the new image: the action is sent even after
-// Ctrl-C, and if it fails the old tags are put back so the next plan still
-// sees the rebuild.
+// new boot configuration: the action is sent even after Ctrl-C. If it
+// fails the device keeps the PUT's pending marker, so the next plan still
+// sees the rebuild (and a kill between the two leaves the same marker).
 func (r *run) act(ctx context.Context, c *planner.Change, id string, how spec.Strategy) *FailedDevice {
 	action := func(cctx context.Context) error { return r.sendAction(cctx, id, how) }
 	err := r.call(context.WithoutCancel(ctx), action)
@@ -293,16 +307,7 @@ func (r *run) act(ctx context.Context, c *planner.Change, id string, how spec.St
 	if err == nil {
 		return nil
 	}
-	fd := &FailedDevice{LastEvent: err.Error()}
-	if c.Live != nil {
-		old := append([]string{}, c.Live.Tags...)
-		if rerr := r.call(context.WithoutCancel(ctx), func(cctx context.Context) error {
-			return r.cloud.Update(cctx, id, planner.DeviceUpdate{Tags: &old})
-		}); rerr != nil {
-			fd.LastEvent += fmt.Sprintf("; restoring the old tags also failed (%v): rebuild it with --rebuild %s", rerr, c.Slot())
-		}
-	}
-	return fd
+	return &FailedDevice{LastEvent: err.Error() + "; the device is marked pending, the next apply rebuilds it"}
 }
 
 // sendAction sends the API action of an in-place strategy: one case per

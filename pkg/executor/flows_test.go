@@ -141,9 +141,10 @@ func TestRebuildStrategies(t *testing.T) {
 		ops      []string
 		sameID   bool
 	}{
-		{"reboot", WaitActive, []string{"update", "action:reboot"}, true},
-		{"reboot", WaitBooted, []string{"update", "action:reboot"}, true},
-		{"reinstall", WaitActive, []string{"update", "action:reinstall"}, true},
+		// The second update replaces the pending marker by the new rev.
+		{"reboot", WaitActive, []string{"update", "action:reboot", "update"}, true},
+		{"reboot", WaitBooted, []string{"update", "action:reboot", "update"}, true},
+		{"reinstall", WaitActive, []string{"update", "action:reinstall", "update"}, true},
 		{"recreate", WaitBooted, []string{"create", "delete"}, false},
 	} {
 		t.Run(tc.strategy+"_"+string(tc.wait), func(t *testing.T) {
@@ -292,7 +293,7 @@ func TestAmbiguousActionSentAgain(t *testing.T) {
 		if err != nil || res.Rebuilt != 1 {
 			t.Fatalf("Rebuilt %d, %v", res.Rebuilt, err)
 		}
-		if got, want := fc.ops(old.Slot()), []string{"update", "action:reboot", "action:reboot"}; !slices.Equal(got, want) {
+		if got, want := fc.ops(old.Slot()), []string{"update", "action:reboot", "action:reboot", "update"}; !slices.Equal(got, want) {
 			t.Errorf("calls %v, want %v", got, want)
 		}
 	})

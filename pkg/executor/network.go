@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/lkfleet/lkfleet/pkg/network"
 	"github.com/lkfleet/lkfleet/pkg/planner"
@@ -154,7 +155,7 @@ func (r *run) convergeNetwork(ctx, gate context.Context, c *planner.Change, id s
 // none, so that the guest's first boot already sees its network type in
 // the metadata. Configure (see Configurer) follows, as for any create.
 func (r *run) createdNetwork(ctx context.Context, w *wave, c *planner.Change, id string) (outcome, FailedDevice) {
-	live, fd, err := r.ensureReady(ctx, waitFor{c: c, id: id, mode: WaitActive, after: r.w.now()})
+	live, fd, err := r.ensureReady(ctx, waitFor{c: c, id: id, mode: WaitActive, after: r.w.now(), since: time.Now()})
 	switch {
 	case err != nil:
 		return done, FailedDevice{} // interrupted: the next apply converges the ports

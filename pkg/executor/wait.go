@@ -22,6 +22,17 @@ type waitFor struct {
 	baseline time.Time
 	// after: only listings begun after this watcher sequence count.
 	after uint64
+	// since is when the device was created (or its action accepted): a
+	// device no listing begun neverListed after it has shown is missing.
+	since time.Time
+}
+
+// neverListed is how long after its create a device may be absent from
+// every listing before it counts as missing: the list lag plus a margin
+// of half the lag or one poll interval, whichever is longer (a listing
+// begun exactly at the lag could still just miss it).
+func (r *run) neverListed() time.Duration {
+	return r.opts.ListLag + max(r.opts.ListLag/2, r.opts.PollInterval)
 }
 
 // ensureReady waits until the device is ready (see waitReady). A device
@@ -55,6 +66,9 @@ func (r *run) ensureReady(ctx context.Context, wf waitFor) (planner.Live, *Faile
 			}
 			return live, &FailedDevice{ID: id, LastEvent: fmt.Sprintf("%s; deleting it for a retry failed: %v", reason, err)}, nil
 		}
+		if err := r.retryOnReservation(ctx, c, id); err != nil { // reservations.go
+			return planner.Live{}, nil, err
+		}
 		created, err := r.safeCreate(ctx, ctx, c, false)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -63,7 +77,7 @@ func (r *run) ensureReady(ctx context.Context, wf waitFor) (planner.Live, *Faile
 			return live, &FailedDevice{ID: id, LastEvent: fmt.Sprintf("%s; creating it again failed: %v", reason, err)}, nil
 		}
 		r.emit(changeEvent(Info, c, created.ID, "created again"))
-		wf = waitFor{c: c, id: created.ID, mode: wf.mode, after: r.w.now()}
+		wf = waitFor{c: c, id: created.ID, mode: wf.mode, after: r.w.now(), since: time.Now()}
 	}
 }
 
@@ -97,11 +111,16 @@ func (r *run) waitReady(ctx context.Context, wf waitFor) (planner.Live, string, 
 		after = s.seq
 		l, ok := s.byID[id]
 		if !ok {
-			// New devices may be missing from listings for a while (lag).
+			// New devices may be missing from listings for a while (lag),
+			// but not for longer: one that vanished before it was first
+			// listed would otherwise be waited for forever.
 			if seen {
 				if missing++; missing >= missingLimit {
 					return last, "device disappeared from the listing", nil
 				}
+			} else if !wf.since.IsZero() && s.start.Sub(wf.since) >= r.neverListed() {
+				return last, fmt.Sprintf("device was never listed within %s of its create (list lag %s)",
+					r.neverListed(), r.opts.ListLag), nil
 			}
 			continue
 		}
@@ -131,6 +150,8 @@ func (r *run) waitReady(ctx context.Context, wf waitFor) (planner.Live, string, 
 			return l, reason, nil
 		case planner.Ignored(l.State):
 			return l, "device is being deleted (state " + l.State + ")", nil
+		case terminating(l) != "": // reservations.go
+			return l, terminating(l), nil
 		case mode == WaitBooted && fresh && l.UserState == "failed":
 			reason := "boot failed"
 			if l.UserStateBody != "" {

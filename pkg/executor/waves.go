@@ -95,7 +95,8 @@ func (r *run) skip(idx []int) {
 // runWave runs one wave: its canaries (first wave with rebuilds only),
 // then its creates, rebuilds, replacements and updates together, then,
 // once those devices are ready, its deletes — so a wave never gives up a
-// device before the devices it gains are serving.
+// device before the devices it gains are serving. Only the deletes that
+// free a reservation a create of the wave waits for go first.
 func (r *run) runWave(ctx context.Context, w *wave) {
 	zones := ""
 	if w.index < len(r.plan.Rollout.Waves) {
@@ -103,7 +104,8 @@ func (r *run) runWave(ctx context.Context, w *wave) {
 	}
 	r.emit(Event{Kind: WaveStarted, Wave: w.index, Message: zones})
 
-	var canary, main, deletes []int
+	var freeing, canary, main, deletes []int
+	frees := awaited(r.plan, w.changes) // reservations.go
 	slots := map[string]bool{}
 	for _, i := range w.changes {
 		c := &r.plan.Changes[i]
@@ -111,6 +113,9 @@ func (r *run) runWave(ctx context.Context, w *wave) {
 		case c.Action == planner.NoOp:
 			// Not run, but the device is part of the wave: it counts in n
 			// for a percentage max_unavailable.
+		case c.Action == planner.Delete && frees[c.DeviceID()]:
+			freeing = append(freeing, i)
+			continue
 		case c.Action == planner.Delete:
 			deletes = append(deletes, i)
 			continue
@@ -134,7 +139,7 @@ func (r *run) runWave(ctx context.Context, w *wave) {
 	if len(canary) > 0 {
 		r.emit(Event{Kind: Info, Wave: w.index, Message: fmt.Sprintf("canary: %d device(s) first", len(canary))})
 	}
-	for _, group := range [][]int{canary, main, deletes} {
+	for _, group := range [][]int{freeing, canary, main, deletes} {
 		if w.sched.Err() != nil {
 			r.skip(group)
 			continue

@@ -57,6 +57,9 @@ type planList struct {
 		} `json:"specs"`
 		AvailableIn       []ref `json:"available_in"`
 		AvailableInMetros []ref `json:"available_in_metros"`
+		Pricing           struct {
+			Hour float64 `json:"hour"`
+		} `json:"pricing"`
 	} `json:"plans"`
 }
 
@@ -147,7 +150,7 @@ func buildCatalogue(plans planList, facs []packngo.Facility, metros []packngo.Me
 		if p.Slug == "" {
 			continue
 		}
-		info := planner.PlanInfo{Arch: archOfCPUs(p.Specs.Cpus), Ports: nicsOf(p.Specs.Nics)}
+		info := planner.PlanInfo{Arch: archOfCPUs(p.Specs.Cpus), Ports: nicsOf(p.Specs.Nics), Price: p.Pricing.Hour}
 		for _, r := range p.AvailableIn {
 			if code := cmp.Or(r.Code, facByID[r.id()]); code != "" {
 				info.Locations = append(info.Locations, code)

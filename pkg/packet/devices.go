@@ -42,7 +42,7 @@ func (c *Client) Create(ctx context.Context, d spec.Device) (planner.Live, error
 	if err != nil {
 		return planner.Live{}, c.apiError("create device", d.Hostname, d.Slot, err, false)
 	}
-	dev, _, err := pc.Devices.Create(req)
+	dev, err := createDevice(pc, req, d.Hardware) // market.go: spot bids
 	if err != nil {
 		return planner.Live{}, c.apiError("create device", d.Hostname, d.Slot, err, true)
 	}
@@ -67,6 +67,7 @@ func (c *Client) createRequest(d spec.Device) *packngo.DeviceCreateRequest {
 		IPXEScriptURL: d.IPXEScriptURL,
 		AlwaysPXE:     d.AlwaysPXE,
 	}
+	hardwareRequest(req, d.Hardware)
 	if c.isMetro(d.Zone) {
 		req.Metro = d.Zone
 	} else {
@@ -300,6 +301,7 @@ func toLive(d *packngo.Device) planner.Live {
 		l.CreatedAt = t
 	}
 	l.LastEvent = newestEvent(d.ProvisionEvents)
+	hardwareLive(d, &l)
 	if ev := newestUserState(d.ProvisionEvents); ev != nil {
 		l.UserState = ev.State
 		l.UserStateBody = ev.Body

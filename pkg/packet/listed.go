@@ -43,6 +43,7 @@ type listedDevice struct {
 	IPXEScriptURL   string        `json:"ipxe_script_url"`
 	AlwaysPXE       bool          `json:"always_pxe"`
 	SOS             string        `json:"sos"`
+	listedHardware                // market.go
 
 	// Port state, for the network type (ports.go).
 	NetworkPorts  []packngo.Port `json:"network_ports"`
@@ -70,6 +71,7 @@ func (d *listedDevice) fill(pd *packngo.Device) {
 		BillingCycle: d.BillingCycle, Tags: d.Tags, UserData: d.UserData, IPXEScriptURL: d.IPXEScriptURL,
 		AlwaysPXE: d.AlwaysPXE, SOS: d.SOS,
 	}
+	d.listedHardware.device(pd)
 	if d.Plan != nil {
 		pd.Plan = &packngo.Plan{Slug: d.Plan.Slug}
 	}

@@ -46,6 +46,8 @@ type jobKind uint8
 const (
 	jobBoot jobKind = iota
 	jobPurge
+	jobSpotStep  // market.go: move spot prices
+	jobTerminate // market.go: an outbid device's termination_time came
 )
 
 // job is one scheduled piece of work on a device.
@@ -137,6 +139,9 @@ func (sc *scheduler) loop() {
 		}
 		sc.mu.Unlock()
 		for _, j := range due {
+			if sc.s.runMarketJob(j, now) {
+				continue
+			}
 			if j.kind == jobPurge {
 				sc.s.purge(j.dev, now)
 				continue
@@ -195,6 +200,7 @@ func (s *Sim) purge(id uuid, now time.Time) {
 	}
 	d.gone = true
 	delete(s.devs, id)
+	delete(s.hw.spot, id)
 	s.consoles.remove(id)
 	s.holes++
 	if s.holes > 64 && s.holes > len(s.order)/4 {

@@ -27,6 +27,10 @@ type createInput struct {
 	Tags            []string        `json:"tags"`
 	Locked          bool            `json:"locked"`
 	Customdata      json.RawMessage `json:"customdata"`
+	// Reservations and spot market (reservations.go, market.go).
+	HardwareReservationID string    `json:"hardware_reservation_id"`
+	SpotInstance          bool      `json:"spot_instance"`
+	SpotPriceMax          flexFloat `json:"spot_price_max"`
 }
 
 // placement is a validated create: where and what.
@@ -97,7 +101,15 @@ func (e errNoCapacity) Error() string {
 // addDevice creates one device; the caller holds s.mu.
 func (s *Sim) addDevice(in *createInput, pl placement, hostname string, now time.Time) (*device, error) {
 	var fac *facility
+	resv, err := s.claimReservation(in, pl, now)
+	if err != nil {
+		return nil, err
+	}
 	for _, f := range pl.candidates {
+		if resv != nil { // a reserved server is outside the shared pool
+			fac = resv.fac
+			break
+		}
 		if pl.plan.supports(f.Code) && s.capUsed[capKey{f.Code, pl.plan.Slug}] < s.cfg.Capacity {
 			fac = f
 			break
@@ -105,6 +117,10 @@ func (s *Sim) addDevice(in *createInput, pl placement, hostname string, now time
 	}
 	if fac == nil {
 		return nil, errNoCapacity{pl.where}
+	}
+	bid, err := s.placeBid(in, pl, fac, resv)
+	if err != nil {
+		return nil, err
 	}
 	id := s.freshID()
 	if hostname == "" {
@@ -125,6 +141,7 @@ func (s *Sim) addDevice(in *createInput, pl placement, hostname string, now time
 		failProv: s.chance(s.cfg.FailProvisionRate),
 	}
 	s.insert(d)
+	s.attachHardware(d, resv, bid)
 	if d.failProv {
 		s.stats.fault(FaultFailedProvision)
 		// Recorded ahead; listed once the device shows failed.

@@ -29,7 +29,7 @@ func (s *Sim) createDevice(w http.ResponseWriter, r *http.Request, pid string) {
 	}
 	s.mu.Unlock()
 	if err != nil {
-		writeErr(w, http.StatusServiceUnavailable, err.Error())
+		writeErr(w, createStatus(err), err.Error())
 		return
 	}
 	// The device exists once the state file says so: a simulator killed

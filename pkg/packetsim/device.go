@@ -204,6 +204,11 @@ type deviceJSON struct {
 	ProvisioningEvents     []eventJSON     `json:"provisioning_events"`
 	NetworkPorts           []portJSON      `json:"network_ports"`
 	BondingMode            int             `json:"bonding_mode"`
+
+	// Reservations and spot market (reservations.go).
+	HardwareReservation *refJSON `json:"hardware_reservation,omitempty"`
+	SpotPriceMax        float64  `json:"spot_price_max,omitempty"`
+	TerminationTime     string   `json:"termination_time,omitempty"`
 }
 
 var (
@@ -274,6 +279,7 @@ func (s *Sim) render(d *device, now time.Time) deviceJSON {
 		p = float64(int(p*100)) / 100
 		j.ProvisioningPercentage = &p
 	}
+	s.renderHardware(d, &j)
 	j.IPAddresses = s.renderIPs(d, id, href)
 	s.renderNetwork(d, &j)
 	j.ProvisioningEvents = renderEvents(d.events, href, now)

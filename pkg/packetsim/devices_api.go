@@ -184,16 +184,24 @@ func (s *Sim) deleteDevice(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	if d.deletedAt.IsZero() {
-		d.deletedAt = now
-		d.updated = now
-		d.gen++
-		d.bootAt = time.Time{}
-		s.capUsed[capKey{d.fac.Code, d.plan.Slug}]--
-		s.sched.add(job{at: now.Add(s.cfg.DeprovisionTime), dev: d.id, kind: jobPurge})
-		s.markDirty()
+		s.markDeleted(d, now)
 	}
 	s.mu.Unlock()
 	s.answerSaved(w, http.StatusNoContent)
+}
+
+// markDeleted starts d's deprovisioning (a DELETE, or a spot
+// termination); the caller holds s.mu.
+func (s *Sim) markDeleted(d *device, now time.Time) {
+	d.deletedAt = now
+	d.updated = now
+	d.gen++
+	d.bootAt = time.Time{}
+	if s.hw.devRes[d.id] == nil { // reserved devices are outside the pool
+		s.capUsed[capKey{d.fac.Code, d.plan.Slug}]--
+	}
+	s.sched.add(job{at: now.Add(s.cfg.DeprovisionTime), dev: d.id, kind: jobPurge})
+	s.markDirty()
 }
 
 // answerSaved answers status once the request's change is in the state

@@ -111,7 +111,9 @@ func (s *Sim) route(r *http.Request) (string, string, apiHandler) {
 	case rest == "capacity/metros":
 		tmpl, h = "/capacity/metros", map[string]apiHandler{"GET": s.getCapacity(true), "POST": s.checkCapacity(true)}
 	default:
-		return m + " (unknown)", "", nil
+		if tmpl, id, h = s.reservationRoutes(parts); tmpl == "" {
+			return m + " (unknown)", "", nil
+		}
 	}
 	return m + " " + tmpl, id, h[m]
 }

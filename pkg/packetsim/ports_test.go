@@ -38,7 +38,9 @@ func portByName(t *testing.T, d *packngo.Device, name string) *packngo.Port {
 // transport, and checks the type packngo derives and the refusals.
 func TestPortsPackngo(t *testing.T) {
 	doc := apispec.Load(t)
-	srv := startSim(t, packetsim.Config{ProvisionTime: 30 * time.Millisecond})
+	// Long enough that the create and the refused disbond below both land
+	// while the device provisions, even on a loaded machine under -race.
+	srv := startSim(t, packetsim.Config{ProvisionTime: time.Second})
 	hc := &http.Client{Transport: apispec.NewValidatingTransport(t, doc, nil)}
 	c, err := packngo.NewClientWithBaseURL("lkfleet-test", testToken, hc, srv.APIURL)
 	if err != nil {

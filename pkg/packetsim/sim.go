@@ -80,6 +80,10 @@ type Config struct {
 	// Booter, if set, boots every script that interpreted well for real
 	// (e.g. a QEMUBooter); the user state then reports its result.
 	Booter Booter
+	// Reservations seeds the project's hardware reservations.
+	Reservations []ReservationSeed
+	// Spot configures the spot market's prices and notices.
+	Spot SpotConfig
 }
 
 // DefaultCapacity is the per facility and plan capacity when Config.Capacity
@@ -106,6 +110,7 @@ type Sim struct {
 	vnets   vnetStore // virtual networks (vlans.go)
 	proj    projectMeta
 	keys    []*sshKey // copy-on-write
+	hw      *hardware // reservations and spot market
 
 	projRefOnce sync.Once
 	projRef     json.RawMessage
@@ -178,7 +183,9 @@ func newSim(cfg Config) (*Sim, error) {
 	s.stats.init()
 	s.sched = newScheduler(s)
 	var err error
-	if cfg.StateFile != "" {
+	s.hw, err = newHardware(s)
+	s.startMarket(s.now())
+	if err == nil && cfg.StateFile != "" {
 		err = checkWritable(cfg.StateFile)
 		if err == nil {
 			err = s.loadState()

@@ -31,6 +31,8 @@ type stateFile struct {
 	ProjectCustomdata json.RawMessage `json:"project_customdata,omitempty"`
 	ProjectUpdated    time.Time       `json:"project_updated,omitzero"`
 	SSHKeys           []stateKey      `json:"ssh_keys,omitempty"`
+	// Hardware: reservation holders, spot bids and prices (state_hardware.go).
+	Hardware *stateHardware `json:"hardware,omitempty"`
 }
 
 type stateKey struct {
@@ -105,6 +107,7 @@ func (s *Sim) snapshot() stateFile {
 		}
 		st.Devices = append(st.Devices, sd)
 	}
+	st.Hardware = s.snapshotHardware(now)
 	st.VLANs = s.snapshotVNets()
 	return st
 }
@@ -229,6 +232,7 @@ func (s *Sim) loadState() error {
 			s.scheduleBoot(d, d.bootAt, d.bootLocal)
 		}
 	}
+	s.loadHardware(st.Hardware)
 	return nil
 }
 

@@ -105,6 +105,9 @@ func Plan(ctx context.Context, b Backend, r Request) (planner.Plan, error) {
 	if err != nil {
 		return planner.Plan{}, err
 	}
+	if err := Hardware(ctx, b, &plan, in); err != nil { // hardware.go
+		return planner.Plan{}, err
+	}
 	plan.Warnings = append(plan.Warnings, imageWarnings(r.Images, desired, cat.Facilities)...)
 	if needs := CapacityNeeds(plan); len(needs) > 0 {
 		warnings, err := b.CheckCapacity(ctx, needs)
@@ -318,6 +321,9 @@ func CapacityNeeds(p planner.Plan) map[planner.Need]int {
 			}
 		default:
 			continue
+		}
+		if c.Desired.Hardware.Reservation.Reserved() {
+			continue // a reserved server is not taken from the shared pool
 		}
 		needs[planner.Need{Zone: c.Desired.Zone, Machine: c.Desired.Machine}]++
 	}

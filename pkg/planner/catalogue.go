@@ -40,6 +40,8 @@ type PlanInfo struct {
 	// Locations are the facility or metro codes where the plan is offered;
 	// empty means unknown (not checked).
 	Locations []string
+	// Price is the on-demand hourly price in USD, 0 if unknown.
+	Price float64
 	// Ports is the plan's count of network ports, 0 if unknown.
 	Ports int
 }

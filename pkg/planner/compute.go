@@ -257,22 +257,21 @@ func resolveReplace(f *spec.Fleet, want map[string]bool, targets []string) (map[
 	return out, nil
 }
 
-// healthRank orders the devices of one slot for keeping: active first, then
-// on its way up, then anything else, failed last.
-func healthRank(state string) int {
-	switch state {
-	case StateActive:
-		return 0
-	case StateProvisioning, StateQueued:
-		return 1
-	case StateFailed:
-		return 3
-	}
-	return 2
-}
-
-// pickKeeper chooses the device a slot keeps: the healthiest, then the
-// newest, then the smallest id (so two runs agree). The rest are duplicates.
+// pickKeeper chooses the device a slot keeps: the oldest by created_at
+// among the devices that are not failed, then the smallest id; when every
+// device failed, the oldest of them. The rest are duplicates.
+//
+// The rule must give the same answer to every observer at any moment (two
+// applies, or a plan and a later apply, must never each keep a device the
+// other deletes, or the slot ends empty). A device's creation time and id
+// never change, and "failed" is a state a device does not leave by itself,
+// so the choice only ever moves off a device that failed. States that
+// change with time (provisioning -> active) therefore take no part:
+// preferring the active device made the first observer keep the old
+// device while the new one provisioned and the second keep the new one
+// once it was active, each deleting the other's keeper. The executor adds
+// the other half (see docs/executor.md): a duplicate that is not failed is
+// deleted only once another device of its slot is ready.
 func pickKeeper(ls []Live) (*Live, []Live) {
 	if len(ls) == 0 {
 		return nil, nil
@@ -280,8 +279,8 @@ func pickKeeper(ls []Live) (*Live, []Live) {
 	s := slices.Clone(ls)
 	slices.SortStableFunc(s, func(a, b Live) int {
 		return cmp.Or(
-			cmp.Compare(healthRank(a.State), healthRank(b.State)),
-			b.CreatedAt.Compare(a.CreatedAt),
+			cmp.Compare(b2i(a.State == StateFailed), b2i(b.State == StateFailed)),
+			a.CreatedAt.Compare(b.CreatedAt),
 			cmp.Compare(a.ID, b.ID),
 		)
 	})
@@ -289,9 +288,18 @@ func pickKeeper(ls []Live) (*Live, []Live) {
 	return &keep, s[1:]
 }
 
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func duplicateDelete(slot string, wave int, dup Live, keep *Live) Change {
 	reason := fmt.Sprintf("duplicate in slot %s: keeping %s device %s", slot, keep.State, keep.ID)
-	return deleteChange(wave, dup, reason)
+	c := deleteChange(wave, dup, reason)
+	c.Keeper = keep.ID
+	return c
 }
 
 func deleteChange(wave int, l Live, reason string) Change {

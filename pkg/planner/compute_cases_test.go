@@ -66,7 +66,7 @@ func computeCases() []computeCase {
 			noops: 5,
 		},
 		{
-			name: "duplicates: of two active devices the newest is kept, both extra ones deleted",
+			name: "duplicates: of three active devices the oldest is kept, both newer ones deleted",
 			setup: func(in *Input) {
 				d := findDesired(in, "web/ewr1/2")
 				for i, id := range []string{"d-97", "d-98"} {
@@ -75,21 +75,21 @@ func computeCases() []computeCase {
 					in.Live = append(in.Live, l)
 				}
 			},
-			want: []string{"delete web/ewr1/2 d-04", "delete web/ewr1/2 d-97"},
+			want: []string{"delete web/ewr1/2 d-97", "delete web/ewr1/2 d-98"},
 			reasons: map[string][]string{
-				"delete web/ewr1/2 d-04": {"duplicate in slot web/ewr1/2: keeping active device d-98"},
-				"delete web/ewr1/2 d-97": {"duplicate in slot web/ewr1/2: keeping active device d-98"},
+				"delete web/ewr1/2 d-97": {"duplicate in slot web/ewr1/2: keeping active device d-04"},
+				"delete web/ewr1/2 d-98": {"duplicate in slot web/ewr1/2: keeping active device d-04"},
 			},
 			noops: 5,
 		},
 		{
-			name: "duplicates: same state and age keep the smallest id; queued beats failed",
+			name: "duplicates: same age keeps the smallest id; an older failed device is not kept",
 			setup: func(in *Input) {
 				d := findDesired(in, "db/ams1/1")
 				dropLive(in, "db/ams1/1")
 				a, b, c := liveOf(*d, "d-b"), liveOf(*d, "d-a"), liveOf(*d, "d-0")
 				a.State, b.State, c.State = StateQueued, StateQueued, StateFailed
-				c.CreatedAt = t0.Add(time.Hour)
+				c.CreatedAt = t0.Add(-time.Hour)
 				in.Live = append(in.Live, a, b, c)
 			},
 			want:  []string{"delete db/ams1/1 d-0", "delete db/ams1/1 d-b"},
@@ -100,7 +100,7 @@ func computeCases() []computeCase {
 			setup: func(in *Input) {
 				d := findDesired(in, "web/ams1/2")
 				dup := liveOf(*d, "d-00")
-				dup.CreatedAt = t0.Add(-time.Hour)
+				dup.CreatedAt = t0.Add(time.Hour)
 				in.Live = append(in.Live, dup)
 				findLive(in, "web/ams1/2").Hostname = "old"
 			},

@@ -43,6 +43,13 @@ func diffDevice(f *spec.Fleet, in slotInput, cat *Catalogue) (Change, bool) {
 // diffSlot collects every difference of d and l.
 func diffSlot(d *spec.Device, l *Live, cat *Catalogue) diffs {
 	x := diffs{forces: immutableDiffs(d, l, cat), boot: bootDiffs(d, l)}
+	if p := l.Pending(); p != "" {
+		// The PUT of a rebuild was accepted but its reboot or reinstall
+		// never was (the run was killed in between, or the action failed):
+		// the device may still run the old image, whatever its userdata says.
+		x.reasons = append(x.reasons, fmt.Sprintf("rebuild to rev %s was interrupted before its %s was accepted", p, "reboot or reinstall"))
+		x.boot = append(x.boot, AttrDiff{Name: "rev", Before: orNone(l.Rev()) + " (pending " + p + ")", After: d.Rev})
+	}
 	// The rev tag covers the script even where it cannot be read. A rev
 	// difference not explained by attributes compared on their own means:
 	// with ipxe_script_url, the script behind the URL changed (rebuild);
@@ -158,6 +165,9 @@ func decide(f *spec.Fleet, in slotInput, x diffs) (Change, bool) {
 		c.Action = Replace
 		reasons = append([]string{"device is failed"}, reasons...)
 		attrs = append([]AttrDiff{{Name: "state", Before: StateFailed, After: StateActive, Forces: true}}, attrs...)
+	case !l.TerminationTime.IsZero(): // hardware.go
+		c.Action = Replace
+		reasons = append([]string{terminatingReason(l)}, reasons...)
 	case in.replace != "":
 		c.Action = Replace
 		reasons = append([]string{in.replace}, reasons...)

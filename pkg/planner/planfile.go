@@ -76,6 +76,12 @@ type fileChange struct {
 	Reasons  []string      `json:"reasons"`
 	Attrs    []fileAttr    `json:"attributes"`
 	Strategy spec.Strategy `json:"strategy"`
+	// Reservation and ReservationAfter: hardware_file.go.
+	Reservation      string `json:"reservation,omitempty"`
+	ReservationAfter string `json:"reservation_after,omitempty"`
+	// Keeper is Change.Keeper (omitted when empty, so plan files written
+	// before it existed read the same).
+	Keeper string `json:"keeper,omitempty"`
 }
 
 type fileAttr struct {
@@ -139,25 +145,26 @@ func fromFileImage(f fileImage) spec.Image {
 }
 
 type fileDevice struct {
-	Slot          string    `json:"slot"`
-	Fleet         string    `json:"fleet"`
-	Group         string    `json:"group"`
-	Zone          string    `json:"zone"`
-	Index         int       `json:"index"`
-	Wave          int       `json:"wave"`
-	Hostname      string    `json:"hostname"`
-	Machine       string    `json:"machine"`
-	Billing       string    `json:"billing"`
-	AlwaysPXE     bool      `json:"always_pxe"`
-	Arch          string    `json:"arch"`
-	Image         fileImage `json:"image"`
-	UserTags      []string  `json:"user_tags"`
-	KernelArgs    string    `json:"kernel_args"`
-	IPXETemplate  string    `json:"ipxe_template"`
-	Userdata      string    `json:"userdata"`
-	IPXEScriptURL string    `json:"ipxe_script_url"`
-	Script        string    `json:"script"`
-	Rev           string    `json:"rev"`
+	Slot          string        `json:"slot"`
+	Fleet         string        `json:"fleet"`
+	Group         string        `json:"group"`
+	Zone          string        `json:"zone"`
+	Index         int           `json:"index"`
+	Wave          int           `json:"wave"`
+	Hostname      string        `json:"hostname"`
+	Machine       string        `json:"machine"`
+	Billing       string        `json:"billing"`
+	AlwaysPXE     bool          `json:"always_pxe"`
+	Arch          string        `json:"arch"`
+	Image         fileImage     `json:"image"`
+	UserTags      []string      `json:"user_tags"`
+	KernelArgs    string        `json:"kernel_args"`
+	IPXETemplate  string        `json:"ipxe_template"`
+	Userdata      string        `json:"userdata"`
+	IPXEScriptURL string        `json:"ipxe_script_url"`
+	Script        string        `json:"script"`
+	Rev           string        `json:"rev"`
+	Hardware      *fileHardware `json:"hardware,omitempty"` // hardware_file.go
 
 	// The network (network.go).
 	NetworkType string     `json:"network_type,omitempty"`
@@ -195,6 +202,11 @@ type fileLiveFields struct {
 	UserStateBody string    `json:"user_state_body"`
 	UserStateAt   time.Time `json:"user_state_at"`
 	LastEvent     string    `json:"last_event,omitempty"`
+	// Reservation and spot (hardware.go), omitted when unused.
+	Reservation     string    `json:"reservation,omitempty"`
+	Spot            bool      `json:"spot,omitempty"`
+	SpotMaxPrice    float64   `json:"spot_max_price,omitempty"`
+	TerminationTime time.Time `json:"termination_time,omitzero"`
 
 	Network *network.State `json:"network,omitempty"` // network.go
 }
@@ -320,6 +332,9 @@ func toFile(p Plan) filePlan {
 			Reasons:  nonNil(c.Reasons),
 			Attrs:    make([]fileAttr, 0, len(c.Attrs)),
 			Strategy: c.Strategy,
+			Keeper:   c.Keeper,
+
+			Reservation: c.Reservation, ReservationAfter: c.ReservationAfter,
 		}
 		for _, a := range c.Attrs {
 			fc.Attrs = append(fc.Attrs, fileAttr(a))
@@ -331,6 +346,7 @@ func toFile(p Plan) filePlan {
 				Image:    toFileImage(d.Image),
 				UserTags: nonNil(d.UserTags), KernelArgs: d.KernelArgs, IPXETemplate: d.IPXETemplate,
 				Userdata: d.Userdata, IPXEScriptURL: d.IPXEScriptURL, Script: d.Script, Rev: d.Rev,
+				Hardware:    hardwareToFile(d.Hardware),
 				NetworkType: d.NetworkType, VLANs: toFileVLANs(d.VLANs),
 			}
 		}
@@ -413,6 +429,9 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 		Wave:     fc.Wave,
 		Reasons:  nilIfEmpty(fc.Reasons),
 		Strategy: fc.Strategy,
+		Keeper:   fc.Keeper,
+
+		Reservation: fc.Reservation, ReservationAfter: fc.ReservationAfter,
 	}
 	for _, a := range fc.Attrs {
 		c.Attrs = append(c.Attrs, AttrDiff(a))
@@ -430,6 +449,7 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 			Image:    fromFileImage(d.Image),
 			UserTags: nilIfEmpty(d.UserTags), KernelArgs: d.KernelArgs, IPXETemplate: d.IPXETemplate,
 			Userdata: d.Userdata, IPXEScriptURL: d.IPXEScriptURL, Script: d.Script, Rev: d.Rev,
+			Hardware:    d.Hardware.spec(),
 			NetworkType: d.NetworkType, VLANs: fromFileVLANs(d.VLANs),
 		}
 		if d.Rev == "" || (d.Script == "" && d.IPXEScriptURL == "") {
@@ -466,6 +486,9 @@ func changeFromFile(fc fileChange, ro spec.Rollout) (Change, error) {
 		}
 	default:
 		return Change{}, fmt.Errorf("unknown action %q", c.Action)
+	}
+	if c.Keeper != "" && (c.Action != Delete || c.Keeper == fc.DeviceID) {
+		return Change{}, errors.New("only the delete of a duplicate names a keeper, another device than itself")
 	}
 	if c.Action != Rebuild && c.Strategy != "" {
 		return Change{}, fmt.Errorf("a %s has no strategy", c.Action)

@@ -22,6 +22,8 @@ func fill(t *testing.T, v reflect.Value) {
 			f.SetInt(int64(i + 1))
 		case reflect.Bool:
 			f.SetBool(true)
+		case reflect.Float64:
+			f.SetFloat(float64(i) + 0.5)
 		case reflect.Slice:
 			f.Set(reflect.MakeSlice(f.Type(), 1, 1))
 			if e := f.Index(0); e.Kind() == reflect.String {

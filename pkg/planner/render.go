@@ -130,6 +130,7 @@ func RenderText(w io.Writer, p Plan, o TextOptions) error {
 			t.change(c)
 		}
 	}
+	t.spotLines(p) // hardware_render.go
 	for _, warn := range p.Warnings {
 		t.line("")
 		t.line("%s %s", t.paint(ansiBold+ansiYellow, "Warning:"), warn)
@@ -139,8 +140,8 @@ func RenderText(w io.Writer, p Plan, o TextOptions) error {
 		t.line("%s", t.paint(ansiBold+ansiGreen, "No changes.")+" The fleet matches "+file+".")
 	} else {
 		s := p.Summary()
-		t.line("%s %d to add, %d to rebuild, %d to change, %d to destroy.",
-			t.paint(ansiBold, "Plan:"), s.Add, s.Rebuild, s.Change, s.Destroy)
+		t.line("%s %d to add, %d to rebuild, %d to change, %d to destroy.%s",
+			t.paint(ansiBold, "Plan:"), s.Add, s.Rebuild, s.Change, s.Destroy, costSuffix(p.Cost))
 	}
 	_, err := io.WriteString(w, t.b.String())
 	return err
@@ -247,6 +248,7 @@ type jsonPlan struct {
 	Changes       []jsonChange `json:"changes"`
 	Warnings      []string     `json:"warnings"`
 	Summary       jsonSummary  `json:"summary"`
+	Cost          *jsonCost    `json:"cost,omitempty"` // hardware_render.go
 }
 
 type jsonChange struct {
@@ -258,6 +260,9 @@ type jsonChange struct {
 	Reasons    []string      `json:"reasons"`
 	Attributes []jsonAttr    `json:"attributes"`
 	Strategy   spec.Strategy `json:"strategy"`
+	// Reservation: hardware_render.go.
+	Reservation      string `json:"reservation,omitempty"`
+	ReservationAfter string `json:"reservation_after,omitempty"`
 }
 
 type jsonAttr struct {
@@ -295,6 +300,8 @@ func RenderJSON(w io.Writer, p Plan) error {
 			Reasons:    append([]string{}, c.Reasons...),
 			Attributes: make([]jsonAttr, 0, len(c.Attrs)),
 			Strategy:   c.Strategy,
+
+			Reservation: c.Reservation, ReservationAfter: c.ReservationAfter,
 		}
 		for _, a := range c.Attrs {
 			jc.Attributes = append(jc.Attributes, jsonAttr{Name: a.Name, Before: a.Before, After: a.After, ForcesReplacement: a.Forces})
@@ -303,6 +310,7 @@ func RenderJSON(w io.Writer, p Plan) error {
 	}
 	s := p.Summary()
 	out.Summary = jsonSummary(s)
+	out.Cost = costJSON(p.Cost)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)

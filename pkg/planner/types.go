@@ -39,6 +39,12 @@ type Live struct {
 	// (a provisioning step or a user state), "" if none: why a failed
 	// device failed, in the words of the service.
 	LastEvent string
+	// Where the device came from (hardware.go): the reservation it was
+	// created on, its spot bid, and when the service terminates it.
+	Reservation     string
+	Spot            bool
+	SpotMaxPrice    float64
+	TerminationTime time.Time
 	// Network is the device's port state as listed (nil: the listing had
 	// no ports); see pkg/network.
 	Network *network.State
@@ -63,6 +69,18 @@ func (l Live) Slot() string { return l.tag(spec.TagSlot) }
 
 // Rev is the value of the device's lkfleet:rev= tag.
 func (l Live) Rev() string { return l.tag(spec.TagRev) }
+
+// TagPending marks a device whose in-place rebuild is unfinished: the PUT
+// wrote the new boot configuration (userdata or script URL) but the reboot
+// or reinstall that boots it was not yet accepted. Its value is the rev
+// being rolled out; the rev tag keeps the rev the device last booted into
+// the rollout, so `status` never shows the new image as booted. The
+// executor removes the marker (and writes the new rev) once the action was
+// accepted; a device still carrying it is rebuilt by the next plan.
+const TagPending = spec.TagPrefix + "pending="
+
+// Pending is the value of the device's lkfleet:pending= tag ("" if none).
+func (l Live) Pending() string { return l.tag(TagPending) }
 
 // tag is the value of the last tag with prefix, "" if none.
 func (l Live) tag(prefix string) string {
@@ -107,6 +125,16 @@ type Change struct {
 	Attrs []AttrDiff
 	// Strategy is the rebuild strategy of a rebuild ("" otherwise).
 	Strategy spec.Strategy
+	// Reservation is the hardware reservation the new device takes, and
+	// ReservationAfter the device whose deprovisioning frees it first
+	// ("" = free now); see AssignHardware.
+	Reservation      string
+	ReservationAfter string
+	// Keeper is, for the delete of a duplicate, the id of the device the
+	// slot keeps ("" for every other change). The executor deletes a
+	// duplicate that is not failed only once another device of its slot
+	// is ready, so a slot never loses its last serving device.
+	Keeper string
 }
 
 // Slot is the slot the change acts on.
@@ -163,6 +191,8 @@ type Plan struct {
 	// NoOps counts the desired devices that already match: they have no
 	// Change, but a person (and Summary) wants to know how many there are.
 	NoOps int
+	// Cost is the fleet's hourly cost before and after (nil = unknown).
+	Cost *Cost
 }
 
 // HasChanges reports whether applying the plan would do anything.

@@ -187,7 +187,7 @@ func (e *expansion) group(gi int, im Image) {
 		for idx := 1; idx <= g.Count; idx++ {
 			d := Device{
 				Slot: SlotName(g.Name, zone, idx), Fleet: e.f.Name, Group: g.Name, Zone: zone, Index: idx,
-				Wave: waveOf(e.f.Rollout, zone), Machine: g.Machine, Billing: g.Billing, AlwaysPXE: g.AlwaysPXE,
+				Wave: waveOf(e.f.Rollout, zone), Machine: g.Machine, Billing: g.Billing, AlwaysPXE: g.AlwaysPXE, Hardware: g.Hardware,
 				Arch: arch, Image: im, UserTags: slices.Clone(g.Tags), KernelArgs: g.KernelArgs,
 				IPXETemplate: script, Userdata: g.Userdata,
 				NetworkType: g.NetworkType, VLANs: slices.Clone(g.VLANs),

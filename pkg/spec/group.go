@@ -21,7 +21,8 @@ type groupSpec struct {
 	zones, tags                                                 lval
 	alwaysPXE                                                   bval
 	hostname, kernelArgs, ipxeTemplate, userdata, ipxeScriptURL sval
-	net                                                         netSpec // network.go
+	hw                                                          hardwareSpec // hardware.go
+	net                                                         netSpec      // network.go
 }
 
 func (l *loader) groupSpec(n *yaml.Node, path string, known []string) *groupSpec {
@@ -75,6 +76,7 @@ func (l *loader) groupSpec(n *yaml.Node, path string, known []string) *groupSpec
 	g.ipxeTemplate = l.ipxeTemplate(fs)
 	g.userdata = l.text(fs, "userdata")
 	g.ipxeScriptURL = l.template(l.text(fs, "ipxe_script_url"))
+	g.hw = l.hardwareSpec(fs)
 	g.net = l.networkSpec(fs)
 	return g
 }
@@ -146,6 +148,7 @@ func (l *loader) resolveGroup(g, d *groupSpec, images []Image) (Group, groupSour
 	slices.Sort(tags)
 	out.Tags = slices.Compact(tags)
 
+	out.Hardware = l.checkHardware(resolveHardware(g.hw, d.hw), out, g.hw, d.hw)
 	groupTemplates(g, d, &out, src)
 	if out.Hostname == "" {
 		out.Hostname = DefaultHost

@@ -84,6 +84,8 @@ type Group struct {
 	IPXETemplate  string // inline text (file paths are read at load time)
 	Userdata      string
 	IPXEScriptURL string
+	// Hardware: reservations or spot (hardware.go).
+	Hardware Hardware `json:",omitzero"` // omitted when on demand: golden files stay as they were
 	// NetworkType is one of the pkg/network types, "" when not managed;
 	// VLANs the virtual networks its ports carry.
 	NetworkType string
@@ -176,6 +178,11 @@ type Device struct {
 	// Filled by pkg/ipxe.
 	Script string // the rendered iPXE script
 	Rev    string // 12 hex chars over the boot configuration
+
+	// Hardware is the group's reservations or spot bid (hardware.go). It
+	// is not part of Rev: it decides how a device is created, and a device
+	// keeps what it was created with until it is replaced for other reasons.
+	Hardware Hardware `json:",omitzero"` // omitted when on demand: golden files stay as they were
 }
 
 // SlotName builds a slot identity (Slot.String of its parts).
