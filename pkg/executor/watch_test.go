@@ -75,7 +75,8 @@ func TestWaitingBudget(t *testing.T) {
 		}
 		var ev events
 		start := time.Now()
-		res, err := Apply(t.Context(), bc, mkPlan(rollout(), changes...), Options{Parallelism: 2, OnEvent: ev.add})
+		// QuietSince long ago: no earlier run to fence off, so only waiting lists.
+		res, err := Apply(t.Context(), bc, mkPlan(rollout(), changes...), Options{Parallelism: 2, OnEvent: ev.add, QuietSince: time.Unix(0, 0)})
 		if err != nil || res.Created != 60 {
 			t.Fatalf("Created %d, err %v", res.Created, err)
 		}
