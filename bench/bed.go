@@ -31,6 +31,27 @@ const (
 	fleetName = "bench"
 )
 
+// limits are a simulator's rate limit R, bucket B and provision time T.
+type limits struct {
+	R float64
+	B int
+	T time.Duration
+}
+
+// defaultLimits are those of DESIGN section 10.
+var defaultLimits = limits{rateR, burstB, provT}
+
+// createBound is the request bound of N creates under l: the first B
+// requests pass at once, the rest at R/s, and the last device then
+// provisions for T. Nothing that sends one create per device can finish
+// sooner; it leaves out the planning requests and the waiting listings.
+func (l limits) createBound(n int) time.Duration {
+	return time.Duration(float64(max(n-l.B, 0))/l.R*float64(time.Second)) + l.T
+}
+
+// settle waits until a bucket drained by the last run is full again.
+func (l limits) settle() { time.Sleep(time.Duration(float64(time.Second) * float64(l.B) / l.R * 1.5)) }
+
 // bed is one fresh simulator plus a fleet file pointing at it. Every
 // scenario gets its own, so counters such as the peak of requests in
 // flight belong to that scenario alone.
@@ -45,16 +66,22 @@ type bed struct {
 	images string // URL of the images directory
 	env    []string
 	bin    string
+	lim    limits
 }
 
 // newBed starts a simulator with the benchmark's limits serving imagesDir
 // at /images/, and writes a fleet of n devices into dir.
 func newBed(bin, dir, imagesDir string, n int) (*bed, error) {
+	return newBedWith(bin, dir, imagesDir, n, defaultLimits)
+}
+
+// newBedWith is newBed with the simulator limits lim.
+func newBedWith(bin, dir, imagesDir string, n int, lim limits) (*bed, error) {
 	sim := packetsim.New(packetsim.Config{
 		Token:           benchTok,
-		RateLimit:       rateR,
-		Burst:           burstB,
-		ProvisionTime:   provT,
+		RateLimit:       lim.R,
+		Burst:           lim.B,
+		ProvisionTime:   lim.T,
 		DeprovisionTime: deprovT,
 		ImagesDir:       imagesDir,
 		Quiet:           true,
@@ -65,7 +92,7 @@ func newBed(bin, dir, imagesDir string, n int) (*bed, error) {
 		sim.Close()
 		return nil, err
 	}
-	b := &bed{sim: sim, dir: dir, fleet: filepath.Join(dir, "fleet.yml"), bin: bin, rec: &recorder{next: sim}}
+	b := &bed{sim: sim, dir: dir, fleet: filepath.Join(dir, "fleet.yml"), bin: bin, rec: &recorder{next: sim}, lim: lim}
 	b.url = "http://" + ln.Addr().String()
 	b.apiURL = b.url + "/metal/v1/"
 	b.images = b.url + "/images"
@@ -98,8 +125,9 @@ func (b *bed) close() {
 	b.sim.Close()
 }
 
-// fleetText is the benchmark fleet: one group spread over two facilities in
-// one wave, rebuilt by reboot with the whole fleet allowed down at once
+// fleetText is the benchmark fleet: groups spread over two facilities in
+// one wave (one group up to 20,000 devices, more beyond: a group has at
+// most 10,000 devices per zone), rebuilt by reboot with the whole fleet allowed down at once
 // (the nightly lab that is rebuilt wholesale).
 const fleetText = `apiVersion: lkfleet/v1
 fleet: %s
@@ -112,11 +140,7 @@ defaults:
   always_pxe: true
   tags: [bench]
 groups:
-  - name: node
-    image: sshd
-    count: %d
-    zones: [ams1, ewr1]
-rollout:
+%srollout:
   max_unavailable: "100%%"
   rebuild: reboot
 `
@@ -127,7 +151,17 @@ func (b *bed) writeFleet(rel string, n int) error {
 	if n%2 != 0 {
 		return fmt.Errorf("fleet of %d devices: the benchmark fleet needs an even size", n)
 	}
-	return os.WriteFile(b.fleet, fmt.Appendf(nil, fleetText, fleetName, b.images, rel, n/2), 0o644)
+	var groups strings.Builder
+	for g, left := 1, n/2; left > 0; g++ {
+		name := "node"
+		if g > 1 {
+			name = fmt.Sprintf("node%d", g)
+		}
+		count := min(left, 10000)
+		fmt.Fprintf(&groups, "  - name: %s\n    image: sshd\n    count: %d\n    zones: [ams1, ewr1]\n", name, count)
+		left -= count
+	}
+	return os.WriteFile(b.fleet, fmt.Appendf(nil, fleetText, fleetName, b.images, rel, groups.String()), 0o644)
 }
 
 // writeImages creates releases v1 and v2 of image sshd under dir.
@@ -378,4 +412,4 @@ func envValue(env []string, key string) string {
 
 // settle waits until the server's bucket is full again, so each measured
 // run starts from the state the bounds assume.
-func settle() { time.Sleep(time.Duration(float64(time.Second) * burstB / rateR * 1.5)) }
+func settle() { defaultLimits.settle() }

@@ -33,6 +33,10 @@ type opts struct {
 	results  string
 	doc      string
 	sizes    []int // apply N creates
+	sizes100 []int // apply N creates at R = 100
+	pacingN  int   // creates of each pacing scenario
+	pacingR  []float64
+	pacingB  []int
 	plans    []int // plan over N fleet devices
 	foreign  int
 	rebuildN int
@@ -52,43 +56,15 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) error {
-	var o opts
-	var sizes, plans, only string
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.StringVar(&o.bin, "bin", "bin/lkfleet", "the lkfleet binary to measure")
-	fs.StringVar(&o.results, "results", "bench/results.json", "where to write the JSON results")
-	fs.StringVar(&o.doc, "doc", "docs/benchmarks.md", "where to write the report (empty: do not)")
-	fs.StringVar(&sizes, "apply", "100,1000", "apply N creates for these N")
-	fs.StringVar(&plans, "plan", "1000,10000", "plan over these numbers of fleet devices")
-	fs.IntVar(&o.foreign, "foreign", 10000, "foreign devices next to the fleet in the plan scenarios")
-	fs.IntVar(&o.rebuildN, "rebuild", 1000, "devices rebuilt by reboot in the nightly rebuild")
-	fs.IntVar(&o.serialN, "serial-n", 30, "devices of the one-at-a-time reference")
-	fs.IntVar(&o.tfN, "tf-n", 100, "devices of the Terraform-style apply reference")
-	fs.IntVar(&o.refreshN, "refresh-n", 1000, "devices of the Terraform-style refresh reference")
-	fs.StringVar(&only, "only", "apply,plan,rebuild,ref", "scenarios to run")
-	report := fs.String("report", "", "measure nothing: judge the results in this JSON file again, print them and write the report")
-	if err := fs.Parse(args); err != nil {
+	o, report, err := parseOpts(args)
+	if err != nil {
 		return err
 	}
-	if *report != "" {
-		return rereport(*report, o.doc)
-	}
-	var err error
-	if o.sizes, err = ints(sizes); err != nil {
-		return err
-	}
-	if o.plans, err = ints(plans); err != nil {
-		return err
+	if report != "" {
+		return rereport(report, o.doc)
 	}
 	if o.bin, err = filepath.Abs(o.bin); err != nil {
 		return err
-	}
-	if _, err := os.Stat(o.bin); err != nil {
-		return fmt.Errorf("%w (run make build first)", err)
-	}
-	o.only = map[string]bool{}
-	for _, s := range strings.Split(only, ",") {
-		o.only[strings.TrimSpace(s)] = true
 	}
 	if _, err := os.Stat(o.bin); err != nil {
 		return fmt.Errorf("%s: %w (run make build first)", o.bin, err)
@@ -106,6 +82,94 @@ func run(ctx context.Context, args []string) error {
 	start := time.Now()
 	step := func(name string) { fmt.Fprintf(os.Stderr, "[%5.1fs] %s\n", time.Since(start).Seconds(), name) }
 
+	for _, scenarios := range []func(context.Context, opts, *results, func(string)) error{applies, pacing, plansAndRebuild} {
+		if err := scenarios(ctx, o, res, step); err != nil {
+			return err
+		}
+	}
+	if o.only["ref"] {
+		if err := references(ctx, o, res, step); err != nil {
+			return err
+		}
+	}
+	res.TotalS = time.Since(start).Seconds()
+	res.Machine.LoadEnd = loadAvg()
+	res.judge()
+
+	printTable(os.Stdout, res)
+	data, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(o.results, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	if o.doc != "" {
+		if err := writeDoc(o.doc, res); err != nil {
+			return err
+		}
+	}
+	if err := batchScenario(ctx, o, step); err != nil { // bench/batch.go
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s and %s in %.0fs\n", o.results, o.doc, res.TotalS)
+	return nil
+}
+
+// parseOpts reads the command line; report is the results file to judge
+// again instead of measuring ("" to measure).
+func parseOpts(args []string) (o opts, report string, err error) {
+	var sizes, plans, only string
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.StringVar(&o.bin, "bin", "bin/lkfleet", "the lkfleet binary to measure")
+	fs.StringVar(&o.results, "results", "bench/results.json", "where to write the JSON results")
+	fs.StringVar(&o.doc, "doc", "docs/benchmarks.md", "where to write the report (empty: do not)")
+	var sizes100 string
+	fs.StringVar(&sizes, "apply", "100,1000,10000", "apply N creates for these N")
+	fs.StringVar(&sizes100, "apply-r100", "10000", "apply N creates for these N on a simulator allowing R = 100/s")
+	fs.IntVar(&o.pacingN, "pacing-n", 300, "creates of each pacing scenario (R × B the client is not told)")
+	var pr, pb string
+	fs.StringVar(&pr, "pacing-r", "5,20,200", "rate limits R of the pacing scenarios")
+	fs.StringVar(&pb, "pacing-b", "1,2,5,20", "bursts B of the pacing scenarios")
+	fs.StringVar(&plans, "plan", "1000,10000,100000", "plan over these numbers of fleet devices")
+	fs.IntVar(&o.foreign, "foreign", 10000, "foreign devices next to the fleet in the plan scenarios")
+	fs.IntVar(&o.rebuildN, "rebuild", 1000, "devices rebuilt by reboot in the nightly rebuild")
+	fs.IntVar(&o.serialN, "serial-n", 30, "devices of the one-at-a-time reference")
+	fs.IntVar(&o.tfN, "tf-n", 100, "devices of the Terraform-style apply reference")
+	fs.IntVar(&o.refreshN, "refresh-n", 1000, "devices of the Terraform-style refresh reference")
+	fs.StringVar(&only, "only", "apply,pacing,plan,rebuild,ref", "scenarios to run")
+	fs.StringVar(&report, "report", "", "measure nothing: judge the results in this JSON file again, print them and write the report")
+	if err := fs.Parse(args); err != nil {
+		return o, "", err
+	}
+	if o.sizes, err = ints(sizes); err != nil {
+		return o, "", err
+	}
+	if o.plans, err = ints(plans); err != nil {
+		return o, "", err
+	}
+	if o.sizes100, err = ints(sizes100); err != nil {
+		return o, "", err
+	}
+	if o.pacingB, err = ints(pb); err != nil {
+		return o, "", err
+	}
+	rs, err := ints(pr)
+	if err != nil {
+		return o, "", err
+	}
+	for _, r := range rs {
+		o.pacingR = append(o.pacingR, float64(r))
+	}
+	o.only = map[string]bool{}
+	for _, s := range strings.Split(only, ",") {
+		o.only[strings.TrimSpace(s)] = true
+	}
+	return o, report, nil
+}
+
+// applies runs the apply scenarios (at R = 50, then at R = 100).
+func applies(ctx context.Context, o opts, res *results, step func(string)) error {
 	if o.only["apply"] {
 		for _, n := range o.sizes {
 			step(fmt.Sprintf("apply %d creates", n))
@@ -116,6 +180,41 @@ func run(ctx context.Context, args []string) error {
 			res.Apply = append(res.Apply, r)
 		}
 	}
+	if o.only["apply"] {
+		lim := limits{R: 100, B: burstB, T: provT}
+		for _, n := range o.sizes100 {
+			step(fmt.Sprintf("apply %d creates at R = %g", n, lim.R))
+			r, err := benchApplyWith(ctx, o, n, lim)
+			if err != nil {
+				return fmt.Errorf("apply %d at R = %g: %w", n, lim.R, err)
+			}
+			res.Apply100 = append(res.Apply100, r)
+		}
+	}
+	return nil
+}
+
+// pacing runs the creates against limits the client is not told.
+func pacing(ctx context.Context, o opts, res *results, step func(string)) error {
+	if o.only["pacing"] {
+		for _, r := range o.pacingR {
+			for _, b := range o.pacingB {
+				lim := limits{R: r, B: b, T: provT}
+				step(fmt.Sprintf("pacing: apply %d creates, R = %g, B = %d (not told)", o.pacingN, r, b))
+				a, err := benchApplyWith(ctx, o, o.pacingN, lim)
+				if err != nil {
+					return fmt.Errorf("pacing R = %g B = %d: %w", r, b, err)
+				}
+				res.Pacing = append(res.Pacing, a)
+			}
+		}
+	}
+	return nil
+}
+
+// plansAndRebuild seeds fleets and plans over them; the nightly rebuild
+// reuses the bed of its size.
+func plansAndRebuild(ctx context.Context, o opts, res *results, step func(string)) error {
 	if o.only["plan"] || o.only["rebuild"] {
 		sizes := o.plans
 		if !o.only["plan"] {
@@ -147,32 +246,6 @@ func run(ctx context.Context, args []string) error {
 			}
 		}
 	}
-	if o.only["ref"] {
-		if err := references(ctx, o, res, step); err != nil {
-			return err
-		}
-	}
-	res.TotalS = time.Since(start).Seconds()
-	res.Machine.LoadEnd = loadAvg()
-	res.judge()
-
-	printTable(os.Stdout, res)
-	data, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(o.results, append(data, '\n'), 0o644); err != nil {
-		return err
-	}
-	if o.doc != "" {
-		if err := writeDoc(o.doc, res); err != nil {
-			return err
-		}
-	}
-	if err := batchScenario(ctx, o, step); err != nil { // bench/batch.go
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "wrote %s and %s in %.0fs\n", o.results, o.doc, res.TotalS)
 	return nil
 }
 
@@ -214,16 +287,17 @@ func references(ctx context.Context, o opts, res *results, step func(string)) er
 		}
 		planWall = pr.WallS
 	}
-	step(fmt.Sprintf("references: one at a time (%d), Terraform-style apply (%d) and refresh (%d), concurrently", o.serialN, o.tfN, o.refreshN))
-	refs := make([]refResult, 3)
+	step(fmt.Sprintf("references: one at a time (%d), Terraform-style apply (%d) and refresh (%d, storming and well paced), concurrently", o.serialN, o.tfN, o.refreshN))
+	refs := make([]refResult, 4)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) { refs[0], err = refSerial(gctx, o, o.serialN); return })
-	g.Go(func() (err error) { refs[1], err = refTerraform(gctx, o, o.tfN, 0); return })
-	g.Go(func() (err error) { refs[2], err = refTerraform(gctx, o, o.refreshN, o.refreshN); return })
+	g.Go(func() (err error) { refs[1], err = refTerraform(gctx, o, o.tfN, 0, false); return })
+	g.Go(func() (err error) { refs[2], err = refTerraform(gctx, o, o.refreshN, o.refreshN, false); return })
+	g.Go(func() (err error) { refs[3], err = refTerraform(gctx, o, o.refreshN, o.refreshN, true); return })
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	for i, w := range []float64{lk[o.serialN], lk[o.tfN], planWall} {
+	for i, w := range []float64{lk[o.serialN], lk[o.tfN], planWall, planWall} {
 		refs[i].LkfleetWallS = w
 		refs[i].Ratio = w / refs[i].WallS
 		refs[i].Speedup = refs[i].WallS / w

@@ -10,6 +10,7 @@ import (
 
 	"github.com/packethost/packngo"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
@@ -22,10 +23,16 @@ const (
 	serialPoll = time.Second
 	// tfParallelism is Terraform's default -parallelism.
 	tfParallelism = 10
-	// tfPoll is the fixed interval at which the Terraform-style run reads
-	// each device it created (the provider's refresh pattern is 3–10 s).
-	tfPoll = 5 * time.Second
 )
+
+// tfWaiter is the equinix provider's wait for a created device
+// (resource.StateChangeConf with Delay 10 s, MinTimeout 3 s): the first
+// read 10 s after the create, then after 3 s, 6 s, and every 10 s until
+// the device is active; the resource's Read then reads it once more.
+var tfWaiter = []time.Duration{10 * time.Second, 3 * time.Second, 6 * time.Second, 10 * time.Second}
+
+// tfWaiterModel describes tfWaiter for the report.
+const tfWaiterModel = "GET 10 s after the create, then after 3 s, 6 s and every 10 s until active, then one more GET (the resource's Read)"
 
 // refResult is one run of a reference strategy.
 type refResult struct {
@@ -92,13 +99,14 @@ func createReq(project string, d spec.Device) *packngo.DeviceCreateRequest {
 	}
 }
 
-// waitActive reads one device every interval until it is active.
-func waitActive(ctx context.Context, c *packngo.Client, id string, every time.Duration) error {
-	for {
+// waitActive reads one device until it is active, sleeping schedule[i]
+// before the i-th read (the last entry repeats).
+func waitActive(ctx context.Context, c *packngo.Client, id string, schedule ...time.Duration) error {
+	for i := 0; ; i++ {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(every):
+		case <-time.After(schedule[min(i, len(schedule)-1)]):
 		}
 		dev, _, err := c.Devices.Get(id, nil)
 		if err != nil {
@@ -150,10 +158,13 @@ func refSerial(ctx context.Context, o opts, n int) (refResult, error) {
 
 // refTerraform models a Terraform-style apply: refresh (one GET per device
 // already in the state), then creates with parallelism 10, each create
-// holding its slot while it reads its device every 5 s until active.
-// existing devices are seeded first (0 for a fresh apply).
-func refTerraform(ctx context.Context, o opts, n, existing int) (refResult, error) {
-	b, err := newBed(o.bin, mkdir(o.tmp, fmt.Sprintf("ref-tf-%d-%d", n, existing)), o.images, max(n, existing))
+// holding its slot while the provider's waiter reads it (tfWaiter), then
+// one final read. existing devices are seeded first (0 for a fresh
+// apply). paced sends the refresh through a client-side limiter told the
+// server's limits (R, B), so it draws no 429s; unpaced it storms them like
+// the provider's retrying client does.
+func refTerraform(ctx context.Context, o opts, n, existing int, paced bool) (refResult, error) {
+	b, err := newBed(o.bin, mkdir(o.tmp, fmt.Sprintf("ref-tf-%d-%d-%v", n, existing, paced)), o.images, max(n, existing))
 	if err != nil {
 		return refResult{}, err
 	}
@@ -176,8 +187,15 @@ func refTerraform(ctx context.Context, o opts, n, existing int) (refResult, erro
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(tfParallelism)
+	lim := rate.NewLimiter(rate.Inf, 1)
+	if paced {
+		lim = rate.NewLimiter(rate.Limit(rateR), burstB)
+	}
 	for _, id := range ids {
 		g.Go(func() error {
+			if err := lim.Wait(gctx); err != nil {
+				return err
+			}
 			_, _, err := c.Devices.Get(id, nil)
 			return err
 		})
@@ -193,7 +211,11 @@ func refTerraform(ctx context.Context, o opts, n, existing int) (refResult, erro
 			if err != nil {
 				return fmt.Errorf("create %s: %w", d.Hostname, err)
 			}
-			return waitActive(gctx, c, dev.ID, tfPoll)
+			if err := waitActive(gctx, c, dev.ID, tfWaiter...); err != nil {
+				return err
+			}
+			_, _, err = c.Devices.Get(dev.ID, nil) // the resource's Read
+			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -201,9 +223,12 @@ func refTerraform(ctx context.Context, o opts, n, existing int) (refResult, erro
 	}
 	wall := time.Since(start)
 	st := diff(before, b.sim.Stats())
-	name, model := "Terraform-style apply", fmt.Sprintf("refresh GET per device, %d parallel creates, GET every %v until active", tfParallelism, tfPoll)
+	name, model := "Terraform-style apply", fmt.Sprintf("%d parallel creates, each: %s", tfParallelism, tfWaiterModel)
 	if existing > 0 && n <= existing {
-		name, model = "Terraform-style refresh", fmt.Sprintf("one GET per device in the state, %d in parallel", tfParallelism)
+		name, model = "Terraform-style refresh (429 storm)", fmt.Sprintf("one GET per device in the state, %d in parallel, unpaced; a 429 is retried after Retry-After", tfParallelism)
+		if paced {
+			name, model = "Terraform-style refresh (well paced)", fmt.Sprintf("one GET per device in the state, %d in parallel, paced at the server's R = %d/s with burst %d (told the limits)", tfParallelism, rateR, burstB)
+		}
 	}
 	return refResult{Name: name, Model: model, N: max(n, existing), WallS: wall.Seconds(), Requests: st.Total,
 		Throttled: st.Throttled, Retries: rt.retries.Load()}, nil

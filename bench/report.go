@@ -18,6 +18,8 @@ type results struct {
 	Machine    machine        `json:"machine"`
 	Params     params         `json:"params"`
 	Apply      []applyResult  `json:"apply"`
+	Apply100   []applyResult  `json:"apply_r100,omitempty"`
+	Pacing     []applyResult  `json:"pacing,omitempty"`
 	ApplyExtra []applyResult  `json:"apply_for_references,omitempty"`
 	Plan       []planResult   `json:"plan"`
 	Rebuild    *rebuildResult `json:"rebuild,omitempty"`
@@ -98,18 +100,52 @@ func (r *results) judge() {
 			a.Duplicates == 0 && a.Created == a.N)
 		add("apply 1,000: converged", "plan after: no changes", fmt.Sprint(a.Converged), a.Converged)
 	}
-	for _, a := range r.Apply {
-		// 1% for the jitter of request arrival times.
-		add(fmt.Sprintf("waiting for %d devices", a.N), "≤ 1 listing/s, no GET per device", fmt.Sprintf("%.3f listings/s (%d listings, closest %.3fs apart), %d device GETs", a.Wait.ListingsPerSecond, a.Wait.WaitListings, a.Wait.MinGapS, a.Wait.GetsPerDeviceCalls),
-			a.Wait.ListingsPerSecond <= 1.01 && a.Wait.GetsPerDeviceCalls == 0)
-	}
-	for _, p := range r.Plan {
-		if p.Fleet != 10000 {
+	for _, a := range append(append([]applyResult(nil), r.Apply...), r.Apply100...) {
+		if a.N < 10000 {
 			continue
 		}
-		add("plan 10,000: requests", fmt.Sprintf("≤ %d", p.Limit), fmt.Sprint(p.Requests), p.Requests <= p.Limit)
-		add("plan 10,000: CPU", "< 1 s", fmt.Sprintf("%.2fs", p.CPUS), p.CPUS < 1)
-		add("plan 10,000: peak RSS", "< 200 MiB", fmt.Sprintf("%.0f MiB", p.MaxRSSMiB), p.MaxRSSMiB < 200)
+		name := fmt.Sprintf("apply %s at R = %g", thousands(a.N), a.R)
+		add(name+": wall", "≤ 1.05 × request bound", fmt.Sprintf("%.1fs = %.3f × %.1fs", a.WallS, a.Ratio, a.BoundS), a.Ratio <= 1.05)
+		add(name+": 429s", "≤ 1% of requests", fmt.Sprintf("%d of %d (%.2f%%)", a.Throttled, a.Requests, a.ThrottledPct), a.ThrottledPct <= 1)
+		add(name+": duplicates", "0", fmt.Sprintf("%d duplicates, %d devices", a.Duplicates, a.Created), a.Duplicates == 0 && a.Created == a.N)
+	}
+	var cpu1k, cpu10k float64
+	for _, a := range r.Apply {
+		switch a.N {
+		case 1000:
+			cpu1k = a.CPUS / float64(a.N)
+		case 10000:
+			cpu10k = a.CPUS / float64(a.N)
+		}
+	}
+	if cpu1k > 0 && cpu10k > 0 {
+		add("apply CPU per device, 1,000 → 10,000", "≤ 1 ms, flat", fmt.Sprintf("%.2f ms → %.2f ms", 1000*cpu1k, 1000*cpu10k), cpu10k <= 0.001 && cpu10k <= 1.25*cpu1k)
+	}
+	for _, a := range r.allApplies() {
+		// "~5 %": the listings' share of R while calls are being sent.
+		add(fmt.Sprintf("waiting for %d devices (R = %g, B = %d)", a.N, a.R, a.B), "≤ ~5 % of the budget while calls go out, no GET per device",
+			fmt.Sprintf("%.1f %% while calling, %.1f %% overall (%d listing requests), %d device GETs", 100*a.Wait.CallShare, 100*a.Wait.BudgetShare, a.Wait.WaitListings, a.Wait.GetsPerDeviceCalls),
+			a.Wait.CallShare <= 0.06 && a.Wait.GetsPerDeviceCalls == 0)
+	}
+	for _, a := range r.Pacing {
+		want, limit := "≤ 1.10 × request bound, ≤ 1 % 429s", 1.10
+		if a.B == 1 {
+			want, limit = "≤ 1.15 × request bound, ≤ 1 % 429s", 1.15
+		}
+		add(fmt.Sprintf("pacing N=%d, R=%g, B=%d (not told)", a.N, a.R, a.B), want,
+			fmt.Sprintf("%.2fs = %.3f × %.2fs, %d of %d 429", a.WallS, a.Ratio, a.BoundS, a.Throttled, a.Requests), a.Ratio <= limit && a.ThrottledPct <= 1)
+	}
+	for _, p := range r.Plan {
+		switch p.Fleet {
+		case 10000:
+			add("plan 10,000: requests", fmt.Sprintf("≤ %d", p.Limit), fmt.Sprint(p.Requests), p.Requests <= p.Limit)
+			add("plan 10,000: CPU", "< 1 s", fmt.Sprintf("%.2fs", p.CPUS), p.CPUS < 1)
+			add("plan 10,000: peak RSS", "< 200 MiB", fmt.Sprintf("%.0f MiB", p.MaxRSSMiB), p.MaxRSSMiB < 200)
+		case 100000:
+			add("plan 100,000: requests", fmt.Sprintf("≤ %d", p.Limit), fmt.Sprint(p.Requests), p.Requests <= p.Limit)
+			add("plan 100,000: CPU", "≤ 3 s", fmt.Sprintf("%.2fs", p.CPUS), p.CPUS <= 3)
+			add("plan 100,000: peak RSS", "≤ 300 MiB", fmt.Sprintf("%.0f MiB", p.MaxRSSMiB), p.MaxRSSMiB <= 300)
+		}
 	}
 	if b := r.Rebuild; b != nil {
 		add(fmt.Sprintf("rebuild %d: wall", b.N), "≤ 1.10 × bound", fmt.Sprintf("%.1fs = %.3f × %.1fs", b.WallS, b.Ratio, b.BoundS), b.Ratio <= 1.10)
@@ -119,8 +155,24 @@ func (r *results) judge() {
 			b.Puts >= b.N && b.Reboots >= b.N && b.Puts+b.Reboots <= 2*b.N+b.Throttled && b.Booted == b.N)
 	}
 	if r.TotalS > 0 {
-		add("make bench", "< 10 min", fmt.Sprintf("%.0fs (bench program)", r.TotalS), r.TotalS < 600)
+		add("make bench", "< 20 min", fmt.Sprintf("%.0fs (bench program)", r.TotalS), r.TotalS < 1200)
 	}
+}
+
+// allApplies returns every apply run: at R = 50, at R = 100 and the
+// pacing matrix.
+func (r *results) allApplies() []applyResult {
+	out := append(append([]applyResult(nil), r.Apply...), r.Apply100...)
+	return append(out, r.Pacing...)
+}
+
+// thousands writes n with comma separators.
+func thousands(n int) string {
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // printTable prints the figures as aligned tables.
@@ -128,18 +180,18 @@ func printTable(w io.Writer, r *results) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(w, "Simulator: R = %.0f req/s, B = %d, T = %.0fs.  Machine: %d × %s, %s, load %s → %s\n\n",
 		r.Params.R, r.Params.B, r.Params.TS, r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.LoadStart, r.Machine.LoadEnd)
-	if len(r.Apply) > 0 {
-		fmt.Fprintln(w, "apply N creates (bound = (N−B)/R + T)")
-		fmt.Fprintln(tw, "N\twall\tbound\tratio\trequests\t429s\tpeak in flight\tduplicates\tCPU\tRSS\t")
-		for _, a := range append(append([]applyResult(nil), r.Apply...), r.ApplyExtra...) {
-			fmt.Fprintf(tw, "%d\t%.2fs\t%.2fs\t%.3f\t%d\t%d\t%d\t%d\t%.2fs\t%.0f MiB\t\n", a.N, a.WallS, a.BoundS, a.Ratio, a.Requests, a.Throttled, a.PeakInFlight, a.Duplicates, a.CPUS, a.MaxRSSMiB)
+	if all := r.allApplies(); len(all) > 0 {
+		fmt.Fprintln(w, "apply N creates (request bound = (N−B)/R + T: B requests at once, the rest at R/s, the last device provisioning T)")
+		fmt.Fprintln(tw, "N\tR\tB\twall\tbound\tratio\trequests\t429s\tpeak in flight\tduplicates\tCPU\tCPU/device\tRSS\t")
+		for _, a := range append(all, r.ApplyExtra...) {
+			fmt.Fprintf(tw, "%d\t%g\t%d\t%.2fs\t%.2fs\t%.3f\t%d\t%d\t%d\t%d\t%.2fs\t%.2f ms\t%.0f MiB\t\n", a.N, a.R, a.B, a.WallS, a.BoundS, a.Ratio, a.Requests, a.Throttled, a.PeakInFlight, a.Duplicates, a.CPUS, 1000*a.CPUS/float64(a.N), a.MaxRSSMiB)
 		}
 		tw.Flush()
-		fmt.Fprintln(w, "\nwait cost while N devices provision")
-		fmt.Fprintln(tw, "N\twait listings\tover\tlistings/s\tclosest gap\tdevice-minutes\tlistings/device-minute\tdevice GETs\t")
-		for _, a := range r.Apply {
+		fmt.Fprintln(w, "\nwait cost while N devices provision (share = listing requests / (R × span))")
+		fmt.Fprintln(tw, "N\tR\tB\twait listings\tover\tshare while calling\tshare overall\tlistings/s\tdevice GETs\t")
+		for _, a := range all {
 			x := a.Wait
-			fmt.Fprintf(tw, "%d\t%d\t%.1fs\t%.3f\t%.3fs\t%.1f\t%.3f\t%d\t\n", x.N, x.WaitListings, x.WaitSpanS, x.ListingsPerSecond, x.MinGapS, x.DeviceMinutes, x.PerDeviceMinute, x.GetsPerDeviceCalls)
+			fmt.Fprintf(tw, "%d\t%g\t%d\t%d\t%.1fs\t%.1f %%\t%.1f %%\t%.3f\t%d\t\n", x.N, a.R, a.B, x.WaitListings, x.WaitSpanS, 100*x.CallShare, 100*x.BudgetShare, x.ListingsPerSecond, x.GetsPerDeviceCalls)
 		}
 		tw.Flush()
 	}
@@ -164,6 +216,9 @@ func printTable(w io.Writer, r *results) {
 			fmt.Fprintf(tw, "%s\t%d\t%.1fs\t%d\t%d\t%.2fs\t%.3f\t%.1f×\t\n", x.Name, x.N, x.WallS, x.Requests, x.Throttled, x.LkfleetWallS, x.Ratio, x.Speedup)
 		}
 		tw.Flush()
+		for _, x := range r.References {
+			fmt.Fprintf(w, "  %s: %s\n", x.Name, x.Model)
+		}
 	}
 	if len(r.Targets) > 0 {
 		fmt.Fprintln(w, "\ntargets")

@@ -5,13 +5,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 )
 
 // applyResult is one "apply N creates" run, with its wait cost.
 type applyResult struct {
 	N            int            `json:"n"`
+	R            float64        `json:"rate_limit_per_s"`
+	B            int            `json:"burst"`
+	TS           float64        `json:"provision_time_s"`
 	WallS        float64        `json:"wall_s"`
 	BoundS       float64        `json:"bound_s"`
 	Ratio        float64        `json:"ratio"`
@@ -42,13 +44,17 @@ type waitCost struct {
 	DeviceMinutes      float64 `json:"device_minutes"`
 	PerDeviceMinute    float64 `json:"listings_per_device_minute"`
 	GetsPerDeviceCalls int     `json:"device_gets"`
+	// BudgetShare is the share of the request budget (R × span) the
+	// waiting listings took from the first create to the exit; CallShare
+	// the share they took while calls were still being sent, when the
+	// budget was needed for them.
+	BudgetShare float64 `json:"budget_share"`
+	CallShare   float64 `json:"share_during_calls"`
 }
 
-// createBound is the earliest N creates can be done: the first B requests
-// pass at once, the rest at R/s, and the last device then provisions for T.
-func createBound(n int) time.Duration {
-	return time.Duration(float64(max(n-burstB, 0))/rateR*float64(time.Second)) + provT
-}
+// createBound is the request bound of N creates under the default
+// limits (see limits.createBound).
+func createBound(n int) time.Duration { return defaultLimits.createBound(n) }
 
 // rebootBound is the earliest a reboot rebuild of N devices can be done: each
 // device takes two calls (a PUT with the new tags and userdata, then the
@@ -63,7 +69,14 @@ func rebootBound(n int) time.Duration {
 // The recorder's timeline splits the run: listings after the first create
 // are what waiting cost, the ones before it what planning cost.
 func benchApply(ctx context.Context, o opts, n int) (applyResult, error) {
-	b, err := newBed(o.bin, mkdir(o.tmp, "apply-"+strconv.Itoa(n)), o.images, n)
+	return benchApplyWith(ctx, o, n, defaultLimits)
+}
+
+// benchApplyWith is benchApply on a simulator with limits lim, which the
+// client is not told: it learns them from the answers.
+func benchApplyWith(ctx context.Context, o opts, n int, lim limits) (applyResult, error) {
+	name := fmt.Sprintf("apply-%d-r%g-b%d", n, lim.R, lim.B)
+	b, err := newBedWith(o.bin, mkdir(o.tmp, name), o.images, n, lim)
 	if err != nil {
 		return applyResult{}, err
 	}
@@ -72,15 +85,15 @@ func benchApply(ctx context.Context, o opts, n int) (applyResult, error) {
 	if err != nil {
 		return applyResult{}, err
 	}
-	settle()
+	lim.settle()
 	after, err := b.cli(ctx, "plan", "-f", b.fleet, "--detailed-exitcode")
 	if err != nil {
 		return applyResult{}, err
 	}
 	st := ap.Stats
-	bound := createBound(n)
+	bound := lim.createBound(n)
 	r := applyResult{
-		N: n, WallS: ap.Wall.Seconds(), BoundS: bound.Seconds(), Ratio: ap.Wall.Seconds() / bound.Seconds(),
+		N: n, R: lim.R, B: lim.B, TS: lim.T.Seconds(), WallS: ap.Wall.Seconds(), BoundS: bound.Seconds(), Ratio: ap.Wall.Seconds() / bound.Seconds(),
 		Requests: st.Total, CreatePosts: st.Requests[routeCreate], Created: st.Creates,
 		Throttled: st.Throttled, ThrottledPct: pct(st.Throttled, st.Total),
 		PeakInFlight: st.PeakFlight, Duplicates: st.Duplicates,
@@ -102,8 +115,14 @@ func benchApply(ctx context.Context, o opts, n int) (applyResult, error) {
 		w.ListingsPerSecond = float64(w.WaitListings-1) / w.WaitSpanS
 	}
 	w.MinGapS = ph.MinGapS
-	w.DeviceMinutes = float64(n) * provT.Minutes()
+	w.DeviceMinutes = float64(n) * lim.T.Minutes()
 	w.PerDeviceMinute = float64(w.WaitListings) / w.DeviceMinutes
+	if w.WaitSpanS > 0 {
+		w.BudgetShare = float64(w.WaitListings) / (lim.R * w.WaitSpanS)
+	}
+	if callSpan := ph.LastCallS - ph.FirstCallS; callSpan > 0 {
+		w.CallShare = float64(ph.ListingsDuring) / (lim.R * callSpan)
+	}
 	r.Wait = w
 	return r, nil
 }

@@ -112,3 +112,37 @@ func TestPlanCostOverTenThousandDevices(t *testing.T) {
 		t.Errorf("plan over 10,000 devices cost %d API requests, want at most 14 (%v)", n, e.srv.Sim.Stats().Requests)
 	}
 }
+
+// Planning lists the fleet without the devices' addresses (ListForPlan
+// through planBackend): they are about 40 % of a listed device. A fleet
+// that manages network types lists them: the type is derived in part from
+// whether a device has management addresses.
+func TestPlanListsWithoutAddresses(t *testing.T) {
+	e := newE2E(t, packetsim.Config{})
+	for _, tc := range []struct {
+		name, extra string
+		excluded    bool
+	}{
+		{"no network types", "", true},
+		{"network types", "    network_type: layer3\n", false},
+	} {
+		e.write(fmt.Sprintf(costFleet, 3, "ams1") + tc.extra)
+		_, errs, code := e.run("plan", "-f", e.fleet, "--debug")
+		if code != 0 {
+			t.Fatalf("%s: plan: exit %d\n%s", tc.name, code, errs)
+		}
+		listings := 0
+		for line := range strings.SplitSeq(errs, "\n") {
+			if !strings.HasPrefix(line, "> GET ") || !strings.Contains(line, "/devices?") || !strings.Contains(line, "tag=") {
+				continue
+			}
+			listings++
+			if got := strings.Contains(line, "exclude=ip_addresses"); got != tc.excluded {
+				t.Errorf("%s: fleet listing excludes addresses: %v, want %v: %s", tc.name, got, tc.excluded, line)
+			}
+		}
+		if listings != 1 {
+			t.Errorf("%s: plan sent %d fleet listings, want 1", tc.name, listings)
+		}
+	}
+}

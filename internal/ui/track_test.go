@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/lkfleet/lkfleet/pkg/executor"
@@ -61,5 +62,71 @@ func TestTrackerRetryAndLateStates(t *testing.T) {
 	}
 	if s := ev(executor.DeviceState, "provisioning"); s.done != 1 || s.prov != 0 {
 		t.Errorf("late state moved a done change back: %+v", s)
+	}
+}
+
+// TestTrackerCountsMatchItems drives a two-wave plan of creates, a slot
+// with a duplicate, and events found only by device id, and checks that
+// the incrementally kept counts equal a recount of the items.
+func TestTrackerCountsMatchItems(t *testing.T) {
+	var tr tracker
+	var changes []planner.Change
+	for i := range 50 {
+		changes = append(changes, planner.Change{Action: planner.Create, Desired: &spec.Device{Slot: fmt.Sprintf("g/z/%d", i)}, Wave: i % 2})
+	}
+	changes = append(changes, planner.Change{Action: planner.Delete, Live: &planner.Live{ID: "dup", Tags: []string{spec.TagSlot + "g/z/3"}}, Wave: 1})
+	tr.setPlan(planner.Plan{Changes: changes})
+	for i := range 50 {
+		slot := fmt.Sprintf("g/z/%d", i)
+		id := fmt.Sprintf("dev-%d", i)
+		tr.apply(executor.Event{Time: t0, Kind: executor.ChangeStarted, Wave: i % 2, Action: planner.Create, Slot: slot})
+		tr.apply(executor.Event{Time: t0, Kind: executor.ChangeDone, Wave: i % 2, Action: planner.Create, Slot: slot, DeviceID: id})
+		if i%3 == 0 {
+			// Found by device id alone.
+			tr.apply(executor.Event{Time: t0, Kind: executor.DeviceState, Wave: -1, DeviceID: id, State: "provisioning"})
+		}
+		if i%5 == 0 {
+			tr.apply(executor.Event{Time: t0, Kind: executor.DeviceReady, Wave: i % 2, Slot: slot, DeviceID: id})
+		}
+	}
+	tr.apply(executor.Event{Time: t0, Kind: executor.ChangeDone, Wave: 1, Action: planner.Delete, Slot: "g/z/3", DeviceID: "dup"})
+	for _, w := range tr.waves {
+		var want [stFailed + 1]int
+		for _, it := range w.items {
+			want[it.st]++
+		}
+		if w.count != want {
+			t.Errorf("wave %d counts %v, recount %v", w.index, w.count, want)
+		}
+	}
+	// 10 ready (every fifth), 17 provisioning (every third, not ready),
+	// the delete done, the rest queued at the API.
+	w0, w1 := tr.waves[0].snap.Load(), tr.waves[1].snap.Load()
+	if got := w0.done + w1.done; got != 11 {
+		t.Errorf("done %d, want 10 ready and 1 deleted", got)
+	}
+	if got := w0.prov + w1.prov; got != 13 {
+		t.Errorf("provisioning %d, want 13", got)
+	}
+	if tr.waves[1].items[25].slot != "g/z/3" || tr.waves[1].items[25].st != stDone {
+		t.Errorf("the duplicate's delete was not matched to its own change")
+	}
+}
+
+// BenchmarkTrackerEvents is the cost of one event in a 10,000-change
+// wave: constant, not a scan of the wave.
+func BenchmarkTrackerEvents(b *testing.B) {
+	var tr tracker
+	const n = 10000
+	changes := make([]planner.Change, n)
+	ids := make([]string, n)
+	for i := range changes {
+		changes[i] = planner.Change{Action: planner.Create, Desired: &spec.Device{Slot: fmt.Sprintf("g/z/%d", i)}}
+		ids[i] = fmt.Sprintf("dev-%d", i)
+	}
+	tr.setPlan(planner.Plan{Changes: changes})
+	b.ResetTimer()
+	for i := range b.N {
+		tr.apply(executor.Event{Time: t0, Kind: executor.DeviceState, Wave: 0, Slot: changes[i%n].Slot(), DeviceID: ids[i%n], State: "provisioning"})
 	}
 }

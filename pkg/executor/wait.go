@@ -94,6 +94,7 @@ const missingLimit = 5
 //
 // Failed: state failed, or in WaitBooted a newer user state "failed".
 func (r *run) waitReady(ctx context.Context, wf waitFor) (planner.Live, string, error) {
+	defer r.w.waiting()() // lets the watcher learn how long devices take
 	c, id, mode, inPlace, baseline, after := wf.c, wf.id, wf.mode, wf.inPlace, wf.baseline, wf.after
 	var (
 		last     planner.Live

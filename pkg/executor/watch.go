@@ -3,11 +3,10 @@ package executor
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/lkfleet/lkfleet/pkg/planner"
 )
@@ -24,12 +23,27 @@ type snapshot struct {
 }
 
 // watcher is the one goroutine that lists the fleet while anybody waits,
-// at most once per interval, and fans each listing out to every waiter:
-// waiting for N devices costs one listing per interval, not N requests.
+// and fans each listing out to every waiter: waiting for N devices costs
+// one listing per poll, not N requests. How often it polls:
+//
+//   - Never before a device could be ready. Each device waited for is
+//     registered (waiting); from the first ones it learns T, the shortest
+//     time a wait took (from the listing before the one that showed the
+//     device ready), and while every waiter is a registered device that
+//     began less than T ago, it does not list at all.
+//   - While other calls use the request budget, listings take at most
+//     pollShare (2 %) of it: a listing of N devices costs ceil(N/1000) requests,
+//     so at R requests/s polls are at least pages/(pollShare·R) apart, and
+//     never closer than interval.
+//   - When the budget is idle (the tail of a wave: every create sent),
+//     polls come every tailGap (or as often as half the budget allows),
+//     so the last device is seen soon after it is ready.
+//
+// The listing is the lighter ListStates when the Cloud offers it.
 type watcher struct {
-	cloud Cloud
-	lim   *rate.Limiter
-	emit  func(Event)
+	cloud    Cloud
+	interval time.Duration
+	emit     func(Event)
 	// outage is how long listings may fail in a row before giveUp is
 	// called with the last error (0 = forever); see Options.MaxListOutage.
 	outage time.Duration
@@ -43,21 +57,131 @@ type watcher struct {
 	mu      sync.Mutex
 	demand  int           // waiters blocked in next
 	cur     *snapshot     // newest successful listing
+	prev    *snapshot     // the one before cur
 	changed chan struct{} // closed and replaced when cur changes
 	wake    chan struct{} // a waiter wants a listing
+	// waits holds the registered waits in the order they began (ended ones
+	// are dropped from the front lazily), live how many have not ended;
+	// learnt is T (0 until a wait ended after a listing that did not yet
+	// end it).
+	waits  []*waitReg
+	live   int
+	learnt time.Duration
+	// pages is what the last listing cost in requests; starts holds when
+	// the listings of the last second began.
+	pages  int
+	starts []time.Time
+}
+
+// waitReg is one registered wait.
+type waitReg struct {
+	since time.Time
+	ended bool
+}
+
+// Polling shares (see watcher).
+const (
+	// pollShare is the most of the request budget listings take while
+	// other calls need it: every listing request then is a create less,
+	// and 10,000 creates within 1.05× of their request bound leave room
+	// for about 2 %.
+	pollShare = 0.02
+	// tailShare is the most they take when nothing else does.
+	tailShare = 0.5
+	// tailGap is the shortest gap between polls.
+	tailGap = 200 * time.Millisecond
+	// busyShare: other calls using more than this share of the pace mean
+	// the budget is busy.
+	busyShare = 0.1
+)
+
+// stateLister is a Cloud that can list the fleet with only what waiting
+// reads (id, state, tags, user state): a fraction of a full listing.
+type stateLister interface {
+	ListStates(ctx context.Context) ([]planner.Live, error)
+}
+
+// budgeter is a Cloud that says its request pace and how much of it is in
+// use (requests/s).
+type budgeter interface {
+	Budget() (pace, used float64)
 }
 
 func newWatcher(cloud Cloud, interval time.Duration, emit func(Event)) *watcher {
 	return &watcher{
-		cloud: cloud,
-		// Burst 1: a listing starts at once when the first waiter comes, and
-		// never sooner than interval after the previous one.
-		lim:     rate.NewLimiter(rate.Every(interval), 1),
-		emit:    emit,
-		changed: make(chan struct{}),
-		wake:    make(chan struct{}, 1),
+		cloud:    cloud,
+		interval: interval,
+		emit:     emit,
+		changed:  make(chan struct{}),
+		wake:     make(chan struct{}, 1),
 	}
 }
+
+// waiting registers a wait for one device that begins now; the returned
+// func ends it. From the first waits the watcher learns how long a device
+// takes at least, and lists nothing while every waiter is younger.
+func (w *watcher) waiting() func() {
+	w.mu.Lock()
+	reg := &waitReg{since: time.Now()}
+	w.waits = append(w.waits, reg)
+	w.live++
+	w.mu.Unlock()
+	return func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		reg.ended = true
+		w.live--
+		for len(w.waits) > 0 && w.waits[0].ended {
+			w.waits[0] = nil
+			w.waits = w.waits[1:]
+		}
+		// The wait ended with cur (or later); the listing before it had
+		// not ended it, so T is at least prev.start − since.
+		if p := w.prev; p != nil && p.start.After(reg.since) {
+			if t := p.start.Sub(reg.since); w.learnt == 0 || t < w.learnt {
+				w.learnt = t
+			}
+		}
+	}
+}
+
+// earliest returns when the next listing may be useful: at once if any
+// waiter is not a registered device wait, or a registered wait is older
+// than T; else when the oldest becomes so. w.mu is held.
+func (w *watcher) earliest(now time.Time) time.Time {
+	if w.learnt == 0 || w.demand > w.live || w.live == 0 {
+		return now
+	}
+	// Waits begin in order: the front one (never an ended one) is oldest.
+	return w.waits[0].since.Add(w.learnt)
+}
+
+// gap returns how long after the previous listing began the next may.
+func (w *watcher) gap() time.Duration {
+	b, ok := w.cloud.(budgeter)
+	if !ok {
+		return w.interval
+	}
+	pace, used := b.Budget()
+	if math.IsInf(pace, 1) || pace <= 0 {
+		return w.interval
+	}
+	w.mu.Lock()
+	pages := max(w.pages, 1)
+	cut := time.Now().Add(-time.Second)
+	for len(w.starts) > 0 && !w.starts[0].After(cut) {
+		w.starts = w.starts[1:]
+	}
+	// Our own listings are part of used; the rest is everybody else's.
+	own := float64(pages * len(w.starts))
+	w.mu.Unlock()
+	if used-own > busyShare*pace {
+		return max(w.interval, secs(float64(pages)/(pollShare*pace)))
+	}
+	return min(max(tailGap, secs(float64(pages)/(tailShare*pace))), w.interval)
+}
+
+func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 // now returns the current value of the logical clock. A snapshot from
 // next(ctx, w.now()) began after this call.
@@ -72,6 +196,14 @@ func (w *watcher) wanted() bool {
 // run lists the fleet while there is demand, until ctx ends.
 func (w *watcher) run(ctx context.Context) {
 	var failingSince time.Time // start of the current run of failed listings
+	// notBefore is the previous listing's start plus the gap judged right
+	// after it: judged once, or the wake-ups of waiters would re-judge it
+	// until a quiet moment let a listing through.
+	var notBefore time.Time
+	list := w.cloud.List
+	if sl, ok := w.cloud.(stateLister); ok {
+		list = sl.ListStates
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -79,12 +211,33 @@ func (w *watcher) run(ctx context.Context) {
 		case <-w.wake:
 		}
 		for w.wanted() {
-			if err := w.lim.Wait(ctx); err != nil {
-				return
+			now := time.Now()
+			w.mu.Lock()
+			at := w.earliest(now)
+			w.mu.Unlock()
+			at = latest(at, notBefore)
+			if d := at.Sub(now); d > 0 {
+				// Sleep, but re-decide when a new waiter comes: it may
+				// be one that needs a listing at once (a lookup).
+				t := time.NewTimer(d)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-w.wake:
+					t.Stop()
+					continue
+				case <-t.C:
+					continue
+				}
 			}
 			seq := w.seq.Add(1)
 			start := time.Now()
-			lives, err := w.cloud.List(ctx)
+			w.mu.Lock()
+			w.starts = append(w.starts, start)
+			w.mu.Unlock()
+			lives, err := list(ctx)
+			notBefore = start.Add(w.gap())
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -108,6 +261,13 @@ func (w *watcher) run(ctx context.Context) {
 	}
 }
 
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 func newSnapshot(seq uint64, start time.Time, lives []planner.Live) *snapshot {
 	s := &snapshot{seq: seq, start: start, byID: make(map[string]planner.Live, len(lives)),
 		bySlot: make(map[string][]planner.Live, len(lives))}
@@ -123,7 +283,8 @@ func newSnapshot(seq uint64, start time.Time, lives []planner.Live) *snapshot {
 func (w *watcher) publish(s *snapshot) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.cur = s
+	w.prev, w.cur = w.cur, s
+	w.pages = max(1, (len(s.byID)+999)/1000)
 	close(w.changed)
 	w.changed = make(chan struct{})
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/lkfleet/lkfleet/pkg/packetsim"
+	"github.com/lkfleet/lkfleet/pkg/planner"
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
@@ -40,14 +41,21 @@ func BenchmarkList10k(b *testing.B) {
 	}
 	defer c.Close()
 	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		live, err := c.List(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if len(live) != n {
-			b.Fatalf("listed %d devices, want %d", len(live), n)
-		}
+	for _, bc := range []struct {
+		name string
+		list func(context.Context) ([]planner.Live, error)
+	}{{"List", c.List}, {"ListForPlan", c.ListForPlan}, {"ListStates", c.ListStates}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				live, err := bc.list(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(live) != n {
+					b.Fatalf("listed %d devices, want %d", len(live), n)
+				}
+			}
+		})
 	}
 }

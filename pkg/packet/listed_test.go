@@ -1,6 +1,7 @@
 package packet
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"github.com/packethost/packngo"
 
 	"github.com/lkfleet/lkfleet/pkg/packetsim"
+	"github.com/lkfleet/lkfleet/pkg/planner"
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
@@ -30,7 +32,9 @@ func sameLive(t *testing.T, raw []byte) int {
 		t.Fatalf("decoded %d and %d devices", len(full), len(slim))
 	}
 	for i := range full {
-		want, got := toLive(&full[i]), toLive(slim[i].device())
+		var pd packngo.Device
+		slim[i].fill(&pd)
+		want, got := toLive(&full[i]), toLive(&pd)
 		if !reflect.DeepEqual(want, got) {
 			t.Errorf("device %d:\n full %+v\n slim %+v", i, want, got)
 		}
@@ -99,5 +103,64 @@ func TestListedDeviceMapsSimulatorPage(t *testing.T) {
 	}
 	if n := sameLive(t, page.Devices); n != len(seeds) {
 		t.Fatalf("page has %d devices, want %d", n, len(seeds))
+	}
+}
+
+// TestLightListings: ListForPlan equals List without the addresses, and
+// ListStates carries exactly what waiting reads, in as many requests as
+// List (one page per 1,000 devices), validated against the API
+// description.
+func TestLightListings(t *testing.T) {
+	c, srv := startSim(t, packetsim.Config{ProvisionTime: time.Hour}, true, nil)
+	seeds := []packetsim.SeedDevice{
+		{Hostname: "a", Tags: []string{spec.TagFleet + "lab", spec.TagSlot + "g/ams1/1"}, Zone: "ams1", AlwaysPXE: true, Userdata: "#!ipxe\nboot\n", UserState: packetsim.UserStateSucceeded},
+		{Hostname: "b", Tags: []string{spec.TagFleet + "lab", spec.TagSlot + "g/ny/1"}, Zone: "ny", Plan: "c3.small.x86", IPXEScriptURL: "http://127.0.0.1:1/s", UserState: packetsim.UserStateFailed},
+		{Hostname: "c", Tags: []string{spec.TagFleet + "lab"}, Zone: "ewr1", State: "provisioning"},
+		{Hostname: "d", Tags: []string{"foreign"}, Zone: "sjc1"},
+	}
+	if _, err := srv.Sim.Seed(seeds...); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	full, err := c.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := c.Stats().Requests
+	forPlan, err := c.ListForPlan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	states, err := c.ListStates(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Stats().Requests - before; got != 2 {
+		t.Errorf("two light listings of 3 devices took %d requests, want 2", got)
+	}
+	if len(full) != 3 || len(forPlan) != 3 || len(states) != 3 {
+		t.Fatalf("listed %d, %d, %d devices, want 3 each", len(full), len(forPlan), len(states))
+	}
+	for i, l := range full {
+		if len(l.IPs) == 0 {
+			t.Errorf("full listing of %s has no addresses", l.Hostname)
+		}
+		want := l
+		want.IPs = nil
+		if l.Network == nil {
+			t.Errorf("full listing of %s has no network state", l.Hostname)
+		}
+		// Without addresses and ports there is no network state (why
+		// fleets with network types list in full).
+		want.Network = nil
+		if !reflect.DeepEqual(forPlan[i], want) {
+			t.Errorf("ListForPlan device %d:\n got %+v\nwant %+v", i, forPlan[i], want)
+		}
+		s := states[i]
+		w := planner.Live{ID: l.ID, State: l.State, Tags: l.Tags,
+			CreatedAt: l.CreatedAt, UserState: l.UserState, UserStateBody: l.UserStateBody, UserStateAt: l.UserStateAt, LastEvent: l.LastEvent}
+		if !reflect.DeepEqual(s, w) {
+			t.Errorf("ListStates device %d:\n got %+v\nwant %+v", i, s, w)
+		}
 	}
 }

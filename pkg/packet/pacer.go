@@ -19,40 +19,59 @@ const (
 	headerRetryAfter = "Retry-After"
 )
 
-// refillSampleSpan is the shortest span over which the server's refill rate
-// is measured: shorter spans are dominated by responses arriving out of
-// order with respect to when the server counted them.
-const refillSampleSpan = 100 * time.Millisecond
+// sampleSpan is the shortest span over which the achieved pace and the
+// server's refill are measured: shorter spans are dominated by responses
+// arriving out of order with respect to when the server counted them.
+const sampleSpan = 100 * time.Millisecond
 
-// plentySpread is how quickly tokens are spent while the server has more
-// than half its limit left: there is no reason to hold back, but a flood
-// faster than answers come back could overshoot.
-const plentySpread = 100 * time.Millisecond
+// spendSpan is how quickly tokens above the reserve are spent.
+const spendSpan = 500 * time.Millisecond
+
+// paceMargin is the share of the measured server rate left unused, so that
+// jitter in when requests reach the server does not draw 429s.
+const paceMargin = 0.03
 
 // defaultThrottlePause is how long every caller pauses after a 429 that says
 // neither Retry-After nor X-RateLimit-Reset.
 const defaultThrottlePause = time.Second
 
+// minPace is the slowest pace while the server's limits are known: one
+// request per window would also do, but a window says nothing on a server
+// whose Reset is always the next second.
+const minPace = 0.5
+
 // pacer is the one limiter every request of a Client passes through. It
-// keeps a token bucket (x/time/rate) in step with what the server says is
-// left, and a shared "not before" gate that a 429 closes for everyone.
+// keeps a token bucket (x/time/rate, burst 1: evenly spaced requests) at a
+// pace learnt from the server's answers, and a shared "not before" gate
+// that a 429 closes for everyone.
 //
-// How the pace is chosen, on every response that carries rate headers:
+// The server's limits are not configured: they are learnt. A server that
+// sends X-RateLimit-Limit L and -Remaining rem behaves like a bucket of L
+// tokens refilled at some unknown rate R. On every answer:
 //
-//	avail  = Remaining − requests still in flight (they will spend tokens too)
-//	window = Reset − now, at least one second (Reset has one-second resolution)
-//	spread = 100ms while Remaining ≥ Limit/2, else window
-//	limit  = avail/spread + refill, at least 1/window, at most the --rate cap
-//	burst  = avail/2, at least 1
+//   - Bucket full (rem ≥ L−1): we send slower than R. Every span of at
+//     least 100 ms the pace we actually achieved is a lower bound of R, and
+//     the estimate grows from it (×1.5 per span, ×2 where L = 1 since such
+//     a server shows nothing before its 429; slower close to a pace that
+//     drew a 429 before, and not at all right under it).
+//   - Bucket draining (rem < L−1): the estimate falls back at once to the
+//     last pace the bucket stayed full at, and over each span the refill
+//     rem₁ − rem₀ + accepted, divided by the span, measures R itself.
+//   - Pace = estimate × (1 − 3 %) + (rem − in flight − reserve) / 0.5 s:
+//     what the bucket holds above a reserve of L/4 tokens is spent within
+//     half a second, a bucket below it is refilled. That margin is what
+//     keeps a 429, which closes the gate for a whole second (Retry-After
+//     has one-second resolution), rare.
+//   - A 429 closes the gate until Retry-After (else Reset, else one
+//     second), records the pace as a ceiling and lowers the estimate: to
+//     0.7× after a fast probe (R lay between the last pace and the one
+//     that drew the 429), else 0.9×.
 //
-// With plenty left the client spends it quickly; as Remaining falls it
-// spreads what is left until Reset, ending at the server's own refill rate,
-// so capacity is neither wasted nor overdrawn. refill is measured, not
-// assumed (see measureRefill): a token bucket server shows its real rate, a
-// fixed-window server shows none until its window resets, and the 1/window
-// floor then still tries one request after the reset to learn the new
-// budget. A 429 halves the refill estimate and closes the gate until
-// Retry-After (else Reset, else one second).
+// A fixed-window server (Remaining falls to 0, Reset is the window's end)
+// measures a refill of zero: its remaining budget is spent within half a
+// second and the pace then drops to one request per window, which learns
+// the new budget after the reset. A server that sends no rate headers is
+// not paced (beyond --rate) until it answers 429.
 type pacer struct {
 	lim  *rate.Limiter
 	rcap float64 // --rate cap in requests/s; 0 = none
@@ -68,15 +87,35 @@ type pacer struct {
 	notBefore time.Time // the gate: no request starts before this
 	inFlight  int
 	accepted  int64 // responses that spent a server token (not 429)
-	sample    refillSample
-	refill    float64 // measured server refill in tokens/s; 0 = unknown
+	sample    paceSample
+	// est is the estimated server rate in tokens/s (0 = not yet known);
+	// safe the highest achieved pace at which the bucket stayed full;
+	// ceiling the pace that drew the last 429 (0 = none yet).
+	est, safe, ceiling float64
+	// pace is the limit last set, for Pace.
+	pace float64
+	// throttledAt is when the last 429 arrived; throttles counts the 429s
+	// that lowered the ceiling.
+	throttledAt time.Time
+	throttles   int
+	// spanDone is set when a measuring span completed since the gate last
+	// closed: only then did the pace hold long enough to be judged.
+	spanDone bool
+	// grewAt is when the pace last probed above a ceiling.
+	grewAt time.Time
+	// winAt and winN count the requests started since winAt; used is the
+	// rate of the last whole window (see Budget).
+	winAt time.Time
+	winN  int
+	used  float64
 }
 
-type refillSample struct {
+// paceSample is the state at the start of a measuring span.
+type paceSample struct {
 	at       time.Time
 	rem      int
 	accepted int64
-	plenty   bool
+	full     bool
 	ok       bool
 }
 
@@ -153,6 +192,7 @@ func (p *pacer) wait(ctx context.Context) error {
 			continue
 		}
 		p.inFlight++
+		p.countStart(time.Now())
 		p.mu.Unlock()
 		return nil
 	}
@@ -191,6 +231,7 @@ func (p *pacer) done(h http.Header, status int) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.inFlight--
+	first := false
 	if h == nil {
 		if !p.learned {
 			p.notify() // let the next probe go
@@ -200,6 +241,7 @@ func (p *pacer) done(h http.Header, status int) time.Duration {
 	if !p.learned {
 		p.learned = true
 		p.notify()
+		first = true
 	}
 	limit, okL := headerInt(h, headerLimit)
 	rem, okR := headerInt(h, headerRemaining)
@@ -208,102 +250,204 @@ func (p *pacer) done(h http.Header, status int) time.Duration {
 	if okT {
 		window = max(time.Unix(int64(reset), 0).Sub(now), time.Second)
 	}
-
 	if status == http.StatusTooManyRequests {
-		pause := retryAfter(h, now)
-		if pause <= 0 && okT {
-			pause = time.Unix(int64(reset), 0).Sub(now)
-		}
-		if pause <= 0 {
-			pause = defaultThrottlePause
-		}
-		if until := now.Add(pause); until.After(p.notBefore) {
-			p.notBefore = until
-		}
-		// The pace was too high: halve the refill estimate, and do not
-		// measure across the pause (the bucket fills while nobody sends).
-		// Restart slowly once the gate opens: the callers that were held
-		// back must not all leave at once.
-		p.refill /= 2
-		p.sample.ok = false
-		p.setPace(now, p.floorAfterThrottle(window), 1)
-		return pause
+		return p.throttled(h, now, okT, reset)
 	}
-	if !okL || !okR {
+	if !okL || !okR || limit <= 0 {
 		// A server that does not say its limits is not paced (beyond
-		// --rate), except by the 429s it sends.
-		p.setPace(now, math.Inf(1), math.MaxInt32)
+		// --rate), except by the gate its 429s close.
+		p.setPace(now, math.Inf(1))
 		return 0
 	}
 	p.accepted++
-	plenty := 2*rem >= limit
-	p.measureRefill(now, rem, plenty)
-
-	// With plenty left, spend what is there quickly; with little left,
-	// spread it until the server's reset.
-	spread := window
-	if plenty {
-		spread = plentySpread
+	if p.est == 0 {
+		// The first answer: the bucket refills at least L tokens per
+		// window (the time until it is full again); never start below a
+		// few requests per second, or learning the rate would take longer
+		// than the 429 it might cost.
+		p.est = max(float64(limit)/window.Seconds(), startPace(limit))
+		p.safe = 0
 	}
-	avail := rem - p.inFlight
-	pace := float64(max(avail, 0))/spread.Seconds() + p.refill
-	pace = max(pace, 1/window.Seconds())
-	p.setPace(now, pace, max(1, avail/2))
+	if first {
+		defer func() {
+			// The limiter was unlimited for the probe: count the probe
+			// against the new pace, or the next request would leave at
+			// once, right behind it.
+			p.lim.ReserveN(now, 1)
+		}()
+	}
+	p.measure(now, rem, limit)
+	reserve := limit / 4
+	pace := p.est * (1 - paceMargin)
+	if limit > 1 {
+		pace += float64(rem-p.inFlight-reserve) / spendSpan.Seconds()
+	}
+	p.setPace(now, max(pace, minPace, 1/window.Seconds()))
 	return 0
 }
 
-// floorAfterThrottle is the pace right after a 429: the measured refill if
-// known, else one request per window so the next answer teaches us more.
-func (p *pacer) floorAfterThrottle(window time.Duration) float64 {
-	if p.refill > 0 {
-		return p.refill
+// throttled handles a 429: it closes the gate for every caller and lowers
+// the estimate. p.mu is held.
+func (p *pacer) throttled(h http.Header, now time.Time, okT bool, reset int) time.Duration {
+	pause := retryAfter(h, now)
+	if pause <= 0 && okT {
+		pause = time.Unix(int64(reset), 0).Sub(now)
 	}
-	return 1 / window.Seconds()
+	if pause <= 0 {
+		pause = defaultThrottlePause
+	}
+	if until := now.Add(pause); until.After(p.notBefore) {
+		p.notBefore = until
+	}
+	// Requests sent at the pace that drew this 429 may still be refused:
+	// only the first 429 after the gate opened teaches something.
+	if p.throttledAt.IsZero() || now.Sub(p.throttledAt) > pause/2 {
+		at := float64(p.lim.Limit())
+		switch {
+		case math.IsInf(at, 1) || at <= 0:
+			// Unpaced until now: start again at a few per second.
+			p.est = max(p.est*0.5, 4)
+		case !p.spanDone:
+			// The pace had not held for one span: a burst (the first
+			// requests, or callers leaving the gate together) was refused,
+			// not the pace.
+			p.est = max(p.est*0.9, minPace)
+		default:
+			// The server's rate lies between the best pace that passed
+			// (safe) and this one: after a fast probe go back to a quarter
+			// of the way from safe, after a 429 at a steady pace 7 %
+			// under it (at B = 1, jitter in arrival times alone draws 429s
+			// near R), and do not probe above it again for a while (four
+			// times longer after each 429).
+			first := p.ceiling == 0
+			p.ceiling = at
+			p.throttles++
+			if first && p.safe > 0 && p.safe < at {
+				p.est = p.safe + (at-p.safe)/4
+			} else {
+				p.est = 0.93 * at
+			}
+			p.est = max(p.est, minPace)
+			p.safe = min(p.safe, p.est)
+		}
+	}
+	p.spanDone = false
+	p.throttledAt = now
+	// Do not measure across the pause: the bucket fills while nobody
+	// sends. Restart at the estimate once the gate opens.
+	p.sample.ok = false
+	p.setPace(now, p.est*(1-paceMargin))
+	return pause
 }
 
-// measureRefill updates the refill estimate from the tokens the server
-// gained since the last sample. p.mu is held.
-//
-// While the bucket stays more than half full it may have been full in
-// between, and a full bucket hides refill: the measurement is then only a
-// lower bound (the pace we used), so the estimate is raised to twice it,
-// probing upwards until the bucket drains below half. Below half the
-// measurement is exact, and is believed at once when lower (never overdraw)
-// or averaged in when higher.
-func (p *pacer) measureRefill(now time.Time, rem int, plenty bool) {
+// measure updates the estimate from an accepted answer that left rem of
+// limit tokens. p.mu is held.
+func (p *pacer) measure(now time.Time, rem, limit int) {
+	full := rem >= limit-1
+	if !full && p.sample.ok && p.sample.full && p.ceiling == 0 {
+		// The bucket began to drain: the last probe was too fast. Fall
+		// back to the pace it stayed full at (a quarter of the start pace
+		// if none was measured yet), then measure.
+		if p.safe > 0 {
+			p.est = min(p.est, p.safe)
+		} else {
+			p.est = max(p.est/4, minPace)
+		}
+	}
 	s := p.sample
 	if !s.ok {
-		p.sample = refillSample{at: now, rem: rem, accepted: p.accepted, plenty: plenty, ok: true}
+		p.sample = paceSample{at: now, rem: rem, accepted: p.accepted, full: full, ok: true}
 		return
 	}
 	dt := now.Sub(s.at)
-	if dt < refillSampleSpan {
+	// A span needs enough answers that the whole tokens of Remaining and
+	// the count of answers are not mostly rounding: two to see that the
+	// pace held (one where L = 1: nothing else is learnt there), eight to
+	// measure a refill.
+	need := int64(8)
+	switch {
+	case limit <= 1:
+		need = 1
+	case full && s.full:
+		need = 2
+	}
+	span := sampleSpan
+	if full && s.full {
+		span /= 2
+	}
+	if dt < span || (p.accepted-s.accepted < need && dt < 2*time.Second) {
 		return
 	}
-	gained := float64(rem-s.rem) + float64(p.accepted-s.accepted)
-	r := max(gained/dt.Seconds(), 0)
+	// Tokens the server gained over the span: what it holds more now,
+	// plus what it spent on our accepted requests.
+	r := max(float64(rem-s.rem)+float64(p.accepted-s.accepted), 0) / dt.Seconds()
+	p.spanDone = true
 	switch {
-	case plenty && s.plenty:
-		p.refill = max(p.refill, 2*r)
-	case r < p.refill || p.refill == 0:
-		p.refill = r
-	default:
-		p.refill = (p.refill + r) / 2
+	case full && s.full:
+		// A full bucket hides the refill: r is only the pace achieved, a
+		// lower bound. Probe upwards from it, unless the callers did not
+		// even use the pace we offered.
+		p.safe = max(p.safe, r)
+		if r >= 0.7*p.est {
+			p.est = max(p.est, p.grow(r, now))
+		}
+	case !full && !s.full:
+		// Below full for the whole span: r is the server's refill.
+		if r < p.est {
+			p.est = max(r, minPace)
+		} else {
+			p.est = (p.est + r) / 2
+		}
 	}
-	p.sample = refillSample{at: now, rem: rem, accepted: p.accepted, plenty: plenty, ok: true}
+	p.sample = paceSample{at: now, rem: rem, accepted: p.accepted, full: full, ok: true}
 }
 
-// setPace applies a limit and burst, capped by --rate. p.mu is held.
-func (p *pacer) setPace(now time.Time, limit float64, burst int) {
+// grow is the next probe above an achieved pace r: ×2 a span while no
+// 429 came. After one, hold the pace, and probe 5 % higher every quarter
+// second only after a quiet while, 4 s after the first 429 and four times
+// longer after each further one: the server's limit may have been raised,
+// or the 429 was a shared one, but each probe that finds the limit costs a
+// second of the gate. p.mu is held.
+func (p *pacer) grow(r float64, now time.Time) float64 {
+	if p.ceiling == 0 {
+		return r * 2
+	}
+	quiet := 4 * time.Second << (2 * min(p.throttles-1, 10))
+	if now.Sub(p.throttledAt) > quiet && now.Sub(p.grewAt) > 250*time.Millisecond {
+		p.grewAt = now
+		return min(r, p.est) * 1.05
+	}
+	// Hold: an achieved pace above the estimate is noise (callers leaving
+	// the gate together), not news.
+	return p.est
+}
+
+// startPace is the first pace tried once a server's bucket size (limit)
+// is known. A bucket of two or more shows it drains (Remaining falls)
+// before it refuses, so a fast start is safe there; a bucket of one shows
+// nothing before its 429, so the start is slow.
+func startPace(limit int) float64 {
+	if limit >= 2 {
+		return 32
+	}
+	return 4
+}
+
+// setPace applies a limit, capped by --rate. p.mu is held.
+func (p *pacer) setPace(now time.Time, limit float64) {
 	if p.rcap > 0 {
 		limit = min(limit, p.rcap)
-		burst = min(burst, capBurst(p.rcap))
 	}
+	p.pace = limit
 	old := float64(p.lim.Limit())
 	if math.IsInf(limit, 1) {
 		p.lim.SetLimitAt(now, rate.Inf)
 	} else {
 		p.lim.SetLimitAt(now, rate.Limit(limit))
+		burst := 1
+		if p.rcap > 0 && limit >= p.rcap {
+			burst = capBurst(p.rcap)
+		}
 		p.lim.SetBurstAt(now, burst)
 	}
 	// Wake the head only for changes that matter: every answer moves the
@@ -311,6 +455,52 @@ func (p *pacer) setPace(now time.Time, limit float64, burst int) {
 	if math.IsInf(old, 1) != math.IsInf(limit, 1) || math.Abs(limit-old) > 0.1*old {
 		p.notify()
 	}
+}
+
+// countStart counts a request start in the usage window. p.mu is held.
+func (p *pacer) countStart(now time.Time) {
+	p.rollWindow(now)
+	p.winN++
+}
+
+// rollWindow closes the usage window once it is a second old. p.mu is
+// held.
+func (p *pacer) rollWindow(now time.Time) {
+	if p.winAt.IsZero() {
+		p.winAt = now
+	}
+	if el := now.Sub(p.winAt); el >= time.Second {
+		p.used = float64(p.winN) / el.Seconds()
+		p.winAt, p.winN = now, 0
+	}
+}
+
+// Budget returns the pace the client allows itself (requests/s, +Inf when
+// the server has not limited it) and how many requests per second it
+// started lately (over the last whole second), so that background work
+// such as polling can take what the rest leave.
+func (c *Client) Budget() (pace, used float64) {
+	p := c.tr.pacer
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rollWindow(time.Now())
+	if !p.learned {
+		return math.Inf(1), p.used
+	}
+	return p.pace, p.used
+}
+
+// Pace returns the pace the client currently allows itself, in requests
+// per second (+Inf when the server has not limited it), so that
+// background work such as polling can budget its share.
+func (c *Client) Pace() float64 {
+	p := c.tr.pacer
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.learned {
+		return math.Inf(1)
+	}
+	return p.pace
 }
 
 func headerInt(h http.Header, name string) (int, bool) {

@@ -2,6 +2,7 @@ package packet
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sync"
 	"testing"
@@ -49,21 +50,24 @@ func TestPacerUsesServerCapacity(t *testing.T) {
 		workers   int
 		r, b      float64
 		latency   time.Duration
+		// n is large enough that learning the rate (a few tenths of a
+		// second) is small against the bound.
+		n int
 	}{
-		{"reset when full, 16 workers", true, 16, 50, 20, 20 * time.Millisecond},
-		{"reset next second, 16 workers", false, 16, 50, 20, 20 * time.Millisecond},
-		{"reset when full, 64 workers", true, 64, 50, 20, 20 * time.Millisecond},
-		{"simulator defaults, slow answers", true, 32, 20, 40, 150 * time.Millisecond},
-		{"fast server", true, 32, 400, 20, 5 * time.Millisecond},
+		{"reset when full, 16 workers", true, 16, 50, 20, 20 * time.Millisecond, 500},
+		{"reset next second, 16 workers", false, 16, 50, 20, 20 * time.Millisecond, 500},
+		{"reset when full, 64 workers", true, 64, 50, 20, 20 * time.Millisecond, 500},
+		{"simulator defaults, slow answers", true, 32, 20, 40, 150 * time.Millisecond, 500},
+		{"fast server", true, 32, 400, 20, 5 * time.Millisecond, 2000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				const n = 500
+				n := tc.n
 				r, b := tc.r, tc.b
 				bk := newBucket(&fakeAPI{}, r, b, tc.resetFull)
 				c := memClient(t, bk, tc.latency, nil)
 				took, failed := runWorkers(t, c, n, tc.workers)
-				bound := time.Duration((n-b)/r*float64(time.Second)) + tc.latency
+				bound := time.Duration((float64(n)-b)/r*float64(time.Second)) + tc.latency
 				st := c.Stats()
 				t.Logf("took %v (bound %v, ratio %.3f), %+v", took, bound, float64(took)/float64(bound), st)
 				if failed != 0 {
@@ -163,4 +167,44 @@ func TestThrottleStormDrains(t *testing.T) {
 			t.Errorf("storm drained in %v, want well under 10s", took)
 		}
 	})
+}
+
+// TestPacerUnknownLimits drives servers whose limits the client is not
+// told, R ∈ {5, 20, 200} requests/s with buckets of B ∈ {1, 2, 5, 20}, with
+// 300 calls from 10 workers. The client must learn each rate from the
+// answers: few 429s (each closes the gate for a second) and, over the
+// request bound (N−B)/R, at most the slack a 429 and the probe cost.
+func TestPacerUnknownLimits(t *testing.T) {
+	for _, r := range []float64{5, 20, 200} {
+		for _, b := range []float64{1, 2, 5, 20} {
+			t.Run(fmt.Sprintf("R=%g,B=%g", r, b), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					const n = 300
+					bk := newBucket(&fakeAPI{}, r, b, true)
+					c := memClient(t, bk, 3*time.Millisecond, nil)
+					took, failed := runWorkers(t, c, n, 10)
+					bound := time.Duration((n - b) / r * float64(time.Second))
+					st := c.Stats()
+					t.Logf("R=%g B=%g took %v (bound %v, ratio %.3f), %+v", r, b, took, bound, float64(took)/float64(bound), st)
+					if failed != 0 {
+						t.Errorf("%d calls failed", failed)
+					}
+					if st.Throttled > n/100 {
+						t.Errorf("%d answers were 429, want <= %d", st.Throttled, n/100)
+					}
+					// What learning may cost: B ≥ 2 shows the bucket
+					// draining before it refuses, and 300 calls at R
+					// spend at most 0.2 s finding R; B = 1 shows nothing
+					// but its 429s, each closing the gate for a second.
+					allow := bound*110/100 + 200*time.Millisecond
+					if b == 1 {
+						allow = bound*115/100 + 3*time.Second
+					}
+					if took > allow {
+						t.Errorf("took %v, want <= %v", took, allow)
+					}
+				})
+			})
+		}
+	}
 }

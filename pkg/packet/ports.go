@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 
 	"github.com/packethost/packngo"
 
@@ -29,9 +30,10 @@ func nicsOf(nics []struct {
 // networkState reduces a device's ports to what pkg/network derives the
 // network type from. VLANs are named by their virtual network id (the
 // last element of the href when the port does not carry the object). A
-// device whose document lists no ports has a nil state.
+// device whose document lists no ports, or only their hrefs (a listing
+// with exclude=network_ports), has a nil state.
 func networkState(plan string, ports []packngo.Port, management, frozen bool) *network.State {
-	if len(ports) == 0 {
+	if !slices.ContainsFunc(ports, func(p packngo.Port) bool { return p.ID != "" || p.Type != "" }) {
 		return nil
 	}
 	s := &network.State{Plan: plan, Frozen: frozen, ManagementIPs: management}

@@ -234,6 +234,10 @@ func (s *Sim) appendDevice(buf []byte, d *device, now time.Time, sh shaping) []b
 		b, _ := j.appendJSON(buf) // cannot fail: plain strings and numbers
 		return b
 	}
+	if sh.flat(deviceCollapsed) {
+		b, _ := j.appendExcluded(buf, sh) // as above
+		return b
+	}
 	j.Project, j.ProjectLite, j.SSHKeys = s.projectFullJSON(), s.projectLiteJSON(), s.sshKeysJSON(true)
 	doc, _ := j.appendJSON(nil)
 	return append(buf, sh.shapeRaw(doc, deviceCollapsed)...)
@@ -287,27 +291,43 @@ func (s *Sim) render(d *device, now time.Time) deviceJSON {
 // encoding/json re-validate them for every device would triple the time a
 // listing takes.
 func (j *deviceJSON) appendJSON(buf []byte) ([]byte, error) {
-	type plain deviceJSON // without methods, so Marshal does not recurse
-	b, err := json.Marshal((*plain)(j))
+	return j.appendDoc(buf, (*plainDevice)(j))
+}
+
+// plainDevice is deviceJSON without methods, so Marshal does not recurse.
+type plainDevice deviceJSON
+
+// appendDoc appends head (j's typed fields, as Marshal renders them) with
+// j's raw fields spliced in.
+func (j *deviceJSON) appendDoc(buf []byte, head any) ([]byte, error) {
+	b, err := json.Marshal(head)
 	if err != nil {
 		return buf, err
 	}
 	buf = append(buf, b[:len(b)-1]...)
-	for _, f := range []struct {
-		name string
-		raw  json.RawMessage
-	}{{"customdata", j.Customdata}, {"plan", j.Plan}, {"facility", j.Facility}, {"metro", j.Metro},
-		{"operating_system", j.OperatingSystem}, {"actions", j.Actions},
-		{"project", j.Project}, {"project_lite", j.ProjectLite}, {"ssh_keys", j.SSHKeys}} {
-		if f.raw == nil {
+	for _, f := range j.rawFields() {
+		if *f.raw == nil {
 			continue
 		}
 		buf = append(buf, `,"`...)
 		buf = append(buf, f.name...)
 		buf = append(buf, `":`...)
-		buf = append(buf, f.raw...)
+		buf = append(buf, *f.raw...)
 	}
 	return append(buf, '}'), nil
+}
+
+// rawField is one pre-rendered attribute of a device document.
+type rawField struct {
+	name string
+	raw  *json.RawMessage
+}
+
+// rawFields are j's pre-rendered attributes, spliced in by appendDoc.
+func (j *deviceJSON) rawFields() []rawField {
+	return []rawField{{"customdata", &j.Customdata}, {"plan", &j.Plan}, {"facility", &j.Facility}, {"metro", &j.Metro},
+		{"operating_system", &j.OperatingSystem}, {"actions", &j.Actions},
+		{"project", &j.Project}, {"project_lite", &j.ProjectLite}, {"ssh_keys", &j.SSHKeys}}
 }
 
 // MarshalJSON renders a single device document.

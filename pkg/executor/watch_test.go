@@ -1,0 +1,118 @@
+package executor
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/lkfleet/lkfleet/pkg/planner"
+	"github.com/lkfleet/lkfleet/pkg/spec"
+)
+
+// budgetCloud is a fakeCloud behind a client-side pace of rate requests/s,
+// that reports its use like packet.Client.Budget and lists through
+// ListStates.
+type budgetCloud struct {
+	*fakeCloud
+	rate float64
+
+	mu     sync.Mutex
+	starts []time.Time // every call and listing
+	lists  []time.Time
+	states int // ListStates calls
+}
+
+func (b *budgetCloud) note(list bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	b.starts = append(b.starts, now)
+	if list {
+		b.lists = append(b.lists, now)
+	}
+}
+
+func (b *budgetCloud) Budget() (float64, float64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n, cut := 0, time.Now().Add(-time.Second)
+	for _, s := range b.starts {
+		if s.After(cut) {
+			n++
+		}
+	}
+	return b.rate, float64(n)
+}
+
+func (b *budgetCloud) Create(ctx context.Context, d spec.Device) (planner.Live, error) {
+	b.note(false)
+	return b.fakeCloud.Create(ctx, d)
+}
+
+func (b *budgetCloud) ListStates(ctx context.Context) ([]planner.Live, error) {
+	b.note(true)
+	b.mu.Lock()
+	b.states++
+	b.mu.Unlock()
+	return b.fakeCloud.List(ctx)
+}
+
+// TestWaitingBudget applies 60 creates sent at 2/s (a server pace of
+// 10/s) that provision in 5 s. Waiting must poll through ListStates, not
+// before the first devices could be ready, at most pollShare (2 %) of the pace
+// while creates are sent, and quickly once they are all sent, so the last
+// device is seen within a tail poll of being ready.
+func TestWaitingBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := newFake()
+		fc.provision, fc.callDelay = 5*time.Second, time.Second
+		bc := &budgetCloud{fakeCloud: fc, rate: 10}
+		var changes []planner.Change
+		for i := 1; i <= 60; i++ {
+			changes = append(changes, createChange(slotName("ams1", i)))
+		}
+		var ev events
+		start := time.Now()
+		// QuietSince long ago: no earlier run to fence off, so only waiting lists.
+		res, err := Apply(t.Context(), bc, mkPlan(rollout(), changes...), Options{Parallelism: 2, OnEvent: ev.add, QuietSince: time.Unix(0, 0)})
+		if err != nil || res.Created != 60 {
+			t.Fatalf("Created %d, err %v", res.Created, err)
+		}
+		if fc.lists != bc.states || bc.states != len(bc.lists) {
+			t.Errorf("%d full listings and %d ListStates, want only ListStates", fc.lists, bc.states)
+		}
+		log := fc.log()
+		lastCreate := log[len(log)-1].at
+		var busy, tail int
+		for _, l := range bc.lists {
+			if l.Before(start.Add(time.Second)) {
+				t.Errorf("listed at %v, before the first create returned", l.Sub(start))
+			}
+			if l.Before(lastCreate) {
+				busy++
+			} else {
+				tail++
+			}
+		}
+		span := lastCreate.Sub(start).Seconds()
+		// While creates go out: the first device's T learnt at one poll a
+		// second (5), then one listing per pages/(pollShare·rate) = 5 s.
+		if maxBusy := 5 + int(span/5) + 1; busy > maxBusy {
+			t.Errorf("%d listings in %.0fs of creates, want <= %d", busy, span, maxBusy)
+		}
+		// The last device: ready 5 s after its create, seen within a
+		// tail poll (200 ms) of that.
+		var lastReady time.Time
+		for _, e := range ev.all {
+			if e.Kind == DeviceReady && e.Time.After(lastReady) {
+				lastReady = e.Time
+			}
+		}
+		if late := lastReady.Sub(lastCreate.Add(fc.callDelay + fc.provision)); late > 250*time.Millisecond {
+			t.Errorf("last device seen %v after it was ready, want <= 250ms", late)
+		}
+		t.Logf("%d listings while creating (%.0fs), %d in the tail", busy, span, tail)
+	})
+}
