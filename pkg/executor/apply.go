@@ -245,6 +245,8 @@ type run struct {
 	res Result
 	// notDone holds the plan index of every change not carried out.
 	notDone map[int]bool
+	// cut holds the changes cut short (see cutShort).
+	cut map[*planner.Change]bool
 	// known holds the ids of devices that are not a slot's new device: the
 	// plan's live devices and devices this run deleted or gave up on. An
 	// ambiguous create's lookup ignores them.
@@ -272,6 +274,7 @@ func newRun(cloud Cloud, plan planner.Plan, opts Options) *run {
 		plan:       plan,
 		opts:       opts,
 		notDone:    map[int]bool{},
+		cut:        map[*planner.Change]bool{},
 		known:      map[string]bool{},
 		victims:    map[string]bool{},
 		canaryLeft: plan.Rollout.Canary,

@@ -282,6 +282,7 @@ func (r *run) configure(ctx context.Context, c *planner.Change, id string) *Fail
 	switch {
 	case errors.Is(err, errNotSent):
 		// Stopped before it was sent: the next plan shows what is left.
+		r.cutShort(c)
 		return nil
 	case err != nil:
 		return &FailedDevice{ID: id, LastEvent: err.Error()}

@@ -165,6 +165,7 @@ func (r *run) createdNetwork(ctx context.Context, w *wave, c *planner.Change, id
 	id = live.ID // a device that failed to provision was created again
 	if oc, fd := r.convergeNetwork(ctx, w.sched, c, id); oc != done {
 		if oc == notStarted {
+			r.cutShort(c)
 			return done, FailedDevice{} // the create is done; the next plan shows the ports
 		}
 		return oc, fd

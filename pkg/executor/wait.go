@@ -45,6 +45,7 @@ func (r *run) ensureReady(ctx context.Context, wf waitFor) (planner.Live, *Faile
 		id := wf.id
 		live, reason, err := r.waitReady(ctx, wf)
 		if err != nil {
+			r.cutShort(c)
 			return planner.Live{}, nil, err
 		}
 		if reason == "" {
@@ -67,11 +68,13 @@ func (r *run) ensureReady(ctx context.Context, wf waitFor) (planner.Live, *Faile
 			return live, &FailedDevice{ID: id, LastEvent: fmt.Sprintf("%s; deleting it for a retry failed: %v", reason, err)}, nil
 		}
 		if err := r.retryOnReservation(ctx, c, id); err != nil { // reservations.go
+			r.cutShort(c)
 			return planner.Live{}, nil, err
 		}
 		created, err := r.safeCreate(ctx, ctx, c, false)
 		if err != nil {
 			if ctx.Err() != nil {
+				r.cutShort(c)
 				return planner.Live{}, nil, ctx.Err()
 			}
 			return live, &FailedDevice{ID: id, LastEvent: fmt.Sprintf("%s; creating it again failed: %v", reason, err)}, nil

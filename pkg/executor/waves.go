@@ -156,9 +156,38 @@ func (r *run) runWave(ctx context.Context, w *wave) {
 		}
 		_ = g.Wait()
 	}
-	if w.sched.Err() == nil {
+	if r.whole(w) {
 		r.emit(Event{Kind: WaveDone, Wave: w.index})
 	}
+}
+
+// whole reports whether wave w ran to its end: no halt, no change left
+// undone, and none cut short (see cutShort). WaveDone says exactly that,
+// and the progress view settles the wave's devices on it. It is decided
+// from the changes, not from w.sched: a change that saw Ctrl-C or the
+// timeout can return before the cancellation has reached w.sched, and a
+// wave whose last call completed across the deadline was not stopped.
+func (r *run) whole(w *wave) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.res.Halted {
+		return false
+	}
+	for _, i := range w.changes {
+		if r.notDone[i] || r.cut[&r.plan.Changes[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// cutShort records that c counts as done but a step after its calls was
+// stopped by Ctrl-C or the timeout (its device's wait, or a setting
+// applied once it is ready): its device exists but is not known ready.
+func (r *run) cutShort(c *planner.Change) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cut[c] = true
 }
 
 // fail records a failed change and halts the rollout when the wave's
