@@ -48,6 +48,9 @@ type recorder struct {
 	h     http.Handler
 	mu    sync.Mutex
 	calls []apiCall
+	// hold, when set, is called with every device action before it is
+	// passed on (see holdPair).
+	hold func(deviceID, action string)
 }
 
 // bodyWriter keeps the status and body of a response on their way out.
@@ -76,21 +79,27 @@ func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := apiCall{Method: r.Method, Path: strings.TrimPrefix(r.URL.Path, "/metal/v1"), Start: time.Now()}
 	reqBody, _ := io.ReadAll(r.Body)
 	r.Body = io.NopCloser(bytes.NewReader(reqBody))
+	parts := strings.Split(strings.Trim(c.Path, "/"), "/")
+	if len(parts) == 3 && parts[0] == "devices" && parts[2] == "actions" {
+		var in struct {
+			Type string `json:"type"`
+		}
+		_ = json.Unmarshal(reqBody, &in)
+		c.Action = in.Type
+		rec.mu.Lock()
+		hold := rec.hold
+		rec.mu.Unlock()
+		if hold != nil {
+			hold(parts[1], c.Action)
+		}
+	}
 	bw := &bodyWriter{ResponseWriter: w}
 	rec.h.ServeHTTP(bw, r)
 	c.End, c.Status = time.Now(), bw.status
 
-	parts := strings.Split(strings.Trim(c.Path, "/"), "/")
 	switch {
 	case len(parts) >= 2 && parts[0] == "devices":
 		c.DeviceID = parts[1]
-		if len(parts) == 3 && parts[2] == "actions" {
-			var in struct {
-				Type string `json:"type"`
-			}
-			_ = json.Unmarshal(reqBody, &in)
-			c.Action = in.Type
-		}
 	case len(parts) == 3 && parts[0] == "projects" && parts[2] == "devices" && r.Method == http.MethodPost:
 		var in struct {
 			Tags []string `json:"tags"`
@@ -110,6 +119,35 @@ func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.mu.Lock()
 	rec.calls = append(rec.calls, c)
 	rec.mu.Unlock()
+}
+
+// holdPair makes the first reboot or reinstall of device a or b wait
+// until the other's has arrived too (at most a minute, so a rollout that
+// never sends the second fails its checks instead of hanging): the
+// simulator boots a device a fixed time after its action, so two devices
+// whose actions the rollout allows at once are then down at once however
+// slowly the second one's calls came.
+func (rec *recorder) holdPair(a, b string) {
+	both := make(chan struct{})
+	var once sync.Once
+	arrived := map[string]bool{}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	rec.hold = func(id, action string) {
+		if (id != a && id != b) || (action != "reboot" && action != "reinstall") {
+			return
+		}
+		rec.mu.Lock()
+		arrived[id] = true
+		if arrived[a] && arrived[b] {
+			once.Do(func() { close(both) })
+		}
+		rec.mu.Unlock()
+		select {
+		case <-both:
+		case <-time.After(time.Minute):
+		}
+	}
 }
 
 // mark returns a position in the log; since(mark) returns what came after.
@@ -447,6 +485,15 @@ func TestRolloutCanaryFirstOnRebuildAll(t *testing.T) {
 		!strings.Contains(out, "rebuild requested (--rebuild all)") {
 		t.Fatalf("plan --rebuild all:\n%s", out)
 	}
+	// max_unavailable 2 lets the two devices after the canary go down
+	// together: their actions are held until both were sent, so their
+	// outages overlap whatever the machine's load (a rollout that sends
+	// one only after the other booted shows a peak of 1 a minute later).
+	idOf := map[string]string{}
+	for id, slot := range slotOf {
+		idOf[slot] = id
+	}
+	r.rec.holdPair(idOf["web/ams1/2"], idOf["web/ams1/3"])
 	mark := r.rec.mark()
 	out = r.apply(0, "--rebuild", "all", "--wait", "booted")
 	if !strings.Contains(out, "8 rebuilt") {
