@@ -31,55 +31,86 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// options are the parsed flags of one chaos invocation.
+type options struct {
+	bin                            string
+	seeds                          []uint64
+	sizes                          []int
+	faultRate, ambiguous, failProv float64
+	listLag, provision, poll       time.Duration
+	foreign                        int
+	verbose, trials, killsOnly     bool
+	killTrials                     int
+	highLag                        time.Duration
+}
+
+// parseOptions parses the flags and checks them; on a bad flag it has
+// already said why on stderr and returns false (exit code 2).
+func parseOptions(args []string, stderr io.Writer) (options, bool) {
+	var o options
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	bin := fs.String("bin", "bin/lkfleet", "the lkfleet binary to test")
+	fs.StringVar(&o.bin, "bin", "bin/lkfleet", "the lkfleet binary to test")
 	seeds := fs.String("seeds", "1,2,3", "simulator seeds, comma-separated")
 	sizes := fs.String("sizes", "60,300", "fleet sizes (multiples of 6: two groups in three zones)")
-	faultRate := fs.Float64("fault-rate", 0.05, "simulator --fault-rate")
-	ambiguous := fs.Float64("ambiguous-create-rate", 0.05, "simulator --ambiguous-create-rate")
-	failProv := fs.Float64("fail-provision-rate", 0.03, "simulator --fail-provision-rate")
-	listLag := fs.Duration("list-lag", time.Second, "simulator --list-lag")
-	provision := fs.Duration("provision-time", 200*time.Millisecond, "simulator --provision-time")
-	poll := fs.Duration("poll-interval", 100*time.Millisecond, "apply --poll-interval")
-	foreign := fs.Int("foreign", 15, "foreign devices seeded into the project")
-	verbose := fs.Bool("v", false, "print every step")
-	trials := fs.Bool("trials", true, "also run the interrupt, restart and SIGKILL trials")
-	killTrials := fs.Int("kill-trials", 20, "SIGKILL trials (seeded by the first seed)")
-	highLag := fs.Duration("high-list-lag", 6*time.Second, "list lag of the high-lag chaos run")
-	killsOnly := fs.Bool("only-kills", false, "run only the SIGKILL trials and the high-lag run")
+	fs.Float64Var(&o.faultRate, "fault-rate", 0.05, "simulator --fault-rate")
+	fs.Float64Var(&o.ambiguous, "ambiguous-create-rate", 0.05, "simulator --ambiguous-create-rate")
+	fs.Float64Var(&o.failProv, "fail-provision-rate", 0.03, "simulator --fail-provision-rate")
+	fs.DurationVar(&o.listLag, "list-lag", time.Second, "simulator --list-lag")
+	fs.DurationVar(&o.provision, "provision-time", 200*time.Millisecond, "simulator --provision-time")
+	fs.DurationVar(&o.poll, "poll-interval", 100*time.Millisecond, "apply --poll-interval")
+	fs.IntVar(&o.foreign, "foreign", 15, "foreign devices seeded into the project")
+	fs.BoolVar(&o.verbose, "v", false, "print every step")
+	fs.BoolVar(&o.trials, "trials", true, "also run the interrupt, restart and SIGKILL trials")
+	fs.IntVar(&o.killTrials, "kill-trials", 20, "SIGKILL trials (seeded by the first seed)")
+	fs.DurationVar(&o.highLag, "high-list-lag", 6*time.Second, "list lag of the high-lag chaos run")
+	fs.BoolVar(&o.killsOnly, "only-kills", false, "run only the SIGKILL trials and the high-lag run")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return o, false
 	}
-	if _, err := os.Stat(*bin); err != nil {
+	if _, err := os.Stat(o.bin); err != nil {
 		fmt.Fprintf(stderr, "chaos: %v (run 'make build' first)\n", err)
-		return 2
+		return o, false
 	}
-	var seedList []uint64
 	for f := range strings.SplitSeq(*seeds, ",") {
 		s, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
 		if err != nil {
 			fmt.Fprintf(stderr, "chaos: seed %q: %v\n", f, err)
-			return 2
+			return o, false
 		}
-		seedList = append(seedList, s)
+		o.seeds = append(o.seeds, s)
 	}
-	var sizeList []int
 	for f := range strings.SplitSeq(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n <= 0 || n%6 != 0 {
 			fmt.Fprintf(stderr, "chaos: size %q: want a positive multiple of 6\n", f)
-			return 2
+			return o, false
 		}
-		sizeList = append(sizeList, n)
+		o.sizes = append(o.sizes, n)
+	}
+	return o, true
+}
+
+// suite is what every group of runs and trials shares: the options, the
+// binary under test, a fresh scratch directory per run, and the output.
+type suite struct {
+	options
+	runner         harness.Runner
+	dir            func() string
+	logf           func(string, ...any)
+	stdout, stderr io.Writer
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, ok := parseOptions(args, stderr)
+	if !ok {
+		return 2
 	}
 	logf := func(format string, a ...any) {
-		if *verbose {
+		if o.verbose {
 			fmt.Fprintf(stderr, format+"\n", a...)
 		}
 	}
-	runner := harness.Subprocess(*bin)
 	tmp, err := os.MkdirTemp("", "lkfleet-chaos-")
 	if err != nil {
 		fmt.Fprintln(stderr, "chaos:", err)
@@ -90,60 +121,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		d, _ := os.MkdirTemp(tmp, "run-")
 		return d
 	}
+	s := suite{options: o, runner: harness.Subprocess(o.bin), dir: dir, logf: logf, stdout: stdout, stderr: stderr}
 
-	kills := killSuite{bin: *bin, seed: seedList[0], trials: *killTrials, listLag: *listLag, highLag: *highLag,
-		provision: *provision, poll: *poll, dir: dir, logf: logf}
-	if *killsOnly {
+	kills := killSuite{bin: o.bin, seed: o.seeds[0], trials: o.killTrials, listLag: o.listLag, highLag: o.highLag,
+		provision: o.provision, poll: o.poll, dir: dir, logf: logf}
+	if o.killsOnly {
 		return onlyKills(ctx, kills, stdout, stderr)
 	}
 
-	failed := false
-	fmt.Fprintf(stdout, "lkfleet chaos: fault rate %g, ambiguous creates %g, failed provisions %g, list lag %s, provision %s, poll %s, %d foreign devices\n\n",
-		*faultRate, *ambiguous, *failProv, *listLag, *provision, *poll, *foreign)
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "run\tseed\tdevices\tfaults injected\tcreates\tapplies\texit codes\tduplicates\tforeign changes\ttime\tresult\t")
-	var total harness.ChaosResult
-	total.Faults = map[string]int{}
-	runs := 0
-	for _, size := range sizeList {
-		for _, seed := range seedList {
-			runs++
-			fmt.Fprintf(stderr, "chaos run %d: %d devices, seed %d...\n", runs, size, seed)
-			res, err := harness.Chaos(ctx, harness.ChaosConfig{
-				Dir: dir(), Count: size / 6, Foreign: *foreign, Seed: seed,
-				FaultRate: *faultRate, AmbiguousCreateRate: *ambiguous, FailProvisionRate: *failProv,
-				ListLag: *listLag, ProvisionTime: *provision, Poll: *poll, Logf: logf,
-			}, runner)
-			if err != nil {
-				fmt.Fprintf(stderr, "chaos run %d: %v\n", runs, err)
-				return 1
-			}
-			verdict := "ok"
-			if len(res.Problems) > 0 {
-				verdict, failed = "FAIL", true
-				for _, p := range res.Problems {
-					fmt.Fprintf(stderr, "chaos run %d (seed %d, %d devices): %s\n", runs, seed, size, p)
-				}
-			}
-			applies := strconv.Itoa(res.Applies)
-			if res.Applies == 0 {
-				applies = "never"
-			}
-			fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\t\n", runs, seed, res.Devices, faults(res.Faults),
-				res.Creates, applies, codes(res.Codes), res.Duplicates+res.ListedDuplicates, len(res.ForeignChanged),
-				res.Took.Round(100*time.Millisecond), verdict)
-			total.Devices += res.Devices
-			total.Creates += res.Creates
-			total.Duplicates += res.Duplicates + res.ListedDuplicates
-			total.ForeignChanged = append(total.ForeignChanged, res.ForeignChanged...)
-			for k, v := range res.Faults {
-				total.Faults[k] += v
-			}
-		}
+	runs, ok, err := s.chaosRuns(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
 	}
-	fmt.Fprintf(tw, "total\t\t%d\t%s\t%d\t\t\t%d\t%d\t\t\t\n", total.Devices, faults(total.Faults), total.Creates, total.Duplicates, len(total.ForeignChanged))
-	tw.Flush()
-	if !*trials {
+	failed := !ok
+	if !o.trials {
 		if failed {
 			fmt.Fprintln(stdout, "\nFAIL: some guarantees broke (details on stderr)")
 			return 1
@@ -152,58 +144,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	// Interruptions: a real SIGINT at five points of an apply, on a
-	// simulator with faults, then the resume.
-	fmt.Fprintf(stderr, "interrupt trials...\n")
-	results, err := harness.Interrupts(ctx, harness.InterruptConfig{
-		Dir: dir(), Count: 5, Seed: seedList[0], FaultRate: *faultRate, AmbiguousCreateRate: *ambiguous,
-		ListLag: *listLag, ProvisionTime: *provision, Poll: *poll, Logf: logf,
-	}, runner)
+	interrupts, ok, err := s.interruptAndRestartTrials(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "interrupt trials: %v\n", err)
+		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "\nInterrupt trials (SIGINT to the process; fleet of 30 growing to 90 and back):\n\n")
-	tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SIGINT\texit\tstopped in\tsummary\tdone/not done/failed\tresume applies\tduplicates\tresult")
-	for _, r := range results {
-		verdict := "ok"
-		if len(r.Problems) > 0 {
-			verdict, failed = "FAIL", true
-			for _, p := range r.Problems {
-				fmt.Fprintf(stderr, "interrupt %s: %s\n", r.Name, p)
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d/%d/%d\t%d\t%d\t%s\n", r.Name, r.Code, r.Stopped.Round(time.Millisecond),
-			cmpOr(r.Outcome, "(planning; no changes)"), r.Done, r.NotDone, r.Failed, r.Resumes, r.Duplicates, verdict)
-	}
-
-	// Restarts: the simulator (with a state file) goes away mid-apply.
-	for _, rc := range []struct {
-		name  string
-		down  time.Duration
-		extra []string
-	}{
-		{"back after 2s", 2 * time.Second, nil},
-		{"stays down (--timeout 15s)", 0, []string{"--timeout", "15s"}},
-	} {
-		fmt.Fprintf(stderr, "restart trial: %s...\n", rc.name)
-		r, err := harness.Restart(ctx, harness.RestartConfig{Dir: dir(), Count: 5, ProvisionTime: *provision, Poll: *poll, Down: rc.down, ExtraArgs: rc.extra}, runner)
-		if err != nil {
-			fmt.Fprintf(stderr, "restart trial %s: %v\n", rc.name, err)
-			return 1
-		}
-		verdict := "ok"
-		if len(r.Problems) > 0 {
-			verdict, failed = "FAIL", true
-			for _, p := range r.Problems {
-				fmt.Fprintf(stderr, "restart %s: %s\n", rc.name, p)
-			}
-		}
-		fmt.Fprintf(tw, "sim restart: %s\t%d\t%s\t%s\t\t%d\t%d\t%s\n", rc.name, r.Code, r.Took.Round(time.Millisecond),
-			cmpOr(lastLine(r.Stderr), "complete"), max(r.Resumes, 0), r.Duplicates, verdict)
-	}
-	tw.Flush()
+	failed = failed || !ok
 	if ok, err := runKills(ctx, kills, stdout, stderr); err != nil || !ok {
 		if err != nil {
 			fmt.Fprintln(stderr, "chaos:", err)
@@ -215,8 +161,122 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "\nPASS: %d chaos runs, %d interrupt trials, 2 restart trials, %d SIGKILL trials, a high list lag: zero duplicates, zero foreign changes, zero empty slots, zero stale images\n",
-		runs, len(results), *killTrials)
+		runs, interrupts, o.killTrials)
 	return 0
+}
+
+// chaosRuns runs one chaos run per size and seed and prints their table.
+// It returns how many ran and whether every guarantee held; an error
+// means a run could not be carried out (its table is then not printed).
+func (s *suite) chaosRuns(ctx context.Context) (runs int, ok bool, err error) {
+	ok = true
+	fmt.Fprintf(s.stdout, "lkfleet chaos: fault rate %g, ambiguous creates %g, failed provisions %g, list lag %s, provision %s, poll %s, %d foreign devices\n\n",
+		s.faultRate, s.ambiguous, s.failProv, s.listLag, s.provision, s.poll, s.foreign)
+	tw := tabwriter.NewWriter(s.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "run\tseed\tdevices\tfaults injected\tcreates\tapplies\texit codes\tduplicates\tforeign changes\ttime\tresult\t")
+	var total harness.ChaosResult
+	total.Faults = map[string]int{}
+	for _, size := range s.sizes {
+		for _, seed := range s.seeds {
+			runs++
+			fmt.Fprintf(s.stderr, "chaos run %d: %d devices, seed %d...\n", runs, size, seed)
+			res, err := harness.Chaos(ctx, harness.ChaosConfig{
+				Dir: s.dir(), Count: size / 6, Foreign: s.foreign, Seed: seed,
+				FaultRate: s.faultRate, AmbiguousCreateRate: s.ambiguous, FailProvisionRate: s.failProv,
+				ListLag: s.listLag, ProvisionTime: s.provision, Poll: s.poll, Logf: s.logf,
+			}, s.runner)
+			if err != nil {
+				return runs, false, fmt.Errorf("chaos run %d: %w", runs, err)
+			}
+			v := verdict(s.stderr, fmt.Sprintf("chaos run %d (seed %d, %d devices)", runs, seed, size), res.Problems)
+			ok = ok && v == "ok"
+			applies := strconv.Itoa(res.Applies)
+			if res.Applies == 0 {
+				applies = "never"
+			}
+			fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\t\n", runs, seed, res.Devices, faults(res.Faults),
+				res.Creates, applies, codes(res.Codes), res.Duplicates+res.ListedDuplicates, len(res.ForeignChanged),
+				res.Took.Round(100*time.Millisecond), v)
+			addTotal(&total, res)
+		}
+	}
+	fmt.Fprintf(tw, "total\t\t%d\t%s\t%d\t\t\t%d\t%d\t\t\t\n", total.Devices, faults(total.Faults), total.Creates, total.Duplicates, len(total.ForeignChanged))
+	tw.Flush()
+	return runs, ok, nil
+}
+
+// addTotal adds one chaos run to the table's total row.
+func addTotal(total *harness.ChaosResult, res harness.ChaosResult) {
+	total.Devices += res.Devices
+	total.Creates += res.Creates
+	total.Duplicates += res.Duplicates + res.ListedDuplicates
+	total.ForeignChanged = append(total.ForeignChanged, res.ForeignChanged...)
+	for k, v := range res.Faults {
+		total.Faults[k] += v
+	}
+}
+
+// restartCases are the simulator restart trials, in order.
+var restartCases = []struct {
+	name  string
+	down  time.Duration
+	extra []string
+}{
+	{"back after 2s", 2 * time.Second, nil},
+	{"stays down (--timeout 15s)", 0, []string{"--timeout", "15s"}},
+}
+
+// interruptAndRestartTrials runs the interrupt trials, then the restart
+// trials, and prints both in one table. It returns how many interrupt
+// trials ran and whether every guarantee held.
+func (s *suite) interruptAndRestartTrials(ctx context.Context) (interrupts int, ok bool, err error) {
+	// Interruptions: a real SIGINT at five points of an apply, on a
+	// simulator with faults, then the resume.
+	fmt.Fprintf(s.stderr, "interrupt trials...\n")
+	results, err := harness.Interrupts(ctx, harness.InterruptConfig{
+		Dir: s.dir(), Count: 5, Seed: s.seeds[0], FaultRate: s.faultRate, AmbiguousCreateRate: s.ambiguous,
+		ListLag: s.listLag, ProvisionTime: s.provision, Poll: s.poll, Logf: s.logf,
+	}, s.runner)
+	if err != nil {
+		return 0, false, fmt.Errorf("interrupt trials: %w", err)
+	}
+	fmt.Fprintf(s.stdout, "\nInterrupt trials (SIGINT to the process; fleet of 30 growing to 90 and back):\n\n")
+	tw := tabwriter.NewWriter(s.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SIGINT\texit\tstopped in\tsummary\tdone/not done/failed\tresume applies\tduplicates\tresult")
+	ok = true
+	for _, r := range results {
+		v := verdict(s.stderr, "interrupt "+r.Name, r.Problems)
+		ok = ok && v == "ok"
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d/%d/%d\t%d\t%d\t%s\n", r.Name, r.Code, r.Stopped.Round(time.Millisecond),
+			cmpOr(r.Outcome, "(planning; no changes)"), r.Done, r.NotDone, r.Failed, r.Resumes, r.Duplicates, v)
+	}
+
+	// Restarts: the simulator (with a state file) goes away mid-apply.
+	for _, rc := range restartCases {
+		fmt.Fprintf(s.stderr, "restart trial: %s...\n", rc.name)
+		r, err := harness.Restart(ctx, harness.RestartConfig{Dir: s.dir(), Count: 5, ProvisionTime: s.provision, Poll: s.poll, Down: rc.down, ExtraArgs: rc.extra}, s.runner)
+		if err != nil {
+			return len(results), false, fmt.Errorf("restart trial %s: %w", rc.name, err)
+		}
+		v := verdict(s.stderr, "restart "+rc.name, r.Problems)
+		ok = ok && v == "ok"
+		fmt.Fprintf(tw, "sim restart: %s\t%d\t%s\t%s\t\t%d\t%d\t%s\n", rc.name, r.Code, r.Took.Round(time.Millisecond),
+			cmpOr(lastLine(r.Stderr), "complete"), max(r.Resumes, 0), r.Duplicates, v)
+	}
+	tw.Flush()
+	return len(results), ok, nil
+}
+
+// verdict is a table's result column for a run or trial: "ok", or "FAIL"
+// after printing each of its problems on stderr under the run's name.
+func verdict(stderr io.Writer, name string, problems []string) string {
+	if len(problems) == 0 {
+		return "ok"
+	}
+	for _, p := range problems {
+		fmt.Fprintf(stderr, "%s: %s\n", name, p)
+	}
+	return "FAIL"
 }
 
 // faults renders fault counts as "500:3 dropped:2 ...", sorted by kind.

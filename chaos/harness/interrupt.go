@@ -138,7 +138,8 @@ func Interrupts(ctx context.Context, cfg InterruptConfig, run Runner) ([]TrialRe
 	return out, nil
 }
 
-// interrupt runs one trial.
+// interrupt runs one trial: the interrupted apply, the checks of its exit
+// and summary against what the simulator did, and the resume.
 func (l *Lab) interrupt(ctx context.Context, cfg InterruptConfig, run Runner, tr trial) (TrialResult, error) {
 	res := TrialResult{Name: tr.name}
 	if err := l.WriteFleet(tr.rel, tr.count); err != nil {
@@ -153,12 +154,28 @@ func (l *Lab) interrupt(ctx context.Context, cfg InterruptConfig, run Runner, tr
 	slotsBefore := len(Fleet(before))
 	creates0 := l.Sim().Stats().Creates
 
+	st, at, end := l.applyInterrupted(ctx, cfg, run, tr)
+	checkExit(&res, cfg, st, at, end)
+	sum := checkSummary(&res, tr, st)
+	if err := l.checkDone(ctx, &res, tr, sum, slotsBefore, creates0); err != nil {
+		return res, err
+	}
+	if err := l.resume(ctx, cfg, run, &res, desired); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// applyInterrupted runs an apply and cancels it (Ctrl-C) when the trial's
+// trigger fires. It returns the apply's step, when Ctrl-C came (zero if
+// it never did) and when the apply ended.
+func (l *Lab) applyInterrupted(ctx context.Context, cfg InterruptConfig, run Runner, tr trial) (st Step, cancelAt, end time.Time) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
-		mu       sync.Mutex
-		k        counts
-		cancelAt time.Time
+		mu sync.Mutex
+		k  counts
+		at time.Time
 	)
 	l.OnRequest(func(method, path string) {
 		mu.Lock()
@@ -171,17 +188,23 @@ func (l *Lab) interrupt(ctx context.Context, cfg InterruptConfig, run Runner, tr
 		case method == "POST" && strings.HasSuffix(path, "/actions"):
 			k.actions++
 		}
-		if cancelAt.IsZero() && tr.trigger(method, path, k) {
-			cancelAt = time.Now()
+		if at.IsZero() && tr.trigger(method, path, k) {
+			at = time.Now()
 			cancel()
 		}
 	})
-	st := l.run(actx, run, l.ApplyArgs(cfg.Poll)...)
-	end := time.Now()
+	st = l.run(actx, run, l.ApplyArgs(cfg.Poll)...)
+	end = time.Now()
 	l.OnRequest(nil)
 	mu.Lock()
-	at := cancelAt
+	cancelAt = at
 	mu.Unlock()
+	return st, cancelAt, end
+}
+
+// checkExit records the interrupted apply's exit code and time to exit,
+// and the problems with either (or with its output leaking the token).
+func checkExit(res *TrialResult, cfg InterruptConfig, st Step, at, end time.Time) {
 	res.Code = st.Code
 	if at.IsZero() {
 		res.Problems = append(res.Problems, fmt.Sprintf("the apply ended (exit %d) before Ctrl-C came", st.Code))
@@ -197,6 +220,12 @@ func (l *Lab) interrupt(ctx context.Context, cfg InterruptConfig, run Runner, tr
 	if res.Stopped > cfg.StopWithin {
 		res.Problems = append(res.Problems, fmt.Sprintf("exit took %s after Ctrl-C, want at most %s", res.Stopped, cfg.StopWithin))
 	}
+}
+
+// checkSummary records the interrupted apply's summary and checks that it
+// says "interrupted" and accounts for every change of the plan. It returns
+// the summary (zero when the apply printed none).
+func checkSummary(res *TrialResult, tr trial, st Step) Summary {
 	sum, ok := ParseSummary(st.Stdout)
 	if ok {
 		res.Outcome = sum.Result
@@ -212,13 +241,17 @@ func (l *Lab) interrupt(ctx context.Context, cfg InterruptConfig, run Runner, tr
 	} else if !strings.Contains(strings.ToLower(st.Stderr), "interrupt") {
 		res.Problems = append(res.Problems, "no summary and no word of the interruption; stderr: "+lastLine(st.Stderr))
 	}
+	return sum
+}
 
-	// What the summary claims done must have happened, and what happened
-	// must be claimed done or not done.
+// checkDone checks the summary against the simulator: what the summary
+// claims done must have happened, and what happened must be claimed done
+// or not done.
+func (l *Lab) checkDone(ctx context.Context, res *TrialResult, tr trial, sum Summary, slotsBefore, creates0 int) error {
 	l.settle()
 	after, err := l.Listing(ctx)
 	if err != nil {
-		return res, err
+		return err
 	}
 	slotsAfter := len(Fleet(after))
 	created := l.Sim().Stats().Creates - creates0
@@ -237,12 +270,16 @@ func (l *Lab) interrupt(ctx context.Context, cfg InterruptConfig, run Runner, tr
 			res.Problems = append(res.Problems, fmt.Sprintf("%d devices created after Ctrl-C before any create", created))
 		}
 	}
+	return nil
+}
 
-	// The next apply converges (two at most) without duplicates.
+// resume checks that the next apply converges (two at most) without
+// duplicates and that a plan afterwards has nothing to do.
+func (l *Lab) resume(ctx context.Context, cfg InterruptConfig, run Runner, res *TrialResult, desired []string) error {
 	for i := 1; i <= 2; i++ {
 		st, problems, err := l.Apply(ctx, run, cfg.Poll, desired)
 		if err != nil {
-			return res, err
+			return err
 		}
 		res.Problems = append(res.Problems, problems...)
 		if st.Code == 0 {
@@ -259,7 +296,7 @@ func (l *Lab) interrupt(ctx context.Context, cfg InterruptConfig, run Runner, tr
 	if res.Duplicates != 0 {
 		res.Problems = append(res.Problems, fmt.Sprintf("%d duplicate devices", res.Duplicates))
 	}
-	return res, nil
+	return nil
 }
 
 // RestartConfig configures a simulator restart in the middle of an apply.
