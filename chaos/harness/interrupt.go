@@ -63,6 +63,12 @@ type trial struct {
 	// trigger sees every API request with counts of creates, deletes and
 	// actions so far in this trial and says when to interrupt.
 	trigger func(method, path string, n counts) bool
+	// hold: the request that fired the trigger is answered only once the
+	// apply has ended (or StopWithin after Ctrl-C, so an apply that
+	// ignores Ctrl-C is seen to). The apply can then do nothing after it
+	// before Ctrl-C reaches it, however late a loaded machine delivers
+	// the signal to a subprocess.
+	hold bool
 }
 
 type counts struct{ creates, deletes, actions int }
@@ -101,7 +107,10 @@ func Interrupts(ctx context.Context, cfg InterruptConfig, run Runner) ([]TrialRe
 	// Each trial starts where the previous one's resume left the fleet:
 	// c slots, then 2c, 3c, back to c, then a new image.
 	trials := []trial{
-		{name: "before creates", rel: "v1", count: c, changes: n,
+		// Ctrl-C while the plan lists the fleet. Without the hold the
+		// signal would race the lease, the re-listing under it and the
+		// list-lag fence (about half a second) to the first create.
+		{name: "before creates", rel: "v1", count: c, changes: n, hold: true,
 			trigger: func(m, p string, k counts) bool { return m == "GET" && devices(p) }},
 		{name: "during creates", rel: "v1", count: 2 * c, changes: n,
 			trigger: func(m, p string, k counts) bool { return k.creates >= n/3 }},
@@ -177,9 +186,9 @@ func (l *Lab) applyInterrupted(ctx context.Context, cfg InterruptConfig, run Run
 		k  counts
 		at time.Time
 	)
+	ended := make(chan struct{})
 	l.OnRequest(func(method, path string) {
 		mu.Lock()
-		defer mu.Unlock()
 		switch {
 		case method == "POST" && strings.HasSuffix(path, "/devices"):
 			k.creates++
@@ -188,13 +197,22 @@ func (l *Lab) applyInterrupted(ctx context.Context, cfg InterruptConfig, run Run
 		case method == "POST" && strings.HasSuffix(path, "/actions"):
 			k.actions++
 		}
-		if at.IsZero() && tr.trigger(method, path, k) {
+		fired := at.IsZero() && tr.trigger(method, path, k)
+		if fired {
 			at = time.Now()
 			cancel()
+		}
+		mu.Unlock()
+		if fired && tr.hold {
+			select {
+			case <-ended:
+			case <-time.After(cfg.StopWithin):
+			}
 		}
 	})
 	st = l.run(actx, run, l.ApplyArgs(cfg.Poll)...)
 	end = time.Now()
+	close(ended)
 	l.OnRequest(nil)
 	mu.Lock()
 	cancelAt = at

@@ -179,7 +179,8 @@ func (l *Lab) Env() map[string]string {
 }
 
 // OnRequest sets a function that sees every API request (nil clears
-// it). It runs on the server's goroutine: it must not block.
+// it). It runs on the server's goroutine before the request is served:
+// while it blocks, the request waits.
 func (l *Lab) OnRequest(f func(method, path string)) {
 	l.mu.Lock()
 	l.hook = f
