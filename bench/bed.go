@@ -106,8 +106,10 @@ func newBedWith(bin, dir, imagesDir string, n int, lim limits) (*bed, error) {
 		"LKFLEET_LIST_LAG=0", // the bench simulator hides nothing from listings
 		// The local simulator stores a write in about a millisecond, so
 		// the lease's settle delay can be 200 ms instead of the 2 s a
-		// remote API needs (docs/benchmarks.md, docs/reliability.md).
-		"LKFLEET_LOCK_SETTLE=200ms",
+		// remote API needs (docs/benchmarks.md, docs/reliability.md),
+		// unless the server's rate limit itself spaces the lease's read
+		// and write further apart than half of it (R = 5: 200 ms apart).
+		"LKFLEET_LOCK_SETTLE=" + lockSettle(lim.R).String(),
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + dir,
 	}
@@ -116,6 +118,19 @@ func newBedWith(bin, dir, imagesDir string, n int, lim limits) (*bed, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// lockSettle is the lease's settle delay for a server limit of r
+// requests/s: 200 ms, or more when one request every 1/r seconds makes
+// the lease's read-to-write gap longer than half of that.
+func lockSettle(r float64) time.Duration {
+	settle := 200 * time.Millisecond
+	if r > 0 {
+		if d := time.Duration(6 / r * float64(time.Second)); d > settle {
+			settle = d
+		}
+	}
+	return settle
 }
 
 func (b *bed) close() {

@@ -190,7 +190,7 @@ func (c *Customdata) Acquire(ctx context.Context, me Info) error {
 		// see our record. Take it back and count the attempt as
 		// contended.
 		c.withdraw(ctx, me.Holder, r)
-		return &HeldError{Fleet: c.fleet}
+		return &SlowError{Fleet: c.fleet, Took: took, Settle: c.o.Settle}
 	}
 	t := time.NewTimer(c.o.Settle)
 	select {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -302,14 +303,25 @@ func TestContendersExcludeEachOther(t *testing.T) {
 	})
 }
 
-func TestSlowWriteIsContended(t *testing.T) {
+// A read-to-write slower than the settle delay can cover is refused
+// (and its record withdrawn), and Hold says why after a few tries instead
+// of calling the fleet locked by "another run".
+func TestSlowWriteIsRefusedAndNamed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := newMemStore()
 		st.writeDelay = DefaultSettle // slower than the settle delay can cover
-		err := NewCustomdata(st, "web", CustomdataOptions{}).Acquire(t.Context(), who(1))
-		var he *HeldError
-		if !errors.As(err, &he) {
-			t.Fatalf("slow write: %v, want a contended attempt", err)
+		c := NewCustomdata(st, "web", CustomdataOptions{})
+		err := c.Acquire(t.Context(), who(1))
+		var se *SlowError
+		if !errors.As(err, &se) || se.Settle != DefaultSettle {
+			t.Fatalf("slow write: %v, want a SlowError", err)
+		}
+		if h, err := c.Holder(t.Context()); err != nil || h != nil {
+			t.Fatalf("after a refused slow attempt: holder %+v %v, want none", h, err)
+		}
+		_, err = Hold(t.Context(), c, who(1), HoldOptions{})
+		if !errors.As(err, &se) || !strings.Contains(err.Error(), "LKFLEET_LOCK_SETTLE") {
+			t.Fatalf("Hold on a slow API: %v, want the SlowError that says what to do", err)
 		}
 	})
 }

@@ -111,6 +111,21 @@ type HeldError struct {
 	Waited time.Duration
 }
 
+// SlowError says the lease could not be taken safely: reading and
+// writing it took longer than half the settle delay (a slow or
+// rate-limited API), so a rival that read it free meanwhile might not see
+// this run's record before its own settle delay ended. Nobody need hold
+// the fleet.
+type SlowError struct {
+	Fleet        string
+	Took, Settle time.Duration
+}
+
+func (e *SlowError) Error() string {
+	return fmt.Sprintf("fleet %q: the lease could not be taken safely: reading and writing it took %s, more than half its settle delay %s (a slow or rate-limited API); raise LKFLEET_LOCK_SETTLE, or use --lock etcd://...",
+		e.Fleet, e.Took.Round(time.Millisecond), e.Settle)
+}
+
 func (e *HeldError) Error() string {
 	who := "another run"
 	if e.Holder != nil {
@@ -201,6 +216,19 @@ func Hold(ctx context.Context, lk Lock, me Info, o HoldOptions) (*Held, error) {
 			break
 		}
 		var he *HeldError
+		var se *SlowError
+		if errors.As(err, &se) {
+			// Too slow to be safe this time (a burst of rate limiting,
+			// say): try again a few times, then say why.
+			if contended >= maxContended {
+				return nil, err
+			}
+			contended++
+			if !sleep(ctx, contendedPause+rand.N(contendedPause)) {
+				return nil, context.Cause(ctx)
+			}
+			continue
+		}
 		if !errors.As(err, &he) {
 			return nil, err
 		}
