@@ -109,7 +109,7 @@ func runApply(cmd *cobra.Command, env *Env, o *applyOptions, planFile string) er
 	if p.plan.HasChanges() {
 		// One apply per fleet: the lease is held from here to the end and
 		// the plan re-checked under it (lock.go).
-		if lk, err = startLease(ctx, env, src.fleet, o.api, o.lock, "apply"); err != nil {
+		if lk, err = startLease(ctx, env, src.fleet, p.client, o.lock, "apply"); err != nil {
 			return err
 		}
 		defer lk.release()

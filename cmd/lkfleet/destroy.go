@@ -85,7 +85,7 @@ func runDestroy(cmd *cobra.Command, env *Env, o *destroyOptions) error {
 		}
 	}
 	p := &planned{fleet: fleet, client: l.client, plan: plan}
-	lk, err := startLease(ctx, env, fleet, o.api, o.lock, "destroy") // lock.go
+	lk, err := startLease(ctx, env, fleet, l.client, o.lock, "destroy") // lock.go
 	if err != nil {
 		return err
 	}

@@ -43,20 +43,31 @@ func openLock(env *Env, fleet *spec.Fleet, a apiFlags, l lockFlags) (lease.Lock,
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	lk, closeLock, err := openLockOn(env, fleet, client, l)
+	if err != nil {
+		client.Close()
+		return nil, nil, nil, err
+	}
+	return lk, client, func() { closeLock(); _ = client.Close() }, nil
+}
+
+// openLockOn opens the fleet's lease on client, which the caller keeps
+// (and closes).
+func openLockOn(env *Env, fleet *spec.Fleet, client *packet.Client, l lockFlags) (lease.Lock, func(), error) {
 	settle := l.settle
 	if settle == 0 {
 		if v := env.Getenv("LKFLEET_LOCK_SETTLE"); v != "" {
+			var err error
 			if settle, err = time.ParseDuration(v); err != nil || settle <= 0 {
-				return nil, nil, nil, fmt.Errorf("LKFLEET_LOCK_SETTLE=%q: want a positive duration such as 2s", v)
+				return nil, nil, fmt.Errorf("LKFLEET_LOCK_SETTLE=%q: want a positive duration such as 2s", v)
 			}
 		}
 	}
 	lk, closeLock, err := lease.Open(l.where, fleet.Name, client, lease.CustomdataOptions{TTL: l.ttl, Settle: settle})
 	if err != nil {
-		client.Close()
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	return lk, client, func() { closeLock(); client.Close() }, nil
+	return lk, func() { _ = closeLock() }, nil
 }
 
 // fleetLease is the lease of a run that changes the fleet. Taking it
@@ -73,9 +84,12 @@ type fleetLease struct {
 	err    error
 }
 
-// startLease begins taking fleet's lease for op in the background.
-func startLease(ctx context.Context, env *Env, fleet *spec.Fleet, a apiFlags, l lockFlags, op string) (*fleetLease, error) {
-	lk, client, closeLock, err := openLock(env, fleet, a, l)
+// startLease begins taking fleet's lease for op in the background, on
+// the run's own client: the lease's reads, writes and renewals share the
+// run's limiter with its other calls (and count in its summary), so a
+// busy rollout against a small rate limit cannot starve its renewals.
+func startLease(ctx context.Context, env *Env, fleet *spec.Fleet, client *packet.Client, l lockFlags, op string) (*fleetLease, error) {
+	lk, closeLock, err := openLockOn(env, fleet, client, l)
 	if err != nil {
 		return nil, err
 	}
