@@ -34,8 +34,7 @@ func (s *Sim) createDevice(w http.ResponseWriter, r *http.Request, pid string) {
 	}
 	// The device exists once the state file says so: a simulator killed
 	// after this answer still has it.
-	if err := s.waitSaved(); err != nil {
-		writeErr(w, http.StatusInternalServerError, fmt.Sprintf("could not save the simulator state: %v", err))
+	if !s.saved(w) {
 		return
 	}
 	if s.chance(s.cfg.AmbiguousCreateRate) {
@@ -135,8 +134,7 @@ func (s *Sim) createBatch(w http.ResponseWriter, r *http.Request, pid string) {
 		out = append(out, bj)
 	}
 	s.mu.Unlock()
-	if err := s.waitSaved(); err != nil {
-		writeErr(w, http.StatusInternalServerError, fmt.Sprintf("could not save the simulator state: %v", err))
+	if !s.saved(w) {
 		return
 	}
 	if s.chance(s.cfg.AmbiguousCreateRate) {

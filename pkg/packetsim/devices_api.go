@@ -155,8 +155,7 @@ func (s *Sim) updateDevice(w http.ResponseWriter, r *http.Request, id string) {
 	doc := s.deviceDoc(d, now, parseShaping(r.URL.Query(), true))
 	s.markDirty()
 	s.mu.Unlock()
-	if err := s.waitSaved(); err != nil {
-		writeErr(w, http.StatusInternalServerError, fmt.Sprintf("could not save the simulator state: %v", err))
+	if !s.saved(w) {
 		return
 	}
 	writeRaw(w, http.StatusOK, doc)
@@ -207,11 +206,20 @@ func (s *Sim) markDeleted(d *device, now time.Time) {
 // answerSaved answers status once the request's change is in the state
 // file: a simulator killed after the answer still has it.
 func (s *Sim) answerSaved(w http.ResponseWriter, status int) {
+	if s.saved(w) {
+		w.WriteHeader(status)
+	}
+}
+
+// saved waits until the request's change is in the state file (without
+// --state at once) and answers 500 when it could not be written: the one
+// place every changing route waits before its answer.
+func (s *Sim) saved(w http.ResponseWriter) bool {
 	if err := s.waitSaved(); err != nil {
 		writeErr(w, http.StatusInternalServerError, fmt.Sprintf("could not save the simulator state: %v", err))
-		return
+		return false
 	}
-	w.WriteHeader(status)
+	return true
 }
 
 // deviceIPs answers GET /devices/{id}/ips.

@@ -2,7 +2,6 @@ package packetsim
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -155,8 +154,7 @@ func (s *Sim) updateProject(w http.ResponseWriter, r *http.Request, id string) {
 	doc := sh.shapeJSON(s.projectDoc(), projectCollapsed)
 	s.markDirty()
 	s.mu.Unlock()
-	if err := s.waitSaved(); err != nil {
-		writeErr(w, http.StatusInternalServerError, fmt.Sprintf("could not save the simulator state: %v", err))
+	if !s.saved(w) {
 		return
 	}
 	writeRaw(w, http.StatusOK, doc)

@@ -167,8 +167,7 @@ func (s *Sim) createSSHKey(w http.ResponseWriter, r *http.Request, pid string) {
 	doc := parseShaping(r.URL.Query(), false).shapeJSON(k.doc(s.project), sshKeyCollapsed)
 	s.markDirty()
 	s.mu.Unlock()
-	if err := s.waitSaved(); err != nil {
-		writeErr(w, http.StatusInternalServerError, fmt.Sprintf("could not save the simulator state: %v", err))
+	if !s.saved(w) {
 		return
 	}
 	writeRaw(w, http.StatusCreated, doc)
