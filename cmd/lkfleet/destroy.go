@@ -51,6 +51,9 @@ func runDestroy(cmd *cobra.Command, env *Env, o *destroyOptions) error {
 	if err != nil {
 		return err
 	}
+	// What destroy deletes is named by the fleet and project alone: the
+	// rest of the file (images, groups and their ${VAR}s) is not read.
+	o.fleet.identityOnly = true
 	l, err := listFleet(ctx, env, o.fleet, o.api)
 	if err != nil {
 		return err

@@ -79,3 +79,27 @@ func TestDestroyOnAnEmptyFleetSaysNothingToDestroy(t *testing.T) {
 		t.Fatalf("destroy of an empty fleet printed %q, want %q", out, want)
 	}
 }
+
+// TestDestroyReadsOnlyTheFleetsIdentity: a lab torn down by another job
+// often lacks the variables the groups were made with. destroy needs only
+// the fleet and project, so it deletes the fleet's devices, while plan
+// still refuses the file.
+func TestDestroyReadsOnlyTheFleetsIdentity(t *testing.T) {
+	e := newE2E(t, packetsim.Config{})
+	e.write(fmt.Sprintf(e2eFleet, "v1", 1))
+	e.mustRun(0, "apply", "-f", e.fleet, "--auto-approve", "-o", "plain", "--poll-interval", "5ms")
+	e.write(strings.Replace(fmt.Sprintf(e2eFleet, "v1", 1), "count: 1", "count: ${LAB_COUNT}", 1))
+	if _, errs, code := e.run("plan", "-f", e.fleet); code != ExitError || !strings.Contains(errs, "environment variable LAB_COUNT is not set") {
+		t.Fatalf("plan with an unset group variable: exit %d, stderr %q; want 1 naming LAB_COUNT", code, errs)
+	}
+	e.mustRun(0, "destroy", "-f", e.fleet, "--auto-approve", "-o", "plain")
+	e.write(fmt.Sprintf(e2eFleet, "v1", 1))
+	if devs := e.status(); len(devs) != 0 {
+		t.Fatalf("destroy left %d devices, want 0", len(devs))
+	}
+	// A typo in the identity itself is still refused before any request.
+	e.write("apiVersion: lkfleet/v1\nfleet: E2E\nproject: ${PACKET_PROJECT_ID}\n")
+	if _, errs, code := e.run("destroy", "-f", e.fleet, "--auto-approve"); code != ExitError || !strings.Contains(errs, "fleet name") {
+		t.Fatalf("destroy with a bad fleet name: exit %d, stderr %q; want 1", code, errs)
+	}
+}

@@ -18,6 +18,9 @@ func init() { commands = append(commands, newValidateCmd) }
 type fleetFlags struct {
 	File    string
 	Project string
+	// identityOnly is set (not by a flag) by commands that need only the
+	// fleet's name and project: see spec.LoadOptions.IdentityOnly.
+	identityOnly bool
 }
 
 // addFleetFlags declares -f/--file and --project on cmd.
@@ -43,8 +46,9 @@ func loadFleet(env *Env, ff fleetFlags) (*spec.Fleet, error) {
 		name, dir = "<stdin>", "."
 	}
 	f, err := spec.Load(name, data, spec.LoadOptions{
-		Getenv:  env.Getenv,
-		Project: ff.Project,
+		Getenv:       env.Getenv,
+		Project:      ff.Project,
+		IdentityOnly: ff.identityOnly,
 		ReadFile: func(p string) ([]byte, error) {
 			if !filepath.IsAbs(p) {
 				p = filepath.Join(dir, p)

@@ -21,6 +21,12 @@ type LoadOptions struct {
 	// ReadFile reads an ipxe_template given as a file path (the caller
 	// resolves it relative to the fleet file). nil: templates are inline.
 	ReadFile func(path string) ([]byte, error)
+	// IdentityOnly reads apiVersion, fleet and project and nothing else:
+	// images, defaults, groups and rollout are neither validated nor
+	// ${VAR}-expanded, and the Fleet has none. destroy needs only the
+	// fleet's identity, so it still works once the image URLs or the
+	// groups' variables are gone.
+	IdentityOnly bool
 }
 
 // DefaultMaxInFlight is rollout.max_in_flight when the file omits it.
@@ -96,6 +102,9 @@ func (l *loader) fleet(root *yaml.Node) *Fleet {
 	}
 	f.Name = name.v
 	f.Project = l.project(top)
+	if l.opts.IdentityOnly {
+		return f
+	}
 
 	images, scripts := l.images(top)
 	f.Images = images
