@@ -66,6 +66,7 @@ func runDestroy(cmd *cobra.Command, env *Env, o *destroyOptions) error {
 	if err != nil {
 		return err
 	}
+	again := resumeCommand(cmd, o.fleet)
 	if !plan.HasChanges() {
 		// The plan's "No changes. The fleet matches ..." would read as if
 		// the fleet were up, when it has no device at all.
@@ -74,17 +75,21 @@ func runDestroy(cmd *cobra.Command, env *Env, o *destroyOptions) error {
 				return err
 			}
 		}
-		// VLANs kept by an earlier destroy (still in use then) go now.
-		return deleteFleetVLANs(ctx, l.client, fleet.Name, env.Err) // network.go
-	}
-	if mode != ui.JSON {
-		if err := planner.RenderText(env.Out, plan, planner.TextOptions{Color: colorOut(env), FleetFile: o.fleet.File}); err != nil {
+		// VLANs kept by an earlier destroy (still in use then) go now,
+		// under the lease like every other change.
+		if n, err := countFleetVLANs(ctx, l.client, fleet.Name); err != nil || n == 0 {
 			return err
 		}
-	}
-	if !o.autoApprove {
-		if err := confirm(ctx, env, "destroy", fmt.Sprintf("Destroy all %d devices of fleet %q?", plan.Summary().Destroy, fleet.Name)); err != nil {
-			return err
+	} else {
+		if mode != ui.JSON {
+			if err := planner.RenderText(env.Out, plan, planner.TextOptions{Color: colorOut(env), FleetFile: o.fleet.File}); err != nil {
+				return err
+			}
+		}
+		if !o.autoApprove {
+			if err := confirm(ctx, env, "destroy", fmt.Sprintf("Destroy all %d devices of fleet %q?", plan.Summary().Destroy, fleet.Name)); err != nil {
+				return err
+			}
 		}
 	}
 	p := &planned{fleet: fleet, client: l.client, plan: plan}
@@ -101,29 +106,31 @@ func runDestroy(cmd *cobra.Command, env *Env, o *destroyOptions) error {
 		if err != nil {
 			return nil, err
 		}
-		again, err := destroyPlan(fleet, live, l.fleetBytes)
+		next, err := destroyPlan(fleet, live, l.fleetBytes)
 		if err != nil {
 			return nil, err
 		}
 		if !o.autoApprove {
-			if err := sameDevices(plan, again); err != nil {
-				return nil, err
+			if err := sameDevices(plan, next); err != nil {
+				return nil, fmt.Errorf("%w: run %s to review it", err, again)
 			}
 		}
-		return &planned{fleet: fleet, client: l.client, plan: again}, nil
+		return &planned{fleet: fleet, client: l.client, plan: next}, nil
 	}
 	if ctx, p, err = lk.ready(ctx, p, replan); err != nil {
 		return err
 	}
-	err = execute(ctx, env, p, execution{mode: mode, destroy: true, resume: resumeCommand(cmd, o.fleet), opts: executor.Options{
-		Parallelism: o.parallelism,
-		Wait:        executor.WaitNone,
-		Timeout:     o.timeout,
-	}})
+	if p.plan.HasChanges() {
+		err = execute(ctx, env, p, execution{mode: mode, destroy: true, resume: again, opts: executor.Options{
+			Parallelism: o.parallelism,
+			Wait:        executor.WaitNone,
+			Timeout:     o.timeout,
+		}})
+	}
 	if err == nil {
 		// Still under the lease: no apply of the fleet attaches a device
 		// to a VLAN in between.
-		err = deleteFleetVLANs(ctx, l.client, fleet.Name, env.Err) // network.go
+		err = deleteFleetVLANs(ctx, l.client, fleet.Name, again, env.Err) // network.go
 	}
 	return lk.finish(err)
 }
@@ -155,7 +162,7 @@ func sameDevices(confirmed, again planner.Plan) error {
 	}
 	for _, c := range again.Changes {
 		if !named[c.DeviceID()] {
-			return fmt.Errorf("device %s (slot %s) appeared after the destroy was confirmed: run destroy again to review it", c.DeviceID(), c.Slot())
+			return fmt.Errorf("device %s (slot %s) appeared after the destroy was confirmed", c.DeviceID(), c.Slot())
 		}
 	}
 	return nil

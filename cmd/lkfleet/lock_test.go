@@ -217,3 +217,36 @@ func TestUnlockBreaksAStaleLease(t *testing.T) {
 		t.Errorf("apply after unlock:\n%s", out)
 	}
 }
+
+// TestEmptyDestroyDeletesVLANsOnlyUnderTheLease: a destroy that finds no
+// device but a VLAN left by an earlier destroy deletes it under the
+// fleet's lease, so it cannot pull the VLAN from under a running apply.
+func TestEmptyDestroyDeletesVLANsOnlyUnderTheLease(t *testing.T) {
+	e := newE2E(t, packetsim.Config{})
+	e.write(fmt.Sprintf(e2eFleet, "v1", 1))
+	e.api("POST", "projects/"+e.srv.Sim.Project()+"/virtual-networks", `{"metro":"am","vxlan":1001,"tags":["lkfleet:fleet=e2e"]}`, nil)
+	vlans := func() int {
+		var vl struct {
+			VirtualNetworks []json.RawMessage `json:"virtual_networks"`
+		}
+		e.api("GET", "projects/"+e.srv.Sim.Project()+"/virtual-networks", "", &vl)
+		return len(vl.VirtualNetworks)
+	}
+	expires := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	e.api("PUT", "projects/"+e.srv.Sim.Project(), `{"customdata":{"lkfleet:lease:e2e":{"holder":"other/7/run","host":"other","pid":7,"op":"apply","since":"2026-01-02T03:04:05Z","expires":"`+expires+`"}}}`, nil)
+	_, errs, code := e.run("destroy", "-f", e.fleet, "--auto-approve")
+	if code != ExitError || !strings.Contains(errs, `fleet "e2e" is locked: apply by other/7/run`) {
+		t.Fatalf("empty destroy under another's lease: exit %d\n%s", code, errs)
+	}
+	if n := vlans(); n != 1 {
+		t.Fatalf("empty destroy under another's lease left %d VLANs, want the fleet's 1", n)
+	}
+	e.mustRun(0, "unlock", "-f", e.fleet, "--auto-approve")
+	_, errs, code = e.run("destroy", "-f", e.fleet, "--auto-approve")
+	if code != 0 || !strings.Contains(errs, "Deleted VLAN 1001 (metro am), created by fleet e2e.") {
+		t.Fatalf("empty destroy: exit %d\n%s", code, errs)
+	}
+	if n := vlans(); n != 0 {
+		t.Fatalf("%d VLANs after the destroy, want 0", n)
+	}
+}
