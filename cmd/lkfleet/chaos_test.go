@@ -28,22 +28,38 @@ func inProcess(ctx context.Context, vars map[string]string, args ...string) (str
 // 5% ambiguous creates, 3% failed provisions and 1 s list lag. `make
 // chaos` runs the full-size version.
 func TestChaos60(t *testing.T) {
+	res := chaosRun(t, harness.ChaosConfig{Count: 10, Foreign: 10})
+	if len(res.Faults) == 0 {
+		t.Errorf("seed %d: the simulator injected no faults: the run proved nothing", res.Seed)
+	}
+}
+
+// chaosRun runs one chaos run with the CI settings of TestChaos60 where cfg
+// leaves them zero (a fresh seed, 5% faults, 5% ambiguous creates, 3%
+// failed provisions, 1 s list lag, 200 ms provisioning, 100 ms polls) and
+// fails t with every problem it found.
+func chaosRun(t *testing.T, cfg harness.ChaosConfig) harness.ChaosResult {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("chaos run skipped in -short mode")
 	}
-	res, err := harness.Chaos(t.Context(), harness.ChaosConfig{
-		Dir:                 t.TempDir(),
-		Count:               10,
-		Foreign:             10,
-		Seed:                uint64(time.Now().UnixNano()),
-		FaultRate:           0.05,
-		AmbiguousCreateRate: 0.05,
-		FailProvisionRate:   0.03,
-		ListLag:             time.Second,
-		ProvisionTime:       200 * time.Millisecond,
-		Poll:                100 * time.Millisecond,
-		Logf:                t.Logf,
-	}, inProcess)
+	cfg.Dir, cfg.Logf = t.TempDir(), t.Logf
+	if cfg.Seed == 0 {
+		cfg.Seed = uint64(time.Now().UnixNano())
+	}
+	if cfg.FaultRate == 0 {
+		cfg.FaultRate, cfg.AmbiguousCreateRate, cfg.FailProvisionRate = 0.05, 0.05, 0.03
+	}
+	if cfg.ListLag == 0 {
+		cfg.ListLag = time.Second
+	}
+	if cfg.ProvisionTime == 0 {
+		cfg.ProvisionTime = 200 * time.Millisecond
+	}
+	if cfg.Poll == 0 {
+		cfg.Poll = 100 * time.Millisecond
+	}
+	res, err := harness.Chaos(t.Context(), cfg, inProcess)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +68,5 @@ func TestChaos60(t *testing.T) {
 	for _, p := range res.Problems {
 		t.Errorf("seed %d: %s", res.Seed, p)
 	}
-	if len(res.Faults) == 0 {
-		t.Errorf("seed %d: the simulator injected no faults: the run proved nothing", res.Seed)
-	}
+	return res
 }
