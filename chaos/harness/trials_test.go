@@ -78,3 +78,33 @@ func TestConcurrentAppliesSampled(t *testing.T) {
 		}
 	}
 }
+
+// TestSimulatorKillWithStateAndSecondFleet is the short version of make
+// chaos's simulator-kill trials (issue 14 cases 6 and 7): `lkfleet sim
+// --state` as a subprocess, SIGKILLed right after one of fleet A's
+// creates was answered 201 and restarted from its state file; then A
+// again and a second fleet B into the same project, then A destroyed.
+// Every answered device must survive, no id may be issued twice, the
+// destroy must touch only A's devices, and no apply may outlast its
+// --timeout.
+func TestSimulatorKillWithStateAndSecondFleet(t *testing.T) {
+	bin := lkfleetBinary(t)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("trials seeded with %d", seed)
+	results, err := harness.SimKills(t.Context(), harness.SimKillConfig{
+		Dir: t.TempDir(), Bin: bin, Count: 1, Seed: seed, Trials: 1,
+		ListLag: 300 * time.Millisecond, ProvisionTime: 100 * time.Millisecond, Poll: 30 * time.Millisecond,
+		Down: 200 * time.Millisecond, Timeout: 60 * time.Second, Logf: t.Logf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results {
+		for _, p := range r.Problems {
+			t.Errorf("%s: %s", r.Name, p)
+		}
+		if r.Answered == 0 {
+			t.Errorf("%s: no create was answered before the kill", r.Name)
+		}
+	}
+}
