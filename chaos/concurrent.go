@@ -18,6 +18,7 @@ type newSuite struct {
 	seed                           uint64
 	two, three                     int // fleet sizes of the 2- and 3-apply trials (0 skips)
 	simKills                       int
+	simBin                         string
 	faultRate, ambiguous, failProv float64
 	listLag, provision, poll       time.Duration
 	foreign                        int
@@ -94,7 +95,7 @@ func runConcurrent(ctx context.Context, s newSuite, stdout, stderr io.Writer) (b
 func runSimKills(ctx context.Context, s newSuite, stdout, stderr io.Writer) (bool, error) {
 	fmt.Fprintf(stderr, "simulator SIGKILL trials (%d)...\n", s.simKills)
 	results, err := harness.SimKills(ctx, harness.SimKillConfig{
-		Dir: s.dir(), Bin: s.bin, Count: 2, Seed: s.seed, Trials: s.simKills,
+		Dir: s.dir(), Bin: s.bin, SimBin: s.simBin, Count: 2, Seed: s.seed, Trials: s.simKills,
 		ListLag: s.listLag, ProvisionTime: s.provision, Poll: s.poll, Logf: s.logf,
 	})
 	if err != nil {

@@ -48,6 +48,7 @@ type options struct {
 	concurrentTwo, concurrentThree int
 	simKills                       int
 	newOnly                        bool
+	simBin                         string
 }
 
 // parseOptions parses the flags and checks them; on a bad flag it has
@@ -74,6 +75,7 @@ func parseOptions(args []string, stderr io.Writer) (options, bool) {
 	fs.IntVar(&o.concurrentTwo, "concurrent-2", 102, "fleet size of the trials with 2 concurrent applies (and 3 with --lock-timeout 0); 0 skips them")
 	fs.IntVar(&o.concurrentThree, "concurrent-3", 204, "fleet size of the trial with 3 concurrent applies waiting for each other; 0 skips it")
 	fs.IntVar(&o.simKills, "sim-kills", 5, "simulator SIGKILL/restart trials with a second fleet (seeded by the first seed); 0 skips them")
+	fs.StringVar(&o.simBin, "sim-bin", "", "binary whose 'sim' the simulator SIGKILL trials run (default: -bin), to measure another build's simulator")
 	fs.BoolVar(&o.newOnly, "only-new", false, "run only the concurrent-apply and simulator SIGKILL trials")
 	if err := fs.Parse(args); err != nil {
 		return o, false
@@ -144,7 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if o.killsOnly {
 		return onlyKills(ctx, kills, stdout, stderr)
 	}
-	fresh := newSuite{bin: o.bin, seed: o.seeds[0], two: o.concurrentTwo, three: o.concurrentThree, simKills: o.simKills,
+	fresh := newSuite{bin: o.bin, seed: o.seeds[0], two: o.concurrentTwo, three: o.concurrentThree, simKills: o.simKills, simBin: o.simBin,
 		faultRate: o.faultRate, ambiguous: o.ambiguous, failProv: o.failProv, listLag: o.listLag,
 		provision: o.provision, poll: o.poll, foreign: o.foreign, dir: dir, logf: logf}
 	if o.newOnly {

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -18,6 +19,9 @@ import (
 type SimKillConfig struct {
 	// Dir is the trials' scratch directory; Bin the lkfleet binary.
 	Dir, Bin string
+	// SimBin, if set, is the binary whose `sim` runs the simulator (to
+	// measure another build's simulator against this client).
+	SimBin string
 	// Count is devices per group and zone of each fleet (6×Count each).
 	Count int
 	// Seed seeds the trials (kill points and simulator seeds); Trials is
@@ -114,7 +118,7 @@ func simKill(ctx context.Context, cfg SimKillConfig, dir string, seed uint64, k 
 	start := time.Now()
 	res := SimKillResult{Name: fmt.Sprintf("sim seed %d, SIGKILL after A's create #%d", seed%1000, k)}
 	sim, err := StartSimProcess(SimProcessConfig{
-		Dir: dir, Bin: cfg.Bin, Project: fmt.Sprintf("5e0c7a1d-%04x-4000-8000-%012x", seed%0x10000, seed%0x1000000000000), Seed: seed,
+		Dir: dir, Bin: cmp.Or(cfg.SimBin, cfg.Bin), Project: fmt.Sprintf("5e0c7a1d-%04x-4000-8000-%012x", seed%0x10000, seed%0x1000000000000), Seed: seed,
 		ListLag: cfg.ListLag, ProvisionTime: cfg.ProvisionTime, DeprovisionTime: cfg.ProvisionTime / 2,
 	})
 	if err != nil {
