@@ -85,8 +85,17 @@ func (t *simTrial) killDuringA(ctx context.Context, n int) error {
 	select {
 	case <-killed:
 		time.Sleep(t.cfg.Down) // the outage
-		if err := t.sim.Start(); err != nil {
-			return fmt.Errorf("restart the simulator: %w", err)
+		// The port the killed simulator listened on is free at once
+		// (SO_REUSEADDR); a start that still fails is tried again.
+		for try := 0; ; try++ {
+			err := t.sim.Start()
+			if err == nil {
+				break
+			}
+			if try == 4 {
+				return fmt.Errorf("restart the simulator: %w", err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		t.res.Answered = len(t.answeredBefore)
 		for _, c := range t.answeredBefore {
