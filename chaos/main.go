@@ -1,8 +1,10 @@
 // Command chaos runs the reliability suite of DESIGN section 10 against the
 // built lkfleet binary: chaos runs (faults, ambiguous creates, failed
 // provisions, list lag, foreign devices) for fleets of 60 and 300 devices
-// and several seeds, interruption trials with a real SIGINT, and simulator
-// restarts. It prints one table and exits 1 if any guarantee broke.
+// and several seeds, interruption trials with a real SIGINT, simulator
+// restarts, SIGKILLs of apply, concurrent applies of one fleet (sampled
+// from the simulator while they run) and SIGKILLs of a simulator with a
+// state file. It prints its tables and exits 1 if any guarantee broke.
 //
 //	make chaos            # builds bin/lkfleet, then: go run ./chaos -bin bin/lkfleet
 package main
@@ -42,6 +44,11 @@ type options struct {
 	verbose, trials, killsOnly     bool
 	killTrials                     int
 	highLag                        time.Duration
+	// The concurrent-apply and simulator-kill trials (chaos/concurrent.go).
+	concurrentTwo, concurrentThree int
+	simKills                       int
+	newOnly                        bool
+	simBin                         string
 }
 
 // parseOptions parses the flags and checks them; on a bad flag it has
@@ -65,6 +72,11 @@ func parseOptions(args []string, stderr io.Writer) (options, bool) {
 	fs.IntVar(&o.killTrials, "kill-trials", 20, "SIGKILL trials (seeded by the first seed)")
 	fs.DurationVar(&o.highLag, "high-list-lag", 6*time.Second, "list lag of the high-lag chaos run")
 	fs.BoolVar(&o.killsOnly, "only-kills", false, "run only the SIGKILL trials and the high-lag run")
+	fs.IntVar(&o.concurrentTwo, "concurrent-2", 102, "fleet size of the trials with 2 concurrent applies (and 3 with --lock-timeout 0); 0 skips them")
+	fs.IntVar(&o.concurrentThree, "concurrent-3", 204, "fleet size of the trial with 3 concurrent applies waiting for each other; 0 skips it")
+	fs.IntVar(&o.simKills, "sim-kills", 5, "simulator SIGKILL/restart trials with a second fleet (seeded by the first seed); 0 skips them")
+	fs.StringVar(&o.simBin, "sim-bin", "", "binary whose 'sim' the simulator SIGKILL trials run (default: -bin), to measure another build's simulator")
+	fs.BoolVar(&o.newOnly, "only-new", false, "run only the concurrent-apply and simulator SIGKILL trials")
 	if err := fs.Parse(args); err != nil {
 		return o, false
 	}
@@ -79,6 +91,12 @@ func parseOptions(args []string, stderr io.Writer) (options, bool) {
 			return o, false
 		}
 		o.seeds = append(o.seeds, s)
+	}
+	for _, n := range []int{o.concurrentTwo, o.concurrentThree} {
+		if n < 0 || n%6 != 0 {
+			fmt.Fprintf(stderr, "chaos: concurrent fleet size %d: want 0 or a positive multiple of 6\n", n)
+			return o, false
+		}
 	}
 	for f := range strings.SplitSeq(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -128,6 +146,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if o.killsOnly {
 		return onlyKills(ctx, kills, stdout, stderr)
 	}
+	fresh := newSuite{bin: o.bin, seed: o.seeds[0], two: o.concurrentTwo, three: o.concurrentThree, simKills: o.simKills, simBin: o.simBin,
+		faultRate: o.faultRate, ambiguous: o.ambiguous, failProv: o.failProv, listLag: o.listLag,
+		provision: o.provision, poll: o.poll, foreign: o.foreign, dir: dir, logf: logf}
+	if o.newOnly {
+		return onlyNew(ctx, fresh, stdout, stderr)
+	}
 
 	runs, ok, err := s.chaosRuns(ctx)
 	if err != nil {
@@ -156,12 +180,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		failed = true
 	}
+	if ok, err := runNew(ctx, fresh, stdout, stderr); err != nil || !ok {
+		if err != nil {
+			fmt.Fprintln(stderr, "chaos:", err)
+		}
+		failed = true
+	}
 	if failed {
 		fmt.Fprintln(stdout, "\nFAIL: some guarantees broke (details on stderr)")
 		return 1
 	}
-	fmt.Fprintf(stdout, "\nPASS: %d chaos runs, %d interrupt trials, 2 restart trials, %d SIGKILL trials, a high list lag: zero duplicates, zero foreign changes, zero empty slots, zero stale images\n",
-		runs, interrupts, o.killTrials)
+	fmt.Fprintf(stdout, "\nPASS: %d chaos runs, %d interrupt trials, 2 restart trials, %d SIGKILL trials, a high list lag, %d concurrent-apply trials, %d simulator SIGKILL trials: zero duplicates, zero foreign changes, zero empty slots, zero stale images, never two live devices in a slot\n",
+		runs, interrupts, o.killTrials, len(fresh.concurrentCases()), o.simKills)
 	return 0
 }
 

@@ -124,10 +124,13 @@ func (l *Lab) ForeignChanges(ctx context.Context, s Seeded) ([]string, error) {
 
 // Fleet is the fleet's devices in a listing, by slot, without those
 // being deleted.
-func Fleet(devs []Device) map[string][]Device {
+func Fleet(devs []Device) map[string][]Device { return FleetNamed(devs, "chaos") }
+
+// FleetNamed is Fleet for the fleet called name.
+func FleetNamed(devs []Device, name string) map[string][]Device {
 	m := map[string][]Device{}
 	for _, d := range devs {
-		if d.Tag("lkfleet:fleet") != "chaos" || d.State == "deprovisioning" || d.State == "deleted" {
+		if d.Tag("lkfleet:fleet") != name || d.State == "deprovisioning" || d.State == "deleted" {
 			continue
 		}
 		slot := d.Tag("lkfleet:slot")

@@ -216,8 +216,19 @@ func (l *Lab) serve(w http.ResponseWriter, r *http.Request) {
 // replaces it. With max_failures 0 the first such device halts every
 // later wave, and a 300-device fleet often needs a third apply.
 func (l *Lab) WriteFleet(rel string, count int) error {
-	body := fmt.Sprintf(`apiVersion: lkfleet/v1
-fleet: chaos
+	body := FleetYAML("chaos", l.URL, rel, count, l.networkKeys())
+	if l.CreateBatch > 0 {
+		body += fmt.Sprintf("  create_batch: %d\n", l.CreateBatch)
+	}
+	return os.WriteFile(l.FleetFile, []byte(body), 0o644)
+}
+
+// FleetYAML is the fleet file WriteFleet writes, for the fleet called
+// name with its images under root/images/rel; workerKeys are added to the
+// worker group.
+func FleetYAML(name, root, rel string, count int, workerKeys string) string {
+	return fmt.Sprintf(`apiVersion: lkfleet/v1
+fleet: %s
 project: ${PACKET_PROJECT_ID}
 images:
   sshd:
@@ -236,11 +247,7 @@ rollout:
   max_in_flight: 20
   max_unavailable: 25%%
   max_failures: 3
-`, l.URL, rel, count, count, l.networkKeys())
-	if l.CreateBatch > 0 {
-		body += fmt.Sprintf("  create_batch: %d\n", l.CreateBatch)
-	}
-	return os.WriteFile(l.FleetFile, []byte(body), 0o644)
+`, name, root, rel, count, count, workerKeys)
 }
 
 // DesiredSlots lists the slots of WriteFleet(_, count).
@@ -263,6 +270,7 @@ type Device struct {
 	Hostname string          `json:"hostname"`
 	State    string          `json:"state"`
 	Tags     []string        `json:"tags"`
+	Created  string          `json:"created_at"`
 	Raw      json.RawMessage `json:"-"`
 }
 
@@ -278,10 +286,16 @@ func (d Device) Tag(key string) string {
 
 // get fetches one API path, retrying the faults the simulator injects.
 func (l *Lab) get(ctx context.Context, path string) ([]byte, error) {
+	return apiGet(ctx, l.APIURL, path)
+}
+
+// apiGet fetches one path under apiURL with the lab's token, retrying
+// faults and refused connections for about a second.
+func apiGet(ctx context.Context, apiURL, path string) ([]byte, error) {
 	client := &http.Client{Timeout: 10 * time.Second}
 	var last error
 	for range 40 {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.APIURL+path, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, apiURL+path, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -313,9 +327,14 @@ func (l *Lab) get(ctx context.Context, path string) ([]byte, error) {
 // Listing returns every device of the project (all fleets, foreign ones
 // too) as a listing shows it, retrying injected faults.
 func (l *Lab) Listing(ctx context.Context) ([]Device, error) {
+	return listing(ctx, l.APIURL, l.Project())
+}
+
+// listing lists every device of project under apiURL.
+func listing(ctx context.Context, apiURL, project string) ([]Device, error) {
 	var all []Device
 	for page := 1; ; page++ {
-		body, err := l.get(ctx, fmt.Sprintf("projects/%s/devices?per_page=1000&page=%d", l.Project(), page))
+		body, err := apiGet(ctx, apiURL, fmt.Sprintf("projects/%s/devices?per_page=1000&page=%d", project, page))
 		if err != nil {
 			return nil, err
 		}
