@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lkfleet/lkfleet/chaos/harness"
 	"github.com/lkfleet/lkfleet/pkg/packetsim"
 )
 
@@ -48,68 +49,6 @@ func (e *e2e) api(method, path, body string, out any) {
 	}
 }
 
-// slotSampler lists the project's devices over and over while applies run
-// and remembers the most live devices any slot held at one moment.
-type slotSampler struct {
-	e       *e2e
-	stop    chan struct{}
-	done    chan struct{}
-	mu      sync.Mutex
-	most    int
-	worst   string
-	samples int
-}
-
-func sampleSlots(e *e2e) *slotSampler {
-	s := &slotSampler{e: e, stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-s.stop:
-				return
-			case <-tick.C:
-			}
-			var page struct {
-				Devices []struct {
-					ID    string   `json:"id"`
-					State string   `json:"state"`
-					Tags  []string `json:"tags"`
-				} `json:"devices"`
-			}
-			e.api("GET", "projects/"+e.srv.Sim.Project()+"/devices?per_page=1000", "", &page)
-			per := map[string][]string{}
-			for _, d := range page.Devices {
-				if d.State == "deprovisioning" || d.State == "deleted" {
-					continue
-				}
-				for _, tag := range d.Tags {
-					if slot, ok := strings.CutPrefix(tag, "lkfleet:slot="); ok {
-						per[slot] = append(per[slot], d.ID)
-					}
-				}
-			}
-			s.mu.Lock()
-			s.samples++
-			for slot, ids := range per {
-				if len(ids) > s.most {
-					s.most, s.worst = len(ids), fmt.Sprintf("%s: %v", slot, ids)
-				}
-			}
-			s.mu.Unlock()
-		}
-	}()
-	return s
-}
-
-func (s *slotSampler) finish() (most int, worst string, samples int) {
-	close(s.stop)
-	<-s.done
-	return s.most, s.worst, s.samples
-}
-
 // waitForLease returns once some run holds the fleet's lease and has
 // begun its changes (a device exists): past its settle delay, so the lease
 // is confirmed, not an attempt that may yet be withdrawn.
@@ -141,7 +80,7 @@ func TestConcurrentAppliesOfOneFleet(t *testing.T) {
 	e.api("PUT", "projects/"+e.srv.Sim.Project(), `{"customdata":{"team":{"owner":"ops"}}}`, nil)
 	e.write(fmt.Sprintf(e2eFleet, "v1", 3))
 	apply := []string{"apply", "-f", e.fleet, "--auto-approve", "--poll-interval", "20ms", "-o", "plain"}
-	sampler := sampleSlots(e)
+	sampler := harness.SampleLive(func() *packetsim.Sim { return e.srv.Sim }, "e2e", 5*time.Millisecond)
 
 	var wg sync.WaitGroup
 	var firstOut, thirdOut, thirdErr string
@@ -160,7 +99,7 @@ func TestConcurrentAppliesOfOneFleet(t *testing.T) {
 	wg.Go(func() { thirdOut, thirdErr, thirdCode = e.run(append(apply, "--lock-timeout", "30s")...) })
 	wg.Wait()
 
-	most, worst, samples := sampler.finish()
+	most, worst, samples := sampler.Stop()
 	if most > 1 {
 		t.Errorf("a slot held %d live devices at once (%s)", most, worst)
 	}
