@@ -43,6 +43,7 @@ func watchStatus(ctx context.Context, env *Env, o *statusOptions) error {
 				live = append(live, d)
 			}
 		}
+		v.runs = readLease(ctx, env, l.fleet, o.api, o.lock).runs
 		now := time.Now()
 		var buf bytes.Buffer
 		e := *env

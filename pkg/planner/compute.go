@@ -81,7 +81,7 @@ func Compute(in Input) (Plan, error) {
 		for _, dup := range dups {
 			p.Changes = append(p.Changes, duplicateDelete(d.Slot, d.Wave, dup, keep))
 		}
-		c, changed := diffDevice(f, slotInput{d: &d, l: keep, rebuild: rebuild[d.Slot], replace: replace[d.Slot]}, in.Catalogue)
+		c, changed := diffDevice(f, slotInput{d: &d, l: keep, rebuild: rebuild[d.Slot], replace: replace[d.Slot], runs: in.Runs}, in.Catalogue)
 		if changed {
 			p.Changes = append(p.Changes, c)
 		} else {

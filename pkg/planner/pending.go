@@ -1,0 +1,111 @@
+package planner
+
+import "strings"
+
+// The pending marker (TagPending) comes in two forms.
+//
+//   - lkfleet:pending=RUN/FROM, written by the one PUT of an in-place
+//     rebuild under a lease that records finished runs (the default): the
+//     rev tag already names the new rev, RUN is the run that wrote the PUT
+//     and FROM the rev the device had before it ("" if none), which it
+//     still runs until its reboot or reinstall is sent. The marker is
+//     settled, and the rev tag true, once the lease record says RUN
+//     finished having sent that device's action (Runs.Sent); until then
+//     (RUN killed, or its action failed) the device is unfinished: plan
+//     rebuilds it, and status shows FROM. The marker is never removed on
+//     its own: the next PUT of the device (its next rebuild or update)
+//     drops it, and a finished run is kept in the record as long as a
+//     device of the fleet carries its marker (docs/reliability.md).
+//   - lkfleet:pending=REV, written when no record is kept (--lock none):
+//     the rev tag keeps the old rev, REV is the rev being rolled out, and
+//     a second PUT after the action writes the new rev tag and drops the
+//     marker. A device still carrying it is unfinished.
+
+// Marker is a device's pending marker, parsed (see TagPending).
+type Marker struct {
+	// Run is the run that wrote the marker; "" for the form without one.
+	Run string
+	// From is the rev the device may still run: the rev it had before the
+	// rebuild's PUT.
+	From string
+	// To is the rev the rebuild rolls out.
+	To string
+}
+
+// Marker returns the device's pending marker; false when it has none.
+func (l Live) Marker() (Marker, bool) {
+	v := l.Pending()
+	if v == "" {
+		return Marker{}, false
+	}
+	if run, from, ok := strings.Cut(v, "/"); ok {
+		return Marker{Run: run, From: from, To: l.Rev()}, true
+	}
+	return Marker{From: l.Rev(), To: v}, true
+}
+
+// PendingValue is the value of the marker that run's PUT of an in-place
+// rebuild writes on a device that had rev from (see TagPending).
+func PendingValue(run, from string) string { return run + "/" + from }
+
+// Runs is what a fleet's lease record says about the runs that finished:
+// for each, the devices whose rebuild PUT it may have made without its
+// reboot or reinstall being accepted. The zero Runs knows of none, so every
+// marker reads as unfinished: the safe reading without a record.
+type Runs struct {
+	unconfirmed map[string]map[string]bool
+}
+
+// Finish records that run finished; unconfirmed are the devices whose
+// action it did not get accepted.
+func (r *Runs) Finish(run string, unconfirmed []string) {
+	if r.unconfirmed == nil {
+		r.unconfirmed = map[string]map[string]bool{}
+	}
+	set := make(map[string]bool, len(unconfirmed))
+	for _, id := range unconfirmed {
+		set[id] = true
+	}
+	r.unconfirmed[run] = set
+}
+
+// Sent reports whether run finished having sent device id's reboot or
+// reinstall.
+func (r Runs) Sent(run, id string) bool {
+	unc, ok := r.unconfirmed[run]
+	return ok && run != "" && !unc[id]
+}
+
+// Len is the number of finished runs recorded.
+func (r Runs) Len() int { return len(r.unconfirmed) }
+
+// Unfinished reports whether l carries a pending marker that runs does not
+// settle: its new boot configuration may not have been booted.
+func (l Live) Unfinished(runs Runs) bool {
+	m, ok := l.Marker()
+	return ok && !runs.Sent(m.Run, l.ID)
+}
+
+// BootedRev is the rev l runs as far as the API can tell: its rev tag,
+// except for an unfinished rebuild (Unfinished), which may still run the
+// rev it had before.
+func (l Live) BootedRev(runs Runs) string {
+	if m, ok := l.Marker(); ok && !runs.Sent(m.Run, l.ID) {
+		return m.From
+	}
+	return l.Rev()
+}
+
+// MarkerRuns returns the runs whose markers the devices carry, each once,
+// in the order first seen: the finished runs a lease record must keep.
+func MarkerRuns(live []Live) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, l := range live {
+		if m, ok := l.Marker(); ok && m.Run != "" && !seen[m.Run] {
+			seen[m.Run] = true
+			out = append(out, m.Run)
+		}
+	}
+	return out
+}
