@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -84,10 +85,12 @@ type fleetLease struct {
 	held   *lease.Held
 	err    error
 	// me is the acquisition's Info (its RunID names the run's markers);
-	// keep are the finished runs whose markers the fleet's devices carry
-	// in the listing under the lease (planner.MarkerRuns), and finished
-	// the record release writes (nil: a plain release).
+	// live is the fleet as listed under the lease (ready); keep are the
+	// finished runs whose markers the fleet's devices carry once the run
+	// is over (see ran), and finished the record release writes (nil: a
+	// plain release).
 	me       lease.Info
+	live     []planner.Live
 	keep     []string
 	finished *lease.Run
 }
@@ -140,8 +143,8 @@ func (fl *fleetLease) ready(ctx context.Context, p *planned, replan func() (*pla
 	}
 	// Under the lease only this run changes the fleet, and its PUTs only
 	// replace markers by its own: the finished runs the record must keep
-	// are those these devices name.
-	fl.keep = planner.MarkerRuns(live)
+	// are those these devices name, but for the devices it marked (ran).
+	fl.live = live
 	if planner.LiveFingerprint(live) != p.plan.LiveFingerprint {
 		if replan == nil {
 			return nil, nil, errors.New("the fleet's devices changed between planning and taking the fleet's lease (another run?): run the command again")
@@ -187,6 +190,12 @@ func (fl *fleetLease) ran(id string, res executor.Result) {
 		return
 	}
 	fl.finished = &lease.Run{ID: id, At: time.Now().UTC().Truncate(time.Second), Unconfirmed: res.Unconfirmed}
+	marked := make(map[string]bool, len(res.Marked))
+	for _, m := range res.Marked {
+		marked[m] = true
+	}
+	rest := slices.DeleteFunc(slices.Clone(fl.live), func(l planner.Live) bool { return marked[l.ID] })
+	fl.keep = planner.MarkerRuns(rest)
 }
 
 // finish turns the error of a run whose lease was lost into one that says

@@ -251,6 +251,7 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how spe
 	case err != nil:
 		return failed, FailedDevice{LastEvent: err.Error()}
 	}
+	r.setMarked(id)
 	if fd := r.act(ctx, c, id, how); fd != nil {
 		return failed, *fd
 	}

@@ -137,6 +137,20 @@ func (r *run) pendingTags(d *spec.Device, old *planner.Live) []string {
 	return append(tags, planner.TagPending+d.Rev)
 }
 
+// setMarked records that device id's PUT, with this run's marker, was
+// accepted (see Result.Marked); without a run id it does nothing.
+func (r *run) setMarked(id string) {
+	if r.opts.RunID == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.marked == nil {
+		r.marked = map[string]bool{}
+	}
+	r.marked[id] = true
+}
+
 // setUnconfirmed adds device id to the run's unconfirmed rebuilds (on) or
 // takes it out (see Result.Unconfirmed); without a run id it does nothing.
 func (r *run) setUnconfirmed(id string, on bool) {
