@@ -111,6 +111,7 @@ func runApply(cmd *cobra.Command, env *Env, o *applyOptions, planFile string) er
 	if err != nil {
 		return err
 	}
+	st.warn(env)
 	defer func() { p.client.Close() }()
 	var lk *fleetLease
 	if p.plan.HasChanges() {

@@ -249,22 +249,32 @@ func (fl *fleetLease) quietSince() time.Time {
 }
 
 // leaseState is what one read of the fleet's lease says: who holds it
-// (nil: nobody) and the finished runs that settle pending markers.
+// (nil: nobody) and the finished runs that settle pending markers; err
+// says why the lease could not be read (then both are zero).
 type leaseState struct {
 	holder *lease.Info
 	runs   planner.Runs
+	err    error
+}
+
+// warn prints why the lease could not be read, if it could not. Callers
+// warn after their own listing succeeded: a refused token is said once,
+// by the listing's clearer error.
+func (st leaseState) warn(env *Env) {
+	if st.err != nil {
+		fmt.Fprintf(env.Err, "Warning: could not check the fleet's lease: %v\n", st.err)
+	}
 }
 
 // readLease reads the fleet's lease once, for plan, apply and status: the
 // holder and the finished runs come from the same read, so they cost plan
 // no request beyond the one it always made. A lease that cannot be read
-// is a warning: the zero runs read every marker as unfinished, the safe
-// reading (an extra rebuild, never a wrong "done").
+// is a warning (leaseState.warn): the zero runs read every marker as
+// unfinished, the safe reading (an extra rebuild, never a wrong "done").
 func readLease(ctx context.Context, env *Env, fleet *spec.Fleet, a apiFlags, l lockFlags) leaseState {
 	lk, _, closeLock, err := openLock(env, fleet, a, l)
 	if err != nil {
-		fmt.Fprintf(env.Err, "Warning: could not check the fleet's lease: %v\n", err)
-		return leaseState{}
+		return leaseState{err: err}
 	}
 	defer closeLock()
 	var st leaseState
@@ -275,8 +285,7 @@ func readLease(ctx context.Context, env *Env, fleet *spec.Fleet, a apiFlags, l l
 		st.holder, err = lk.Holder(ctx)
 	}
 	if err != nil {
-		fmt.Fprintf(env.Err, "Warning: could not check the fleet's lease: %v\n", err)
-		return leaseState{}
+		return leaseState{err: err}
 	}
 	st.runs = finishedRuns(runs)
 	return st
@@ -294,6 +303,7 @@ func finishedRuns(runs []lease.Run) planner.Runs {
 // noteRunning tells the user of plan that a run holds the fleet's lease:
 // the plan may be out of date as soon as that run makes its next change.
 func noteRunning(env *Env, fleet *spec.Fleet, st leaseState) {
+	st.warn(env)
 	if st.holder != nil {
 		fmt.Fprintf(env.Err, "Note: fleet %q is being changed right now: %s. This plan shows the fleet as it was at this moment.\n", fleet.Name, st.holder)
 	}

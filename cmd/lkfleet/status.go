@@ -114,7 +114,9 @@ func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) e
 	if err != nil {
 		return err
 	}
-	v.runs = readLease(ctx, env, l.fleet, o.api, o.lock).runs
+	st := readLease(ctx, env, l.fleet, o.api, o.lock)
+	st.warn(env)
+	v.runs = st.runs
 	// Foreign devices whose hostname is one of the fleet's.
 	all, err := l.client.ListAll(ctx)
 	if err != nil {
