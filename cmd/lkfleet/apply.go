@@ -150,7 +150,7 @@ func runApply(cmd *cobra.Command, env *Env, o *applyOptions, planFile string) er
 		}
 	}
 	runID := lk.runID(p.plan) // lock.go: one PUT per in-place rebuild when the lease records the run
-	return lk.finish(execute(ctx, env, p, execution{mode: mode, resume: resumeCommand(cmd, o.fleet), ran: func(res executor.Result) { lk.ran(runID, res) }, opts: executor.Options{
+	return lk.finish(execute(ctx, env, p, execution{mode: mode, resume: resumeCommand(cmd, o.fleet), ran: func(res executor.Result) { lk.ran(runID, p.runs, res) }, opts: executor.Options{
 		Parallelism:   o.parallelism,
 		Wait:          wait,
 		Timeout:       o.timeout,

@@ -91,6 +91,7 @@ type fleetLease struct {
 	// plain release).
 	me       lease.Info
 	live     []planner.Live
+	runs     planner.Runs // the finished runs the plan was computed with
 	keep     []string
 	finished *lease.Run
 }
@@ -185,17 +186,18 @@ func (fl *fleetLease) runID(plan planner.Plan) string {
 // then writes it as finished, naming the unconfirmed devices. Called once
 // executor.Apply returned, whatever its outcome: every call it sent has
 // returned by then.
-func (fl *fleetLease) ran(id string, res executor.Result) {
+func (fl *fleetLease) ran(id string, runs planner.Runs, res executor.Result) {
 	if fl == nil || id == "" {
 		return
 	}
+	fl.runs = runs
 	fl.finished = &lease.Run{ID: id, At: time.Now().UTC().Truncate(time.Second), Unconfirmed: res.Unconfirmed}
-	marked := make(map[string]bool, len(res.Marked))
-	for _, m := range res.Marked {
-		marked[m] = true
+	rewritten := make(map[string]bool, len(res.Rewritten))
+	for _, id := range res.Rewritten {
+		rewritten[id] = true
 	}
-	rest := slices.DeleteFunc(slices.Clone(fl.live), func(l planner.Live) bool { return marked[l.ID] })
-	fl.keep = planner.MarkerRuns(rest)
+	rest := slices.DeleteFunc(slices.Clone(fl.live), func(l planner.Live) bool { return rewritten[l.ID] })
+	fl.keep = planner.SettledRuns(rest, fl.runs)
 }
 
 // finish turns the error of a run whose lease was lost into one that says
@@ -279,7 +281,8 @@ func readLease(ctx context.Context, env *Env, fleet *spec.Fleet, a apiFlags, l l
 	defer closeLock()
 	var st leaseState
 	var runs []lease.Run
-	if rec, ok := lk.(lease.Recorder); ok {
+	rec, recorded := lk.(lease.Recorder)
+	if recorded {
 		st.holder, runs, err = rec.State(ctx)
 	} else {
 		st.holder, err = lk.Holder(ctx)
@@ -288,6 +291,9 @@ func readLease(ctx context.Context, env *Env, fleet *spec.Fleet, a apiFlags, l l
 		return leaseState{err: err}
 	}
 	st.runs = finishedRuns(runs)
+	if recorded {
+		st.runs.Max = lease.MaxRuns // a finishing run drops the oldest beyond it
+	}
 	return st
 }
 

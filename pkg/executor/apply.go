@@ -198,10 +198,11 @@ type Result struct {
 	// reinstall being accepted: their markers must stay unfinished, so the
 	// caller's record of the run names them (lease.Run.Unconfirmed).
 	Unconfirmed []string
-	// Marked lists, with Options.RunID set, the devices whose rebuild PUT
-	// was accepted: they carry this run's marker now, not an earlier
-	// run's (the caller's record need not keep those runs for them).
-	Marked []string
+	// Rewritten lists, with Options.RunID set, the devices whose PUT of
+	// lkfleet's tags (an in-place rebuild's or an update's) was accepted:
+	// they no longer carry an earlier run's marker, so the caller's record
+	// need not keep those runs for them.
+	Rewritten []string
 }
 
 // ErrHalted is wrapped by Apply's error when the rollout halted.
@@ -287,9 +288,9 @@ type run struct {
 	// batchers maps each create that goes into a batch request to its
 	// group's batcher (batch.go).
 	batchers map[*planner.Change]*batcher
-	// unconfirmed and marked hold the devices of Result.Unconfirmed and
-	// Result.Marked (flows.go).
-	unconfirmed, marked map[string]bool
+	// unconfirmed and rewritten hold the devices of Result.Unconfirmed
+	// and Result.Rewritten (flows.go).
+	unconfirmed, rewritten map[string]bool
 }
 
 func newRun(cloud Cloud, plan planner.Plan, opts Options) *run {
@@ -469,7 +470,7 @@ func (r *run) result() Result {
 	res.Failed = append([]FailedDevice(nil), r.res.Failed...)
 	res.Made = maps.Clone(r.res.Made)
 	res.Unconfirmed = slices.Sorted(maps.Keys(r.unconfirmed))
-	res.Marked = slices.Sorted(maps.Keys(r.marked))
+	res.Rewritten = slices.Sorted(maps.Keys(r.rewritten))
 	for i, c := range r.plan.Changes {
 		if r.notDone[i] {
 			res.NotDone = append(res.NotDone, c)

@@ -118,6 +118,7 @@ func (r *run) doUpdate(w *wave, c *planner.Change) (outcome, FailedDevice) {
 	case err != nil:
 		return failed, FailedDevice{LastEvent: err.Error()}
 	}
+	r.setRewritten(c.DeviceID()) // safety.go
 	if oc, fd := r.updateNetwork(w, c); oc != done { // network.go
 		return oc, fd
 	}
@@ -251,7 +252,7 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how spe
 	case err != nil:
 		return failed, FailedDevice{LastEvent: err.Error()}
 	}
-	r.setMarked(id)
+	r.setRewritten(id)
 	if fd := r.act(ctx, c, id, how); fd != nil {
 		return failed, *fd
 	}

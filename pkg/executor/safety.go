@@ -137,18 +137,18 @@ func (r *run) pendingTags(d *spec.Device, old *planner.Live) []string {
 	return append(tags, planner.TagPending+d.Rev)
 }
 
-// setMarked records that device id's PUT, with this run's marker, was
-// accepted (see Result.Marked); without a run id it does nothing.
-func (r *run) setMarked(id string) {
+// setRewritten records that device id's PUT of lkfleet's tags was
+// accepted (see Result.Rewritten); without a run id it does nothing.
+func (r *run) setRewritten(id string) {
 	if r.opts.RunID == "" {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.marked == nil {
-		r.marked = map[string]bool{}
+	if r.rewritten == nil {
+		r.rewritten = map[string]bool{}
 	}
-	r.marked[id] = true
+	r.rewritten[id] = true
 }
 
 // setUnconfirmed adds device id to the run's unconfirmed rebuilds (on) or

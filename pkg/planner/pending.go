@@ -1,6 +1,10 @@
 package planner
 
-import "strings"
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
 
 // The pending marker (TagPending) comes in two forms.
 //
@@ -54,13 +58,22 @@ func PendingValue(run, from string) string { return run + "/" + from }
 // marker reads as unfinished: the safe reading without a record.
 type Runs struct {
 	unconfirmed map[string]map[string]bool
+	order       []string // oldest first, as the record lists them
+	// Max is how many finished runs the record keeps (lease.MaxRuns; 0:
+	// no bound known). A run that finishes drops the oldest runs beyond
+	// it, so a plan with in-place rebuilds clears the markers of the runs
+	// it would drop first (settledCleanup).
+	Max int
 }
 
 // Finish records that run finished; unconfirmed are the devices whose
-// action it did not get accepted.
+// action it did not get accepted. Runs are given oldest first.
 func (r *Runs) Finish(run string, unconfirmed []string) {
 	if r.unconfirmed == nil {
 		r.unconfirmed = map[string]map[string]bool{}
+	}
+	if _, ok := r.unconfirmed[run]; !ok {
+		r.order = append(r.order, run)
 	}
 	set := make(map[string]bool, len(unconfirmed))
 	for _, id := range unconfirmed {
@@ -96,13 +109,74 @@ func (l Live) BootedRev(runs Runs) string {
 	return l.Rev()
 }
 
-// MarkerRuns returns the runs whose markers the devices carry, each once,
-// in the order first seen: the finished runs a lease record must keep.
-func MarkerRuns(live []Live) []string {
+// settledCleanup turns into updates the no-change slots whose settled
+// markers name a run the record is about to drop. Only a plan with an
+// in-place rebuild makes a run that records itself; its record keeps the
+// earlier runs whose markers remain after it (the devices it neither
+// rebuilds in place nor updates), newest Max in all with its own. Each
+// device marked by one of the older runs gets the update PUT that writes
+// lkfleet's tags without the marker (the rev tag is already true), so no
+// marker is ever misread once its run has left the record.
+func settledCleanup(p *Plan, runs Runs, quiet []Change) {
+	if runs.Max <= 0 || !slices.ContainsFunc(p.Changes, func(c Change) bool { return c.Action == Rebuild && c.Strategy.InPlace() }) {
+		return
+	}
+	rewritten := map[string]bool{}
+	for _, c := range p.Changes {
+		if c.Live != nil && (c.Action == Update || (c.Action == Rebuild && c.Strategy.InPlace())) {
+			rewritten[c.Live.ID] = true
+		}
+	}
+	// The settled runs whose markers remain, in the record's order.
+	remain := map[string]bool{}
+	for _, c := range p.Changes {
+		if l := c.Live; l != nil && !rewritten[l.ID] {
+			if m, ok := l.Marker(); ok && runs.Sent(m.Run, l.ID) {
+				remain[m.Run] = true
+			}
+		}
+	}
+	for _, c := range quiet {
+		if m, ok := c.Live.Marker(); ok && runs.Sent(m.Run, c.Live.ID) {
+			remain[m.Run] = true
+		}
+	}
+	var kept []string
+	for _, r := range runs.order {
+		if remain[r] {
+			kept = append(kept, r)
+		}
+	}
+	n := len(kept) + 1 - runs.Max // the new run takes one place
+	if n <= 0 {
+		return
+	}
+	drop := map[string]bool{}
+	for _, r := range kept[:n] {
+		drop[r] = true
+	}
+	for _, c := range quiet {
+		m, ok := c.Live.Marker()
+		if !ok || !drop[m.Run] || !runs.Sent(m.Run, c.Live.ID) {
+			continue
+		}
+		c.Action = Update
+		c.Reasons = []string{fmt.Sprintf("clear the settled marker of rebuild run %s: the fleet's lease record keeps the newest %d runs, and this apply's rebuilds would drop it", m.Run, runs.Max)}
+		c.Attrs = []AttrDiff{{Name: "pending", Before: c.Live.Pending(), After: "(none)"}}
+		p.Changes = append(p.Changes, c)
+		p.NoOps--
+	}
+}
+
+// SettledRuns returns the runs whose settled markers (see Runs.Sent) the
+// devices carry, each once, in the order first seen: the finished runs a
+// lease record must keep. A marker its run does not settle reads as
+// unfinished whether or not the run stays recorded.
+func SettledRuns(live []Live, runs Runs) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, l := range live {
-		if m, ok := l.Marker(); ok && m.Run != "" && !seen[m.Run] {
+		if m, ok := l.Marker(); ok && runs.Sent(m.Run, l.ID) && !seen[m.Run] {
 			seen[m.Run] = true
 			out = append(out, m.Run)
 		}

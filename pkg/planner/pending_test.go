@@ -88,18 +88,24 @@ func TestMarkerWithoutRunIsNeverSettled(t *testing.T) {
 	}
 }
 
-// MarkerRuns names the runs whose markers the devices carry, each once:
-// what the lease record must keep.
-func TestMarkerRuns(t *testing.T) {
+// SettledRuns names the runs whose settled markers the devices carry,
+// each once: what the lease record must keep.
+func TestSettledRuns(t *testing.T) {
 	live := []Live{
 		{ID: "a", Tags: []string{TagPending + PendingValue("r1", "x")}},
 		{ID: "b", Tags: []string{TagPending + "legacyrev"}},
 		{ID: "c"},
 		{ID: "d", Tags: []string{TagPending + PendingValue("r2", "")}},
 		{ID: "e", Tags: []string{TagPending + PendingValue("r1", "y")}},
+		{ID: "f", Tags: []string{TagPending + PendingValue("r3", "y")}},
+		{ID: "g", Tags: []string{TagPending + PendingValue("killed", "y")}},
 	}
-	if got := MarkerRuns(live); !slices.Equal(got, []string{"r1", "r2"}) {
-		t.Errorf("MarkerRuns %v, want [r1 r2]", got)
+	var runs Runs
+	runs.Finish("r1", nil)
+	runs.Finish("r2", nil)
+	runs.Finish("r3", []string{"f"})
+	if got := SettledRuns(live, runs); !slices.Equal(got, []string{"r1", "r2"}) {
+		t.Errorf("SettledRuns %v, want [r1 r2]", got)
 	}
 }
 
@@ -113,5 +119,59 @@ func TestFingerprintSeesTheMarker(t *testing.T) {
 	fb, fm, fa := LiveFingerprint(base), LiveFingerprint(marked), LiveFingerprint(again)
 	if fb == fm || fm == fa || !strings.HasPrefix(fb, "sha256:") {
 		t.Errorf("fingerprints %s %s %s, want three different ones", fb, fm, fa)
+	}
+}
+
+// The lease record keeps the newest Runs.Max finished runs. A plan with an
+// in-place rebuild makes a run that records itself and drops the oldest
+// runs beyond the bound; before that the devices still carrying their
+// settled markers get the update PUT that clears them, so no marker is
+// read as unfinished once its run left the record. Without an in-place
+// rebuild (no run recorded) or within the bound, nothing is cleared.
+func TestMarkersOfRunsLeavingTheRecordAreCleared(t *testing.T) {
+	setup := func(max int, rebuild bool) (Plan, *Input) {
+		in := baseInput()
+		markRebuilt(t, &in, "web/ams1/1", "r1", "0123456789ab")
+		markRebuilt(t, &in, "web/ams1/2", "r2", "0123456789ab")
+		markRebuilt(t, &in, "web/ewr1/1", "r3", "0123456789ab")
+		for _, r := range []string{"r1", "r2", "r3"} {
+			in.Runs.Finish(r, nil)
+		}
+		in.Runs.Max = max
+		if rebuild {
+			findLive(&in, "db/ams1/1").Userdata = "#!ipxe\necho old image\n"
+		}
+		p, err := Compute(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p, &in
+	}
+	updates := func(p Plan) []string {
+		var out []string
+		for _, c := range p.Changes {
+			if c.Action == Update {
+				out = append(out, c.Slot())
+			}
+		}
+		return out
+	}
+	p, _ := setup(3, true)
+	if got := updates(p); !slices.Equal(got, []string{"web/ams1/1"}) {
+		t.Fatalf("updates %v, want the device of the oldest run r1 (changes %v)", got, p.Changes)
+	}
+	for _, c := range p.Changes {
+		if c.Action == Update && (!strings.Contains(c.Reasons[0], "clear the settled marker of rebuild run r1") || c.Desired == nil) {
+			t.Errorf("cleanup change %+v", c)
+		}
+	}
+	if p.NoOps != 3 {
+		t.Errorf("no-ops %d, want 3 (of 5 slots, the cleared and the rebuilt devices have changes)", p.NoOps)
+	}
+	if p, _ := setup(4, true); len(updates(p)) != 0 {
+		t.Errorf("within the bound: updates %v, want none", updates(p))
+	}
+	if p, _ := setup(3, false); len(p.Changes) != 0 {
+		t.Errorf("no rebuild (no run recorded): changes %v, want none", p.Changes)
 	}
 }
