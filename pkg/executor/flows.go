@@ -118,7 +118,8 @@ func (r *run) doUpdate(w *wave, c *planner.Change) (outcome, FailedDevice) {
 	case err != nil:
 		return failed, FailedDevice{LastEvent: err.Error()}
 	}
-	r.setRewritten(c.DeviceID()) // safety.go
+	// The PUT rewrote lkfleet's tags: an earlier run's marker is gone.
+	r.setRewritten(c.DeviceID())
 	if oc, fd := r.updateNetwork(w, c); oc != done { // network.go
 		return oc, fd
 	}
