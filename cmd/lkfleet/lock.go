@@ -146,7 +146,20 @@ func (fl *fleetLease) ready(ctx context.Context, p *planned, replan func() (*pla
 	// replace markers by its own: the finished runs the record must keep
 	// are those these devices name, but for the devices it marked (ran).
 	fl.live = live
-	if planner.LiveFingerprint(live) != p.plan.LiveFingerprint {
+	changed := planner.LiveFingerprint(live) != p.plan.LiveFingerprint
+	if !changed && replan != nil && fl.settledSince(fl.held.Context(), live, p.runs) {
+		// Same devices, but a run that held the lease before ours
+		// recorded their rebuilds finished after our plan read the
+		// record: planning again spares them a second reboot. (A saved
+		// plan keeps its reading: at worst it reboots them once more.)
+		fmt.Fprintln(fl.env.Err, "Another run finished its rebuilds while this run took its lease; planning again.")
+		p.client.Close()
+		if p, err = replan(); err != nil {
+			return nil, nil, err
+		}
+		return fl.held.Context(), p, nil
+	}
+	if changed {
 		if replan == nil {
 			return nil, nil, errors.New("the fleet's devices changed between planning and taking the fleet's lease (another run?): run the command again")
 		}
@@ -161,6 +174,22 @@ func (fl *fleetLease) ready(ctx context.Context, p *planned, replan func() (*pla
 	// what pipeline.CheckSaved checked a saved plan's targets against
 	// still holds under the lease.
 	return fl.held.Context(), p, nil
+}
+
+// settledSince reports whether a marker that runs (the plan's reading of
+// the record) calls unfinished is settled by the record as it is now. It
+// reads the record only when some device has such a marker.
+func (fl *fleetLease) settledSince(ctx context.Context, live []planner.Live, runs planner.Runs) bool {
+	rec, ok := fl.lock.(lease.Recorder)
+	if !ok || !slices.ContainsFunc(live, func(l planner.Live) bool { return l.Unfinished(runs) }) {
+		return false
+	}
+	_, now, err := rec.State(ctx)
+	if err != nil {
+		return false // the plan's reading is the safe one
+	}
+	fresh := finishedRuns(now)
+	return slices.ContainsFunc(live, func(l planner.Live) bool { return l.Unfinished(runs) && !l.Unfinished(fresh) })
 }
 
 // runID is the run id the executor marks in-place rebuilds with

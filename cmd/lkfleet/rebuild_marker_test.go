@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/lkfleet/lkfleet/pkg/lease"
 	"github.com/lkfleet/lkfleet/pkg/packetsim"
@@ -184,4 +186,56 @@ func TestSavedPlanAndLockNoneRebuilds(t *testing.T) {
 		}
 	}
 	e.mustRun(0, "plan", "-f", e.fleet, "--detailed-exitcode", "--lock", "none")
+}
+
+// An apply that planned while another run held the lease (its markers
+// then unfinished) and waited for the lease finds, once it has it, the
+// other run's record settling them: it plans again instead of rebooting
+// those devices a second time.
+func TestApplyReplansWhenTheHolderFinishedItsRebuilds(t *testing.T) {
+	e := newE2E(t, packetsim.Config{})
+	apply := []string{"apply", "-f", e.fleet, "--auto-approve", "--poll-interval", "20ms", "-o", "plain"}
+	e.write(fmt.Sprintf(e2eFleet, "v1", 1))
+	e.mustRun(0, apply...)
+	// Run r9 holds the lease and has PUT every device; its reboots follow.
+	const run = "r9aaaaaaaaaa"
+	for _, d := range e.status() {
+		tags := append(e.tagsOf(d.ID), planner.TagPending+planner.PendingValue(run, "0123456789ab"))
+		body, _ := json.Marshal(map[string]any{"tags": tags})
+		e.api("PUT", "devices/"+d.ID, string(body), nil)
+	}
+	setRecord := func(rec map[string]any) {
+		cd := e.customdata()
+		raw, _ := json.Marshal(rec)
+		cd[lease.KeyPrefix+"e2e"] = raw
+		body, _ := json.Marshal(map[string]any{"customdata": cd})
+		e.api("PUT", "projects/"+e.srv.Sim.Project(), string(body), nil)
+	}
+	now := time.Now().UTC()
+	holder := map[string]any{"holder": "h/9/" + run, "op": "apply", "since": now.Format(time.RFC3339),
+		"expires": now.Add(time.Hour).Format(time.RFC3339)}
+	setRecord(holder)
+	reads := func() int { return e.srv.Sim.Stats().Requests["GET /projects/{id}"] }
+	before := reads()
+	var wg sync.WaitGroup
+	var out, errs string
+	var code int
+	wg.Go(func() { out, errs, code = e.run(append(apply, "--lock-timeout", "30s")...) })
+	// The apply read the record for its plan, then found the lease held.
+	deadline := time.Now().Add(10 * time.Second)
+	for reads() < before+2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the apply never tried the lease")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	// r9 sends its reboots and releases, recording itself finished.
+	holder["released_at"] = time.Now().UTC().Format(time.RFC3339)
+	holder["runs"] = []lease.Run{{ID: run}}
+	setRecord(holder)
+	wg.Wait()
+	if code != 0 || !strings.Contains(errs, "Another run finished its rebuilds while this run took its lease; planning again.") ||
+		!strings.Contains(out, "No changes.") {
+		t.Errorf("waiting apply: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
 }
