@@ -25,12 +25,18 @@ func (f *fakeCloud) mutations(id string) (updates, actions int) {
 }
 
 // With a run id (the lease records finished runs) an in-place rebuild is
-// one PUT and its reboot: the PUT already writes the new rev tag, and the
+// one PUT and its reboot (or reinstall): the PUT already writes the new rev tag, and the
 // marker naming the run and the old rev stays. A kill between the two
 // leaves a marker no finished run settles: the device reads as unfinished
 // and on the old rev. Once the run is recorded finished without the
 // device among the unconfirmed, the marker reads as done.
 func TestRebuildWithRunIDIsOnePutAndTheReboot(t *testing.T) {
+	for _, how := range []string{"reboot", "reinstall"} {
+		t.Run(how, func(t *testing.T) { onePutAndTheAction(t, how) })
+	}
+}
+
+func onePutAndTheAction(t *testing.T, how string) {
 	synctest.Test(t, func(t *testing.T) {
 		fc := newFake()
 		old := fc.seed(slotName("ams1", 1), "oldrev000000")
@@ -41,7 +47,7 @@ func TestRebuildWithRunIDIsOnePutAndTheReboot(t *testing.T) {
 		}
 		done := make(chan outcome, 1)
 		go func() {
-			res, err := Apply(t.Context(), fc, mkPlan(rollout(), liveChange(planner.Rebuild, old, "reboot")),
+			res, err := Apply(t.Context(), fc, mkPlan(rollout(), liveChange(planner.Rebuild, old, how)),
 				Options{QuietSince: quiet(), RunID: "run1"})
 			done <- outcome{res, err}
 		}()
