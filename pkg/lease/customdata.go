@@ -316,6 +316,9 @@ func (c *Customdata) lost(r *record) error {
 		return fmt.Errorf("fleet %q: %w: its record vanished from the project's customdata and could not be taken back", c.fleet, ErrLost)
 	case !r.ReleasedAt.IsZero():
 		return fmt.Errorf("fleet %q: %w: released by %s at %s", c.fleet, ErrLost, r.Info, r.ReleasedAt.UTC().Format(time.RFC3339))
+	case r.Holder == "" && r.BrokenAt.IsZero():
+		// Only the finished runs are left: an abandoned attempt withdrew.
+		return fmt.Errorf("fleet %q: %w: its record was replaced by a withdrawn attempt's", c.fleet, ErrLost)
 	case r.Holder == "":
 		return fmt.Errorf("fleet %q: %w: broken by 'lkfleet unlock' at %s", c.fleet, ErrLost, r.BrokenAt.UTC().Format(time.RFC3339))
 	default:
