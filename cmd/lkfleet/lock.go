@@ -143,8 +143,9 @@ func (fl *fleetLease) ready(ctx context.Context, p *planned, replan func() (*pla
 		return nil, nil, err
 	}
 	// Under the lease only this run changes the fleet, and its PUTs only
-	// replace markers by its own: the finished runs the record must keep
-	// are those these devices name, but for the devices it marked (ran).
+	// replace markers by its own or drop them: the finished runs the
+	// record must keep are those these devices name, but for the devices
+	// the run rewrote (ran).
 	fl.live = live
 	changed := planner.LiveFingerprint(live) != p.plan.LiveFingerprint
 	if !changed && replan != nil && fl.settledSince(fl.held.Context(), live, p.runs) {

@@ -9,8 +9,7 @@ import (
 
 // LiveFingerprint identifies the live fleet a plan was computed from: a
 // sha256 over every device's (id, state, rev, slot, pending marker if
-// any), sorted, so the order of
-// a listing does not matter. Devices being deleted are left out, as Compute
+// any), sorted, so the order of a listing does not matter. Devices being deleted are left out, as Compute
 // ignores them too: one vanishing between plan and apply changes nothing.
 // apply FILE recomputes it from a fresh listing and refuses a difference.
 func LiveFingerprint(live []Live) string {
