@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -132,6 +133,46 @@ func TestRebuildOfUnfinishedKeepsTheOldRev(t *testing.T) {
 		got := fc.liveAt(d, time.Now())
 		if want := planner.PendingValue("run2", "oldrev000000"); got.Pending() != want || !slices.Contains(got.Tags, spec.TagRev+"newrev000000") {
 			t.Errorf("tags %v, want pending %s and the new rev", got.Tags, want)
+		}
+	})
+}
+
+// Ctrl-C during a rebuild under a run id: the PUT in flight finishes and
+// its reboot is still sent (the device is confirmed, its marker settles
+// with the run's record); the device whose turn had not come is neither
+// PUT nor named unconfirmed, and keeps no marker of the run.
+func TestCtrlCDuringRebuildWithRunID(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := newFake()
+		fc.callDelay = time.Second
+		a := fc.seed(slotName("ams1", 1), "oldrev000000")
+		b := fc.seed(slotName("ams1", 2), "oldrev000000")
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(500*time.Millisecond, cancel) // the first PUT is in flight
+		res, err := Apply(ctx, fc, mkPlan(rollout(), liveChange(planner.Rebuild, a, "reboot"), liveChange(planner.Rebuild, b, "reboot")),
+			Options{QuietSince: quiet(), RunID: "run1"})
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err %v, want Ctrl-C", err)
+		}
+		if len(res.Unconfirmed) != 0 {
+			t.Errorf("unconfirmed %v, want none", res.Unconfirmed)
+		}
+		var runs planner.Runs
+		runs.Finish("run1", res.Unconfirmed)
+		var first, second string
+		for _, l := range []planner.Live{fc.liveAt(fc.dev(a.ID), time.Now()), fc.liveAt(fc.dev(b.ID), time.Now())} {
+			u, acts := fc.mutations(l.ID)
+			switch {
+			case u == 1 && acts == 1 && l.Pending() == planner.PendingValue("run1", "oldrev000000") && !l.Unfinished(runs):
+				first = l.ID
+			case u == 0 && acts == 0 && l.Pending() == "" && l.Rev() == "oldrev000000":
+				second = l.ID
+			default:
+				t.Errorf("device %s: %d updates, %d actions, tags %v", l.ID, u, acts, l.Tags)
+			}
+		}
+		if first == "" || second == "" {
+			t.Errorf("want one device rebuilt and settled, one untouched; got %q and %q", first, second)
 		}
 	})
 }
