@@ -95,15 +95,23 @@ func runApply(cmd *cobra.Command, env *Env, o *applyOptions, planFile string) er
 	if err != nil {
 		return err
 	}
+	// The finished runs settle the pending markers of earlier rebuilds
+	// (lock.go); a saved plan carries its own reading of them in its
+	// changes, the executor reads the revs they leave.
+	st := readLease(ctx, env, src.fleet, o.api, o.lock)
 	var p *planned
 	if planFile != "" {
 		p, err = checkSavedPlan(ctx, env, src, o.api, saved, planFile)
+		if p != nil {
+			p.runs = st.runs
+		}
 	} else {
-		p, err = computePlan(ctx, env, src, o.api, o.plan)
+		p, err = computePlan(ctx, env, src, o.api, o.plan, st.runs)
 	}
 	if err != nil {
 		return err
 	}
+	st.warn(env)
 	defer func() { p.client.Close() }()
 	var lk *fleetLease
 	if p.plan.HasChanges() {
@@ -114,7 +122,8 @@ func runApply(cmd *cobra.Command, env *Env, o *applyOptions, planFile string) er
 		}
 		defer lk.release()
 		replan := func() (*planned, error) {
-			return computePlan(ctx, env, src, o.api, o.plan)
+			st := readLease(ctx, env, src.fleet, o.api, o.lock)
+			return computePlan(ctx, env, src, o.api, o.plan, st.runs)
 		}
 		if planFile != "" {
 			replan = nil
@@ -140,7 +149,8 @@ func runApply(cmd *cobra.Command, env *Env, o *applyOptions, planFile string) er
 			return err
 		}
 	}
-	return lk.finish(execute(ctx, env, p, execution{mode: mode, resume: resumeCommand(cmd, o.fleet), opts: executor.Options{
+	runID := lk.runID(p.plan) // lock.go: one PUT per in-place rebuild when the lease records the run
+	return lk.finish(execute(ctx, env, p, execution{mode: mode, resume: resumeCommand(cmd, o.fleet), ran: func(res executor.Result) { lk.ran(runID, p.runs, res) }, opts: executor.Options{
 		Parallelism:   o.parallelism,
 		Wait:          wait,
 		Timeout:       o.timeout,
@@ -148,6 +158,8 @@ func runApply(cmd *cobra.Command, env *Env, o *applyOptions, planFile string) er
 		PollInterval:  o.pollInterval,
 		ListLag:       o.lag,
 		QuietSince:    lk.quietSince(), // lock.go: skips or shortens the list-lag fence
+		RunID:         runID,
+		Runs:          p.runs,
 	}}))
 }
 
@@ -159,6 +171,9 @@ type execution struct {
 	opts    executor.Options
 	destroy bool
 	resume  string
+	// ran, when set, receives the executor's result once Apply returned
+	// (apply records its finished run from it).
+	ran func(executor.Result)
 }
 
 // execute carries out p.plan with a progress reporter and prints the
@@ -172,6 +187,9 @@ func execute(ctx context.Context, env *Env, p *planned, x execution) error {
 		opts.FailedRetries = -1
 	}
 	res, err := executor.Apply(ctx, p.client, p.plan, opts)
+	if x.ran != nil {
+		x.ran(res)
+	}
 	st := p.client.Stats()
 	in := ui.SummaryInput{
 		Destroy:   destroy,

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/lkfleet/lkfleet/pkg/executor"
 	"github.com/lkfleet/lkfleet/pkg/lease"
 	"github.com/lkfleet/lkfleet/pkg/packet"
 	"github.com/lkfleet/lkfleet/pkg/planner"
@@ -82,6 +84,16 @@ type fleetLease struct {
 	done   chan struct{}
 	held   *lease.Held
 	err    error
+	// me is the acquisition's Info (its RunID names the run's markers);
+	// live is the fleet as listed under the lease (ready); keep are the
+	// finished runs whose markers the fleet's devices carry once the run
+	// is over (see ran), and finished the record release writes (nil: a
+	// plain release).
+	me       lease.Info
+	live     []planner.Live
+	runs     planner.Runs // the finished runs the plan was computed with
+	keep     []string
+	finished *lease.Run
 }
 
 // startLease begins taking fleet's lease for op in the background, on
@@ -97,10 +109,10 @@ func startLease(ctx context.Context, env *Env, fleet *spec.Fleet, client *packet
 		fmt.Fprintf(env.Err, "Warning: --lock none: nothing keeps another run from changing fleet %q at the same time.\n", fleet.Name)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	fl := &fleetLease{env: env, lock: lk, client: client, close: closeLock, cancel: cancel, done: make(chan struct{})}
+	fl := &fleetLease{env: env, lock: lk, client: client, close: closeLock, cancel: cancel, done: make(chan struct{}), me: lease.Me(op)}
 	go func() {
 		defer close(fl.done)
-		fl.held, fl.err = lease.Hold(ctx, lk, lease.Me(op), lease.HoldOptions{
+		fl.held, fl.err = lease.Hold(ctx, lk, fl.me, lease.HoldOptions{
 			Timeout: l.timeout,
 			OnWait: func(h *lease.Info) {
 				fmt.Fprintf(env.Err, "Waiting up to %s (--lock-timeout) for the lease on fleet %q: held by %s.\n", l.timeout, fleet.Name, h)
@@ -130,7 +142,25 @@ func (fl *fleetLease) ready(ctx context.Context, p *planned, replan func() (*pla
 	if err != nil {
 		return nil, nil, err
 	}
-	if planner.LiveFingerprint(live) != p.plan.LiveFingerprint {
+	// Under the lease only this run changes the fleet, and its PUTs only
+	// replace markers by its own or drop them: the finished runs the
+	// record must keep are those these devices name, but for the devices
+	// the run rewrote (ran).
+	fl.live = live
+	changed := planner.LiveFingerprint(live) != p.plan.LiveFingerprint
+	if !changed && replan != nil && fl.settledSince(fl.held.Context(), live, p.runs) {
+		// Same devices, but a run that held the lease before ours
+		// recorded their rebuilds finished after our plan read the
+		// record: planning again spares them a second reboot. (A saved
+		// plan keeps its reading: at worst it reboots them once more.)
+		fmt.Fprintln(fl.env.Err, "Another run finished its rebuilds while this run took its lease; planning again.")
+		p.client.Close()
+		if p, err = replan(); err != nil {
+			return nil, nil, err
+		}
+		return fl.held.Context(), p, nil
+	}
+	if changed {
 		if replan == nil {
 			return nil, nil, errors.New("the fleet's devices changed between planning and taking the fleet's lease (another run?): run the command again")
 		}
@@ -145,6 +175,59 @@ func (fl *fleetLease) ready(ctx context.Context, p *planned, replan func() (*pla
 	// what pipeline.CheckSaved checked a saved plan's targets against
 	// still holds under the lease.
 	return fl.held.Context(), p, nil
+}
+
+// settledSince reports whether a marker that runs (the plan's reading of
+// the record) calls unfinished is settled by the record as it is now. It
+// reads the record only when some device has such a marker.
+func (fl *fleetLease) settledSince(ctx context.Context, live []planner.Live, runs planner.Runs) bool {
+	rec, ok := fl.lock.(lease.Recorder)
+	if !ok || !slices.ContainsFunc(live, func(l planner.Live) bool { return l.Unfinished(runs) }) {
+		return false
+	}
+	_, now, err := rec.State(ctx)
+	if err != nil {
+		return false // the plan's reading is the safe one
+	}
+	fresh := finishedRuns(now)
+	return slices.ContainsFunc(live, func(l planner.Live) bool { return l.Unfinished(runs) && !l.Unfinished(fresh) })
+}
+
+// runID is the run id the executor marks in-place rebuilds with
+// (executor.Options.RunID): the acquisition's, when the lease records
+// finished runs and plan has an in-place rebuild; "" otherwise (the
+// two-PUT rebuild, for --lock none).
+func (fl *fleetLease) runID(plan planner.Plan) string {
+	if fl == nil || fl.held == nil {
+		return ""
+	}
+	if _, ok := fl.lock.(lease.Recorder); !ok {
+		return ""
+	}
+	for _, c := range plan.Changes {
+		if c.Action == planner.Rebuild && c.Strategy.InPlace() {
+			return fl.me.RunID()
+		}
+	}
+	return ""
+}
+
+// ran records what the executor reported for run id (see runID): release
+// then writes it as finished, naming the unconfirmed devices. Called once
+// executor.Apply returned, whatever its outcome: every call it sent has
+// returned by then.
+func (fl *fleetLease) ran(id string, runs planner.Runs, res executor.Result) {
+	if fl == nil || id == "" {
+		return
+	}
+	fl.runs = runs
+	fl.finished = &lease.Run{ID: id, At: time.Now().UTC().Truncate(time.Second), Unconfirmed: res.Unconfirmed}
+	rewritten := make(map[string]bool, len(res.Rewritten))
+	for _, id := range res.Rewritten {
+		rewritten[id] = true
+	}
+	rest := slices.DeleteFunc(slices.Clone(fl.live), func(l planner.Live) bool { return rewritten[l.ID] })
+	fl.keep = planner.SettledRuns(rest, fl.runs)
 }
 
 // finish turns the error of a run whose lease was lost into one that says
@@ -165,7 +248,11 @@ func (fl *fleetLease) release() {
 	fl.cancel()
 	<-fl.done
 	if fl.held != nil {
-		if err := fl.held.Release(); err != nil {
+		release := fl.held.Release
+		if fl.finished != nil {
+			release = func() error { return fl.held.FinishRelease(*fl.finished, fl.keep) }
+		}
+		if err := release(); err != nil {
 			fmt.Fprintf(fl.env.Err, "Warning: %v (it expires on its own within %s)\n", err, fl.lock.TTL())
 		}
 	}
@@ -193,20 +280,67 @@ func (fl *fleetLease) quietSince() time.Time {
 	return ended
 }
 
-// noteRunning tells the user of plan that a run holds the fleet's lease:
-// the plan may be out of date as soon as that run makes its next change.
-func noteRunning(ctx context.Context, env *Env, fleet *spec.Fleet, a apiFlags, l lockFlags) {
+// leaseState is what one read of the fleet's lease says: who holds it
+// (nil: nobody) and the finished runs that settle pending markers; err
+// says why the lease could not be read (then both are zero).
+type leaseState struct {
+	holder *lease.Info
+	runs   planner.Runs
+	err    error
+}
+
+// warn prints why the lease could not be read, if it could not. Callers
+// warn after their own listing succeeded: a refused token is said once,
+// by the listing's clearer error.
+func (st leaseState) warn(env *Env) {
+	if st.err != nil {
+		fmt.Fprintf(env.Err, "Warning: could not check the fleet's lease: %v\n", st.err)
+	}
+}
+
+// readLease reads the fleet's lease once, for plan, apply and status: the
+// holder and the finished runs come from the same read, so they cost plan
+// no request beyond the one it always made. A lease that cannot be read
+// is a warning (leaseState.warn): the zero runs read every marker as
+// unfinished, the safe reading (an extra rebuild, never a wrong "done").
+func readLease(ctx context.Context, env *Env, fleet *spec.Fleet, a apiFlags, l lockFlags) leaseState {
 	lk, _, closeLock, err := openLock(env, fleet, a, l)
 	if err != nil {
-		fmt.Fprintf(env.Err, "Warning: could not check the fleet's lease: %v\n", err)
-		return
+		return leaseState{err: err}
 	}
 	defer closeLock()
-	h, err := lk.Holder(ctx)
-	switch {
-	case err != nil:
-		fmt.Fprintf(env.Err, "Warning: could not check the fleet's lease: %v\n", err)
-	case h != nil:
-		fmt.Fprintf(env.Err, "Note: fleet %q is being changed right now: %s. This plan shows the fleet as it was at this moment.\n", fleet.Name, h)
+	var st leaseState
+	var runs []lease.Run
+	rec, recorded := lk.(lease.Recorder)
+	if recorded {
+		st.holder, runs, err = rec.State(ctx)
+	} else {
+		st.holder, err = lk.Holder(ctx)
+	}
+	if err != nil {
+		return leaseState{err: err}
+	}
+	st.runs = finishedRuns(runs)
+	if recorded {
+		st.runs.Max = lease.MaxRuns // a finishing run drops the oldest beyond it
+	}
+	return st
+}
+
+// finishedRuns turns a lease record's finished runs into the planner's.
+func finishedRuns(runs []lease.Run) planner.Runs {
+	var out planner.Runs
+	for _, r := range runs {
+		out.Finish(r.ID, r.Unconfirmed)
+	}
+	return out
+}
+
+// noteRunning tells the user of plan that a run holds the fleet's lease:
+// the plan may be out of date as soon as that run makes its next change.
+func noteRunning(env *Env, fleet *spec.Fleet, st leaseState) {
+	st.warn(env)
+	if st.holder != nil {
+		fmt.Fprintf(env.Err, "Note: fleet %q is being changed right now: %s. This plan shows the fleet as it was at this moment.\n", fleet.Name, st.holder)
 	}
 }

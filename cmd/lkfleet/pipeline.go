@@ -76,11 +76,14 @@ type planned struct {
 	fleet  *spec.Fleet
 	client *packet.Client
 	plan   planner.Plan
+	// runs are the finished runs the plan was computed with.
+	runs planner.Runs
 }
 
 // computePlan wires the flags to pipeline.Plan over a new API client,
-// which the returned plan keeps for apply. Notes go to stderr.
-func computePlan(ctx context.Context, env *Env, src fleetSource, a apiFlags, o planOptions) (_ *planned, err error) {
+// which the returned plan keeps for apply. Notes go to stderr. runs are
+// the finished runs of the fleet's lease (readLease).
+func computePlan(ctx context.Context, env *Env, src fleetSource, a apiFlags, o planOptions, runs planner.Runs) (_ *planned, err error) {
 	fleet := src.fleet
 	defer func() { err = explain(err, fleet) }()
 	client, err := newClient(env, fleet, a)
@@ -95,12 +98,13 @@ func computePlan(ctx context.Context, env *Env, src fleetSource, a apiFlags, o p
 		SkipPreflight: o.skipPreflight,
 		Images:        images(),
 		Note:          func(s string) { fmt.Fprintln(env.Err, s) },
+		Runs:          runs,
 	})
 	if err != nil {
 		client.Close()
 		return nil, err
 	}
-	return &planned{fleet: fleet, client: client, plan: plan}, nil
+	return &planned{fleet: fleet, client: client, plan: plan, runs: runs}, nil
 }
 
 // planBackend is the API client as planning uses it: the fleet listing

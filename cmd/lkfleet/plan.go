@@ -54,12 +54,15 @@ func runPlan(ctx context.Context, env *Env, o *planCmdOptions) error {
 	if err != nil {
 		return err
 	}
-	p, err := computePlan(ctx, env, src, o.api, o.plan)
+	// One read of the lease: who holds it, and the finished runs that
+	// settle pending markers (lock.go).
+	st := readLease(ctx, env, src.fleet, o.api, o.lock)
+	p, err := computePlan(ctx, env, src, o.api, o.plan, st.runs)
 	if err != nil {
 		return err
 	}
 	defer p.client.Close()
-	noteRunning(ctx, env, src.fleet, o.api, o.lock) // lock.go
+	noteRunning(env, src.fleet, st)
 	if o.output == "json" {
 		err = planner.RenderJSON(env.Out, p.plan)
 	} else {

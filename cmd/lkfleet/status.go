@@ -26,6 +26,7 @@ type statusOptions struct {
 	output   string
 	watch    bool
 	interval time.Duration
+	lock     lockFlags
 }
 
 func newStatusCmd(env *Env) *cobra.Command {
@@ -43,7 +44,8 @@ affected: their image shows as unknown and a warning names the URL on
 stderr; the exit code stays 0 (the listing itself is right).
 
 --watch lists again every --interval: in place on a terminal, as repeated
-tables otherwise, one device listing per refresh. Ctrl-C ends it at once
+tables otherwise, one device listing and one read of the fleet's lease
+(whose record says which rebuilds finished) per refresh. Ctrl-C ends it at once
 with exit 0 (stopping a watch is its normal end).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -58,6 +60,7 @@ with exit 0 (stopping a watch is its normal end).`,
 	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text, wide or json")
 	cmd.Flags().BoolVarP(&o.watch, "watch", "w", false, "list again every --interval until Ctrl-C")
 	cmd.Flags().DurationVar(&o.interval, "interval", 2*time.Second, "time between listings with --watch")
+	addLockFlags(cmd, &o.lock, false) // the lease's record settles rebuilds (lock.go)
 	return cmd
 }
 
@@ -96,6 +99,9 @@ type statusView struct {
 	slotImage map[string]string // slot -> image key
 	revImage  map[string]string // current rev -> image key
 	unknown   map[string]bool   // image keys whose cmdline could not be fetched
+	// runs settle pending markers: a device whose rebuild is unfinished
+	// shows the rev it may still run, never the new one (planner.Marker).
+	runs planner.Runs
 }
 
 func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) error {
@@ -108,6 +114,9 @@ func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) e
 	if err != nil {
 		return err
 	}
+	st := readLease(ctx, env, l.fleet, o.api, o.lock)
+	st.warn(env)
+	v.runs = st.runs
 	// Foreign devices whose hostname is one of the fleet's.
 	all, err := l.client.ListAll(ctx)
 	if err != nil {
@@ -163,7 +172,11 @@ func (v *statusView) rows(live, all []planner.Live, now time.Time) []statusRow {
 			continue
 		}
 		r := row(l, now)
-		r.Image, r.Current = v.revImage[l.Rev()], v.revImage[l.Rev()] != ""
+		r.Rev = l.BootedRev(v.runs)
+		r.Image, r.Current = v.revImage[r.Rev], v.revImage[r.Rev] != ""
+		if m, ok := l.Marker(); ok && l.Unfinished(v.runs) {
+			r.Note = fmt.Sprintf("rebuild to rev %s unfinished: its reboot or reinstall may not have been sent (the next apply rebuilds it)", m.To)
+		}
 		r.ImageUnknown = !r.Current && v.unknown[v.slotImage[r.Slot]]
 		r.Release = runningRelease(v.fleet, l)
 		rows = append(rows, r)
@@ -215,6 +228,9 @@ func writeStatus(env *Env, output, fleet string, rows []statusRow, now time.Time
 			img = "rev " + r.Rev + " (unknown)"
 		case img == "":
 			img = "rev " + r.Rev + " (outdated)"
+		}
+		if !r.Foreign && r.Note != "" {
+			notes = append(notes, fmt.Sprintf("%s (%s): %s", r.Hostname, r.ID, r.Note))
 		}
 		cells := []string{slot, r.Hostname, r.ID, r.shownState(), r.Zone, r.Machine, strings.Join(r.IPs, ","), img, orDash(r.Booted), since(now, parseTime(r.CreatedAt))}
 		if wide {

@@ -43,6 +43,9 @@ func watchStatus(ctx context.Context, env *Env, o *statusOptions) error {
 				live = append(live, d)
 			}
 		}
+		st := readLease(ctx, env, l.fleet, o.api, o.lock)
+		st.warn(env)
+		v.runs = st.runs
 		now := time.Now()
 		var buf bytes.Buffer
 		e := *env

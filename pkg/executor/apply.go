@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -97,6 +98,17 @@ type Options struct {
 	// a listing no device can ever be seen ready. Default 5m; negative =
 	// wait forever (Timeout still applies).
 	MaxListOutage time.Duration
+	// RunID names this run in the pending markers of its in-place rebuilds
+	// (planner.TagPending): set when the fleet's lease records finished
+	// runs (lease.Recorder), it makes a rebuild one PUT and its action, the
+	// caller recording at release that the run finished with every action
+	// sent except Result.Unconfirmed. "" (no record, --lock none): each
+	// rebuild takes a second PUT after its action to clear the marker.
+	RunID string
+	// Runs are the finished runs the plan was computed with: a rebuild of
+	// a device whose earlier rebuild is unfinished keeps, in its marker,
+	// the rev the device may still run (planner.Live.BootedRev).
+	Runs planner.Runs
 	// OnEvent receives every Event, from several goroutines at once; the
 	// receiver serialises. nil drops events.
 	OnEvent func(Event)
@@ -181,6 +193,16 @@ type Result struct {
 	Halted     bool
 	HaltReason string
 	Elapsed    time.Duration
+	// Unconfirmed lists, with Options.RunID set, the devices whose rebuild
+	// PUT may have been made (it was sent) without their reboot or
+	// reinstall being accepted: their markers must stay unfinished, so the
+	// caller's record of the run names them (lease.Run.Unconfirmed).
+	Unconfirmed []string
+	// Rewritten lists, with Options.RunID set, the devices whose PUT of
+	// lkfleet's tags (an in-place rebuild's or an update's) was accepted:
+	// they no longer carry an earlier run's marker, so the caller's record
+	// need not keep those runs for them.
+	Rewritten []string
 }
 
 // ErrHalted is wrapped by Apply's error when the rollout halted.
@@ -266,6 +288,9 @@ type run struct {
 	// batchers maps each create that goes into a batch request to its
 	// group's batcher (batch.go).
 	batchers map[*planner.Change]*batcher
+	// unconfirmed and rewritten hold the devices of Result.Unconfirmed
+	// and Result.Rewritten (flows.go).
+	unconfirmed, rewritten map[string]bool
 }
 
 func newRun(cloud Cloud, plan planner.Plan, opts Options) *run {
@@ -444,6 +469,8 @@ func (r *run) result() Result {
 	res := r.res
 	res.Failed = append([]FailedDevice(nil), r.res.Failed...)
 	res.Made = maps.Clone(r.res.Made)
+	res.Unconfirmed = slices.Sorted(maps.Keys(r.unconfirmed))
+	res.Rewritten = slices.Sorted(maps.Keys(r.rewritten))
 	for i, c := range r.plan.Changes {
 		if r.notDone[i] {
 			res.NotDone = append(res.NotDone, c)

@@ -118,6 +118,8 @@ func (r *run) doUpdate(w *wave, c *planner.Change) (outcome, FailedDevice) {
 	case err != nil:
 		return failed, FailedDevice{LastEvent: err.Error()}
 	}
+	// The PUT rewrote lkfleet's tags: an earlier run's marker is gone.
+	r.setRewritten(c.DeviceID())
 	if oc, fd := r.updateNetwork(w, c); oc != done { // network.go
 		return oc, fd
 	}
@@ -192,10 +194,14 @@ func (r *run) doReplace(ctx context.Context, w *wave, c *planner.Change) (outcom
 }
 
 // doInPlace rebuilds a device on its own hardware: one PUT with the new
-// userdata (or script URL) and the pending marker of the new rev (see
-// planner.TagPending), then the reboot or reinstall action, then a PUT of
-// the new rev tag, then a wait until it has booted again. The device counts
-// against the wave's max_unavailable from the PUT until it is ready.
+// userdata (or script URL), the new rev tag and the pending marker naming
+// this run (see planner.TagPending), then the reboot or reinstall action,
+// then a wait until it has booted again: two mutating requests. The marker
+// is settled by the run's record at release (Options.RunID), which names
+// the device among the unconfirmed unless its action was accepted. Without
+// a run id (no record) the marker is of the old form and a second PUT
+// clears it after the action. The device counts against the wave's
+// max_unavailable from the PUT until it is ready.
 func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how spec.Strategy) (oc outcome, fd FailedDevice) {
 	d := c.Desired
 	switch {
@@ -227,28 +233,36 @@ func (r *run) doInPlace(ctx context.Context, w *wave, c *planner.Change, how spe
 	}()
 
 	id := c.DeviceID()
-	tags := pendingTags(d, c.Live)
+	tags := r.pendingTags(d, c.Live)
 	userdata := d.APIUserdata()
 	u := planner.DeviceUpdate{Hostname: &d.Hostname, Tags: &tags, AlwaysPXE: &d.AlwaysPXE, Userdata: &userdata}
 	if c.Live == nil || c.Live.ScriptURL != d.IPXEScriptURL {
 		u.IPXEScriptURL = &d.IPXEScriptURL
 	}
+	// From before the PUT is sent until its action is accepted the device
+	// counts as unconfirmed: a PUT that failed may still have been stored.
+	r.setUnconfirmed(id, true)
 	err = r.call(w.sched, func(cctx context.Context) error {
 		r.emit(changeEvent(ChangeStarted, c, id, string(how)))
 		return r.cloud.Update(cctx, id, u)
 	})
 	switch {
 	case errors.Is(err, errNotSent):
+		r.setUnconfirmed(id, false)
 		return notStarted, FailedDevice{}
 	case err != nil:
 		return failed, FailedDevice{LastEvent: err.Error()}
 	}
+	r.setRewritten(id)
 	if fd := r.act(ctx, c, id, how); fd != nil {
 		return failed, *fd
 	}
 	after, since := r.w.now(), time.Now()
-	if fd := r.clearPending(ctx, c, id); fd != nil {
-		return failed, *fd
+	r.setUnconfirmed(id, false)
+	if r.opts.RunID == "" {
+		if fd := r.clearPending(ctx, c, id); fd != nil {
+			return failed, *fd
+		}
 	}
 	r.emit(changeEvent(ChangeDone, c, id, string(how)+" sent"))
 	if r.opts.Wait == WaitNone {

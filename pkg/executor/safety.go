@@ -115,16 +115,58 @@ func (r *run) guardDuplicate(ctx context.Context, c *planner.Change) (outcome, F
 	return done, FailedDevice{}
 }
 
-// pendingTags are the tags of an in-place rebuild's PUT: d's own, except
-// that the rev tag keeps the rev of the device as found and the pending
-// marker names the new one (see planner.TagPending). clearPending writes
-// d's tags once the action was accepted.
-func pendingTags(d *spec.Device, old *planner.Live) []string {
+// pendingTags are the tags of an in-place rebuild's PUT (see
+// planner.TagPending). With a run id: d's own, the new rev tag included,
+// plus the marker naming this run and the rev the device may still run
+// (planner.Live.BootedRev: for a device whose earlier rebuild is itself
+// unfinished, that rebuild's old rev). Without one: d's own, except that
+// the rev tag keeps the device's rev and the marker names the new one;
+// clearPending then writes d's tags once the action was accepted.
+func (r *run) pendingTags(d *spec.Device, old *planner.Live) []string {
+	from := ""
+	if old != nil {
+		from = old.BootedRev(r.opts.Runs)
+	}
+	if r.opts.RunID != "" {
+		return append(d.Tags(), planner.TagPending+planner.PendingValue(r.opts.RunID, from))
+	}
 	tags := slices.DeleteFunc(d.Tags(), func(t string) bool { return strings.HasPrefix(t, spec.TagRev) })
-	if old != nil && old.Rev() != "" {
-		tags = append(tags, spec.TagRev+old.Rev())
+	if from != "" {
+		tags = append(tags, spec.TagRev+from)
 	}
 	return append(tags, planner.TagPending+d.Rev)
+}
+
+// setRewritten records that device id's PUT of lkfleet's tags was
+// accepted (see Result.Rewritten); without a run id it does nothing.
+func (r *run) setRewritten(id string) {
+	if r.opts.RunID == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rewritten == nil {
+		r.rewritten = map[string]bool{}
+	}
+	r.rewritten[id] = true
+}
+
+// setUnconfirmed adds device id to the run's unconfirmed rebuilds (on) or
+// takes it out (see Result.Unconfirmed); without a run id it does nothing.
+func (r *run) setUnconfirmed(id string, on bool) {
+	if r.opts.RunID == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.unconfirmed == nil {
+		r.unconfirmed = map[string]bool{}
+	}
+	if on {
+		r.unconfirmed[id] = true
+	} else {
+		delete(r.unconfirmed, id)
+	}
 }
 
 // clearPending replaces the pending marker by the new rev tag after the

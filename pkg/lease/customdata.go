@@ -49,10 +49,24 @@ const KeyPrefix = "lkfleet:lease:"
 //
 // A released record is free (not live); the next Acquire reads
 // released_at as the time the fleet was last changed (Prior).
+//
+// Whatever the record is, "runs" lists the finished runs (Run) whose
+// pending markers settle in-place rebuilds; every write of the record
+// (acquire, renew, release, withdraw, unlock's tombstone) carries it over
+// from the record it read, and only ReleaseFinished adds to it.
 type record struct {
 	Info
 	BrokenAt   time.Time `json:"broken_at,omitzero"`
 	ReleasedAt time.Time `json:"released_at,omitzero"`
+	Runs       []Run     `json:"runs,omitempty"`
+}
+
+// runsOf is the finished runs r lists (none when r is nil).
+func runsOf(r *record) []Run {
+	if r == nil {
+		return nil
+	}
+	return r.Runs
 }
 
 // Customdata is a fleet's lease in the project's customdata. The API has
@@ -181,7 +195,7 @@ func (c *Customdata) Acquire(ctx context.Context, me Info) error {
 	}
 	me.Since = start.UTC().Truncate(time.Second)
 	me.Expires = start.Add(c.o.TTL).UTC().Truncate(time.Second)
-	if err := c.write(ctx, m, &record{Info: me}); err != nil {
+	if err := c.write(ctx, m, &record{Info: me, Runs: runsOf(r)}); err != nil {
 		return fmt.Errorf("lock fleet %q: %w", c.fleet, err)
 	}
 	if took := time.Since(start); took > c.o.Settle/2 {
@@ -233,7 +247,12 @@ func (c *Customdata) withdraw(ctx context.Context, holder string, prev *record) 
 	m, r, err := c.read(ctx)
 	if err == nil && r != nil && r.Holder == holder {
 		if prev != nil && prev.ReleasedAt.IsZero() {
-			prev = nil // an expired lease or a tombstone protects nothing any more
+			// An expired lease or a tombstone protects nothing any more;
+			// the finished runs it carried stay.
+			prev = &record{Runs: prev.Runs}
+			if len(prev.Runs) == 0 {
+				prev = nil
+			}
 		}
 		_ = c.write(ctx, m, prev)
 	}
@@ -263,7 +282,7 @@ func (c *Customdata) Renew(ctx context.Context) error {
 	}
 	next := *mine
 	next.Expires = time.Now().Add(c.o.TTL).UTC().Truncate(time.Second)
-	if err := c.write(ctx, m, &record{Info: next}); err != nil {
+	if err := c.write(ctx, m, &record{Info: next, Runs: runsOf(r)}); err != nil {
 		return fmt.Errorf("renew lease of fleet %q: %w", c.fleet, err)
 	}
 	if r == nil {
@@ -297,6 +316,9 @@ func (c *Customdata) lost(r *record) error {
 		return fmt.Errorf("fleet %q: %w: its record vanished from the project's customdata and could not be taken back", c.fleet, ErrLost)
 	case !r.ReleasedAt.IsZero():
 		return fmt.Errorf("fleet %q: %w: released by %s at %s", c.fleet, ErrLost, r.Info, r.ReleasedAt.UTC().Format(time.RFC3339))
+	case r.Holder == "" && r.BrokenAt.IsZero():
+		// Only the finished runs are left: an abandoned attempt withdrew.
+		return fmt.Errorf("fleet %q: %w: its record was replaced by a withdrawn attempt's", c.fleet, ErrLost)
 	case r.Holder == "":
 		return fmt.Errorf("fleet %q: %w: broken by 'lkfleet unlock' at %s", c.fleet, ErrLost, r.BrokenAt.UTC().Format(time.RFC3339))
 	default:
@@ -309,6 +331,18 @@ func (c *Customdata) lost(r *record) error {
 // this one made its last change. Release comes after the run's last
 // request, so its time is a bound on that change.
 func (c *Customdata) Release(ctx context.Context) error {
+	return c.release(ctx, nil)
+}
+
+// ReleaseFinished releases the lease like Release and records run as
+// finished (see Recorder), in the same write.
+func (c *Customdata) ReleaseFinished(ctx context.Context, run Run, keep []string) error {
+	return c.release(ctx, func(prev []Run) []Run { return nextRuns(prev, run, keep) })
+}
+
+// release writes the released record; runs, when not nil, turns the
+// finished runs read into those written.
+func (c *Customdata) release(ctx context.Context, runs func([]Run) []Run) error {
 	c.mu.Lock()
 	mine := c.mine
 	c.mine = nil
@@ -323,7 +357,10 @@ func (c *Customdata) Release(ctx context.Context) error {
 	if r == nil || r.Holder != mine.Holder {
 		return nil
 	}
-	rel := &record{Info: *mine, ReleasedAt: time.Now().UTC()}
+	rel := &record{Info: *mine, ReleasedAt: time.Now().UTC(), Runs: r.Runs}
+	if runs != nil {
+		rel.Runs = runs(r.Runs)
+	}
 	if err := c.write(ctx, m, rel); err != nil {
 		return fmt.Errorf("release lease of fleet %q: %w", c.fleet, err)
 	}
@@ -332,14 +369,21 @@ func (c *Customdata) Release(ctx context.Context) error {
 
 // Holder returns the live lease, nil if the fleet is free.
 func (c *Customdata) Holder(ctx context.Context) (*Info, error) {
+	h, _, err := c.State(ctx)
+	return h, err
+}
+
+// State returns the live lease (nil if the fleet is free) and the
+// finished runs, from one read of the customdata.
+func (c *Customdata) State(ctx context.Context) (*Info, []Run, error) {
 	_, r, err := c.read(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read lease of fleet %q: %w", c.fleet, err)
+		return nil, nil, fmt.Errorf("read lease of fleet %q: %w", c.fleet, err)
 	}
 	if !c.live(r, time.Now()) {
-		return nil, nil
+		return nil, runsOf(r), nil
 	}
-	return &r.Info, nil
+	return &r.Info, r.Runs, nil
 }
 
 // Break replaces whatever lease the fleet has with a tombstone, so that a
@@ -353,7 +397,9 @@ func (c *Customdata) Break(ctx context.Context) (*Info, error) {
 	if r == nil || r.Holder == "" || !r.ReleasedAt.IsZero() {
 		return nil, nil
 	}
-	tomb := &record{BrokenAt: time.Now().UTC().Truncate(time.Second)}
+	// The tombstone keeps the finished runs: breaking a lease says nothing
+	// about what its holder (or any earlier run) finished.
+	tomb := &record{BrokenAt: time.Now().UTC().Truncate(time.Second), Runs: r.Runs}
 	if err := c.write(ctx, m, tomb); err != nil {
 		return nil, fmt.Errorf("break lease of fleet %q: %w", c.fleet, err)
 	}

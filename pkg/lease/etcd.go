@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
@@ -19,7 +20,9 @@ import (
 // PREFIX/FLEET/mutex held by a session whose etcd lease is the TTL, and
 // the holder's Info under PREFIX/FLEET/holder on the same etcd lease. etcd
 // orders the contenders itself, so this guarantee rests on no timing: a
-// killed holder's keys vanish when its etcd lease expires.
+// killed holder's keys vanish when its etcd lease expires. The finished
+// runs (Run) are kept under PREFIX/FLEET/runs, on no etcd lease: they
+// outlive every holder, and unlock leaves them.
 type Etcd struct {
 	cli    *clientv3.Client
 	prefix string // PREFIX/FLEET, without a trailing slash
@@ -42,6 +45,7 @@ func NewEtcd(cli *clientv3.Client, prefix, fleet string, ttl time.Duration) *Etc
 
 func (e *Etcd) mutexPrefix() string { return e.prefix + "/mutex" }
 func (e *Etcd) holderKey() string   { return e.prefix + "/holder" }
+func (e *Etcd) runsKey() string     { return e.prefix + "/runs" }
 
 // TTL is how long the lease lives without renewal.
 func (e *Etcd) TTL() time.Duration { return e.ttl }
@@ -136,6 +140,49 @@ func (e *Etcd) Renew(ctx context.Context) error {
 // Release unlocks the mutex and ends the session, which revokes its etcd
 // lease and with it the holder key.
 func (e *Etcd) Release(ctx context.Context) error {
+	return e.release(ctx, nil)
+}
+
+// ReleaseFinished records run as finished (see Recorder), in a
+// transaction that writes only while the mutex is still ours, then
+// releases the lease.
+func (e *Etcd) ReleaseFinished(ctx context.Context, run Run, keep []string) error {
+	return e.release(ctx, func(ctx context.Context, m *concurrency.Mutex) error {
+		prev, err := e.runs(ctx)
+		if err != nil {
+			return err
+		}
+		b, err := json.Marshal(nextRuns(prev, run, keep))
+		if err != nil {
+			return err
+		}
+		_, err = e.cli.Txn(ctx).If(m.IsOwner()).Then(clientv3.OpPut(e.runsKey(), string(b))).Commit()
+		return err
+	})
+}
+
+// runs reads the finished runs (none when the key is absent or
+// unreadable: a record nobody can parse settles nothing).
+func (e *Etcd) runs(ctx context.Context) ([]Run, error) {
+	resp, err := e.cli.Get(ctx, e.runsKey())
+	if err != nil {
+		return nil, fmt.Errorf("read finished runs of fleet %q in etcd: %w", e.fleet, err)
+	}
+	return decodeRuns(resp.Kvs), nil
+}
+
+// decodeRuns decodes the runs key's value, if any.
+func decodeRuns(kvs []*mvccpb.KeyValue) []Run {
+	var out []Run
+	if len(kvs) == 0 || json.Unmarshal(kvs[0].Value, &out) != nil {
+		return nil
+	}
+	return out
+}
+
+// release gives the lease up, running record first (while the mutex is
+// held) when it is not nil.
+func (e *Etcd) release(ctx context.Context, record func(context.Context, *concurrency.Mutex) error) error {
 	e.mu.Lock()
 	s, m := e.session, e.mutex
 	e.session, e.mutex, e.mine = nil, nil, nil
@@ -143,12 +190,19 @@ func (e *Etcd) Release(ctx context.Context) error {
 	if s == nil {
 		return nil
 	}
+	var rerr error
+	if record != nil {
+		rerr = record(ctx, m)
+	}
 	err := m.Unlock(ctx)
 	if errors.Is(err, concurrency.ErrLockReleased) {
 		err = nil
 	}
 	if cerr := s.Close(); err == nil {
 		err = cerr
+	}
+	if rerr != nil {
+		err = fmt.Errorf("record the finished run: %w", rerr)
 	}
 	if err != nil {
 		return fmt.Errorf("release lease of fleet %q in etcd: %w", e.fleet, err)
@@ -158,6 +212,13 @@ func (e *Etcd) Release(ctx context.Context) error {
 
 // Holder returns the mutex owner's Info, nil if the fleet is free.
 func (e *Etcd) Holder(ctx context.Context) (*Info, error) {
+	h, _, err := e.State(ctx)
+	return h, err
+}
+
+// State returns the mutex owner's Info (nil if the fleet is free) and the
+// finished runs, read in one transaction.
+func (e *Etcd) State(ctx context.Context) (*Info, []Run, error) {
 	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
 	defer cancel()
 	// Both keys are read in one transaction, at one revision: read one
@@ -166,25 +227,29 @@ func (e *Etcd) Holder(ctx context.Context) (*Info, error) {
 	resp, err := e.cli.Txn(ctx).Then(
 		clientv3.OpGet(e.mutexPrefix()+"/", clientv3.WithFirstCreate()...),
 		clientv3.OpGet(e.holderKey()),
+		clientv3.OpGet(e.runsKey()),
 	).Commit()
 	if err != nil {
-		return nil, fmt.Errorf("read lease of fleet %q in etcd: %w", e.fleet, err)
+		return nil, nil, fmt.Errorf("read lease of fleet %q in etcd: %w", e.fleet, err)
 	}
 	owners, h := resp.Responses[0].GetResponseRange(), resp.Responses[1].GetResponseRange()
+	runs := decodeRuns(resp.Responses[2].GetResponseRange().Kvs)
 	if len(owners.Kvs) == 0 {
-		return nil, nil
+		return nil, runs, nil
 	}
 	owner := owners.Kvs[0]
 	var info Info
 	if len(h.Kvs) == 0 || h.Kvs[0].Lease != owner.Lease || json.Unmarshal(h.Kvs[0].Value, &info) != nil {
 		// The owner has the mutex but has not recorded itself yet.
-		return &Info{Holder: fmt.Sprintf("etcd lease %x", owner.Lease)}, nil
+		return &Info{Holder: fmt.Sprintf("etcd lease %x", owner.Lease)}, runs, nil
 	}
-	return &info, nil
+	return &info, runs, nil
 }
 
 // Break revokes the etcd lease of every key under the fleet's prefix (the
 // owner's and the waiters'), which deletes them and ends those sessions.
+// The finished runs stay: breaking a lease says nothing about what any
+// run finished.
 func (e *Etcd) Break(ctx context.Context) (*Info, error) {
 	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
 	defer cancel()
@@ -207,8 +272,10 @@ func (e *Etcd) Break(ctx context.Context) (*Info, error) {
 			return nil, fmt.Errorf("break lease of fleet %q in etcd: %w", e.fleet, err)
 		}
 	}
-	if _, err := e.cli.Delete(ctx, e.prefix+"/", clientv3.WithPrefix()); err != nil {
-		return nil, fmt.Errorf("break lease of fleet %q in etcd: %w", e.fleet, err)
+	for _, op := range []clientv3.Op{clientv3.OpDelete(e.mutexPrefix()+"/", clientv3.WithPrefix()), clientv3.OpDelete(e.holderKey())} {
+		if _, err := e.cli.Do(ctx, op); err != nil {
+			return nil, fmt.Errorf("break lease of fleet %q in etcd: %w", e.fleet, err)
+		}
 	}
 	return h, nil
 }

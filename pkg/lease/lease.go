@@ -349,6 +349,11 @@ func minTime(a, b time.Time) time.Time {
 // Release stops renewing and gives the lease up. It uses its own short
 // deadline so that a run stopped by Ctrl-C still releases its lease.
 func (h *Held) Release() error {
+	return h.release(h.lock.Release)
+}
+
+// release stops renewing and gives the lease up with rel.
+func (h *Held) release(rel func(context.Context) error) error {
 	lost := context.Cause(h.ctx)
 	h.cancel(nil)
 	<-h.done
@@ -357,5 +362,5 @@ func (h *Held) Release() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return h.lock.Release(ctx)
+	return rel(ctx)
 }

@@ -59,6 +59,9 @@ type Request struct {
 	// Note receives what a person should know on the way (what
 	// --skip-preflight left unchecked); nil drops it.
 	Note func(string)
+	// Runs are the finished runs of the fleet's lease record
+	// (planner.Input.Runs); the zero value settles no pending marker.
+	Runs planner.Runs
 }
 
 // HTTPClient is the client artifacts are fetched and checked with by
@@ -187,6 +190,7 @@ func listed(ctx context.Context, b Lister, r Request, desired []spec.Device, cat
 		Replace:          r.Replace,
 		FleetFingerprint: planner.FleetFingerprint(r.FleetBytes),
 		Catalogue:        cat,
+		Runs:             r.Runs,
 	}
 	if !createsAny(desired, live) {
 		return in, nil

@@ -71,6 +71,9 @@ func Compute(in Input) (Plan, error) {
 	ls := partitionLive(f.Name, in.Live, in.Foreign)
 	p.Warnings = append(p.Warnings, ls.warnings...)
 	bySlot := ls.bySlot
+	// quiet are the slots without a change whose device carries a pending
+	// marker (settled): candidates for settledCleanup.
+	var quiet []Change
 
 	for i := range desired {
 		d := desired[i]
@@ -81,11 +84,14 @@ func Compute(in Input) (Plan, error) {
 		for _, dup := range dups {
 			p.Changes = append(p.Changes, duplicateDelete(d.Slot, d.Wave, dup, keep))
 		}
-		c, changed := diffDevice(f, slotInput{d: &d, l: keep, rebuild: rebuild[d.Slot], replace: replace[d.Slot]}, in.Catalogue)
+		c, changed := diffDevice(f, slotInput{d: &d, l: keep, rebuild: rebuild[d.Slot], replace: replace[d.Slot], runs: in.Runs}, in.Catalogue)
 		if changed {
 			p.Changes = append(p.Changes, c)
 		} else {
 			p.NoOps++
+			if keep != nil && keep.Pending() != "" {
+				quiet = append(quiet, Change{Wave: d.Wave, Desired: &d, Live: keep})
+			}
 		}
 	}
 	for _, slot := range ls.slots {
@@ -97,6 +103,7 @@ func Compute(in Input) (Plan, error) {
 			p.Changes = append(p.Changes, deleteChange(wave, l, reason))
 		}
 	}
+	settledCleanup(&p, in.Runs, quiet) // pending.go
 	slices.SortStableFunc(p.Changes, compareChanges)
 	p.Warnings = append(p.Warnings, clashWarnings(f.Name, desired, ls.foreign)...)
 	return p, nil

@@ -18,6 +18,8 @@ type slotInput struct {
 	// rebuild and replace are the reasons --rebuild and --replace give
 	// for this slot, "" when they do not select it.
 	rebuild, replace string
+	// runs settles the pending markers of runs that finished (Runs).
+	runs Runs
 }
 
 // diffs is what differs between a desired device and its live device, by
@@ -37,18 +39,19 @@ func diffDevice(f *spec.Fleet, in slotInput, cat *Catalogue) (Change, bool) {
 		return Change{Action: Create, Wave: d.Wave, Desired: d,
 			Reasons: []string{"slot " + d.Slot + " has no device"}, Attrs: createAttrs(d)}, true
 	}
-	return decide(f, in, diffSlot(d, l, cat))
+	return decide(f, in, diffSlot(d, l, cat, in.runs))
 }
 
 // diffSlot collects every difference of d and l.
-func diffSlot(d *spec.Device, l *Live, cat *Catalogue) diffs {
+func diffSlot(d *spec.Device, l *Live, cat *Catalogue, runs Runs) diffs {
 	x := diffs{forces: immutableDiffs(d, l, cat), boot: bootDiffs(d, l)}
-	if p := l.Pending(); p != "" {
-		// The PUT of a rebuild was accepted but its reboot or reinstall
-		// never was (the run was killed in between, or the action failed):
-		// the device may still run the old image, whatever its userdata says.
-		x.reasons = append(x.reasons, fmt.Sprintf("rebuild to rev %s was interrupted before its %s was accepted", p, "reboot or reinstall"))
-		x.boot = append(x.boot, AttrDiff{Name: "rev", Before: orNone(l.Rev()) + " (pending " + p + ")", After: d.Rev})
+	if m, ok := l.Marker(); ok && !runs.Sent(m.Run, l.ID) {
+		// The PUT of a rebuild may have been accepted but its reboot or
+		// reinstall was not known to be (the run was killed in between,
+		// or the action failed): the device may still run the old image,
+		// whatever its userdata and rev tag say.
+		x.reasons = append(x.reasons, fmt.Sprintf("rebuild to rev %s was interrupted before its %s was accepted", orNone(m.To), "reboot or reinstall"))
+		x.boot = append(x.boot, AttrDiff{Name: "rev", Before: orNone(m.From) + " (pending " + orNone(m.To) + ")", After: d.Rev})
 	}
 	// The rev tag covers the script even where it cannot be read. A rev
 	// difference not explained by attributes compared on their own means:

@@ -8,8 +8,8 @@ import (
 )
 
 // LiveFingerprint identifies the live fleet a plan was computed from: a
-// sha256 over every device's (id, state, rev, slot), sorted, so the order of
-// a listing does not matter. Devices being deleted are left out, as Compute
+// sha256 over every device's (id, state, rev, slot, pending marker if
+// any), sorted, so the order of a listing does not matter. Devices being deleted are left out, as Compute
 // ignores them too: one vanishing between plan and apply changes nothing.
 // apply FILE recomputes it from a fresh listing and refuses a difference.
 func LiveFingerprint(live []Live) string {
@@ -19,7 +19,14 @@ func LiveFingerprint(live []Live) string {
 			continue
 		}
 		// NUL cannot occur in these API strings, so rows cannot collide.
-		rows = append(rows, strings.Join([]string{l.ID, l.State, l.Rev(), l.Slot()}, "\x00"))
+		row := []string{l.ID, l.State, l.Rev(), l.Slot()}
+		if p := l.Pending(); p != "" {
+			// A rebuild's PUT may change only the marker (the rev tag of an
+			// unfinished rebuild already names the new rev); devices without
+			// one keep the rows of earlier versions.
+			row = append(row, p)
+		}
+		rows = append(rows, strings.Join(row, "\x00"))
 	}
 	slices.Sort(rows)
 	h := sha256.New()

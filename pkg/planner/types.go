@@ -70,13 +70,12 @@ func (l Live) Slot() string { return l.tag(spec.TagSlot) }
 // Rev is the value of the device's lkfleet:rev= tag.
 func (l Live) Rev() string { return l.tag(spec.TagRev) }
 
-// TagPending marks a device whose in-place rebuild is unfinished: the PUT
-// wrote the new boot configuration (userdata or script URL) but the reboot
-// or reinstall that boots it was not yet accepted. Its value is the rev
-// being rolled out; the rev tag keeps the rev the device last booted into
-// the rollout, so `status` never shows the new image as booted. The
-// executor removes the marker (and writes the new rev) once the action was
-// accepted; a device still carrying it is rebuilt by the next plan.
+// TagPending marks a device whose in-place rebuild may be unfinished: the
+// PUT wrote the new boot configuration (userdata or script URL) but the
+// reboot or reinstall that boots it may not have been accepted. Its two
+// forms, and how a finished run's lease record settles the first, are in
+// pending.go (Marker); a device whose marker is not settled is rebuilt by
+// the next plan, and `status` never shows the new image as booted on it.
 const TagPending = spec.TagPrefix + "pending="
 
 // Pending is the value of the device's lkfleet:pending= tag ("" if none).
@@ -220,6 +219,10 @@ type Input struct {
 	// Catalogue is optional; when set it maps a live facility to its metro
 	// for devices whose listing omitted the metro.
 	Catalogue *Catalogue
+	// Runs are the finished runs the fleet's lease record lists: they
+	// settle the pending markers their rebuilds left (see Marker). The
+	// zero value settles none.
+	Runs Runs
 }
 
 // KnownAfterApply is the AttrDiff.After of a value only the API will know,
