@@ -12,7 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lkfleet/lkfleet/pkg/lease"
 	"github.com/lkfleet/lkfleet/pkg/packetsim"
+	"github.com/lkfleet/lkfleet/pkg/planner"
 )
 
 // KillConfig configures the SIGKILL trials: an apply is killed (kill -9,
@@ -50,8 +52,10 @@ type KillResult struct {
 	// last boot was not the desired image.
 	Duplicates, Empty, Stale int
 	// Pending counts, right after a killed rebuild, devices whose PUT was
-	// done but whose reboot was not accepted (lkfleet:pending tag); status
-	// must not call any of them current.
+	// done but whose reboot may not have been sent: a lkfleet:pending
+	// marker the fleet's lease record does not settle (planner.Runs).
+	// status must not call any of them current. Markers of earlier
+	// finished runs, which stay on their devices, are not counted.
 	Pending  int
 	Problems []string
 }
@@ -252,10 +256,15 @@ func (l *Lab) countBroken(ctx context.Context, res *KillResult, desired []string
 	return nil
 }
 
-// checkPending counts the devices a killed rebuild left with the pending
-// marker and checks that `status` shows none of them on the current image.
+// checkPending counts the devices a killed rebuild left unfinished (a
+// pending marker the lease record does not settle) and checks that
+// `status` shows none of them on the current image.
 func (l *Lab) checkPending(ctx context.Context, bin string, res *KillResult) error {
 	devs, err := l.Listing(ctx)
+	if err != nil {
+		return err
+	}
+	runs, err := l.finishedRuns(ctx, "chaos")
 	if err != nil {
 		return err
 	}
@@ -273,7 +282,7 @@ func (l *Lab) checkPending(ctx context.Context, bin string, res *KillResult) err
 		current[r.ID] = r.Current
 	}
 	for _, d := range devs {
-		if d.Tag("lkfleet:pending") == "" {
+		if !(planner.Live{ID: d.ID, Tags: d.Tags}).Unfinished(runs) {
 			continue
 		}
 		res.Pending++
@@ -282,4 +291,26 @@ func (l *Lab) checkPending(ctx context.Context, bin string, res *KillResult) err
 		}
 	}
 	return nil
+}
+
+// finishedRuns reads the finished runs of fleet's lease record from the
+// project's customdata, as plan and status read them.
+func (l *Lab) finishedRuns(ctx context.Context, fleet string) (planner.Runs, error) {
+	var runs planner.Runs
+	body, err := l.get(ctx, "projects/"+l.Project())
+	if err != nil {
+		return runs, err
+	}
+	var p struct {
+		Customdata map[string]struct {
+			Runs []lease.Run `json:"runs"`
+		} `json:"customdata"`
+	}
+	if err := json.Unmarshal(body, &p); err != nil {
+		return runs, fmt.Errorf("lab: project customdata: %w", err)
+	}
+	for _, r := range p.Customdata[lease.KeyPrefix+fleet].Runs {
+		runs.Finish(r.ID, r.Unconfirmed)
+	}
+	return runs, nil
 }
