@@ -198,8 +198,14 @@ func (w *watcher) run(ctx context.Context) {
 	var failingSince time.Time // start of the current run of failed listings
 	// notBefore is the previous listing's start plus the gap judged right
 	// after it: judged once, or the wake-ups of waiters would re-judge it
-	// until a quiet moment let a listing through.
-	var notBefore time.Time
+	// until a quiet moment let a listing through. The one exception is the
+	// budget turning idle (the last call of a wave went out): a gap judged
+	// busy — ten seconds at R = 5 — would then hide the last devices for
+	// that long after they are ready, so while it lasts the gap is judged
+	// again every tailGap and may only shrink, to the idle gap counted
+	// from the previous listing, once the budget has stayed idle for a
+	// tailGap (a single look may fall between two calls).
+	var notBefore, lastStart, idleFrom time.Time
 	list := w.cloud.List
 	if sl, ok := w.cloud.(stateLister); ok {
 		list = sl.ListStates
@@ -215,8 +221,22 @@ func (w *watcher) run(ctx context.Context) {
 			w.mu.Lock()
 			at := w.earliest(now)
 			w.mu.Unlock()
+			if notBefore.Sub(now) > tailGap {
+				switch idle := lastStart.Add(w.gap()); {
+				case !idle.Before(notBefore):
+					idleFrom = time.Time{}
+				case idleFrom.IsZero():
+					idleFrom = now
+				case now.Sub(idleFrom) >= tailGap:
+					notBefore = latest(idle, now)
+				}
+			}
 			at = latest(at, notBefore)
 			if d := at.Sub(now); d > 0 {
+				if at.Equal(notBefore) {
+					// Re-judge a long busy gap (above) every tailGap.
+					d = min(d, tailGap)
+				}
 				// Sleep, but re-decide when a new waiter comes: it may
 				// be one that needs a listing at once (a lookup).
 				t := time.NewTimer(d)
@@ -237,6 +257,7 @@ func (w *watcher) run(ctx context.Context) {
 			w.starts = append(w.starts, start)
 			w.mu.Unlock()
 			lives, err := list(ctx)
+			lastStart, idleFrom = start, time.Time{}
 			notBefore = start.Add(w.gap())
 			if err != nil {
 				if ctx.Err() != nil {

@@ -116,3 +116,50 @@ func TestWaitingBudget(t *testing.T) {
 		t.Logf("%d listings while creating (%.0fs), %d in the tail", busy, span, tail)
 	})
 }
+
+// TestWaitingTailAfterBusyGap: at a small pace (5/s) a poll while creates
+// go out is ten seconds from the next (pollShare), longer than a device
+// provisions. Once the last create is sent the budget is idle, and the
+// last device must still be seen soon after it is ready, not when that
+// busy gap ends.
+func TestWaitingTailAfterBusyGap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := newFake()
+		fc.provision, fc.callDelay = 5*time.Second, 250*time.Millisecond
+		bc := &budgetCloud{fakeCloud: fc, rate: 5}
+		var changes []planner.Change
+		for i := 1; i <= 80; i++ {
+			changes = append(changes, createChange(slotName("ams1", i)))
+		}
+		var ev events
+		res, err := Apply(t.Context(), bc, mkPlan(rollout(), changes...), Options{Parallelism: 1, OnEvent: ev.add, QuietSince: time.Unix(0, 0)})
+		if err != nil || res.Created != 80 {
+			t.Fatalf("Created %d, err %v", res.Created, err)
+		}
+		log := fc.log()
+		lastCreate := log[len(log)-1].at
+		var lastReady time.Time
+		for _, e := range ev.all {
+			if e.Kind == DeviceReady && e.Time.After(lastReady) {
+				lastReady = e.Time
+			}
+		}
+		// Idle is judged over a second of use and must last a tail poll;
+		// then polls come every tailGap.
+		if late := lastReady.Sub(lastCreate.Add(fc.callDelay + fc.provision)); late > 500*time.Millisecond {
+			t.Errorf("last device seen %v after it was ready, want <= 500ms", late)
+		}
+		busy := 0
+		for _, l := range bc.lists {
+			if l.Before(lastCreate) {
+				busy++
+			}
+		}
+		// 20 s of creates: T learnt at one poll a second, then one listing
+		// per 1/(pollShare·5) = 10 s.
+		if busy > 5+2+1 {
+			t.Errorf("%d listings while creating, want <= 8", busy)
+		}
+		t.Logf("%d listings while creating, last device seen %v after ready", busy, lastReady.Sub(lastCreate.Add(fc.callDelay+fc.provision)))
+	})
+}
