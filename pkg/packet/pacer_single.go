@@ -1,0 +1,159 @@
+package packet
+
+import (
+	"os"
+	"time"
+)
+
+// Pacing against a bucket of one token (X-RateLimit-Limit: 1).
+//
+// Such a server shows nothing before its 429: Remaining is 0 after every
+// accepted request, so the bucket-level measurements of pacer.measure see
+// no headroom and no drain. What it does show exactly is the rule it
+// applies: a request is accepted if and only if the server's refill time
+// 1/R has passed since it counted the last request it accepted.
+//
+// single therefore sends one request at a time and releases the next one
+// gap after the answer to the previous one arrived. The server counted the
+// previous request before that answer left, so it sees the two at least
+// gap apart whatever the network and the handler did meanwhile, and every
+// answer measures 1/R against gap: refused proves 1/R > gap; accepted says
+// 1/R ≤ gap plus the time the previous request spent between being
+// counted and answered, which is what pacing at that gap will see again.
+// From that bracket (lo, hi]:
+//
+//   - Nothing refused yet: halve the gap after each accepted request
+//     (double the pace) from a slow start.
+//   - hi more than 2.5 % above lo: step the gap 2 % below hi; each
+//     accepted step lowers hi, the first refusal raises lo to within 2 %
+//     of hi. From the first refusal on, finding R costs one more 429
+//     (a third would already be 1 % of 300 requests), and the smaller
+//     the step, the closer to R the pace settles: at R = 5 a step takes
+//     0.2 s, and every 1 % the settled pace stays under R costs 0.6 s
+//     over 300 requests.
+//   - Bracketed: gap hi × (1 + margin) + slack. A refusal at that gap
+//     (not at a probe) proves 1/R above it: hi moves above the refused
+//     gap and margin and slack double.
+//   - After two minutes (then four times longer after each) one probe 2 %
+//     below hi checks whether the server's limit was raised.
+//
+// A refused request closes the gate (until Reset or Retry-After), after
+// which the bucket is full again: the next request goes without a gap.
+type single struct {
+	on bool
+	// base is when the answer to the last accepted request arrived (zero:
+	// none since the gate last closed, or the last request got no answer).
+	base time.Time
+	// lo and hi bracket the server's refill time in seconds (hi 0: no
+	// request accepted yet at a measured gap; lo 0: none refused).
+	lo, hi float64
+	// margin (relative) and slack (seconds) keep the settled gap off the
+	// edge.
+	margin, slack float64
+	// probeAt is when the next probe below hi may go; probes counts them.
+	probeAt time.Time
+	probes  int
+	// gap is the gap chosen for the next request, in seconds; measured
+	// whether the request in flight was released at a known gap, and at
+	// which.
+	gap      float64
+	measured bool
+	sentGap  float64
+}
+
+// singleStart is the first gap tried on a bucket of one (4/s).
+const singleStart = 0.25
+
+// Settled gap of a bucket of one: hi × (1 + margin) + slack, each doubled
+// by a 429 at that gap, up to the caps.
+const (
+	singleMargin    = 0.003
+	singleSlack     = 0.0005
+	singleMarginCap = 0.1
+	singleSlackCap  = 0.005
+)
+
+// singleProbeQuiet is how long a bracketed gap holds before the first
+// probe below it; four times longer before each further one.
+const singleProbeQuiet = 2 * time.Minute
+
+func (s *single) start(now time.Time) {
+	if s.on {
+		return
+	}
+	*s = single{on: true, margin: singleMargin, slack: singleSlack, gap: singleStart, probeAt: now.Add(singleProbeQuiet)}
+}
+
+// release returns when the next request may go, given that it is now
+// (zero: at once), and records the gap it goes at.
+func (s *single) release(now time.Time) time.Time {
+	if s.base.IsZero() {
+		s.measured = false
+		return time.Time{}
+	}
+	at := s.base.Add(time.Duration(s.gap * float64(time.Second)))
+	if at.After(now) {
+		return at
+	}
+	s.measured, s.sentGap = true, now.Sub(s.base).Seconds()
+	return time.Time{}
+}
+
+// lost records a request that got no answer: whether the server counted
+// it is unknown, so the next one is not measured.
+func (s *single) lost() { s.base = time.Time{} }
+
+// accepted records an accepted answer that arrived at now.
+func (s *single) accepted(now time.Time) {
+	if s.measured {
+		if g := s.sentGap; s.hi == 0 || g < s.hi {
+			s.hi = g
+		}
+	}
+	s.base = now
+	s.choose(now)
+}
+
+// refused records a 429 that arrived at now; the gate is closed.
+func (s *single) refused(now time.Time) {
+	if s.measured {
+		g := s.sentGap
+		s.lo = max(s.lo, g)
+		if s.hi > 0 && g >= s.hi {
+			// Refused at a gap at least as long as one accepted before:
+			// that acceptance was the previous request's time in the
+			// server, not headroom. 1/R is above g.
+			s.margin = min(2*s.margin, singleMarginCap)
+			s.slack = min(2*s.slack, singleSlackCap)
+			s.hi = g * 1.02
+		}
+	}
+	s.base = time.Time{}
+	s.choose(now)
+}
+
+// settled reports whether lo and hi bracket the refill time closely.
+func (s *single) settled() bool { return s.lo > 0 && s.hi > 0 && s.hi <= s.lo*1.025 }
+
+// choose sets the gap of the next request.
+func (s *single) choose(now time.Time) {
+	switch {
+	case s.hi == 0:
+		// Nothing accepted at a measured gap yet: go slower than
+		// anything refused.
+		s.gap = max(singleStart, 2*s.lo)
+	case s.lo == 0:
+		s.gap = s.hi / 2
+	case !s.settled():
+		s.gap = s.hi * 0.98
+	case now.After(s.probeAt):
+		// One probe below hi; its answer moves hi or lo.
+		s.probes++
+		s.probeAt = now.Add(singleProbeQuiet << (2 * min(s.probes, 10)))
+		s.gap = s.hi * 0.98
+	default:
+		s.gap = max(s.hi, s.lo*1.02)*(1+s.margin) + s.slack
+	}
+}
+
+var debugOne, _ = os.OpenFile(os.Getenv("LKFLEET_DEBUG_ONE"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
