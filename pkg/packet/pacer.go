@@ -229,6 +229,7 @@ func (p *pacer) wait(ctx context.Context) (time.Time, error) {
 		}
 		p.inFlight++
 		p.countStart(now)
+		p.one.sent(now)
 		if !p.shortOpen.IsZero() && p.shortSent.IsZero() {
 			p.shortSent = now
 		}
@@ -427,6 +428,8 @@ func clockAgrees(h http.Header, now time.Time) bool {
 // (pacer_single.go). p.mu is held.
 func (p *pacer) doneOne(now time.Time, h http.Header, status int, okT bool, reset int) time.Duration {
 	p.one.start(now)
+	date, err := http.ParseTime(h.Get("Date"))
+	p.one.clock(date.Unix(), err == nil, now)
 	var pause time.Duration
 	if status == http.StatusTooManyRequests {
 		pause = p.closeGate(h, now, okT, reset)

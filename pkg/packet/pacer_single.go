@@ -1,6 +1,7 @@
 package packet
 
 import (
+	"math"
 	"os"
 	"time"
 )
@@ -59,6 +60,17 @@ type single struct {
 	gap      float64
 	measured bool
 	sentGap  float64
+	// late is how much later than asked requests lately left (timer and
+	// scheduling delay, seconds): releases are asked for that much sooner.
+	late float64
+	// sentAt is when the request in flight left. thLo and thHi bracket
+	// the server's clock minus ours (seconds), learnt from Date: the
+	// server's second D began before it answered and ends after it was
+	// asked. Only when the bracket is narrow is a probe timed to a cheap
+	// 429 (see cheap).
+	sentAt     time.Time
+	thLo, thHi float64
+	clocked    bool
 }
 
 // singleStart is the first gap tried on a bucket of one (4/s).
@@ -91,13 +103,62 @@ func (s *single) release(now time.Time) time.Time {
 		s.measured = false
 		return time.Time{}
 	}
-	at := s.base.Add(time.Duration(s.gap * float64(time.Second)))
+	gap := s.gap
+	if s.probing() && !s.cheap(s.base.Add(secs(gap-s.late))) {
+		// A probe goes only where its 429 would be cheap; the other
+		// requests go at the best gap accepted so far.
+		gap = s.hi
+	}
+	at := s.base.Add(secs(gap - s.late))
 	if at.After(now) {
 		return at
 	}
+	s.late = min(0.8*s.late+0.2*now.Sub(at).Seconds(), 0.1*gap)
 	s.measured, s.sentGap = true, now.Sub(s.base).Seconds()
 	return time.Time{}
 }
+
+// sent records that the request in flight left at now.
+func (s *single) sent(now time.Time) { s.sentAt = now }
+
+// clock narrows the server's clock offset from the Date (Unix second d)
+// of an answer that arrived at now.
+func (s *single) clock(d int64, ok bool, now time.Time) {
+	if !ok || s.sentAt.IsZero() {
+		return
+	}
+	lo := float64(d) - float64(now.UnixNano())/1e9
+	hi := float64(d) + 1 - float64(s.sentAt.UnixNano())/1e9
+	if !s.clocked || lo > s.thHi || hi < s.thLo {
+		s.thLo, s.thHi, s.clocked = lo, hi, true
+		return
+	}
+	s.thLo, s.thHi = max(s.thLo, lo), min(s.thHi, hi)
+}
+
+// probing reports whether the chosen gap is a step below every gap
+// accepted so far, after a first refusal (the doubling before it is not
+// held back: it finds R's order of magnitude within a few requests).
+func (s *single) probing() bool { return s.lo > 0 && s.hi > 0 && s.gap < s.hi }
+
+// cheap reports whether a request released at t that drew a 429 would
+// close the gate only briefly: the server's bucket is full again at most
+// 1/R after the refused request, and the gate ends at Reset, the next
+// whole second; a request between 1/R and 1/R + W before a whole second
+// is refused for at most W + 1/R. W is three gaps (at least 250 ms), so
+// a few steps fit into each second. Until the server's clock is known to
+// within 50 ms, every time is as cheap as any other.
+func (s *single) cheap(t time.Time) bool {
+	if !s.clocked || s.thHi-s.thLo > 0.05 {
+		return true
+	}
+	srv := float64(t.UnixNano())/1e9 + (s.thLo+s.thHi)/2
+	left := math.Ceil(srv) - srv
+	w := max(0.25, 3*s.gap)
+	return left > s.hi && left <= s.hi+w
+}
+
+func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 // lost records a request that got no answer: whether the server counted
 // it is unknown, so the next one is not measured.
