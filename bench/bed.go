@@ -111,7 +111,6 @@ func newBedWith(bin, dir, imagesDir string, n int, lim limits) (*bed, error) {
 		// and write further apart than half of it (R = 5: 200 ms apart).
 		"LKFLEET_LOCK_SETTLE=" + lockSettle(lim.R).String(),
 		"PATH=" + os.Getenv("PATH"),
-		"LKFLEET_DEBUG_ONE=" + os.Getenv("LKFLEET_DEBUG_ONE"),
 		"HOME=" + dir,
 	}
 	if err := b.writeFleet("v1", n); err != nil {

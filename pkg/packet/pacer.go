@@ -2,7 +2,6 @@ package packet
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"net/http"
 	"strconv"
@@ -437,9 +436,6 @@ func (p *pacer) doneOne(now time.Time, h http.Header, status int, okT bool, rese
 	} else {
 		p.accepted++
 		p.one.accepted(now)
-	}
-	if debugOne != nil {
-		fmt.Fprintln(debugOne, "one", now.UnixMicro()%100000000, status, p.one.measured, int(p.one.sentGap*1e6), "lo", int(p.one.lo*1e6), "hi", int(p.one.hi*1e6), "gap", int(p.one.gap*1e6), "pause", pause.Milliseconds())
 	}
 	// The gap is kept by wait itself; the limiter only applies --rate.
 	p.est = 1 / p.one.gap

@@ -2,7 +2,6 @@ package packet
 
 import (
 	"math"
-	"os"
 	"time"
 )
 
@@ -60,9 +59,6 @@ type single struct {
 	gap      float64
 	measured bool
 	sentGap  float64
-	// late is how much later than asked requests lately left (timer and
-	// scheduling delay, seconds): releases are asked for that much sooner.
-	late float64
 	// sentAt is when the request in flight left. thLo and thHi bracket
 	// the server's clock minus ours (seconds), learnt from Date: the
 	// server's second D began before it answered and ends after it was
@@ -71,6 +67,11 @@ type single struct {
 	sentAt     time.Time
 	thLo, thHi float64
 	clocked    bool
+	// late is how much later than asked a request lately left when the
+	// head waited for its gap (timer and scheduling delay, seconds);
+	// waitedFor is the release time it waited for.
+	late      float64
+	waitedFor time.Time
 }
 
 // singleStart is the first gap tried on a bucket of one (4/s).
@@ -104,16 +105,27 @@ func (s *single) release(now time.Time) time.Time {
 		return time.Time{}
 	}
 	gap := s.gap
-	if s.probing() && !s.cheap(s.base.Add(secs(gap-s.late))) {
-		// A probe goes only where its 429 would be cheap; the other
-		// requests go at the best gap accepted so far.
-		gap = s.hi
+	if s.probing() {
+		// A probe leaves as much sooner as requests usually leave late
+		// (hi and lo are gaps measured as requests left), or the
+		// lateness would eat the step; it goes only where its 429 would
+		// be cheap. Otherwise the request goes at the best gap accepted
+		// so far. Settled requests are not sent sooner: at R = 20 the
+		// lateness varies by a millisecond, enough to draw 429s.
+		gap = max(gap-s.late, s.lo)
+		if !s.cheap(s.base.Add(secs(gap))) {
+			gap = s.hi
+		}
 	}
-	at := s.base.Add(secs(gap - s.late))
+	at := s.base.Add(secs(gap))
 	if at.After(now) {
+		s.waitedFor = at
 		return at
 	}
-	s.late = min(0.8*s.late+0.2*now.Sub(at).Seconds(), 0.1*gap)
+	if !s.waitedFor.IsZero() {
+		s.late = min(0.8*s.late+0.2*now.Sub(s.waitedFor).Seconds(), 0.1*gap)
+		s.waitedFor = time.Time{}
+	}
 	s.measured, s.sentGap = true, now.Sub(s.base).Seconds()
 	return time.Time{}
 }
@@ -146,16 +158,18 @@ func (s *single) probing() bool { return s.lo > 0 && s.hi > 0 && s.gap < s.hi }
 // 1/R after the refused request, and the gate ends at Reset, the next
 // whole second; a request between 1/R and 1/R + W before a whole second
 // is refused for at most W + 1/R. W is three gaps (at least 250 ms), so
-// a few steps fit into each second. Until the server's clock is known to
-// within 50 ms, every time is as cheap as any other.
+// a few steps fit into each second; the window keeps clear of the
+// second's end by the uncertainty of the server's clock. Until that clock
+// is known to within 100 ms, every time is as cheap as any other.
 func (s *single) cheap(t time.Time) bool {
-	if !s.clocked || s.thHi-s.thLo > 0.05 {
+	if !s.clocked || s.thHi-s.thLo > 0.1 {
 		return true
 	}
-	srv := float64(t.UnixNano())/1e9 + (s.thLo+s.thHi)/2
+	err := (s.thHi - s.thLo) / 2
+	srv := float64(t.UnixNano())/1e9 + s.thLo + err
 	left := math.Ceil(srv) - srv
 	w := max(0.25, 3*s.gap)
-	return left > s.hi && left <= s.hi+w
+	return left > s.hi+err && left <= s.hi+err+w
 }
 
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
@@ -216,5 +230,3 @@ func (s *single) choose(now time.Time) {
 		s.gap = max(s.hi, s.lo*1.02)*(1+s.margin) + s.slack
 	}
 }
-
-var debugOne, _ = os.OpenFile(os.Getenv("LKFLEET_DEBUG_ONE"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
