@@ -300,6 +300,12 @@ func (p *pacer) done(sent time.Time, h http.Header, status int) time.Duration {
 	if okL && limit == 1 {
 		return p.doneOne(now, h, status, okT, reset)
 	}
+	if p.one.on && okL {
+		// The server's bucket is no longer one token: pace by its
+		// Remaining again, from the pace found so far.
+		p.one.on = false
+		p.notify()
+	}
 	if status == http.StatusTooManyRequests {
 		return p.throttled(h, now, okT, reset)
 	}
