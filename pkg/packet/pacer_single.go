@@ -34,8 +34,9 @@ import (
 //   - Bracketed: gap hi × (1 + margin) + slack. A refusal at that gap
 //     (not at a probe) proves 1/R above it: hi moves above the refused
 //     gap and margin and slack double.
-//   - After two minutes (then four times longer after each) one probe 2 %
-//     below hi checks whether the server's limit was raised.
+//   - After two minutes (then four times longer after each) one probe 10 %
+//     below the bracket checks whether the server's limit was raised;
+//     accepted, the gap halves again until the next refusal.
 //
 // A refused request closes the gate (until Reset or Retry-After), after
 // which the bucket is full again: the next request goes without a gap.
@@ -53,6 +54,10 @@ type single struct {
 	// probeAt is when the next probe below hi may go; probes counts them.
 	probeAt time.Time
 	probes  int
+	// probeDue is set from probeAt until a probe went (it waits for a
+	// cheap moment); sentProbe says the request in flight is a step
+	// below hi.
+	probeDue, sentProbe bool
 	// gap is the gap chosen for the next request, in seconds; measured
 	// whether the request in flight was released at a known gap, and at
 	// which.
@@ -112,7 +117,13 @@ func (s *single) release(now time.Time) time.Time {
 		// be cheap. Otherwise the request goes at the best gap accepted
 		// so far. Settled requests are not sent sooner: at R = 20 the
 		// lateness varies by a millisecond, enough to draw 429s.
-		gap = max(gap-s.late, s.lo)
+		// Never below a refused gap, except for the probe that checks
+		// whether the limit was raised.
+		floor := s.lo
+		if s.probeDue {
+			floor = 0
+		}
+		gap = max(gap-s.late, floor)
 		if !s.cheap(s.base.Add(secs(gap))) {
 			gap = s.hi
 		}
@@ -122,6 +133,7 @@ func (s *single) release(now time.Time) time.Time {
 		s.waitedFor = at
 		return at
 	}
+	s.sentProbe = gap < s.hi
 	if !s.waitedFor.IsZero() {
 		s.late = min(0.8*s.late+0.2*now.Sub(s.waitedFor).Seconds(), 0.1*gap)
 		s.waitedFor = time.Time{}
@@ -180,9 +192,18 @@ func (s *single) lost() { s.base = time.Time{} }
 
 // accepted records an accepted answer that arrived at now.
 func (s *single) accepted(now time.Time) {
+	if s.sentProbe {
+		s.probeDue = false
+	}
 	if s.measured {
-		if g := s.sentGap; s.hi == 0 || g < s.hi {
+		g := s.sentGap
+		if s.hi == 0 || g < s.hi {
 			s.hi = g
+		}
+		if s.lo > 0 && g < 0.95*s.lo {
+			// Accepted well below a gap that was refused: the server's
+			// limit was raised. Double the pace again from here.
+			s.lo = 0
 		}
 	}
 	s.base = now
@@ -191,6 +212,9 @@ func (s *single) accepted(now time.Time) {
 
 // refused records a 429 that arrived at now; the gate is closed.
 func (s *single) refused(now time.Time) {
+	if s.sentProbe {
+		s.probeDue = false
+	}
 	if s.measured {
 		g := s.sentGap
 		s.lo = max(s.lo, g)
@@ -221,11 +245,15 @@ func (s *single) choose(now time.Time) {
 		s.gap = s.hi / 2
 	case !s.settled():
 		s.gap = s.hi * 0.98
-	case now.After(s.probeAt):
-		// One probe below hi; its answer moves hi or lo.
-		s.probes++
-		s.probeAt = now.Add(singleProbeQuiet << (2 * min(s.probes, 10)))
-		s.gap = s.hi * 0.98
+	case s.probeDue || now.After(s.probeAt):
+		// One probe 10 % below the bracket: accepted, the limit was
+		// raised (see accepted); refused, one cheap 429.
+		if !s.probeDue {
+			s.probeDue = true
+			s.probes++
+			s.probeAt = now.Add(singleProbeQuiet << (2 * min(s.probes, 10)))
+		}
+		s.gap = min(s.hi, s.lo) * 0.9
 	default:
 		s.gap = max(s.hi, s.lo*1.02)*(1+s.margin) + s.slack
 	}

@@ -325,3 +325,30 @@ func TestBucketOfOneSerial(t *testing.T) {
 		}
 	})
 }
+
+// TestBucketOfOneRaised: a bucket of one whose limit is raised from 20/s
+// to 40/s while the client settled at 20/s is found out by the probe two
+// minutes later, and the pace follows.
+func TestBucketOfOneRaised(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bk := newBucket(&fakeAPI{}, 20, 1, true)
+		c := memClient(t, bk, time.Millisecond, nil)
+		runWorkers(t, c, 100, 4)
+		bk.mu.Lock()
+		bk.rate = 40
+		bk.mu.Unlock()
+		time.Sleep(3 * time.Minute)
+		runWorkers(t, c, 100, 4) // the probe, and finding 40/s
+		took, failed := runWorkers(t, c, 200, 4)
+		if failed != 0 {
+			t.Errorf("%d calls failed", failed)
+		}
+		// At 20/s 200 calls take 10 s; at 40/s, 5 s.
+		if took > 6*time.Second {
+			t.Errorf("200 calls after the limit went to 40/s took %v, want <= 6 s", took)
+		}
+		if st := c.Stats(); st.Throttled > 5 {
+			t.Errorf("%d 429s, want <= 5 (two per bracket, one probe)", st.Throttled)
+		}
+	})
+}
