@@ -38,8 +38,11 @@ import (
 //     below the bracket checks whether the server's limit was raised;
 //     accepted, the gap halves again until the next refusal.
 //
-// A refused request closes the gate (until Reset or Retry-After), after
-// which the bucket is full again: the next request goes without a gap.
+// Every step below hi after the first refusal waits for a moment where a
+// 429 would close the gate only briefly (see cheap); the requests between
+// go at hi. A refused request closes the gate (until Reset or
+// Retry-After), after which the bucket is full again: the next request
+// goes without a gap.
 type single struct {
 	on bool
 	// base is when the answer to the last accepted request arrived (zero:
