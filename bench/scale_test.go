@@ -40,6 +40,12 @@ func TestScale(t *testing.T) {
 	}{
 		{"told nothing, R=100 B=20", 150, limits{R: 100, B: 20, T: 500 * time.Millisecond}, 1},
 		{"small bucket, R=40 B=2", 60, limits{R: 40, B: 2, T: 500 * time.Millisecond}, 3},
+		// A bucket of one shows nothing before its 429: one while the
+		// pace doubles, one while it steps down to R (pkg/packet
+		// pacer_single.go), and on a loaded machine a millisecond of
+		// jitter at 25 ms gaps may draw one or two more, each of which
+		// doubles the margin.
+		{"bucket of one, R=40 B=1", 60, limits{R: 40, B: 1, T: 500 * time.Millisecond}, 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

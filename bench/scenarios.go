@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -89,6 +90,9 @@ func benchApplyWith(ctx context.Context, o opts, n int, lim limits) (applyResult
 	after, err := b.cli(ctx, "plan", "-f", b.fleet, "--detailed-exitcode")
 	if err != nil {
 		return applyResult{}, err
+	}
+	if dir := os.Getenv("BENCH_TIMELINE"); dir != "" {
+		writeTimeline(filepath.Join(dir, name+".tsv"), ap.Timeline)
 	}
 	st := ap.Stats
 	bound := lim.createBound(n)
@@ -238,4 +242,15 @@ func mkdir(parent, name string) string {
 	d := filepath.Join(parent, name)
 	os.MkdirAll(d, 0o755)
 	return d
+}
+
+// writeTimeline writes a run's requests, one a line (seconds from the
+// process start, route, status), for reading where the time went; set
+// BENCH_TIMELINE to a directory to get one file per apply scenario.
+func writeTimeline(path string, tl []reqEvent) {
+	var b strings.Builder
+	for _, e := range tl {
+		fmt.Fprintf(&b, "%.4f\t%s\t%d\n", e.At.Seconds(), e.Route, e.Status)
+	}
+	os.WriteFile(path, []byte(b.String()), 0o644)
 }

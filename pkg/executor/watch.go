@@ -32,7 +32,7 @@ type snapshot struct {
 //     device ready), and while every waiter is a registered device that
 //     began less than T ago, it does not list at all.
 //   - While other calls use the request budget, listings take at most
-//     pollShare (2 %) of it: a listing of N devices costs ceil(N/1000) requests,
+//     pollShare (1 %) of it: a listing of N devices costs ceil(N/1000) requests,
 //     so at R requests/s polls are at least pages/(pollShare·R) apart, and
 //     never closer than interval.
 //   - When the budget is idle (the tail of a wave: every create sent),
@@ -82,10 +82,12 @@ type waitReg struct {
 // Polling shares (see watcher).
 const (
 	// pollShare is the most of the request budget listings take while
-	// other calls need it: every listing request then is a create less,
-	// and 10,000 creates within 1.05× of their request bound leave room
-	// for about 2 %.
-	pollShare = 0.02
+	// other calls need it: every listing request then is a create less.
+	// 10,000 creates within 1.05× of their request bound leave room for
+	// about 2 %, 300 creates at R = 5 within 1.10× for less than that
+	// once planning and the lease took theirs; a listing while calls go
+	// out only reports progress sooner (the tail polls fast), so 1 %.
+	pollShare = 0.01
 	// tailShare is the most they take when nothing else does.
 	tailShare = 0.5
 	// tailGap is the shortest gap between polls.
@@ -198,8 +200,14 @@ func (w *watcher) run(ctx context.Context) {
 	var failingSince time.Time // start of the current run of failed listings
 	// notBefore is the previous listing's start plus the gap judged right
 	// after it: judged once, or the wake-ups of waiters would re-judge it
-	// until a quiet moment let a listing through.
-	var notBefore time.Time
+	// until a quiet moment let a listing through. The one exception is the
+	// budget turning idle (the last call of a wave went out): a gap judged
+	// busy — ten seconds at R = 5 — would then hide the last devices for
+	// that long after they are ready, so while it lasts the gap is judged
+	// again every tailGap and may only shrink, to the idle gap counted
+	// from the previous listing, once the budget has stayed idle for a
+	// tailGap (a single look may fall between two calls).
+	var notBefore, lastStart, idleFrom time.Time
 	list := w.cloud.List
 	if sl, ok := w.cloud.(stateLister); ok {
 		list = sl.ListStates
@@ -215,8 +223,22 @@ func (w *watcher) run(ctx context.Context) {
 			w.mu.Lock()
 			at := w.earliest(now)
 			w.mu.Unlock()
+			if notBefore.Sub(now) > tailGap {
+				switch idle := lastStart.Add(w.gap()); {
+				case !idle.Before(notBefore):
+					idleFrom = time.Time{}
+				case idleFrom.IsZero():
+					idleFrom = now
+				case now.Sub(idleFrom) >= tailGap:
+					notBefore = latest(idle, now)
+				}
+			}
 			at = latest(at, notBefore)
 			if d := at.Sub(now); d > 0 {
+				if at.Equal(notBefore) {
+					// Re-judge a long busy gap (above) every tailGap.
+					d = min(d, tailGap)
+				}
 				// Sleep, but re-decide when a new waiter comes: it may
 				// be one that needs a listing at once (a lookup).
 				t := time.NewTimer(d)
@@ -237,6 +259,7 @@ func (w *watcher) run(ctx context.Context) {
 			w.starts = append(w.starts, start)
 			w.mu.Unlock()
 			lives, err := list(ctx)
+			lastStart, idleFrom = start, time.Time{}
 			notBefore = start.Add(w.gap())
 			if err != nil {
 				if ctx.Err() != nil {

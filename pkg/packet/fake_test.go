@@ -220,6 +220,7 @@ func (b *bucket) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.throttled++
 	}
 	h := w.Header()
+	h.Set("Date", now.UTC().Format(http.TimeFormat))
 	h.Set("X-RateLimit-Limit", strconv.Itoa(int(b.burst)))
 	h.Set("X-RateLimit-Remaining", strconv.Itoa(int(b.tokens)))
 	reset := now.Add(time.Second)

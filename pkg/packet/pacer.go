@@ -108,6 +108,13 @@ type pacer struct {
 	winAt time.Time
 	winN  int
 	used  float64
+	// one paces a server whose bucket holds one token (pacer_single.go).
+	one single
+	// shortOpen is when a gate that Reset shortened opens, shortSent when
+	// the first request after it was released; noShort is set once that
+	// request drew a 429: Reset is then not trusted again.
+	shortOpen, shortSent time.Time
+	noShort              bool
 }
 
 // paceSample is the state at the start of a measuring span.
@@ -136,38 +143,59 @@ func capBurst(rcap float64) int {
 }
 
 // wait blocks until the gate is open and the limiter grants a token, then
-// counts the request as in flight. Every started request must be matched by
-// one call to done.
+// counts the request as in flight and returns when it was released. Every
+// started request must be matched by one call to done with that time.
 //
 // Only one caller at a time (the head) holds a reservation on the limiter.
 // If every caller reserved at once, rate.Limiter would hand out start times
 // far into the future at the pace of that moment, and a faster pace learnt
 // a moment later could not pull them back. The head instead re-reserves
 // whenever the pace changes, so a new pace applies to the very next request.
-func (p *pacer) wait(ctx context.Context) error {
+func (p *pacer) wait(ctx context.Context) (time.Time, error) {
 	select {
 	case p.head <- struct{}{}:
 	case <-ctx.Done():
-		return ctx.Err()
+		return time.Time{}, ctx.Err()
 	}
 	defer func() { <-p.head }()
 	for {
 		if err := p.waitGate(ctx); err != nil {
-			return err
+			return time.Time{}, err
 		}
 		p.mu.Lock()
 		changed := p.changed
 		// Until the first answer tells us the server's limits, send one
 		// probe at a time rather than a burst that may all be refused.
 		probing := !p.learned && p.inFlight > 0
+		// A bucket of one: one request at a time, each a gap after the
+		// answer to the previous one (pacer_single.go).
+		var spaced time.Duration
+		if p.one.on {
+			probing = probing || p.inFlight > 0
+			if at := p.one.release(time.Now()); !at.IsZero() {
+				spaced = time.Until(at)
+			}
+		}
 		p.mu.Unlock()
 		if probing {
 			select {
 			case <-changed:
 				continue
 			case <-ctx.Done():
-				return ctx.Err()
+				return time.Time{}, ctx.Err()
 			}
+		}
+		if spaced > 0 {
+			t := time.NewTimer(spaced)
+			select {
+			case <-t.C:
+			case <-changed:
+				t.Stop()
+			case <-ctx.Done():
+				t.Stop()
+				return time.Time{}, ctx.Err()
+			}
+			continue
 		}
 		r := p.lim.Reserve()
 		if d := r.Delay(); d > 0 {
@@ -181,20 +209,31 @@ func (p *pacer) wait(ctx context.Context) error {
 			case <-ctx.Done():
 				t.Stop()
 				r.Cancel()
-				return ctx.Err()
+				return time.Time{}, ctx.Err()
 			}
 		}
 		p.mu.Lock()
 		// A 429 may have closed the gate while the head waited for its
 		// token: wait for the gate rather than add to a storm.
-		if time.Now().Before(p.notBefore) {
+		now := time.Now()
+		if now.Before(p.notBefore) {
 			p.mu.Unlock()
 			continue
 		}
+		if p.one.on && (p.inFlight > 0 || !p.one.release(now).IsZero()) {
+			// The gap grew while the head waited for its token.
+			p.mu.Unlock()
+			r.Cancel()
+			continue
+		}
 		p.inFlight++
-		p.countStart(time.Now())
+		p.countStart(now)
+		p.one.sent(now)
+		if !p.shortOpen.IsZero() && p.shortSent.IsZero() {
+			p.shortSent = now
+		}
 		p.mu.Unlock()
-		return nil
+		return now, nil
 	}
 }
 
@@ -223,20 +262,28 @@ func (p *pacer) waitGate(ctx context.Context) error {
 	}
 }
 
-// done records the end of a request started by wait: h and status are the
-// response's headers and status code, or nil and 0 when none arrived.
-// It returns how long the gate is closed when the response was a 429.
-func (p *pacer) done(h http.Header, status int) time.Duration {
+// done records the end of a request released by wait at sent: h and
+// status are the response's headers and status code, or nil and 0 when
+// none arrived. It returns how long the gate is closed when the response
+// was a 429.
+func (p *pacer) done(sent time.Time, h http.Header, status int) time.Duration {
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.inFlight--
 	first := false
 	if h == nil {
-		if !p.learned {
+		p.one.lost()
+		if !p.learned || p.one.on {
 			p.notify() // let the next probe go
 		}
 		return 0
+	}
+	if !p.shortSent.IsZero() && sent.Equal(p.shortSent) {
+		// The first request after a gate Reset shortened: a 429 means
+		// the server's bucket was not full at its Reset after all.
+		p.noShort = p.noShort || status == http.StatusTooManyRequests
+		p.shortOpen, p.shortSent = time.Time{}, time.Time{}
 	}
 	if !p.learned {
 		p.learned = true
@@ -249,6 +296,15 @@ func (p *pacer) done(h http.Header, status int) time.Duration {
 	window := time.Second
 	if okT {
 		window = max(time.Unix(int64(reset), 0).Sub(now), time.Second)
+	}
+	if okL && limit == 1 {
+		return p.doneOne(now, h, status, okT, reset)
+	}
+	if p.one.on && okL {
+		// The server's bucket is no longer one token: pace by its
+		// Remaining again, from the pace found so far.
+		p.one.on = false
+		p.notify()
 	}
 	if status == http.StatusTooManyRequests {
 		return p.throttled(h, now, okT, reset)
@@ -289,16 +345,7 @@ func (p *pacer) done(h http.Header, status int) time.Duration {
 // throttled handles a 429: it closes the gate for every caller and lowers
 // the estimate. p.mu is held.
 func (p *pacer) throttled(h http.Header, now time.Time, okT bool, reset int) time.Duration {
-	pause := retryAfter(h, now)
-	if pause <= 0 && okT {
-		pause = time.Unix(int64(reset), 0).Sub(now)
-	}
-	if pause <= 0 {
-		pause = defaultThrottlePause
-	}
-	if until := now.Add(pause); until.After(p.notBefore) {
-		p.notBefore = until
-	}
+	pause := p.closeGate(h, now, okT, reset)
 	// Requests sent at the pace that drew this 429 may still be refused:
 	// only the first 429 after the gate opened teaches something.
 	if p.throttledAt.IsZero() || now.Sub(p.throttledAt) > pause/2 {
@@ -337,6 +384,70 @@ func (p *pacer) throttled(h http.Header, now time.Time, okT bool, reset int) tim
 	// sends. Restart at the estimate once the gate opens.
 	p.sample.ok = false
 	p.setPace(now, p.est*(1-paceMargin))
+	return pause
+}
+
+// closeGate closes the gate after a 429 and returns for how long: until
+// Retry-After, or until X-RateLimit-Reset when that is sooner. Both are
+// the server's word — Retry-After how long to wait, Reset when its bucket
+// is full again, after which a request is accepted — but Retry-After
+// counts whole seconds rounded up (at least one), where the bucket of a
+// fast server is full again within milliseconds: Reset, a Unix second,
+// halves the average pause. Reset is read on this host's clock, so it is
+// trusted only while the server's Date agrees with that clock to within
+// a second, and never again once the first request after a gate that
+// Reset shortened drew a 429. Neither header: one second. p.mu is held.
+func (p *pacer) closeGate(h http.Header, now time.Time, okT bool, reset int) time.Duration {
+	pause := retryAfter(h, now)
+	if okT {
+		until := time.Unix(int64(reset), 0).Sub(now)
+		switch {
+		case pause <= 0:
+			pause = until
+		case until > 0 && until < pause && !p.noShort && clockAgrees(h, now):
+			pause = until
+			p.shortOpen, p.shortSent = now.Add(pause), time.Time{}
+		}
+	}
+	if pause <= 0 {
+		pause = defaultThrottlePause
+	}
+	if until := now.Add(pause); until.After(p.notBefore) {
+		p.notBefore = until
+	}
+	return pause
+}
+
+// clockAgrees reports whether the response's Date is within a second of
+// now (Date has one-second resolution: it is the server's second).
+func clockAgrees(h http.Header, now time.Time) bool {
+	d, err := http.ParseTime(h.Get("Date"))
+	if err != nil {
+		return false
+	}
+	skew := now.Sub(d)
+	return skew > -time.Second && skew < 2*time.Second
+}
+
+// doneOne handles an answer of a server whose bucket holds one token
+// (pacer_single.go). p.mu is held.
+func (p *pacer) doneOne(now time.Time, h http.Header, status int, okT bool, reset int) time.Duration {
+	p.one.start(now)
+	date, err := http.ParseTime(h.Get("Date"))
+	p.one.clock(date.Unix(), err == nil, now)
+	var pause time.Duration
+	if status == http.StatusTooManyRequests {
+		pause = p.closeGate(h, now, okT, reset)
+		p.one.refused(now)
+	} else {
+		p.accepted++
+		p.one.accepted(now)
+	}
+	// The gap is kept by wait itself; the limiter only applies --rate.
+	p.est = 1 / p.one.gap
+	p.setPace(now, math.Inf(1))
+	p.pace = min(p.est, p.pace)
+	p.notify() // the head waits for this answer
 	return pause
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -189,16 +190,24 @@ func TestPacerUnknownLimits(t *testing.T) {
 					if failed != 0 {
 						t.Errorf("%d calls failed", failed)
 					}
-					if st.Throttled > n/100 {
-						t.Errorf("%d answers were 429, want <= %d", st.Throttled, n/100)
+					// A bucket of one refuses once while the pace doubles
+					// and once more while it steps down to R; nothing
+					// else may.
+					max429 := n / 100
+					if b == 1 {
+						max429 = 2
+					}
+					if st.Throttled > max429 {
+						t.Errorf("%d answers were 429, want <= %d", st.Throttled, max429)
 					}
 					// What learning may cost: B ≥ 2 shows the bucket
 					// draining before it refuses, and 300 calls at R
 					// spend at most 0.2 s finding R; B = 1 shows nothing
-					// but its 429s, each closing the gate for a second.
+					// but its 429s, each closing the gate until the next
+					// Reset second, and the steps down to R.
 					allow := bound*110/100 + 200*time.Millisecond
 					if b == 1 {
-						allow = bound*115/100 + 3*time.Second
+						allow = bound*110/100 + 2*time.Second
 					}
 					if took > allow {
 						t.Errorf("took %v, want <= %v", took, allow)
@@ -207,4 +216,139 @@ func TestPacerUnknownLimits(t *testing.T) {
 			})
 		}
 	}
+}
+
+// resetServer refuses the requests whose numbers (from 1) are in refuse
+// with Retry-After: 1 and X-RateLimit-Reset at the next whole second,
+// serves the others, and records when each arrived.
+type resetServer struct {
+	next   http.Handler
+	refuse map[int]bool
+
+	mu       sync.Mutex
+	arrivals []time.Time
+}
+
+func (s *resetServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	s.mu.Lock()
+	s.arrivals = append(s.arrivals, now)
+	refuse := s.refuse[len(s.arrivals)]
+	s.mu.Unlock()
+	h := w.Header()
+	h.Set("Date", now.UTC().Format(http.TimeFormat))
+	h.Set("X-RateLimit-Limit", "20")
+	h.Set("X-RateLimit-Remaining", "10")
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(now.Unix()+1, 10))
+	if refuse {
+		h.Set("Retry-After", "1")
+		writeJSON(w, 429, map[string]any{"errors": []string{"Rate limit exceeded"}})
+		return
+	}
+	s.next.ServeHTTP(w, r)
+}
+
+// TestGateEndsAtReset: a 429 whose X-RateLimit-Reset (the second at which
+// the server's bucket is full again) comes before its Retry-After opens
+// the gate at Reset. Once the first request after such a gate is refused
+// too, Reset is not trusted again and the gates last Retry-After.
+func TestGateEndsAtReset(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &resetServer{next: &fakeAPI{}, refuse: map[int]bool{2: true, 3: true, 5: true}}
+		c := memClient(t, s, 0, nil)
+		// 1 passes at 0.3 s; 2 is refused at 0.3 s, Reset 1 s: 3 goes at
+		// 1 s, not 1.3 s, and is refused again: Reset is not trusted any
+		// more. 4 goes a Retry-After later, at 2 s. 5, at 2.3 s, is
+		// refused with Reset 3 s, and 6 goes a whole Retry-After later,
+		// at 3.3 s.
+		time.Sleep(300 * time.Millisecond)
+		start := time.Unix(time.Now().Unix(), 0)
+		for i := range 3 {
+			if i == 2 {
+				time.Sleep(300 * time.Millisecond)
+			}
+			if _, err := c.List(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := []time.Duration{300 * time.Millisecond, 300 * time.Millisecond, time.Second, 2 * time.Second, 2300 * time.Millisecond, 3300 * time.Millisecond}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if len(s.arrivals) != len(want) {
+			t.Fatalf("%d requests, want %d", len(s.arrivals), len(want))
+		}
+		for i, a := range s.arrivals {
+			if got := a.Sub(start); got < want[i] || got > want[i]+50*time.Millisecond {
+				t.Errorf("request %d at %v, want %v", i+1, got, want[i])
+			}
+		}
+	})
+}
+
+// TestBucketOfOneSerial: against a bucket of one, requests go one at a
+// time (a second in flight could only be refused or hide when the server
+// counted the first), and once R is found the pace holds without 429s.
+func TestBucketOfOneSerial(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bk := newBucket(&fakeAPI{}, 20, 1, true)
+		var mu sync.Mutex
+		flight, peak := 0, 0
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			flight++
+			peak = max(peak, flight)
+			mu.Unlock()
+			time.Sleep(2 * time.Millisecond)
+			bk.ServeHTTP(w, r)
+			mu.Lock()
+			flight--
+			mu.Unlock()
+		})
+		c := memClient(t, h, time.Millisecond, nil)
+		runWorkers(t, c, 100, 8)
+		first := c.Stats().Throttled
+		took, failed := runWorkers(t, c, 200, 8)
+		st := c.Stats()
+		if failed != 0 {
+			t.Errorf("%d calls failed", failed)
+		}
+		if peak != 1 {
+			t.Errorf("%d requests in flight at once, want 1", peak)
+		}
+		if first > 2 || st.Throttled != first {
+			t.Errorf("%d 429s while learning R (want <= 2), %d after", first, st.Throttled-first)
+		}
+		// 200 calls at R = 20 take 10 s; the gaps settle within 4 % of
+		// 1/R plus the answer's time.
+		if took > 10700*time.Millisecond {
+			t.Errorf("200 calls at R = 20 took %v, want <= 10.7 s", took)
+		}
+	})
+}
+
+// TestBucketOfOneRaised: a bucket of one whose limit is raised from 20/s
+// to 40/s while the client settled at 20/s is found out by the probe two
+// minutes later, and the pace follows.
+func TestBucketOfOneRaised(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bk := newBucket(&fakeAPI{}, 20, 1, true)
+		c := memClient(t, bk, time.Millisecond, nil)
+		runWorkers(t, c, 100, 4)
+		bk.mu.Lock()
+		bk.rate = 40
+		bk.mu.Unlock()
+		time.Sleep(3 * time.Minute)
+		runWorkers(t, c, 100, 4) // the probe, and finding 40/s
+		took, failed := runWorkers(t, c, 200, 4)
+		if failed != 0 {
+			t.Errorf("%d calls failed", failed)
+		}
+		// At 20/s 200 calls take 10 s; at 40/s, 5 s.
+		if took > 6*time.Second {
+			t.Errorf("200 calls after the limit went to 40/s took %v, want <= 6 s", took)
+		}
+		if st := c.Stats(); st.Throttled > 5 {
+			t.Errorf("%d 429s, want <= 5 (two per bracket, one probe)", st.Throttled)
+		}
+	})
 }

@@ -160,7 +160,8 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // attempt sends one copy of req under the per-attempt timeout and returns
 // the response with its body fully read.
 func (t *transport) attempt(ctx context.Context, req *http.Request, getBody func() (io.ReadCloser, error)) (*http.Response, error) {
-	if err := t.pacer.wait(ctx); err != nil {
+	sent, err := t.pacer.wait(ctx)
+	if err != nil {
 		return nil, &waitError{err}
 	}
 	actx, cancel := context.WithTimeout(ctx, t.timeout)
@@ -172,7 +173,7 @@ func (t *transport) attempt(ctx context.Context, req *http.Request, getBody func
 	if getBody != nil {
 		body, err := getBody()
 		if err != nil {
-			t.pacer.done(nil, 0)
+			t.pacer.done(sent, nil, 0)
 			return nil, err
 		}
 		r.Body = body
@@ -182,7 +183,7 @@ func (t *transport) attempt(ctx context.Context, req *http.Request, getBody func
 	began := time.Now()
 	resp, err := t.base.RoundTrip(r)
 	if err != nil {
-		t.pacer.done(nil, 0)
+		t.pacer.done(sent, nil, 0)
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			err = fmt.Errorf("no response within %s: %w", t.timeout, err)
 		}
@@ -198,7 +199,7 @@ func (t *transport) attempt(ctx context.Context, req *http.Request, getBody func
 	if resp.StatusCode == http.StatusTooManyRequests {
 		t.throttled.Add(1)
 	}
-	t.pacer.done(resp.Header, resp.StatusCode)
+	t.pacer.done(sent, resp.Header, resp.StatusCode)
 	if rerr != nil {
 		err := fmt.Errorf("read %d response: %w", resp.StatusCode, rerr)
 		t.dumpError(r, err)

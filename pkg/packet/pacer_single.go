@@ -1,0 +1,263 @@
+package packet
+
+import (
+	"math"
+	"time"
+)
+
+// Pacing against a bucket of one token (X-RateLimit-Limit: 1).
+//
+// Such a server shows nothing before its 429: Remaining is 0 after every
+// accepted request, so the bucket-level measurements of pacer.measure see
+// no headroom and no drain. What it does show exactly is the rule it
+// applies: a request is accepted if and only if the server's refill time
+// 1/R has passed since it counted the last request it accepted.
+//
+// single therefore sends one request at a time and releases the next one
+// gap after the answer to the previous one arrived. The server counted the
+// previous request before that answer left, so it sees the two at least
+// gap apart whatever the network and the handler did meanwhile, and every
+// answer measures 1/R against gap: refused proves 1/R > gap; accepted says
+// 1/R ≤ gap plus the time the previous request spent between being
+// counted and answered, which is what pacing at that gap will see again.
+// From that bracket (lo, hi]:
+//
+//   - Nothing refused yet: halve the gap after each accepted request
+//     (double the pace) from a slow start.
+//   - hi more than 2.5 % above lo: step the gap 2 % below hi; each
+//     accepted step lowers hi, the first refusal raises lo to within 2 %
+//     of hi. From the first refusal on, finding R costs one more 429
+//     (a third would already be 1 % of 300 requests), and the smaller
+//     the step, the closer to R the pace settles: at R = 5 a step takes
+//     0.2 s, and every 1 % the settled pace stays under R costs 0.6 s
+//     over 300 requests.
+//   - Bracketed: gap hi × (1 + margin) + slack. A refusal at that gap
+//     (not at a probe) proves 1/R above it: hi moves above the refused
+//     gap and margin and slack double.
+//   - After two minutes (then four times longer after each) one probe 10 %
+//     below the bracket checks whether the server's limit was raised;
+//     accepted, the gap halves again until the next refusal.
+//
+// Every step below hi after the first refusal waits for a moment where a
+// 429 would close the gate only briefly (see cheap); the requests between
+// go at hi. A refused request closes the gate (until Reset or
+// Retry-After), after which the bucket is full again: the next request
+// goes without a gap.
+type single struct {
+	on bool
+	// base is when the answer to the last accepted request arrived (zero:
+	// none since the gate last closed, or the last request got no answer).
+	base time.Time
+	// lo and hi bracket the server's refill time in seconds (hi 0: no
+	// request accepted yet at a measured gap; lo 0: none refused).
+	lo, hi float64
+	// margin (relative) and slack (seconds) keep the settled gap off the
+	// edge.
+	margin, slack float64
+	// probeAt is when the next probe below hi may go; probes counts them.
+	probeAt time.Time
+	probes  int
+	// probeDue is set from probeAt until a probe went (it waits for a
+	// cheap moment); sentProbe says the request in flight is a step
+	// below hi.
+	probeDue, sentProbe bool
+	// gap is the gap chosen for the next request, in seconds; measured
+	// whether the request in flight was released at a known gap, and at
+	// which.
+	gap      float64
+	measured bool
+	sentGap  float64
+	// sentAt is when the request in flight left. thLo and thHi bracket
+	// the server's clock minus ours (seconds), learnt from Date: the
+	// server's second D began before it answered and ends after it was
+	// asked. Only when the bracket is narrow is a probe timed to a cheap
+	// 429 (see cheap).
+	sentAt     time.Time
+	thLo, thHi float64
+	clocked    bool
+	// late is how much later than asked a request lately left when the
+	// head waited for its gap (timer and scheduling delay, seconds);
+	// waitedFor is the release time it waited for.
+	late      float64
+	waitedFor time.Time
+}
+
+// singleStart is the first gap tried on a bucket of one (4/s).
+const singleStart = 0.25
+
+// Settled gap of a bucket of one: hi × (1 + margin) + slack, each doubled
+// by a 429 at that gap, up to the caps.
+const (
+	singleMargin    = 0.003
+	singleSlack     = 0.0005
+	singleMarginCap = 0.1
+	singleSlackCap  = 0.005
+)
+
+// singleProbeQuiet is how long a bracketed gap holds before the first
+// probe below it; four times longer before each further one.
+const singleProbeQuiet = 2 * time.Minute
+
+func (s *single) start(now time.Time) {
+	if s.on {
+		return
+	}
+	*s = single{on: true, margin: singleMargin, slack: singleSlack, gap: singleStart, probeAt: now.Add(singleProbeQuiet)}
+}
+
+// release returns when the next request may go, given that it is now
+// (zero: at once), and records the gap it goes at.
+func (s *single) release(now time.Time) time.Time {
+	if s.base.IsZero() {
+		s.measured = false
+		return time.Time{}
+	}
+	gap := s.gap
+	if s.probing() {
+		// A probe leaves as much sooner as requests usually leave late
+		// (hi and lo are gaps measured as requests left), or the
+		// lateness would eat the step; it goes only where its 429 would
+		// be cheap. Otherwise the request goes at the best gap accepted
+		// so far. Settled requests are not sent sooner: at R = 20 the
+		// lateness varies by a millisecond, enough to draw 429s.
+		// Never below a refused gap, except for the probe that checks
+		// whether the limit was raised.
+		floor := s.lo
+		if s.probeDue {
+			floor = 0
+		}
+		gap = max(gap-s.late, floor)
+		if !s.cheap(s.base.Add(secs(gap))) {
+			gap = s.hi
+		}
+	}
+	at := s.base.Add(secs(gap))
+	if at.After(now) {
+		s.waitedFor = at
+		return at
+	}
+	s.sentProbe = gap < s.hi
+	if !s.waitedFor.IsZero() {
+		s.late = min(0.8*s.late+0.2*now.Sub(s.waitedFor).Seconds(), 0.1*gap)
+		s.waitedFor = time.Time{}
+	}
+	s.measured, s.sentGap = true, now.Sub(s.base).Seconds()
+	return time.Time{}
+}
+
+// sent records that the request in flight left at now.
+func (s *single) sent(now time.Time) { s.sentAt = now }
+
+// clock narrows the server's clock offset from the Date (Unix second d)
+// of an answer that arrived at now.
+func (s *single) clock(d int64, ok bool, now time.Time) {
+	if !ok || s.sentAt.IsZero() {
+		return
+	}
+	lo := float64(d) - float64(now.UnixNano())/1e9
+	hi := float64(d) + 1 - float64(s.sentAt.UnixNano())/1e9
+	if !s.clocked || lo > s.thHi || hi < s.thLo {
+		s.thLo, s.thHi, s.clocked = lo, hi, true
+		return
+	}
+	s.thLo, s.thHi = max(s.thLo, lo), min(s.thHi, hi)
+}
+
+// probing reports whether the chosen gap is a step below every gap
+// accepted so far, after a first refusal (the doubling before it is not
+// held back: it finds R's order of magnitude within a few requests).
+func (s *single) probing() bool { return s.lo > 0 && s.hi > 0 && s.gap < s.hi }
+
+// cheap reports whether a request released at t that drew a 429 would
+// close the gate only briefly: the server's bucket is full again at most
+// 1/R after the refused request, and the gate ends at Reset, the next
+// whole second; a request between 1/R and 1/R + W before a whole second
+// is refused for at most W + 1/R. W is three gaps (at least 250 ms), so
+// a few steps fit into each second; the window keeps clear of the
+// second's end by the uncertainty of the server's clock. Until that clock
+// is known to within 100 ms, every time is as cheap as any other.
+func (s *single) cheap(t time.Time) bool {
+	if !s.clocked || s.thHi-s.thLo > 0.1 {
+		return true
+	}
+	err := (s.thHi - s.thLo) / 2
+	srv := float64(t.UnixNano())/1e9 + s.thLo + err
+	left := math.Ceil(srv) - srv
+	w := max(0.25, 3*s.gap)
+	return left > s.hi+err && left <= s.hi+err+w
+}
+
+func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// lost records a request that got no answer: whether the server counted
+// it is unknown, so the next one is not measured.
+func (s *single) lost() { s.base = time.Time{} }
+
+// accepted records an accepted answer that arrived at now.
+func (s *single) accepted(now time.Time) {
+	if s.sentProbe {
+		s.probeDue = false
+	}
+	if s.measured {
+		g := s.sentGap
+		if s.hi == 0 || g < s.hi {
+			s.hi = g
+		}
+		if s.lo > 0 && g < 0.95*s.lo {
+			// Accepted well below a gap that was refused: the server's
+			// limit was raised. Double the pace again from here.
+			s.lo = 0
+		}
+	}
+	s.base = now
+	s.choose(now)
+}
+
+// refused records a 429 that arrived at now; the gate is closed.
+func (s *single) refused(now time.Time) {
+	if s.sentProbe {
+		s.probeDue = false
+	}
+	if s.measured {
+		g := s.sentGap
+		s.lo = max(s.lo, g)
+		if s.hi > 0 && g >= s.hi {
+			// Refused at a gap at least as long as one accepted before:
+			// that acceptance was the previous request's time in the
+			// server, not headroom. 1/R is above g.
+			s.margin = min(2*s.margin, singleMarginCap)
+			s.slack = min(2*s.slack, singleSlackCap)
+			s.hi = g * 1.02
+		}
+	}
+	s.base = time.Time{}
+	s.choose(now)
+}
+
+// settled reports whether lo and hi bracket the refill time closely.
+func (s *single) settled() bool { return s.lo > 0 && s.hi > 0 && s.hi <= s.lo*1.025 }
+
+// choose sets the gap of the next request.
+func (s *single) choose(now time.Time) {
+	switch {
+	case s.hi == 0:
+		// Nothing accepted at a measured gap yet: go slower than
+		// anything refused.
+		s.gap = max(singleStart, 2*s.lo)
+	case s.lo == 0:
+		s.gap = s.hi / 2
+	case !s.settled():
+		s.gap = s.hi * 0.98
+	case s.probeDue || now.After(s.probeAt):
+		// One probe 10 % below the bracket: accepted, the limit was
+		// raised (see accepted); refused, one cheap 429.
+		if !s.probeDue {
+			s.probeDue = true
+			s.probes++
+			s.probeAt = now.Add(singleProbeQuiet << (2 * min(s.probes, 10)))
+		}
+		s.gap = min(s.hi, s.lo) * 0.9
+	default:
+		s.gap = max(s.hi, s.lo*1.02)*(1+s.margin) + s.slack
+	}
+}
