@@ -4,8 +4,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/pprof"
 	"syscall"
 )
 
@@ -22,7 +25,50 @@ func realMain() int {
 		<-ctx.Done()
 		stop()
 	}()
+	done := profile(os.Getenv("LKFLEET_CPUPROFILE"), os.Getenv("LKFLEET_MEMPROFILE"))
 	code := Run(ctx, os.Args[1:], SystemEnv())
+	done()
 	stop()
 	return code
+}
+
+// profile starts the hidden profiling hook (docs/architecture.md,
+// "Profiling"): LKFLEET_CPUPROFILE names a file for a CPU profile of the
+// whole run, LKFLEET_MEMPROFILE one for a heap profile (allocations) at
+// its end, both for `go tool pprof`. It is how the scale figures of
+// docs/benchmarks.md are explained; a profile that cannot be written is
+// reported and the run goes on without it. done stops and writes them.
+func profile(cpu, mem string) (done func()) {
+	var cpuFile *os.File
+	if cpu != "" {
+		f, err := os.Create(cpu)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "lkfleet: cpu profile %s: %v\n", cpu, err)
+		} else {
+			cpuFile = f
+		}
+	}
+	return func() {
+		if cpuFile != nil {
+			pprof.StopCPUProfile()
+			cpuFile.Close()
+		}
+		if mem == "" {
+			return
+		}
+		f, err := os.Create(mem)
+		if err == nil {
+			runtime.GC() // the heap profile shows the state of the last GC
+			err = pprof.Lookup("allocs").WriteTo(f, 0)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "lkfleet: memory profile %s: %v\n", mem, err)
+		}
+	}
 }

@@ -3,7 +3,6 @@ package packet
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -99,9 +98,11 @@ func (c *Client) list(ctx context.Context, op string, q url.Values) ([]planner.L
 	q.Set("include", "facility")
 	var out []planner.Live
 	var pd packngo.Device
+	in := interner{}
 	err := listPaged(ctx, c, op, q, func(total int) { out = make([]planner.Live, 0, total) },
 		func(d *listedDevice) string { return d.ID },
 		func(d *listedDevice) {
+			d.intern(in)
 			d.fill(&pd)
 			l := toLive(&pd)
 			l.Network = d.network() // ports.go
@@ -152,7 +153,7 @@ func listPaged[T any](ctx context.Context, c *Client, op string, q url.Values, s
 			return c.pageError(op, page, err)
 		}
 		var root listPage[T]
-		if err := json.Unmarshal(body.Bytes(), &root); err != nil {
+		if err := decodePage(body.Bytes(), &root); err != nil {
 			return c.pageError(op, page, err)
 		}
 		if page == 1 && root.Meta.Total > 0 {

@@ -61,6 +61,39 @@ type listedEvent struct {
 	CreatedAt *packngo.Timestamp `json:"created_at"`
 }
 
+// intern replaces d's repeated strings by in's copies (see interner).
+func (d *listedDevice) intern(in interner) {
+	d.State, d.BillingCycle, d.SOS = in.get(d.State), in.get(d.BillingCycle), in.get(d.SOS)
+	d.UserData, d.IPXEScriptURL = in.get(d.UserData), in.get(d.IPXEScriptURL)
+	internTags(in, d.Tags)
+	if d.Plan != nil {
+		d.Plan.Slug = in.get(d.Plan.Slug)
+	}
+	if d.Facility != nil {
+		d.Facility.Code = in.get(d.Facility.Code)
+		if d.Facility.Metro != nil {
+			d.Facility.Metro.Code = in.get(d.Facility.Metro.Code)
+		}
+	}
+	if d.Metro != nil {
+		d.Metro.Code = in.get(d.Metro.Code)
+	}
+	internEvents(in, d.ProvisionEvents)
+}
+
+func internTags(in interner, tags []string) {
+	for i, t := range tags {
+		tags[i] = in.get(t)
+	}
+}
+
+func internEvents(in interner, events []listedEvent) {
+	for i := range events {
+		e := &events[i]
+		e.Type, e.State, e.Body = in.get(e.Type), in.get(e.State), in.get(e.Body)
+	}
+}
+
 // fill overwrites pd with the device's fields, so listings and
 // single-device answers share one mapping (toLive): a listing of 100,000
 // devices reuses one packngo.Device (about 2 KB) instead of allocating
@@ -138,9 +171,13 @@ func (c *Client) ListStates(ctx context.Context) ([]planner.Live, error) {
 	}
 	q := url.Values{"tag": {spec.TagFleet + c.fleet}, "exclude": {excludeForStates}}
 	var out []planner.Live
+	in := interner{}
 	err := listPaged(ctx, c, "list device states", q, func(total int) { out = make([]planner.Live, 0, total) },
 		func(d *stateDevice) string { return d.ID },
 		func(d *stateDevice) {
+			d.State = in.get(d.State)
+			internTags(in, d.Tags)
+			internEvents(in, d.ProvisionEvents)
 			pd := &packngo.Device{ID: d.ID, State: d.State, Tags: d.Tags, Created: d.Created}
 			for _, e := range d.ProvisionEvents {
 				pd.ProvisionEvents = append(pd.ProvisionEvents, &packngo.Event{Type: e.Type, State: e.State, Body: e.Body, CreatedAt: e.CreatedAt})
