@@ -16,8 +16,11 @@ import (
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
-// sameLive decodes raw (a JSON array of devices) into packngo.Device and
-// into listedDevice and fails unless toLive maps both identically.
+// sameLive decodes raw (a JSON array of devices) into packngo.Device with
+// encoding/json and into listedDevice with the listings' decoder
+// (decodePage) and fails unless both map to the same Live: a field the
+// plan reads that the lean decode drops, or that the two decoders read
+// differently, fails here.
 func sameLive(t *testing.T, raw []byte) int {
 	t.Helper()
 	var full []packngo.Device
@@ -25,16 +28,14 @@ func sameLive(t *testing.T, raw []byte) int {
 	if err := json.Unmarshal(raw, &full); err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(raw, &slim); err != nil {
+	if err := decodePage(raw, &slim); err != nil {
 		t.Fatal(err)
 	}
 	if len(full) != len(slim) {
 		t.Fatalf("decoded %d and %d devices", len(full), len(slim))
 	}
 	for i := range full {
-		var pd packngo.Device
-		slim[i].fill(&pd)
-		want, got := toLive(&full[i]), toLive(&pd)
+		want, got := toLive(&full[i]), slim[i].live()
 		if !reflect.DeepEqual(want, got) {
 			t.Errorf("device %d:\n full %+v\n slim %+v", i, want, got)
 		}

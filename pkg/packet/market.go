@@ -147,32 +147,30 @@ type spotCreate struct {
 // which toLive reads a dozen fields: it is taken raw from packngo and
 // decoded like a listed device (listedDevice, decodePage), which costs a
 // fifth of decoding it into packngo.Device, once per created device.
-func createDevice(pc *packngo.Client, req *packngo.DeviceCreateRequest, h spec.Hardware) (*packngo.Device, error) {
+func createDevice(pc *packngo.Client, req *packngo.DeviceCreateRequest, h spec.Hardware) (planner.Live, error) {
 	var body any = req
 	if h.Spot() {
 		body = spotCreate{req, true, h.SpotMaxPrice}
 	}
 	var raw bytes.Buffer
 	if _, err := pc.DoRequest(http.MethodPost, path.Join("/projects", req.ProjectID, "devices"), body, &raw); err != nil {
-		return nil, err
+		return planner.Live{}, err
 	}
 	var d listedDevice
 	if err := decodePage(raw.Bytes(), &d); err != nil {
-		return nil, err
+		return planner.Live{}, err
 	}
-	dev := new(packngo.Device)
-	d.fill(dev)
-	return dev, nil
+	return d.live(), nil
 }
 
-// hardwareLive copies where the device came from into l.
-func hardwareLive(d *packngo.Device, l *planner.Live) {
-	if d.HardwareReservation != nil {
-		l.Reservation = d.HardwareReservation.ID
+// live copies where the device came from into l.
+func (h listedHardware) live(l *planner.Live) {
+	if h.HardwareReservation != nil {
+		l.Reservation = h.HardwareReservation.ID
 	}
-	l.Spot, l.SpotMaxPrice = d.SpotInstance, d.SpotPriceMax
-	if d.TerminationTime != nil {
-		l.TerminationTime = d.TerminationTime.Time
+	l.Spot, l.SpotMaxPrice = h.SpotInstance, h.SpotPriceMax
+	if h.TerminationTime != nil {
+		l.TerminationTime = h.TerminationTime.Time
 	}
 }
 
@@ -186,10 +184,14 @@ type listedHardware struct {
 	TerminationTime *packngo.Timestamp `json:"termination_time"`
 }
 
-// device copies the fields into pd.
-func (h listedHardware) device(pd *packngo.Device) {
-	if h.HardwareReservation != nil {
-		pd.HardwareReservation = &packngo.HardwareReservation{ID: h.HardwareReservation.ID}
+// hardwareOf is the reservation and spot part of a device packngo decoded.
+func hardwareOf(pd *packngo.Device) listedHardware {
+	var h listedHardware
+	if pd.HardwareReservation != nil {
+		h.HardwareReservation = &struct {
+			ID string `json:"id"`
+		}{pd.HardwareReservation.ID}
 	}
-	pd.SpotInstance, pd.SpotPriceMax, pd.TerminationTime = h.SpotInstance, h.SpotPriceMax, h.TerminationTime
+	h.SpotInstance, h.SpotPriceMax, h.TerminationTime = pd.SpotInstance, pd.SpotPriceMax, pd.TerminationTime
+	return h
 }

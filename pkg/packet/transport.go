@@ -92,6 +92,8 @@ type transport struct {
 	debug   io.Writer
 
 	requests, throttled, retries atomic.Int64
+
+	sizes bodySizes // how large each route's answers were (body.go)
 }
 
 func (t *transport) stats() Stats {
@@ -189,7 +191,7 @@ func (t *transport) attempt(ctx context.Context, req *http.Request, getBody func
 		t.dumpError(r, err)
 		return nil, err
 	}
-	body, rerr := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBody+1))
+	body, rerr := t.sizes.read(r, resp)
 	resp.Body.Close()
 	if rerr == nil && len(body) > MaxResponseBody {
 		body = nil
