@@ -77,7 +77,7 @@ func Compute(in Input) (Plan, error) {
 		// Compared in place: copying each desired device (and the kept
 		// live one) to the heap cost 90 MB over 100,000 unchanged slots.
 		// A change gets copies of its own, so a plan never aliases the
-		// caller's devices nor keeps the partition's arrays alive.
+		// caller's devices or listing (keep points into in.Live).
 		d := &desired[i]
 		if d.Rev == "" {
 			own := *d
@@ -109,7 +109,7 @@ func Compute(in Input) (Plan, error) {
 		}
 		reason, wave := undesiredReason(f, slot)
 		for _, l := range bySlot[slot] {
-			p.Changes = append(p.Changes, deleteChange(wave, l, reason))
+			p.Changes = append(p.Changes, deleteChange(wave, *l, reason))
 		}
 	}
 	slices.SortStableFunc(p.Changes, compareChanges)
@@ -140,7 +140,7 @@ func desiredSlots(f *spec.Fleet, desired []spec.Device) (map[string]bool, error)
 // order), the rest foreign, and warnings about fleet devices whose slot
 // cannot be read.
 type liveSet struct {
-	bySlot   map[string][]Live
+	bySlot   map[string][]*Live // into the listing, which is only read
 	slots    []string
 	foreign  []Live
 	warnings []string
@@ -180,10 +180,11 @@ func partitionLive(fleet string, listed, foreign []Live) liveSet {
 		}
 		return cmp.Or(bySlot, cmp.Compare(listed[a.i].ID, listed[b.i].ID))
 	})
-	ls := liveSet{bySlot: map[string][]Live{}}
-	// The fleet's devices in slot order, in one array: a slot's devices
-	// are next to each other, and bySlot holds capped slices of it.
-	var own []Live
+	ls := liveSet{bySlot: map[string][]*Live{}}
+	// The fleet's devices in slot order, in one array of pointers into
+	// listed: a slot's devices are next to each other, and bySlot holds
+	// capped slices of it.
+	var own []*Live
 	start, cur := 0, ""
 	for _, k := range keys {
 		l, slot := &listed[k.i], k.slot
@@ -195,7 +196,7 @@ func partitionLive(fleet string, listed, foreign []Live) liveSet {
 			ls.warnings = append(ls.warnings, unreadableSlotWarning(fleet, *l))
 		default:
 			if own == nil {
-				own = make([]Live, 0, len(listed)-len(ls.foreign))
+				own = make([]*Live, 0, len(listed)-len(ls.foreign))
 			}
 			if len(own) > start && slot != cur {
 				ls.bySlot[cur] = own[start:len(own):len(own)]
@@ -205,7 +206,7 @@ func partitionLive(fleet string, listed, foreign []Live) liveSet {
 				ls.slots = append(ls.slots, slot)
 				cur = slot
 			}
-			own = append(own, *l)
+			own = append(own, l)
 		}
 	}
 	if len(own) > start {
@@ -320,14 +321,17 @@ func resolveReplace(f *spec.Fleet, want map[string]bool, targets []string) (map[
 // once it was active, each deleting the other's keeper. The executor adds
 // the other half (see docs/executor.md): a duplicate that is not failed is
 // deleted only once another device of its slot is ready.
-func pickKeeper(ls []Live) (*Live, []Live) {
+func pickKeeper(ls []*Live) (*Live, []Live) {
 	switch len(ls) {
 	case 0:
 		return nil, nil
 	case 1:
-		return &ls[0], nil
+		return ls[0], nil
 	}
-	s := slices.Clone(ls)
+	s := make([]Live, len(ls))
+	for i, l := range ls {
+		s[i] = *l
+	}
 	slices.SortStableFunc(s, func(a, b Live) int {
 		return cmp.Or(
 			cmp.Compare(b2i(a.State == StateFailed), b2i(b.State == StateFailed)),
