@@ -3,6 +3,7 @@ package packet
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"reflect"
@@ -164,4 +165,37 @@ func TestLightListings(t *testing.T) {
 			t.Errorf("ListStates device %d:\n got %+v\nwant %+v", i, s, w)
 		}
 	}
+}
+
+// TestListingPagesDoNotLeak: the page array is reused from page to page;
+// a device on the second page whose answer lacks fields the first page's
+// devices had must not inherit them.
+func TestListingPagesDoNotLeak(t *testing.T) {
+	c, srv := startSim(t, packetsim.Config{ProvisionTime: time.Hour}, false, nil)
+	seeds := make([]packetsim.SeedDevice, PerPage+1)
+	for i := range PerPage {
+		seeds[i] = packetsim.SeedDevice{Hostname: fmt.Sprintf("full-%d", i), Tags: []string{spec.TagFleet + "lab", spec.TagSlot + fmt.Sprintf("g/ams1/%d", i+1)},
+			Zone: "ams1", AlwaysPXE: true, Userdata: "#!ipxe\nboot\n", IPXEScriptURL: "http://127.0.0.1:1/s", UserState: packetsim.UserStateSucceeded}
+	}
+	seeds[PerPage] = packetsim.SeedDevice{Hostname: "bare", Tags: []string{spec.TagFleet + "lab"}, Zone: "ewr1", State: "provisioning"}
+	if _, err := srv.Sim.Seed(seeds...); err != nil {
+		t.Fatal(err)
+	}
+	live, err := c.ListForPlan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(live) != len(seeds) {
+		t.Fatalf("listed %d devices, want %d", len(live), len(seeds))
+	}
+	for _, l := range live {
+		if l.Hostname != "bare" {
+			continue
+		}
+		if l.AlwaysPXE || l.Userdata != "" || l.ScriptURL != "" || l.UserState != "" || l.Slot() != "" || l.Facility != "ewr1" {
+			t.Errorf("the second page's device took fields of the first page's: %+v", l)
+		}
+		return
+	}
+	t.Fatal("device bare not listed")
 }
