@@ -199,3 +199,34 @@ func TestListingPagesDoNotLeak(t *testing.T) {
 	}
 	t.Fatal("device bare not listed")
 }
+
+// TestCreateAnswerMapsLikeListing: the create's lean decode of its lighter
+// answer (decodePage, exclude) gives the Live the fleet listing gives for
+// the same device, validated against the API description.
+func TestCreateAnswerMapsLikeListing(t *testing.T) {
+	c, _ := startSim(t, packetsim.Config{ProvisionTime: time.Hour}, true, nil)
+	ctx := context.Background()
+	if _, err := c.Catalogue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d := testDevice()
+	d.IPXEScriptURL, d.Script = "http://127.0.0.1:1/s", ""
+	created, err := c.Create(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := c.ListForPlan(ctx)
+	if err != nil || len(live) != 1 {
+		t.Fatalf("listed %d devices, %v; want the one created", len(live), err)
+	}
+	listed := live[0]
+	if created.Machine == "" || created.Facility == "" || created.ScriptURL == "" || !created.AlwaysPXE || created.Rev() == "" {
+		t.Errorf("create answer lost fields: %+v", created)
+	}
+	// The state moves on by itself; the rest must agree.
+	created.State, listed.State = "", ""
+	created.LastEvent, listed.LastEvent = "", ""
+	if !reflect.DeepEqual(created, listed) {
+		t.Errorf("create answer and listing differ:\n created %+v\n  listed %+v", created, listed)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"path"
 	"sync"
 
@@ -153,7 +154,11 @@ func createDevice(pc *packngo.Client, req *packngo.DeviceCreateRequest, h spec.H
 		body = spotCreate{req, true, h.SpotMaxPrice}
 	}
 	var raw bytes.Buffer
-	if _, err := pc.DoRequest(http.MethodPost, path.Join("/projects", req.ProjectID, "devices"), body, &raw); err != nil {
+	// The answer leaves out what the lighter listings leave out: the
+	// create's Live carries no addresses (status lists them) and its
+	// ports are never read from it.
+	p := path.Join("/projects", req.ProjectID, "devices") + "?" + url.Values{"exclude": {excludeForPlan}}.Encode()
+	if _, err := pc.DoRequest(http.MethodPost, p, body, &raw); err != nil {
 		return planner.Live{}, err
 	}
 	var d listedDevice
