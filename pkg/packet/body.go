@@ -8,7 +8,8 @@ import (
 )
 
 // bigBody is the size from which a route's answers are remembered
-// (bodySizes): listing pages, not single devices.
+// (bodySizes) and their buffers recycled (bodyPool): listing pages, not
+// single devices.
 const bigBody = 64 << 10
 
 // bodySizes remembers the size of the last large answer of each route
@@ -20,20 +21,79 @@ const bigBody = 64 << 10
 // the listing routes, not one entry per device.
 type bodySizes struct{ m sync.Map }
 
+// bodyPool recycles the buffers of large answers: a pooledBody gives its
+// buffer back when it is closed (packngo closes every body once it has
+// copied or decoded it), so waiting, which lists the fleet page after
+// page for minutes, does not allocate (and zero) a fresh megabyte buffer
+// per page.
+var bodyPool sync.Pool // *[]byte
+
 // read reads resp's body, at most MaxResponseBody+1 bytes, into a buffer
-// sized from its Content-Length or the route's last large answer.
-func (s *bodySizes) read(req *http.Request, resp *http.Response) ([]byte, error) {
+// sized from its Content-Length or the route's last large answer, and
+// returns it with the body to hand on: a reader over it that recycles a
+// large buffer when closed.
+func (s *bodySizes) read(req *http.Request, resp *http.Response) ([]byte, io.ReadCloser, error) {
 	key := req.Method + " " + req.URL.Path
 	n := resp.ContentLength
 	if v, ok := s.m.Load(key); ok && n <= 0 {
 		last := v.(int)
 		n = int64(last + last/16)
 	}
-	n = min(max(n, 0), MaxResponseBody+1)
-	buf := bytes.NewBuffer(make([]byte, 0, n+bytes.MinRead))
-	_, err := buf.ReadFrom(io.LimitReader(resp.Body, MaxResponseBody+1))
-	if buf.Len() > bigBody {
-		s.m.Store(key, buf.Len())
+	n = min(max(n, 0), MaxResponseBody+1) + bytes.MinRead
+	var buf []byte
+	if n > bigBody {
+		if p, ok := bodyPool.Get().(*[]byte); ok && int64(cap(*p)) >= n {
+			buf = (*p)[:0]
+		}
 	}
-	return buf.Bytes(), err
+	if buf == nil {
+		buf = make([]byte, 0, n)
+	}
+	b := bytes.NewBuffer(buf)
+	_, err := b.ReadFrom(io.LimitReader(resp.Body, MaxResponseBody+1))
+	data := b.Bytes()
+	if len(data) <= bigBody {
+		return data, io.NopCloser(bytes.NewReader(data)), err
+	}
+	s.m.Store(key, len(data))
+	return data, &pooledBody{r: bytes.NewReader(data), buf: data}, err
+}
+
+// pooledBody is a large answer's body: Close gives its buffer to
+// bodyPool, after which it reads nothing.
+type pooledBody struct {
+	mu  sync.Mutex
+	r   *bytes.Reader
+	buf []byte
+}
+
+func (b *pooledBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.r == nil {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	return b.r.Read(p)
+}
+
+// WriteTo keeps io.Copy to one write of the whole answer.
+func (b *pooledBody) WriteTo(w io.Writer) (int64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.r == nil {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	return b.r.WriteTo(w)
+}
+
+func (b *pooledBody) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.r != nil {
+		b.r = nil
+		buf := b.buf[:0]
+		b.buf = nil
+		bodyPool.Put(&buf)
+	}
+	return nil
 }

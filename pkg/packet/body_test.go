@@ -11,9 +11,9 @@ import (
 )
 
 // TestBodySizesReadsAnySize: answers are read whole and intact whether
-// they are smaller, the same size or larger than the route's last one,
-// with and without a Content-Length, and only large answers are
-// remembered.
+// they are smaller, the same size or larger than the route's last one
+// (and into recycled buffers), with and without a Content-Length; only
+// large answers are remembered, and a closed body reads nothing.
 func TestBodySizesReadsAnySize(t *testing.T) {
 	sizes := []int{100 << 10, 100 << 10, 300 << 10, 70 << 10, 10, 0, 200 << 10}
 	i := 0
@@ -32,7 +32,7 @@ func TestBodySizesReadsAnySize(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := s.read(req, resp)
+		got, rc, err := s.read(req, resp)
 		resp.Body.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -40,6 +40,15 @@ func TestBodySizesReadsAnySize(t *testing.T) {
 		want := bytes.Repeat([]byte{byte('a' + i%26)}, sizes[i])
 		if !bytes.Equal(got, want) {
 			t.Fatalf("answer %d: read %d bytes, want %d identical ones", i, len(got), len(want))
+		}
+		handed, err := io.ReadAll(rc)
+		if err != nil || !bytes.Equal(handed, want) {
+			t.Fatalf("answer %d: the body handed on reads %d bytes (%v), want %d identical ones", i, len(handed), err, len(want))
+		}
+		rc.Close()
+		// A recycled buffer is not readable through the closed body.
+		if n, err := rc.Read(make([]byte, 1)); sizes[i] > bigBody && (n != 0 || err == nil) {
+			t.Fatalf("answer %d: read %d bytes after Close (%v)", i, n, err)
 		}
 	}
 	n := 0

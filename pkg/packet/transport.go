@@ -191,7 +191,7 @@ func (t *transport) attempt(ctx context.Context, req *http.Request, getBody func
 		t.dumpError(r, err)
 		return nil, err
 	}
-	body, rerr := t.sizes.read(r, resp)
+	body, rc, rerr := t.sizes.read(r, resp) // body.go
 	resp.Body.Close()
 	if rerr == nil && len(body) > MaxResponseBody {
 		body = nil
@@ -206,7 +206,7 @@ func (t *transport) attempt(ctx context.Context, req *http.Request, getBody func
 		t.dumpError(r, err)
 		return nil, err
 	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.Body = rc
 	resp.ContentLength = int64(len(body))
 	t.dumpResponse(resp, body, time.Since(began))
 	return resp, nil
