@@ -3,7 +3,9 @@ package packet
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/packethost/packngo"
@@ -59,7 +61,30 @@ type listedEvent struct {
 	Type      string             `json:"type"`
 	State     string             `json:"state"`
 	Body      string             `json:"body"`
-	CreatedAt *packngo.Timestamp `json:"created_at"`
+	CreatedAt *eventTime `json:"created_at"`
+}
+
+// eventTime is an event's created_at, read as packngo.Timestamp reads it
+// (RFC 3339, or Unix seconds) without its garbage: packngo's copies the
+// value and fails a ParseInt (two error values) before it parses the
+// time, for every event of every device of every listing waiting polls.
+type eventTime struct{ time.Time }
+
+func (t *eventTime) UnmarshalJSON(data []byte) error {
+	if n := len(data); n >= 2 && data[0] == '"' && data[n-1] == '"' {
+		v, err := time.ParseInLocation(time.RFC3339, string(data[1:n-1]), time.UTC)
+		if err != nil {
+			return err
+		}
+		t.Time = v
+		return nil
+	}
+	i, err := strconv.ParseInt(string(data), 10, 64)
+	if err != nil {
+		return fmt.Errorf("event time %.40q: neither RFC 3339 nor Unix seconds", data)
+	}
+	t.Time = time.Unix(i, 0).UTC()
+	return nil
 }
 
 // intern replaces d's repeated strings by in's copies (see interner).
@@ -181,7 +206,11 @@ func listedOf(pd *packngo.Device) listedDevice {
 	}
 	for _, e := range pd.ProvisionEvents {
 		if e != nil {
-			d.ProvisionEvents = append(d.ProvisionEvents, listedEvent{Type: e.Type, State: e.State, Body: e.Body, CreatedAt: e.CreatedAt})
+			le := listedEvent{Type: e.Type, State: e.State, Body: e.Body}
+			if e.CreatedAt != nil {
+				le.CreatedAt = &eventTime{e.CreatedAt.Time}
+			}
+			d.ProvisionEvents = append(d.ProvisionEvents, le)
 		}
 	}
 	return d

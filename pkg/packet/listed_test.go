@@ -230,3 +230,16 @@ func TestCreateAnswerMapsLikeListing(t *testing.T) {
 		t.Errorf("create answer and listing differ:\n created %+v\n  listed %+v", created, listed)
 	}
 }
+
+// TestEventTimeReadsLikePackngo: eventTime accepts and rejects what
+// packngo.Timestamp does, with the same times.
+func TestEventTimeReadsLikePackngo(t *testing.T) {
+	for _, in := range []string{`"2026-01-02T03:04:05Z"`, `"2026-01-02T03:04:05.123+02:00"`, `1767323045`, `"yesterday"`, `"123"`, `true`, `""`} {
+		var want packngo.Timestamp
+		var got eventTime
+		werr, gerr := want.UnmarshalJSON([]byte(in)), got.UnmarshalJSON([]byte(in))
+		if (werr == nil) != (gerr == nil) || !got.Time.Equal(want.Time) {
+			t.Errorf("%s: eventTime %v (%v), packngo %v (%v)", in, got.Time, gerr, want.Time, werr)
+		}
+	}
+}
