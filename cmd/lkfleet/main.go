@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 )
@@ -25,11 +26,37 @@ func realMain() int {
 		<-ctx.Done()
 		stop()
 	}()
+	tuneGC(os.Getenv)
 	done := profile(os.Getenv("LKFLEET_CPUPROFILE"), os.Getenv("LKFLEET_MEMPROFILE"))
 	code := Run(ctx, os.Args[1:], SystemEnv())
 	done()
 	stop()
 	return code
+}
+
+// GC settings of the lkfleet process (docs/architecture.md, "Memory and
+// the garbage collector").
+const (
+	gcPercent   = 400
+	memoryLimit = 256 << 20
+)
+
+// tuneGC lets the heap grow to memoryLimit before the collector works
+// hard, instead of collecting every time the heap doubles: a plan over
+// 100,000 devices holds about 170 MB at its peak and allocates a few
+// hundred MB more on the way, and with the default GOGC=100 it collected
+// 15 times (a sixth of its CPU) and still peaked near 300 MiB. GOGC=400
+// with a soft limit of 256 MiB: plan 100,000 2.4–2.6 s → 1.9 s CPU and
+// 270–290 → 258 MiB; apply 1,000 creates 1.5 → 1.44 ms per device. Past
+// the limit (fleets well above 100,000 devices) the collector runs more
+// often, capped by the runtime at about half the CPU; it never fails an
+// allocation. GOGC or GOMEMLIMIT in the environment leaves both alone.
+func tuneGC(getenv func(string) string) {
+	if getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetGCPercent(gcPercent)
+	debug.SetMemoryLimit(memoryLimit)
 }
 
 // profile starts the hidden profiling hook (docs/architecture.md,
