@@ -58,9 +58,9 @@ type codeOnly struct {
 }
 
 type listedEvent struct {
-	Type      string             `json:"type"`
-	State     string             `json:"state"`
-	Body      string             `json:"body"`
+	Type      string     `json:"type"`
+	State     string     `json:"state"`
+	Body      string     `json:"body"`
 	CreatedAt *eventTime `json:"created_at"`
 }
 

@@ -220,11 +220,6 @@ func partitionLive(fleet string, listed, foreign []Live) liveSet {
 	return ls
 }
 
-func validSlot(s string) bool {
-	_, ok := spec.ParseSlot(s)
-	return ok
-}
-
 // compareChanges orders a plan: by wave, then slot (naturally), then the
 // action order of the Action constants, then device id.
 func compareChanges(a, b Change) int {
