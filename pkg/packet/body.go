@@ -49,14 +49,39 @@ func (s *bodySizes) read(req *http.Request, resp *http.Response) ([]byte, io.Rea
 	if buf == nil {
 		buf = make([]byte, 0, n)
 	}
-	b := bytes.NewBuffer(buf)
-	_, err := b.ReadFrom(io.LimitReader(resp.Body, MaxResponseBody+1))
-	data := b.Bytes()
+	data, err := readInto(buf, resp.Body, MaxResponseBody+1)
 	if len(data) <= bigBody {
 		return data, io.NopCloser(bytes.NewReader(data)), err
 	}
 	s.m.Store(key, len(data))
 	return data, &pooledBody{r: bytes.NewReader(data), buf: data}, err
+}
+
+// readInto appends what r yields, at most limit bytes, to buf. Unlike
+// bytes.Buffer it grows by one allocation a step (bytes.Buffer allocates
+// twice under the race detector) and never past the limit: reading an
+// endless answer costs about twice the limit (TestHugeResponseIsRefused).
+func readInto(buf []byte, r io.Reader, limit int64) ([]byte, error) {
+	r = io.LimitReader(r, limit)
+	for {
+		if len(buf) == cap(buf) {
+			c := max(2*cap(buf), bytes.MinRead)
+			if int64(c) > limit {
+				c = max(int(limit), len(buf)+bytes.MinRead)
+			}
+			grown := make([]byte, len(buf), c)
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // pooledBody is a large answer's body: Close gives its buffer to
