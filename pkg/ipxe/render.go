@@ -39,8 +39,9 @@ const Magic = "#!ipxe"
 func Render(devs []spec.Device, cmdlines map[string]string, arches map[string]string) ([]spec.Device, error) {
 	out := make([]spec.Device, len(devs))
 	var errs []error
+	rc := renderCache{cmdlines: map[string]string{}, scripts: map[scriptKey]string{}}
 	for i, d := range devs {
-		if err := renderDevice(&d, cmdlines, arches); err != nil {
+		if err := renderDevice(&d, cmdlines, arches, &rc); err != nil {
 			errs = append(errs, fmt.Errorf("render device %q (slot %s): %w", d.Hostname, d.Slot, err))
 		}
 		out[i] = d
@@ -51,7 +52,37 @@ func Render(devs []spec.Device, cmdlines map[string]string, arches map[string]st
 	return out, nil
 }
 
-func renderDevice(d *spec.Device, cmdlines, arches map[string]string) error {
+// renderCache keeps, for one Render, what every device of a group shares:
+// the normalised cmdline of an image and the default script of an image
+// and cmdline. Built once per distinct input instead of once per device
+// (a fifth of a 100,000-device plan's rendering), and shared, so 100,000
+// devices hold one copy of their group's script.
+type renderCache struct {
+	cmdlines map[string]string
+	scripts  map[scriptKey]string
+}
+
+type scriptKey struct{ arch, baseURL, name, cmdline string }
+
+func (rc *renderCache) normalized(cmdline string) string {
+	n, ok := rc.cmdlines[cmdline]
+	if !ok {
+		n = normalizeCmdline(cmdline)
+		rc.cmdlines[cmdline] = n
+	}
+	return n
+}
+
+func (rc *renderCache) defaultScript(k scriptKey) string {
+	s, ok := rc.scripts[k]
+	if !ok {
+		s = DefaultScript(k.arch, k.baseURL, k.name, k.cmdline)
+		rc.scripts[k] = s
+	}
+	return s
+}
+
+func renderDevice(d *spec.Device, cmdlines, arches map[string]string, rc *renderCache) error {
 	d.Arch = resolveArch(*d, arches)
 
 	base, ok := d.Image.Cmdline, d.Image.Cmdline != ""
@@ -63,7 +94,7 @@ func renderDevice(d *spec.Device, cmdlines, arches map[string]string) error {
 	}
 	// Templates see spec.TemplateData, the same values spec validated
 	// them against, so a field accepted there never fails here.
-	data := d.TemplateData(normalizeCmdline(base))
+	data := d.TemplateData(rc.normalized(base))
 
 	if d.KernelArgs != "" {
 		args, err := execute("kernel_args", d.KernelArgs, data, MaxKernelArgsSize)
@@ -74,7 +105,7 @@ func renderDevice(d *spec.Device, cmdlines, arches map[string]string) error {
 	}
 
 	if d.IPXETemplate == "" {
-		d.Script = DefaultScript(d.Arch, d.Image.BaseURL, d.Image.Name, data.Cmdline)
+		d.Script = rc.defaultScript(scriptKey{d.Arch, d.Image.BaseURL, d.Image.Name, data.Cmdline})
 	} else {
 		s, err := execute("ipxe_template", d.IPXETemplate, data, MaxScriptSize)
 		if err != nil {

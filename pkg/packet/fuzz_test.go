@@ -2,9 +2,11 @@ package packet
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -164,4 +166,29 @@ func startFakeURL(t *testing.T, url string) *Client {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// FuzzDecodePage: the listings' decoder never panics on a page, and when
+// both it and encoding/json read a page, they read the same devices.
+func FuzzDecodePage(f *testing.F) {
+	f.Add([]byte(`{"devices":[{"id":"x","hostname":"h","state":"active","tags":["lkfleet:fleet=lab"],"plan":{"slug":"p"},"facility":{"code":"ams1","metro":{"code":"am"}},"provisioning_events":[{"type":"user.1001","state":"succeeded","created_at":"2026-01-02T03:04:05Z"}]}],"meta":{"total":1,"last_page":1}}`))
+	f.Add([]byte(`{"devices":[{"id":"x","provisioning_events":[{"created_at":1767323045}],"termination_time":"2026-01-02T03:04:05Z"}]}`))
+	f.Add([]byte(`{"devices":[{"id":"x","tags":null,"plan":null}],"meta":{"current_page":2}}`))
+	f.Add([]byte(`{"devices":[{"id":"x","hostn`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var fast listPage[listedDevice]
+		ferr := decodePage(data, &fast)
+		var std listPage[listedDevice]
+		if json.Unmarshal(data, &std) != nil || ferr != nil {
+			return
+		}
+		if len(fast.Devices) != len(std.Devices) || fast.Meta != std.Meta {
+			t.Fatalf("go-json read %d devices and %+v, encoding/json %d and %+v", len(fast.Devices), fast.Meta, len(std.Devices), std.Meta)
+		}
+		for i := range fast.Devices {
+			if a, b := fast.Devices[i].live(), std.Devices[i].live(); !reflect.DeepEqual(a, b) {
+				t.Fatalf("device %d: go-json %+v, encoding/json %+v", i, a, b)
+			}
+		}
+	})
 }

@@ -3,7 +3,10 @@ package packet
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
+	"strconv"
+	"time"
 
 	"github.com/packethost/packngo"
 
@@ -11,7 +14,7 @@ import (
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
-// listedDevice is the part of a listed device that toLive reads. Decoding
+// listedDevice is the part of a listed device that live reads. Decoding
 // 1,000-device pages into packngo.Device builds every nested object of the
 // answer (full plans, facilities with addresses, IP assignments with their
 // hrefs, events with relationships); with this type encoding/json only
@@ -55,43 +58,162 @@ type codeOnly struct {
 }
 
 type listedEvent struct {
-	Type      string             `json:"type"`
-	State     string             `json:"state"`
-	Body      string             `json:"body"`
-	CreatedAt *packngo.Timestamp `json:"created_at"`
+	Type      string     `json:"type"`
+	State     string     `json:"state"`
+	Body      string     `json:"body"`
+	CreatedAt *eventTime `json:"created_at"`
 }
 
-// fill overwrites pd with the device's fields, so listings and
-// single-device answers share one mapping (toLive): a listing of 100,000
-// devices reuses one packngo.Device (about 2 KB) instead of allocating
-// one per device only for toLive to read a dozen fields from it.
-func (d *listedDevice) fill(pd *packngo.Device) {
-	*pd = packngo.Device{
-		ID: d.ID, ShortID: d.ShortID, Hostname: d.Hostname, State: d.State, Created: d.Created,
-		BillingCycle: d.BillingCycle, Tags: d.Tags, UserData: d.UserData, IPXEScriptURL: d.IPXEScriptURL,
-		AlwaysPXE: d.AlwaysPXE, SOS: d.SOS,
+// eventTime is an event's created_at, read as packngo.Timestamp reads it
+// (RFC 3339, or Unix seconds) without its garbage: packngo's copies the
+// value and fails a ParseInt (two error values) before it parses the
+// time, for every event of every device of every listing waiting polls.
+type eventTime struct{ time.Time }
+
+func (t *eventTime) UnmarshalJSON(data []byte) error {
+	if n := len(data); n >= 2 && data[0] == '"' && data[n-1] == '"' {
+		v, err := time.ParseInLocation(time.RFC3339, string(data[1:n-1]), time.UTC)
+		if err != nil {
+			return err
+		}
+		t.Time = v
+		return nil
 	}
-	d.listedHardware.device(pd)
+	i, err := strconv.ParseInt(string(data), 10, 64)
+	if err != nil {
+		return fmt.Errorf("event time %.40q: neither RFC 3339 nor Unix seconds", data)
+	}
+	t.Time = time.Unix(i, 0).UTC()
+	return nil
+}
+
+// intern replaces d's repeated strings by in's copies (see interner).
+func (d *listedDevice) intern(in interner) {
+	d.State, d.BillingCycle, d.SOS = in.get(d.State), in.get(d.BillingCycle), in.get(d.SOS)
+	d.UserData, d.IPXEScriptURL = in.get(d.UserData), in.get(d.IPXEScriptURL)
+	internTags(in, d.Tags)
 	if d.Plan != nil {
-		pd.Plan = &packngo.Plan{Slug: d.Plan.Slug}
+		d.Plan.Slug = in.get(d.Plan.Slug)
 	}
 	if d.Facility != nil {
-		pd.Facility = &packngo.Facility{Code: d.Facility.Code}
+		d.Facility.Code = in.get(d.Facility.Code)
 		if d.Facility.Metro != nil {
-			pd.Facility.Metro = &packngo.Metro{Code: d.Facility.Metro.Code}
+			d.Facility.Metro.Code = in.get(d.Facility.Metro.Code)
 		}
 	}
 	if d.Metro != nil {
-		pd.Metro = &packngo.Metro{Code: d.Metro.Code}
+		d.Metro.Code = in.get(d.Metro.Code)
+	}
+	internEvents(in, d.ProvisionEvents)
+}
+
+func internTags(in interner, tags []string) {
+	for i, t := range tags {
+		tags[i] = in.get(t)
+	}
+}
+
+func internEvents(in interner, events []listedEvent) {
+	for i := range events {
+		e := &events[i]
+		e.Type, e.State, e.Body = in.get(e.Type), in.get(e.State), in.get(e.Body)
+	}
+}
+
+// live maps a decoded device to what planning reads: the one mapping of
+// listings, create answers and (through listedOf) packngo's own devices.
+// It reads d's fields directly, so a listing of 100,000 devices builds no
+// packngo.Device, plan or facility objects on the way (they were a tenth
+// of a plan's allocations).
+func (d *listedDevice) live() planner.Live {
+	l := planner.Live{
+		ID:        d.ID,
+		ShortID:   d.ShortID,
+		Hostname:  d.Hostname,
+		State:     d.State,
+		Tags:      append([]string(nil), d.Tags...),
+		Billing:   d.BillingCycle,
+		AlwaysPXE: d.AlwaysPXE,
+		Userdata:  d.UserData,
+		ScriptURL: d.IPXEScriptURL,
+		SOS:       d.SOS,
+	}
+	if d.Plan != nil {
+		l.Machine = d.Plan.Slug
+	}
+	if d.Facility != nil {
+		l.Facility = d.Facility.Code
+		if d.Facility.Metro != nil {
+			l.Metro = d.Facility.Metro.Code
+		}
+	}
+	if d.Metro != nil && d.Metro.Code != "" {
+		l.Metro = d.Metro.Code
 	}
 	for _, ip := range d.Network {
-		a := &packngo.IPAddressAssignment{}
-		a.Address = ip.Address
-		pd.Network = append(pd.Network, a)
+		if ip.Address != "" {
+			l.IPs = append(l.IPs, ip.Address)
+		}
 	}
-	for _, e := range d.ProvisionEvents {
-		pd.ProvisionEvents = append(pd.ProvisionEvents, &packngo.Event{Type: e.Type, State: e.State, Body: e.Body, CreatedAt: e.CreatedAt})
+	if t, err := time.Parse(time.RFC3339, d.Created); err == nil {
+		l.CreatedAt = t
 	}
+	l.LastEvent = newestEvent(d.ProvisionEvents)
+	d.listedHardware.live(&l) // market.go
+	if ev := newestUserState(d.ProvisionEvents); ev != nil {
+		l.UserState = ev.State
+		l.UserStateBody = ev.Body
+		if ev.CreatedAt != nil {
+			l.UserStateAt = ev.CreatedAt.Time
+		}
+	}
+	return l
+}
+
+// listedOf is the listedDevice of a device packngo decoded, so that its
+// answers map through live like the client's own decodes.
+func listedOf(pd *packngo.Device) listedDevice {
+	d := listedDevice{
+		ID: pd.ID, ShortID: pd.ShortID, Hostname: pd.Hostname, State: pd.State, Created: pd.Created,
+		BillingCycle: pd.BillingCycle, Tags: pd.Tags, UserData: pd.UserData, IPXEScriptURL: pd.IPXEScriptURL,
+		AlwaysPXE: pd.AlwaysPXE, SOS: pd.SOS, listedHardware: hardwareOf(pd),
+	}
+	if pd.Plan != nil {
+		d.Plan = &struct {
+			Slug string `json:"slug"`
+		}{pd.Plan.Slug}
+	}
+	if pd.Facility != nil {
+		d.Facility = &struct {
+			Code  string    `json:"code"`
+			Metro *codeOnly `json:"metro"`
+		}{Code: pd.Facility.Code}
+		if pd.Facility.Metro != nil {
+			d.Facility.Metro = &codeOnly{pd.Facility.Metro.Code}
+		}
+	}
+	if pd.Metro != nil {
+		d.Metro = &codeOnly{pd.Metro.Code}
+	}
+	for _, ip := range pd.Network {
+		if ip != nil {
+			d.Network = append(d.Network, struct {
+				Address string `json:"address"`
+
+				Management bool `json:"management"`
+			}{Address: ip.Address, Management: ip.Management})
+		}
+	}
+	for _, e := range pd.ProvisionEvents {
+		if e != nil {
+			le := listedEvent{Type: e.Type, State: e.State, Body: e.Body}
+			if e.CreatedAt != nil {
+				le.CreatedAt = &eventTime{e.CreatedAt.Time}
+			}
+			d.ProvisionEvents = append(d.ProvisionEvents, le)
+		}
+	}
+	return d
 }
 
 // Exclusions of the lighter listings. The service then answers each named
@@ -138,14 +260,15 @@ func (c *Client) ListStates(ctx context.Context) ([]planner.Live, error) {
 	}
 	q := url.Values{"tag": {spec.TagFleet + c.fleet}, "exclude": {excludeForStates}}
 	var out []planner.Live
+	in := interner{}
 	err := listPaged(ctx, c, "list device states", q, func(total int) { out = make([]planner.Live, 0, total) },
 		func(d *stateDevice) string { return d.ID },
 		func(d *stateDevice) {
-			pd := &packngo.Device{ID: d.ID, State: d.State, Tags: d.Tags, Created: d.Created}
-			for _, e := range d.ProvisionEvents {
-				pd.ProvisionEvents = append(pd.ProvisionEvents, &packngo.Event{Type: e.Type, State: e.State, Body: e.Body, CreatedAt: e.CreatedAt})
-			}
-			out = append(out, toLive(pd))
+			d.State = in.get(d.State)
+			internTags(in, d.Tags)
+			internEvents(in, d.ProvisionEvents)
+			ld := listedDevice{ID: d.ID, State: d.State, Tags: d.Tags, Created: d.Created, ProvisionEvents: d.ProvisionEvents}
+			out = append(out, ld.live())
 		})
 	return out, err
 }

@@ -3,6 +3,7 @@ package packet
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"reflect"
@@ -16,8 +17,11 @@ import (
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
 
-// sameLive decodes raw (a JSON array of devices) into packngo.Device and
-// into listedDevice and fails unless toLive maps both identically.
+// sameLive decodes raw (a JSON array of devices) into packngo.Device with
+// encoding/json and into listedDevice with the listings' decoder
+// (decodePage) and fails unless both map to the same Live: a field the
+// plan reads that the lean decode drops, or that the two decoders read
+// differently, fails here.
 func sameLive(t *testing.T, raw []byte) int {
 	t.Helper()
 	var full []packngo.Device
@@ -25,16 +29,14 @@ func sameLive(t *testing.T, raw []byte) int {
 	if err := json.Unmarshal(raw, &full); err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(raw, &slim); err != nil {
+	if err := decodePage(raw, &slim); err != nil {
 		t.Fatal(err)
 	}
 	if len(full) != len(slim) {
 		t.Fatalf("decoded %d and %d devices", len(full), len(slim))
 	}
 	for i := range full {
-		var pd packngo.Device
-		slim[i].fill(&pd)
-		want, got := toLive(&full[i]), toLive(&pd)
+		want, got := toLive(&full[i]), slim[i].live()
 		if !reflect.DeepEqual(want, got) {
 			t.Errorf("device %d:\n full %+v\n slim %+v", i, want, got)
 		}
@@ -161,6 +163,83 @@ func TestLightListings(t *testing.T) {
 			CreatedAt: l.CreatedAt, UserState: l.UserState, UserStateBody: l.UserStateBody, UserStateAt: l.UserStateAt, LastEvent: l.LastEvent}
 		if !reflect.DeepEqual(s, w) {
 			t.Errorf("ListStates device %d:\n got %+v\nwant %+v", i, s, w)
+		}
+	}
+}
+
+// TestListingPagesDoNotLeak: the page array is reused from page to page;
+// a device on the second page whose answer lacks fields the first page's
+// devices had must not inherit them.
+func TestListingPagesDoNotLeak(t *testing.T) {
+	c, srv := startSim(t, packetsim.Config{ProvisionTime: time.Hour}, false, nil)
+	seeds := make([]packetsim.SeedDevice, PerPage+1)
+	for i := range PerPage {
+		seeds[i] = packetsim.SeedDevice{Hostname: fmt.Sprintf("full-%d", i), Tags: []string{spec.TagFleet + "lab", spec.TagSlot + fmt.Sprintf("g/ams1/%d", i+1)},
+			Zone: "ams1", AlwaysPXE: true, Userdata: "#!ipxe\nboot\n", IPXEScriptURL: "http://127.0.0.1:1/s", UserState: packetsim.UserStateSucceeded}
+	}
+	seeds[PerPage] = packetsim.SeedDevice{Hostname: "bare", Tags: []string{spec.TagFleet + "lab"}, Zone: "ewr1", State: "provisioning"}
+	if _, err := srv.Sim.Seed(seeds...); err != nil {
+		t.Fatal(err)
+	}
+	live, err := c.ListForPlan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(live) != len(seeds) {
+		t.Fatalf("listed %d devices, want %d", len(live), len(seeds))
+	}
+	for _, l := range live {
+		if l.Hostname != "bare" {
+			continue
+		}
+		if l.AlwaysPXE || l.Userdata != "" || l.ScriptURL != "" || l.UserState != "" || l.Slot() != "" || l.Facility != "ewr1" {
+			t.Errorf("the second page's device took fields of the first page's: %+v", l)
+		}
+		return
+	}
+	t.Fatal("device bare not listed")
+}
+
+// TestCreateAnswerMapsLikeListing: the create's lean decode of its lighter
+// answer (decodePage, exclude) gives the Live the fleet listing gives for
+// the same device, validated against the API description.
+func TestCreateAnswerMapsLikeListing(t *testing.T) {
+	c, _ := startSim(t, packetsim.Config{ProvisionTime: time.Hour}, true, nil)
+	ctx := context.Background()
+	if _, err := c.Catalogue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d := testDevice()
+	d.IPXEScriptURL, d.Script = "http://127.0.0.1:1/s", ""
+	created, err := c.Create(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := c.ListForPlan(ctx)
+	if err != nil || len(live) != 1 {
+		t.Fatalf("listed %d devices, %v; want the one created", len(live), err)
+	}
+	listed := live[0]
+	if created.Machine == "" || created.Facility == "" || created.ScriptURL == "" || !created.AlwaysPXE || created.Rev() == "" {
+		t.Errorf("create answer lost fields: %+v", created)
+	}
+	// The state moves on by itself; the rest must agree.
+	created.State, listed.State = "", ""
+	created.LastEvent, listed.LastEvent = "", ""
+	if !reflect.DeepEqual(created, listed) {
+		t.Errorf("create answer and listing differ:\n created %+v\n  listed %+v", created, listed)
+	}
+}
+
+// TestEventTimeReadsLikePackngo: eventTime accepts and rejects what
+// packngo.Timestamp does, with the same times.
+func TestEventTimeReadsLikePackngo(t *testing.T) {
+	for _, in := range []string{`"2026-01-02T03:04:05Z"`, `"2026-01-02T03:04:05.123+02:00"`, `1767323045`, `"yesterday"`, `"123"`, `true`, `""`} {
+		var want packngo.Timestamp
+		var got eventTime
+		werr, gerr := want.UnmarshalJSON([]byte(in)), got.UnmarshalJSON([]byte(in))
+		if (werr == nil) != (gerr == nil) || !got.Time.Equal(want.Time) {
+			t.Errorf("%s: eventTime %v (%v), packngo %v (%v)", in, got.Time, gerr, want.Time, werr)
 		}
 	}
 }

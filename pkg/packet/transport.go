@@ -92,6 +92,8 @@ type transport struct {
 	debug   io.Writer
 
 	requests, throttled, retries atomic.Int64
+
+	sizes bodySizes // how large each route's answers were (body.go)
 }
 
 func (t *transport) stats() Stats {
@@ -190,7 +192,7 @@ func (t *transport) attempt(ctx context.Context, req *http.Request, getBody func
 		t.dumpError(r, err)
 		return nil, err
 	}
-	body, rerr := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBody+1))
+	body, rc, rerr := t.sizes.read(r, resp) // body.go
 	resp.Body.Close()
 	if rerr == nil && len(body) > MaxResponseBody {
 		body = nil
@@ -205,7 +207,7 @@ func (t *transport) attempt(ctx context.Context, req *http.Request, getBody func
 		t.dumpError(r, err)
 		return nil, err
 	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.Body = rc
 	resp.ContentLength = int64(len(body))
 	t.dumpResponse(resp, body, time.Since(began))
 	return resp, nil

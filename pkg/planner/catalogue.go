@@ -194,8 +194,42 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
+// sortedDevices returns ds in slot order (spec.CompareSlots, stable): ds
+// itself when it is in that order already, which callers only read, else
+// a sorted copy. A spec.Device is a large struct (over a kilobyte), so the
+// order is found on slots parsed once each, not by moving devices around
+// and parsing both slots in every comparison: over 100,000 devices that
+// was a tenth of a plan's CPU.
 func sortedDevices(ds []spec.Device) []spec.Device {
-	s := slices.Clone(ds)
-	slices.SortStableFunc(s, func(a, b spec.Device) int { return spec.CompareSlots(a.Slot, b.Slot) })
-	return s
+	type key struct {
+		slot spec.Slot
+		ok   bool
+		raw  string
+		i    int
+	}
+	keys := make([]key, len(ds))
+	for i := range ds {
+		s, ok := spec.ParseSlot(ds[i].Slot)
+		keys[i] = key{s, ok, ds[i].Slot, i}
+	}
+	compare := func(a, b key) int { // spec.CompareSlots on parsed slots
+		switch {
+		case a.ok && b.ok:
+			return a.slot.Compare(b.slot)
+		case a.ok:
+			return -1
+		case b.ok:
+			return 1
+		}
+		return strings.Compare(a.raw, b.raw)
+	}
+	if slices.IsSortedFunc(keys, compare) {
+		return ds
+	}
+	slices.SortStableFunc(keys, compare)
+	out := make([]spec.Device, len(ds))
+	for i, k := range keys {
+		out[i] = ds[k.i]
+	}
+	return out
 }

@@ -18,6 +18,10 @@ import (
 // fleet's. Each problem is reported once per group and machine type, or
 // once per device.
 func CheckNetwork(in Input) error {
+	if !anyNetworkType(in.Desired) {
+		// Nothing to check, so no need to index every live device.
+		return nil
+	}
 	var errs []error
 	seen := map[string]bool{}
 	live := map[string][]Live{}
@@ -58,6 +62,16 @@ func CheckNetwork(in Input) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// anyNetworkType reports whether a desired device manages its network type.
+func anyNetworkType(ds []spec.Device) bool {
+	for i := range ds {
+		if ds[i].NetworkType != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // groupSlots lists the desired slots of one group on one machine type.

@@ -244,3 +244,27 @@ func TestNormalizeArch(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultHostnameMatchesTemplate keeps hostname's shortcut for the
+// default template printing what text/template prints for it.
+func TestDefaultHostnameMatchesTemplate(t *testing.T) {
+	tmpl, err := ParseTemplate("hostname", DefaultHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []HostnameData{
+		{Group: "web", Zone: "ams1", Index: 1},
+		{Fleet: "lab", Group: "node10", Zone: "am", Index: 100000, Machine: "c3.small.x86"},
+		{Group: "a<b>&'\"", Zone: "z 1", Index: 7},
+		{Group: "", Zone: "", Index: 0},
+	} {
+		want, err := execTemplate(tmpl, DefaultHost, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := hostname(tmpl, DefaultHost, d)
+		if err != nil || got != want {
+			t.Errorf("hostname(%+v) = %q, %v; the template prints %q", d, got, err, want)
+		}
+	}
+}
