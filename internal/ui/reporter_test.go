@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/lkfleet/lkfleet/pkg/executor"
@@ -351,5 +352,62 @@ func TestEachFailureIsPrintedOnce(t *testing.T) {
 		if !strings.Contains(text, "422 no capacity") {
 			t.Errorf("mode %v: the refused create is missing:\n%s", mode, text)
 		}
+	}
+}
+
+// countingWriter counts the writes it gets.
+type countingWriter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) { w.writes++; return w.Buffer.Write(p) }
+
+// TestCoalesceWritesTheSameBytesInFewerWrites: with Coalesce the lines
+// are byte for byte those written one by one, they go out together once
+// Coalesce has passed, and Summary writes out what is still pending.
+func TestCoalesceWritesTheSameBytesInFewerWrites(t *testing.T) {
+	for _, mode := range []Mode{Plain, JSON} {
+		t.Run(mode.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				in := SummaryInput{Added: 1, Elapsed: time.Second}
+				var each bytes.Buffer
+				one := New(&each, mode, Options{Now: fixedClock(t0)})
+				for _, e := range scriptEvents() {
+					one.Event(e)
+				}
+				if err := one.Summary(in); err != nil {
+					t.Fatal(err)
+				}
+
+				var out countingWriter
+				r := New(&out, mode, Options{Now: fixedClock(t0), Coalesce: 100 * time.Millisecond})
+				evs := scriptEvents()
+				half := len(evs) / 2
+				for _, e := range evs[:half] {
+					r.Event(e)
+				}
+				if out.writes != 0 {
+					t.Fatalf("%d writes before Coalesce passed, want 0", out.writes)
+				}
+				time.Sleep(100 * time.Millisecond)
+				synctest.Wait()
+				if out.writes != 1 || !strings.HasPrefix(each.String(), out.String()) || out.Len() == 0 {
+					t.Fatalf("after Coalesce: %d writes of %q, want 1 write of the first %d lines", out.writes, out.String(), half)
+				}
+				for _, e := range evs[half:] {
+					r.Event(e)
+				}
+				if err := r.Summary(in); err != nil {
+					t.Fatal(err)
+				}
+				if out.String() != each.String() {
+					t.Errorf("coalesced output differs:\n--- got ---\n%s\n--- want ---\n%s", out.String(), each.String())
+				}
+				if out.writes > 3 {
+					t.Errorf("%d writes, want at most 3 (two batches and the summary)", out.writes)
+				}
+			})
+		})
 	}
 }
