@@ -355,13 +355,27 @@ func TestEachFailureIsPrintedOnce(t *testing.T) {
 	}
 }
 
-// countingWriter counts the writes it gets.
+// countingWriter counts the writes it gets; the Coalesce timer writes
+// from its own goroutine.
 type countingWriter struct {
-	bytes.Buffer
+	mu     sync.Mutex
+	buf    bytes.Buffer
 	writes int
 }
 
-func (w *countingWriter) Write(p []byte) (int, error) { w.writes++; return w.Buffer.Write(p) }
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes++
+	return w.buf.Write(p)
+}
+
+// got is the text written and the number of writes.
+func (w *countingWriter) got() (string, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String(), w.writes
+}
 
 // TestCoalesceWritesTheSameBytesInFewerWrites: with Coalesce the lines
 // are byte for byte those written one by one, they go out together once
@@ -387,13 +401,13 @@ func TestCoalesceWritesTheSameBytesInFewerWrites(t *testing.T) {
 				for _, e := range evs[:half] {
 					r.Event(e)
 				}
-				if out.writes != 0 {
-					t.Fatalf("%d writes before Coalesce passed, want 0", out.writes)
+				if _, n := out.got(); n != 0 {
+					t.Fatalf("%d writes before Coalesce passed, want 0", n)
 				}
 				time.Sleep(100 * time.Millisecond)
 				synctest.Wait()
-				if out.writes != 1 || !strings.HasPrefix(each.String(), out.String()) || out.Len() == 0 {
-					t.Fatalf("after Coalesce: %d writes of %q, want 1 write of the first %d lines", out.writes, out.String(), half)
+				if got, n := out.got(); n != 1 || !strings.HasPrefix(each.String(), got) || got == "" {
+					t.Fatalf("after Coalesce: %d writes of %q, want 1 write of the first %d lines", n, got, half)
 				}
 				for _, e := range evs[half:] {
 					r.Event(e)
@@ -401,11 +415,12 @@ func TestCoalesceWritesTheSameBytesInFewerWrites(t *testing.T) {
 				if err := r.Summary(in); err != nil {
 					t.Fatal(err)
 				}
-				if out.String() != each.String() {
-					t.Errorf("coalesced output differs:\n--- got ---\n%s\n--- want ---\n%s", out.String(), each.String())
+				got, n := out.got()
+				if got != each.String() {
+					t.Errorf("coalesced output differs:\n--- got ---\n%s\n--- want ---\n%s", got, each.String())
 				}
-				if out.writes > 3 {
-					t.Errorf("%d writes, want at most 3 (two batches and the summary)", out.writes)
+				if n > 3 {
+					t.Errorf("%d writes, want at most 3 (two batches and the summary)", n)
 				}
 			})
 		})
