@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -180,7 +182,7 @@ type execution struct {
 // summary; its error carries the exit code.
 func execute(ctx context.Context, env *Env, p *planned, x execution) error {
 	mode, opts, destroy := x.mode, x.opts, x.destroy
-	rep := ui.New(env.Out, mode, ui.Options{NoColor: !colorOut(env)})
+	rep := ui.New(env.Out, mode, ui.Options{NoColor: !colorOut(env), Coalesce: coalesceFor(env.Out)})
 	rep.SetPlan(p.plan)
 	opts.OnEvent = rep.Event
 	if opts.FailedRetries == 0 {
@@ -236,4 +238,16 @@ func execute(ctx context.Context, env *Env, p *planned, x execution) error {
 		return withCode(ExitError, nil)
 	}
 	return err
+}
+
+// coalesceFor is how long plain and JSON progress lines written to out may
+// wait to go out together (ui.Options.Coalesce): a tenth of a second when
+// out is a file or pipe, where each write is a system call (one per
+// event, about 5,000 for 1,000 devices), and none for writers in the
+// process, which see every line at once.
+func coalesceFor(out io.Writer) time.Duration {
+	if _, ok := out.(*os.File); ok {
+		return 100 * time.Millisecond
+	}
+	return 0
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/lkfleet/lkfleet/pkg/executor"
@@ -351,5 +352,77 @@ func TestEachFailureIsPrintedOnce(t *testing.T) {
 		if !strings.Contains(text, "422 no capacity") {
 			t.Errorf("mode %v: the refused create is missing:\n%s", mode, text)
 		}
+	}
+}
+
+// countingWriter counts the writes it gets; the Coalesce timer writes
+// from its own goroutine.
+type countingWriter struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	writes int
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes++
+	return w.buf.Write(p)
+}
+
+// got is the text written and the number of writes.
+func (w *countingWriter) got() (string, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String(), w.writes
+}
+
+// TestCoalesceWritesTheSameBytesInFewerWrites: with Coalesce the lines
+// are byte for byte those written one by one, they go out together once
+// Coalesce has passed, and Summary writes out what is still pending.
+func TestCoalesceWritesTheSameBytesInFewerWrites(t *testing.T) {
+	for _, mode := range []Mode{Plain, JSON} {
+		t.Run(mode.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				in := SummaryInput{Added: 1, Elapsed: time.Second}
+				var each bytes.Buffer
+				one := New(&each, mode, Options{Now: fixedClock(t0)})
+				for _, e := range scriptEvents() {
+					one.Event(e)
+				}
+				if err := one.Summary(in); err != nil {
+					t.Fatal(err)
+				}
+
+				var out countingWriter
+				r := New(&out, mode, Options{Now: fixedClock(t0), Coalesce: 100 * time.Millisecond})
+				evs := scriptEvents()
+				half := len(evs) / 2
+				for _, e := range evs[:half] {
+					r.Event(e)
+				}
+				if _, n := out.got(); n != 0 {
+					t.Fatalf("%d writes before Coalesce passed, want 0", n)
+				}
+				time.Sleep(100 * time.Millisecond)
+				synctest.Wait()
+				if got, n := out.got(); n != 1 || !strings.HasPrefix(each.String(), got) || got == "" {
+					t.Fatalf("after Coalesce: %d writes of %q, want 1 write of the first %d lines", n, got, half)
+				}
+				for _, e := range evs[half:] {
+					r.Event(e)
+				}
+				if err := r.Summary(in); err != nil {
+					t.Fatal(err)
+				}
+				got, n := out.got()
+				if got != each.String() {
+					t.Errorf("coalesced output differs:\n--- got ---\n%s\n--- want ---\n%s", got, each.String())
+				}
+				if n > 3 {
+					t.Errorf("%d writes, want at most 3 (two batches and the summary)", n)
+				}
+			})
+		})
 	}
 }

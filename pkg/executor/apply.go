@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/lkfleet/lkfleet/pkg/planner"
 	"github.com/lkfleet/lkfleet/pkg/spec"
 )
@@ -243,9 +241,8 @@ func Apply(ctx context.Context, cloud Cloud, plan planner.Plan, opts Options) (R
 
 	r.runWaves(ctx)
 
-	// Every change goroutine has returned, so every call has too; Wait only
-	// makes that explicit.
-	_ = r.mut.Wait()
+	// Every change goroutine has returned, and each ran its own calls, so
+	// no call is in flight.
 	stopWatch()
 	wg.Wait()
 
@@ -260,8 +257,9 @@ type run struct {
 	plan  planner.Plan
 	opts  Options
 	w     *watcher
-	// mut bounds concurrent mutating calls (SetLimit = parallelism).
-	mut errgroup.Group
+	// slots bounds concurrent mutating calls: one token per call in
+	// flight, capacity Parallelism.
+	slots chan struct{}
 
 	mu  sync.Mutex
 	res Result
@@ -304,7 +302,7 @@ func newRun(cloud Cloud, plan planner.Plan, opts Options) *run {
 		victims:    map[string]bool{},
 		canaryLeft: plan.Rollout.Canary,
 	}
-	r.mut.SetLimit(opts.Parallelism)
+	r.slots = make(chan struct{}, opts.Parallelism)
 	r.w = newWatcher(cloud, opts.PollInterval, r.emit)
 	for _, c := range plan.Changes {
 		if c.DeviceID() != "" {
@@ -328,18 +326,19 @@ var errNotSent = errors.New("not sent: scheduling stopped")
 // call itself gets a context that Ctrl-C does not cancel (so a create in
 // flight completes and its device is tracked) but CallTimeout bounds.
 func (r *run) call(gate context.Context, fn func(ctx context.Context) error) error {
-	done := make(chan error, 1)
-	r.mut.Go(func() error { // blocks while Parallelism calls are in flight
-		if gate.Err() != nil {
-			done <- errNotSent
-			return nil
-		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(gate), r.opts.CallTimeout)
-		defer cancel()
-		done <- fn(cctx)
-		return nil
-	})
-	return <-done
+	// The calling goroutine runs the call itself: a goroutine per call
+	// (errgroup.Go) cost a spawn, a fresh stack grown again every time and
+	// a wake-up of the waiting caller, about a tenth of apply's CPU. The
+	// channel's queue of blocked senders is first come, first served, as
+	// errgroup's own semaphore was.
+	r.slots <- struct{}{} // blocks while Parallelism calls are in flight
+	defer func() { <-r.slots }()
+	if gate.Err() != nil {
+		return errNotSent
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(gate), r.opts.CallTimeout)
+	defer cancel()
+	return fn(cctx)
 }
 
 func (r *run) emit(e Event) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/lkfleet/lkfleet/pkg/packetsim"
 	"github.com/lkfleet/lkfleet/pkg/planner"
@@ -57,5 +58,36 @@ func BenchmarkList10k(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkCreate sends one create per iteration to the in-process
+// simulator, as apply does per device: the client's cost of one create
+// exchange (request building, transport, answer decoding). Its allocs/op
+// is the steady figure on a shared machine.
+func BenchmarkCreate(b *testing.B) {
+	srv, err := packetsim.Start(packetsim.Config{Token: testToken, Project: testProject, Quiet: true, ProvisionTime: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	c, err := New(Config{APIURL: srv.APIURL, Token: testToken, Project: testProject, Fleet: "lab"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if _, err := c.Catalogue(ctx); err != nil {
+		b.Fatal(err)
+	}
+	d := testDevice()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		d.Index, d.Hostname = i, fmt.Sprintf("web-ams1-%d", i)
+		if _, err := c.Create(ctx, d); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -38,10 +38,11 @@ const userStatePrefix = "user."
 // the server certainly did not act.
 func (c *Client) Create(ctx context.Context, d spec.Device) (planner.Live, error) {
 	req := c.createRequest(d)
-	pc, err := c.api(withRetryClass(ctx, classOnce))
+	pc, release, err := c.boundAPI(withRetryClass(ctx, classOnce))
 	if err != nil {
 		return planner.Live{}, c.apiError("create device", d.Hostname, d.Slot, err, false)
 	}
+	defer release()
 	l, err := createDevice(pc, req, d.Hardware) // market.go: spot bids
 	if err != nil {
 		return planner.Live{}, c.apiError("create device", d.Hostname, d.Slot, err, true)
