@@ -13,8 +13,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -347,5 +349,20 @@ func rereport(path, doc string) error {
 	if doc == "" {
 		return nil
 	}
-	return writeDoc(doc, &res)
+	if err := writeDoc(doc, &res); err != nil {
+		return err
+	}
+	// The batch section comes from its own file (bench/batch.go); without
+	// it a re-report would drop the section the measuring run wrote.
+	data, err = os.ReadFile(filepath.Join(filepath.Dir(path), "batch.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	var br batchRun
+	if err := json.Unmarshal(data, &br); err != nil {
+		return fmt.Errorf("read batch.json next to %s: %w", path, err)
+	}
+	return writeBatchSection(doc, br)
 }
