@@ -119,18 +119,3 @@ func runSimKills(ctx context.Context, s newSuite, stdout, stderr io.Writer) (boo
 	tw.Flush()
 	return ok, nil
 }
-
-// onlyNew runs the new trials alone (chaos -only-new).
-func onlyNew(ctx context.Context, s newSuite, stdout, stderr io.Writer) int {
-	ok, err := runNew(ctx, s, stdout, stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "chaos:", err)
-		return 1
-	}
-	if !ok {
-		fmt.Fprintln(stdout, "\nFAIL: some guarantees broke (details on stderr)")
-		return 1
-	}
-	fmt.Fprintln(stdout, "\nPASS: no slot ever held two live devices; zero duplicates, zero empty slots, zero foreign changes, no answered create lost, no id reused")
-	return 0
-}

@@ -144,13 +144,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	kills := killSuite{bin: o.bin, seed: o.seeds[0], trials: o.killTrials, listLag: o.listLag, highLag: o.highLag,
 		provision: o.provision, poll: o.poll, dir: dir, logf: logf}
 	if o.killsOnly {
-		return onlyKills(ctx, kills, stdout, stderr)
+		return alone(func() (bool, error) { return runKills(ctx, kills, stdout, stderr) }, "zero duplicates, zero empty slots, zero stale images", stdout, stderr)
 	}
 	fresh := newSuite{bin: o.bin, seed: o.seeds[0], two: o.concurrentTwo, three: o.concurrentThree, simKills: o.simKills, simBin: o.simBin,
 		faultRate: o.faultRate, ambiguous: o.ambiguous, failProv: o.failProv, listLag: o.listLag,
 		provision: o.provision, poll: o.poll, foreign: o.foreign, dir: dir, logf: logf}
 	if o.newOnly {
-		return onlyNew(ctx, fresh, stdout, stderr)
+		return alone(func() (bool, error) { return runNew(ctx, fresh, stdout, stderr) }, "no slot ever held two live devices; zero duplicates, zero empty slots, zero foreign changes, no answered create lost, no id reused", stdout, stderr)
 	}
 
 	runs, ok, err := s.chaosRuns(ctx)
