@@ -70,7 +70,8 @@ func (c *Client) CreateBatch(ctx context.Context, ds []spec.Device) ([]planner.L
 	for i, d := range ds {
 		body.Batches[i] = packngo.BatchCreateDevice{DeviceCreateRequest: *c.createRequest(d), Quantity: 1}
 	}
-	pc, err := c.api(withRetryClass(ctx, classOnce))
+	pc, release, err := c.api(withRetryClass(ctx, classOnce))
+	defer release()
 	var req *http.Request
 	if err == nil {
 		req, err = pc.NewRequest(http.MethodPost, path.Join("projects", url.PathEscape(c.project), "devices", "batch"), body)

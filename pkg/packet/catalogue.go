@@ -80,7 +80,8 @@ func (c *Client) Catalogue(ctx context.Context) (planner.Catalogue, error) {
 		errPlan, errFac, errM error
 	)
 	wg.Go(func() {
-		pc, err := c.api(ctx)
+		pc, release, err := c.api(ctx)
+		defer release()
 		if err != nil {
 			errPlan = err
 			return
@@ -92,14 +93,16 @@ func (c *Client) Catalogue(ctx context.Context) (planner.Catalogue, error) {
 		errPlan = err
 	})
 	wg.Go(func() {
-		pc, err := c.api(ctx)
+		pc, release, err := c.api(ctx)
+		defer release()
 		if err == nil {
 			facs, _, err = pc.Facilities.List(nil)
 		}
 		errFac = err
 	})
 	wg.Go(func() {
-		pc, err := c.api(ctx)
+		pc, release, err := c.api(ctx)
+		defer release()
 		if err == nil {
 			metros, _, err = pc.Metros.List(nil)
 		}
@@ -259,7 +262,8 @@ func (c *Client) CheckCapacity(ctx context.Context, needs map[planner.Need]int) 
 }
 
 func (c *Client) checkCapacity(ctx context.Context, path string, servers []capacityServer) ([]string, error) {
-	pc, err := c.api(withRetryClass(ctx, classIdempotent))
+	pc, release, err := c.api(withRetryClass(ctx, classIdempotent))
+	defer release()
 	if err != nil {
 		return nil, c.apiError("check "+path, "", "", err, false)
 	}

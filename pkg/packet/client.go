@@ -76,7 +76,7 @@ type Client struct {
 	closeIdle func()
 
 	cat catalogueCache
-	// bound recycles the packngo clients of hot calls (see boundAPI).
+	// bound recycles the packngo clients of calls (see api).
 	bound sync.Pool
 }
 
@@ -164,7 +164,7 @@ func New(cfg Config) (*Client, error) {
 		c.tr.maxRetries = 0
 	}
 	// Fail now, not on the first call, if packngo rejects the options.
-	if _, err := c.api(context.Background()); err != nil {
+	if _, err := c.newAPI(c.tr); err != nil {
 		return nil, fmt.Errorf("API client: %w", tok.redactErr(err))
 	}
 	return c, nil
@@ -194,15 +194,27 @@ func (c *Client) String() string {
 	return fmt.Sprintf("packet.Client{%s project %s fleet %s}", c.apiURL, c.project, c.fleet)
 }
 
-// api returns a packngo client whose requests all carry ctx.
+// api returns a packngo client whose requests all carry ctx, and release,
+// which gives it back: the caller must not use it afterwards (release is
+// never nil, so it can be deferred before err is checked).
 //
 // packngo takes no context, and its Client writes its RateLimit field on
 // every response without a lock, so one packngo client must never serve two
-// calls at once. Each call therefore gets its own small packngo client whose
+// calls at once. Each call therefore gets a packngo client of its own whose
 // http.Client binds ctx to the requests it sends, in front of the one shared
-// transport (limiter, gate, retries, counters).
-func (c *Client) api(ctx context.Context) (*packngo.Client, error) {
-	return c.newAPI(ctxBinder{ctx: ctx, next: c.tr})
+// transport (limiter, gate, retries, counters). Building one costs about 40
+// allocations (one struct per service, two URL parses, a header map), a
+// quarter of the client's allocations per create, so they are recycled.
+func (c *Client) api(ctx context.Context) (pc *packngo.Client, release func(), err error) {
+	b, _ := c.bound.Get().(*boundClient)
+	if b == nil {
+		b = &boundClient{binder: ctxBinder{next: c.tr}}
+		if b.pc, err = c.newAPI(&b.binder); err != nil {
+			return nil, func() {}, err
+		}
+	}
+	b.binder.ctx = ctx
+	return b.pc, func() { b.binder.ctx = nil; c.bound.Put(b) }, nil
 }
 
 // newAPI is a packngo client sending through rt.
@@ -218,23 +230,6 @@ func (c *Client) newAPI(rt http.RoundTripper) (*packngo.Client, error) {
 	}
 	pc.UserAgent = c.userAgent
 	return pc, nil
-}
-
-// boundAPI is api for the calls made once per device (creates): a
-// packngo client costs about 40 allocations to build (one struct per
-// service, two URL parses, a header map), a quarter of the client's
-// allocations per create, so they are recycled. The client is bound to
-// ctx until release is called; the caller must not use it afterwards.
-func (c *Client) boundAPI(ctx context.Context) (pc *packngo.Client, release func(), err error) {
-	b, _ := c.bound.Get().(*boundClient)
-	if b == nil {
-		b = &boundClient{binder: ctxBinder{next: c.tr}}
-		if b.pc, err = c.newAPI(&b.binder); err != nil {
-			return nil, nil, err
-		}
-	}
-	b.binder.ctx = ctx
-	return b.pc, func() { b.binder.ctx = nil; c.bound.Put(b) }, nil
 }
 
 // boundClient is a recycled packngo client and the binder its requests

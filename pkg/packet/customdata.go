@@ -17,7 +17,8 @@ type projectCustomdata struct {
 // Customdata returns the project's customdata object, key by key, so a
 // caller can change its own keys and write every other key back as it was.
 func (c *Client) Customdata(ctx context.Context) (map[string]json.RawMessage, error) {
-	pc, err := c.api(ctx)
+	pc, release, err := c.api(ctx)
+	defer release()
 	var p projectCustomdata
 	if err == nil {
 		_, err = pc.DoRequest("GET", "projects/"+url.PathEscape(c.project), nil, &p)
@@ -39,7 +40,8 @@ func (c *Client) SetCustomdata(ctx context.Context, data map[string]json.RawMess
 	if data == nil {
 		data = map[string]json.RawMessage{}
 	}
-	pc, err := c.api(ctx)
+	pc, release, err := c.api(ctx)
+	defer release()
 	if err == nil {
 		_, err = pc.DoRequest("PUT", "projects/"+url.PathEscape(c.project), projectCustomdata{Customdata: data}, nil)
 	}

@@ -38,7 +38,7 @@ const userStatePrefix = "user."
 // the server certainly did not act.
 func (c *Client) Create(ctx context.Context, d spec.Device) (planner.Live, error) {
 	req := c.createRequest(d)
-	pc, release, err := c.boundAPI(withRetryClass(ctx, classOnce))
+	pc, release, err := c.api(withRetryClass(ctx, classOnce))
 	if err != nil {
 		return planner.Live{}, c.apiError("create device", d.Hostname, d.Slot, err, false)
 	}
@@ -137,7 +137,8 @@ var pageBuffers sync.Pool // *bytes.Buffer
 // ends in /metal/v1/. It stops at the last page the server names or at a
 // short page, so N devices cost ceil(N/PerPage) requests, one at least.
 func listPaged[T any](ctx context.Context, c *Client, op string, q url.Values, sized func(total int), id func(*T) string, each func(*T)) error {
-	pc, err := c.api(ctx)
+	pc, release, err := c.api(ctx)
+	defer release()
 	if err != nil {
 		return c.apiError(op, "", "", err, false)
 	}
@@ -222,7 +223,8 @@ func (c *Client) Update(ctx context.Context, id string, u planner.DeviceUpdate) 
 		// An empty tag list must go out as [], not null.
 		req.Tags = &[]string{}
 	}
-	pc, err := c.api(ctx)
+	pc, release, err := c.api(ctx)
+	defer release()
 	if err == nil {
 		_, _, err = pc.Devices.Update(id, req)
 	}
@@ -259,7 +261,8 @@ func (c *Client) Reinstall(ctx context.Context, id string) error {
 // repeating one costs time, not correctness).
 func (c *Client) action(ctx context.Context, id, name string, send func(*packngo.Client) error) error {
 	op := "device action " + name
-	pc, err := c.api(withRetryClass(ctx, classOnce))
+	pc, release, err := c.api(withRetryClass(ctx, classOnce))
+	defer release()
 	if err != nil {
 		return c.apiError(op, id, "", err, false)
 	}
@@ -272,7 +275,8 @@ func (c *Client) action(ctx context.Context, id, name string, send func(*packngo
 // Delete deletes a device; one that is already gone (404) is success,
 // like rm -f. DELETE is idempotent, so it is retried like a GET.
 func (c *Client) Delete(ctx context.Context, id string) error {
-	pc, err := c.api(ctx)
+	pc, release, err := c.api(ctx)
+	defer release()
 	if err == nil {
 		_, err = pc.Devices.Delete(id, true)
 	}

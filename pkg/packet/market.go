@@ -56,7 +56,8 @@ func (c *Client) Market(ctx context.Context, need planner.MarketNeed) (planner.M
 		spot       spotPrices
 	)
 	get := func(path string, v any) error {
-		pc, err := c.api(ctx)
+		pc, release, err := c.api(ctx)
+		defer release()
 		if err != nil {
 			return err
 		}

@@ -80,7 +80,8 @@ func (d *listedDevice) network() *network.State {
 // each port step is computed from, so a conversion is idempotent.
 func (c *Client) DeviceNetwork(ctx context.Context, id string) (network.State, string, error) {
 	const op = "read ports of device"
-	pc, err := c.api(ctx)
+	pc, release, err := c.api(ctx)
+	defer release()
 	if err != nil {
 		return network.State{}, "", c.apiError(op, id, "", err, false)
 	}
@@ -123,7 +124,8 @@ var layer3IPs = map[string]any{"request_ips": []map[string]any{
 // computes the next step (an IsIndeterminate error may have acted).
 func (c *Client) PortStep(ctx context.Context, st network.Step) error {
 	op := "port " + st.String()
-	pc, err := c.api(withRetryClass(ctx, classOnce))
+	pc, release, err := c.api(withRetryClass(ctx, classOnce))
+	defer release()
 	if err != nil {
 		return c.apiError(op, st.PortID, "", err, false)
 	}
@@ -174,7 +176,8 @@ func (v vnetJSON) toPlanner() planner.VirtualNetwork {
 // VirtualNetworks lists the project's VLANs (one request).
 func (c *Client) VirtualNetworks(ctx context.Context) ([]planner.VirtualNetwork, error) {
 	const op = "list virtual networks"
-	pc, err := c.api(ctx)
+	pc, release, err := c.api(ctx)
+	defer release()
 	if err != nil {
 		return nil, c.apiError(op, "", "", err, false)
 	}
@@ -200,7 +203,8 @@ func (c *Client) VirtualNetworks(ctx context.Context) ([]planner.VirtualNetwork,
 // with that VXLAN; one named by description gets the next free one.
 func (c *Client) CreateVirtualNetwork(ctx context.Context, metro string, v spec.VLAN) (planner.VirtualNetwork, error) {
 	op := "create virtual network " + v.String() + " in metro " + metro
-	pc, err := c.api(withRetryClass(ctx, classOnce))
+	pc, release, err := c.api(withRetryClass(ctx, classOnce))
+	defer release()
 	if err != nil {
 		return planner.VirtualNetwork{}, c.apiError(op, "", "", err, false)
 	}
@@ -225,7 +229,8 @@ func (c *Client) CreateVirtualNetwork(ctx context.Context, metro string, v spec.
 // service refuses (422) a VLAN a port still carries.
 func (c *Client) DeleteVirtualNetwork(ctx context.Context, id string) error {
 	const op = "delete virtual network"
-	pc, err := c.api(ctx)
+	pc, release, err := c.api(ctx)
+	defer release()
 	if err != nil {
 		return c.apiError(op, id, "", err, false)
 	}

@@ -24,7 +24,8 @@ func TestSimListingNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := c.api(ctx)
+	pc, release, err := c.api(ctx)
+	defer release()
 	if err != nil {
 		t.Fatal(err)
 	}
