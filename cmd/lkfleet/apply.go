@@ -100,21 +100,25 @@ func runApply(cmd *cobra.Command, env *Env, o *applyOptions, planFile string) er
 	// The finished runs settle the pending markers of earlier rebuilds
 	// (lock.go); a saved plan carries its own reading of them in its
 	// changes, the executor reads the revs they leave.
-	st := readLease(ctx, env, src.fleet, o.api, o.lock)
+	client, err := newClient(env, src.fleet, o.api)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	st := readLease(ctx, env, src.fleet, client, o.lock)
 	var p *planned
 	if planFile != "" {
-		p, err = checkSavedPlan(ctx, env, src, o.api, saved, planFile)
+		p, err = checkSavedPlan(ctx, client, src, saved, planFile)
 		if p != nil {
 			p.runs = st.runs
 		}
 	} else {
-		p, err = computePlan(ctx, env, src, o.api, o.plan, st.runs)
+		p, err = computePlan(ctx, env, src, client, o.plan, st.runs)
 	}
 	if err != nil {
 		return err
 	}
 	st.warn(env)
-	defer func() { p.client.Close() }()
 	var lk *fleetLease
 	if p.plan.HasChanges() {
 		// One apply per fleet: the lease is held from here to the end and
@@ -124,8 +128,8 @@ func runApply(cmd *cobra.Command, env *Env, o *applyOptions, planFile string) er
 		}
 		defer lk.release()
 		replan := func() (*planned, error) {
-			st := readLease(ctx, env, src.fleet, o.api, o.lock)
-			return computePlan(ctx, env, src, o.api, o.plan, st.runs)
+			st := readLease(ctx, env, src.fleet, client, o.lock)
+			return computePlan(ctx, env, src, client, o.plan, st.runs)
 		}
 		if planFile != "" {
 			replan = nil

@@ -38,19 +38,19 @@ func addLockFlags(cmd *cobra.Command, l *lockFlags, waits bool) {
 	_ = cmd.Flags().MarkHidden("lock-ttl")
 }
 
-// openLock opens fleet's lease where --lock says. The api lease gets its
-// own client, so that its requests do not count in the apply's summary.
-func openLock(env *Env, fleet *spec.Fleet, a apiFlags, l lockFlags) (lease.Lock, *packet.Client, func(), error) {
+// openLock opens fleet's lease where --lock says, on a client of its own
+// (unlock, which lists nothing, has no other).
+func openLock(env *Env, fleet *spec.Fleet, a apiFlags, l lockFlags) (lease.Lock, func(), error) {
 	client, err := newClient(env, fleet, a)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	lk, closeLock, err := openLockOn(env, fleet, client, l)
 	if err != nil {
 		client.Close()
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	return lk, client, func() { closeLock(); _ = client.Close() }, nil
+	return lk, func() { closeLock(); _ = client.Close() }, nil
 }
 
 // openLockOn opens the fleet's lease on client, which the caller keeps
@@ -298,13 +298,14 @@ func (st leaseState) warn(env *Env) {
 	}
 }
 
-// readLease reads the fleet's lease once, for plan, apply and status: the
-// holder and the finished runs come from the same read, so they cost plan
+// readLease reads the fleet's lease once, for plan, apply and status, on
+// the command's own client (its pacer, its connections): the holder and
+// the finished runs come from the same read, so they cost plan
 // no request beyond the one it always made. A lease that cannot be read
 // is a warning (leaseState.warn): the zero runs read every marker as
 // unfinished, the safe reading (an extra rebuild, never a wrong "done").
-func readLease(ctx context.Context, env *Env, fleet *spec.Fleet, a apiFlags, l lockFlags) leaseState {
-	lk, _, closeLock, err := openLock(env, fleet, a, l)
+func readLease(ctx context.Context, env *Env, fleet *spec.Fleet, client *packet.Client, l lockFlags) leaseState {
+	lk, closeLock, err := openLockOn(env, fleet, client, l)
 	if err != nil {
 		return leaseState{err: err}
 	}

@@ -80,16 +80,13 @@ type planned struct {
 	runs planner.Runs
 }
 
-// computePlan wires the flags to pipeline.Plan over a new API client,
-// which the returned plan keeps for apply. Notes go to stderr. runs are
-// the finished runs of the fleet's lease (readLease).
-func computePlan(ctx context.Context, env *Env, src fleetSource, a apiFlags, o planOptions, runs planner.Runs) (_ *planned, err error) {
+// computePlan wires the flags to pipeline.Plan over the command's API
+// client (the caller closes it), which the returned plan keeps for apply.
+// Notes go to stderr. runs are the finished runs of the fleet's lease
+// (readLease).
+func computePlan(ctx context.Context, env *Env, src fleetSource, client *packet.Client, o planOptions, runs planner.Runs) (_ *planned, err error) {
 	fleet := src.fleet
 	defer func() { err = explain(err, fleet) }()
-	client, err := newClient(env, fleet, a)
-	if err != nil {
-		return nil, err
-	}
 	plan, err := pipeline.Plan(ctx, newPlanBackend(client, fleet), pipeline.Request{
 		Fleet:         fleet,
 		FleetBytes:    src.bytes,
@@ -101,7 +98,6 @@ func computePlan(ctx context.Context, env *Env, src fleetSource, a apiFlags, o p
 		Runs:          runs,
 	})
 	if err != nil {
-		client.Close()
 		return nil, err
 	}
 	return &planned{fleet: fleet, client: client, plan: plan, runs: runs}, nil

@@ -56,12 +56,16 @@ func runPlan(ctx context.Context, env *Env, o *planCmdOptions) error {
 	}
 	// One read of the lease: who holds it, and the finished runs that
 	// settle pending markers (lock.go).
-	st := readLease(ctx, env, src.fleet, o.api, o.lock)
-	p, err := computePlan(ctx, env, src, o.api, o.plan, st.runs)
+	client, err := newClient(env, src.fleet, o.api)
 	if err != nil {
 		return err
 	}
-	defer p.client.Close()
+	defer client.Close()
+	st := readLease(ctx, env, src.fleet, client, o.lock)
+	p, err := computePlan(ctx, env, src, client, o.plan, st.runs)
+	if err != nil {
+		return err
+	}
 	noteRunning(env, src.fleet, st)
 	if o.output == "json" {
 		err = planner.RenderJSON(env.Out, p.plan)

@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/lkfleet/lkfleet/internal/fileinput"
+	"github.com/lkfleet/lkfleet/pkg/packet"
 	"github.com/lkfleet/lkfleet/pkg/pipeline"
 	"github.com/lkfleet/lkfleet/pkg/planner"
 )
@@ -80,15 +81,10 @@ func didYouMean(path string, data []byte) string {
 
 // checkSavedPlan refuses a saved plan when the fleet file or the live
 // devices changed since it was saved.
-func checkSavedPlan(ctx context.Context, env *Env, src fleetSource, a apiFlags, plan planner.Plan, path string) (_ *planned, err error) {
+func checkSavedPlan(ctx context.Context, client *packet.Client, src fleetSource, plan planner.Plan, path string) (_ *planned, err error) {
 	fleet := src.fleet
 	defer func() { err = explain(err, fleet) }()
-	client, err := newClient(env, fleet, a)
-	if err != nil {
-		return nil, err
-	}
 	if err := pipeline.CheckSaved(ctx, client, pipeline.Saved{Plan: plan, Path: path}, fleet, src.bytes); err != nil {
-		client.Close()
 		return nil, err
 	}
 	return &planned{fleet: fleet, client: client, plan: plan}, nil

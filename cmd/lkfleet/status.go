@@ -114,7 +114,7 @@ func runStatus(ctx context.Context, env *Env, o *statusOptions, now time.Time) e
 	if err != nil {
 		return err
 	}
-	st := readLease(ctx, env, l.fleet, o.api, o.lock)
+	st := readLease(ctx, env, l.fleet, l.client, o.lock)
 	st.warn(env)
 	v.runs = st.runs
 	// Foreign devices whose hostname is one of the fleet's.

@@ -43,7 +43,7 @@ func watchStatus(ctx context.Context, env *Env, o *statusOptions) error {
 				live = append(live, d)
 			}
 		}
-		st := readLease(ctx, env, l.fleet, o.api, o.lock)
+		st := readLease(ctx, env, l.fleet, l.client, o.lock)
 		st.warn(env)
 		v.runs = st.runs
 		now := time.Now()

@@ -47,7 +47,7 @@ func runUnlock(ctx context.Context, env *Env, o *unlockOptions) error {
 	if err != nil {
 		return err
 	}
-	lk, _, closeLock, err := openLock(env, fleet, o.api, o.lock)
+	lk, closeLock, err := openLock(env, fleet, o.api, o.lock)
 	if err != nil {
 		return err
 	}
