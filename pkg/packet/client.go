@@ -61,6 +61,11 @@ type Config struct {
 	// HTTPClient optionally supplies the base transport (TLS settings,
 	// proxies). Its Transport is wrapped, never replaced.
 	HTTPClient *http.Client
+
+	// timerOnly makes the pacer wait on timers alone, never yielding in
+	// a loop (see spinSpan): a loop never blocks, so under a fake clock
+	// (testing/synctest) time would never move on.
+	timerOnly bool
 }
 
 // Client talks to one project of the API on behalf of one fleet. It is
@@ -149,7 +154,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.tr = &transport{
 		base:       base,
-		pacer:      newPacer(cfg.Rate),
+		pacer:      newPacer(cfg.Rate, !cfg.timerOnly),
 		timeout:    orDefault(cfg.RequestTimeout, DefaultRequestTimeout),
 		maxRetries: cfg.MaxRetries,
 		budget:     orDefault(cfg.RetryBudget, DefaultRetryBudget),

@@ -265,7 +265,7 @@ func (m memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // memClient returns a client served in memory by h.
 func memClient(t *testing.T, h http.Handler, latency time.Duration, mod func(*Config)) *Client {
 	t.Helper()
-	cfg := Config{APIURL: "http://api.test/metal/v1/", Token: testToken, Project: testProject, Fleet: "lab",
+	cfg := Config{APIURL: "http://api.test/metal/v1/", Token: testToken, Project: testProject, Fleet: "lab", timerOnly: true,
 		HTTPClient: &http.Client{Transport: memTransport{h: h, latency: latency}}}
 	if mod != nil {
 		mod(&cfg)

@@ -33,7 +33,8 @@ import (
 //     over 300 requests.
 //   - Bracketed: gap hi × (1 + margin) + slack. A refusal at that gap
 //     (not at a probe) proves 1/R above it: hi moves above the refused
-//     gap and margin and slack double.
+//     gap, the margin doubles and the slack grows by its first value (at
+//     R = 200 a doubled slack alone would be a fifth of the gap).
 //   - After two minutes (then four times longer after each) one probe 10 %
 //     below the bracket checks whether the server's limit was raised;
 //     accepted, the gap halves again until the next refusal.
@@ -82,11 +83,13 @@ type single struct {
 	waitedFor time.Time
 }
 
-// singleStart is the first gap tried on a bucket of one (4/s).
-const singleStart = 0.25
+// singleStart is the first gap tried on a bucket of one (8/s): at R = 5
+// its refusal costs no more than that of the 4/s after it would.
+const singleStart = 0.125
 
-// Settled gap of a bucket of one: hi × (1 + margin) + slack, each doubled
-// by a 429 at that gap, up to the caps.
+// Settled gap of a bucket of one: hi × (1 + margin) + slack; a 429 at
+// that gap doubles the margin and adds singleSlack to the slack, up to
+// the caps.
 const (
 	singleMargin    = 0.003
 	singleSlack     = 0.0005
@@ -118,8 +121,9 @@ func (s *single) release(now time.Time) time.Time {
 		// (hi and lo are gaps measured as requests left), or the
 		// lateness would eat the step; it goes only where its 429 would
 		// be cheap. Otherwise the request goes at the best gap accepted
-		// so far. Settled requests are not sent sooner: at R = 20 the
-		// lateness varies by a millisecond, enough to draw 429s.
+		// so far. Settled requests are sent sooner only by up to the
+		// slack: at R = 20 the lateness varies by a millisecond, enough
+		// to draw 429s.
 		// Never below a refused gap, except for the probe that checks
 		// whether the limit was raised.
 		floor := s.lo
@@ -130,6 +134,11 @@ func (s *single) release(now time.Time) time.Time {
 		if !s.cheap(s.base.Add(secs(gap))) {
 			gap = s.hi
 		}
+	} else if s.settled() {
+		// The settled gap's slack may go to the lateness: a request
+		// still leaves no sooner than hi × (1 + margin) after the answer,
+		// longer than a gap the server accepted.
+		gap -= min(s.late, s.slack)
 	}
 	at := s.base.Add(secs(gap))
 	if at.After(now) {
@@ -138,7 +147,9 @@ func (s *single) release(now time.Time) time.Time {
 	}
 	s.sentProbe = gap < s.hi
 	if !s.waitedFor.IsZero() {
-		s.late = min(0.8*s.late+0.2*now.Sub(s.waitedFor).Seconds(), 0.1*gap)
+		// How much later than meant the head let the request go: the
+		// timer's or the yield's overshoot.
+		s.late = min(0.8*s.late+0.2*now.Sub(at).Seconds(), 0.3*gap)
 		s.waitedFor = time.Time{}
 	}
 	s.measured, s.sentGap = true, now.Sub(s.base).Seconds()
@@ -172,20 +183,31 @@ func (s *single) probing() bool { return s.lo > 0 && s.hi > 0 && s.gap < s.hi }
 // close the gate only briefly: the server's bucket is full again at most
 // 1/R after the refused request, and the gate ends at Reset, the next
 // whole second; a request between 1/R and 1/R + W before a whole second
-// is refused for at most W + 1/R. W is three gaps (at least 250 ms), so
+// is refused for at most W + 1/R. W is three gaps (at least 400 ms), so
 // a few steps fit into each second; the window keeps clear of the
-// second's end by the uncertainty of the server's clock. Until that clock
-// is known to within 100 ms, every time is as cheap as any other.
+// second's end by the uncertainty of the server's clock. Until Date has
+// told that clock to within 100 ms (it takes up to a second of answers),
+// a server whose Dates agree with ours is taken to share our clock, as
+// servers kept by NTP do to within milliseconds: a wrong guess only
+// times a probe at random, as no guess would. A server known to differ
+// by more: every time is as cheap as any other.
 func (s *single) cheap(t time.Time) bool {
-	if !s.clocked || s.thHi-s.thLo > 0.1 {
+	off, err := s.thLo+(s.thHi-s.thLo)/2, (s.thHi-s.thLo)/2
+	switch {
+	case s.clocked && err <= 0.05:
+	case !s.clocked || (s.thLo <= 0 && s.thHi >= 0):
+		off, err = 0, clockGuess
+	default:
 		return true
 	}
-	err := (s.thHi - s.thLo) / 2
-	srv := float64(t.UnixNano())/1e9 + s.thLo + err
+	srv := float64(t.UnixNano())/1e9 + off
 	left := math.Ceil(srv) - srv
-	w := max(0.25, 3*s.gap)
+	w := max(0.4, 3*s.gap)
 	return left > s.hi+err && left <= s.hi+err+w
 }
+
+// clockGuess is the error allowed for a server taken to share our clock.
+const clockGuess = 0.005
 
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
@@ -226,7 +248,7 @@ func (s *single) refused(now time.Time) {
 			// that acceptance was the previous request's time in the
 			// server, not headroom. 1/R is above g.
 			s.margin = min(2*s.margin, singleMarginCap)
-			s.slack = min(2*s.slack, singleSlackCap)
+			s.slack = min(s.slack+singleSlack, singleSlackCap)
 			s.hi = g * 1.02
 		}
 	}
