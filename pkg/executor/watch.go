@@ -17,6 +17,7 @@ type snapshot struct {
 	// every call that returned before seq was taken (see watcher.seq).
 	seq   uint64
 	start time.Time
+	end   time.Time // when the listing's answer was in
 	byID  map[string]planner.Live
 	// bySlot holds the devices of each slot that are not being deleted.
 	bySlot map[string][]planner.Live
@@ -37,7 +38,10 @@ type snapshot struct {
 //     never closer than interval.
 //   - When the budget is idle (the tail of a wave: every create sent),
 //     polls come every tailGap (or as often as half the budget allows),
-//     so the last device is seen soon after it is ready.
+//     so the last device is seen soon after it is ready. One more poll is
+//     aimed at when the youngest waiter should be ready, by the fastest
+//     wait seen yet (upper): on a cloud whose devices take about the same
+//     time, that one listing sees the last of them.
 //
 // The listing is the lighter ListStates when the Cloud offers it.
 type watcher struct {
@@ -67,6 +71,11 @@ type watcher struct {
 	waits  []*waitReg
 	live   int
 	learnt time.Duration
+	// upper is the shortest time from a wait's start to the end of a
+	// listing that ended it (an upper bound of T where devices take the
+	// same time); aimed is the waiter the last aimed poll was for.
+	upper time.Duration
+	aimed *waitReg
 	// pages is what the last listing cost in requests; starts holds when
 	// the listings of the last second began.
 	pages  int
@@ -144,7 +153,34 @@ func (w *watcher) waiting() func() {
 				w.learnt = t
 			}
 		}
+		if c := w.cur; c != nil && c.end.After(reg.since) {
+			if t := c.end.Sub(reg.since); w.upper == 0 || t < w.upper {
+				w.upper = t
+			}
+		}
 	}
+}
+
+// aimSlack is how much later than predicted the aimed poll goes, for the
+// jitter of when a create's answer arrived against when the device began.
+const aimSlack = 10 * time.Millisecond
+
+// aim returns when the youngest waiter should be ready (zero if no
+// waiter is a registered device wait, nothing is learnt yet, or a poll was
+// already aimed at it). w.mu is held.
+func (w *watcher) aim() (time.Time, *waitReg) {
+	if w.upper == 0 || w.live == 0 || w.demand > w.live {
+		return time.Time{}, nil
+	}
+	for i := len(w.waits) - 1; i >= 0; i-- {
+		if r := w.waits[i]; !r.ended {
+			if r == w.aimed {
+				return time.Time{}, nil
+			}
+			return r.since.Add(w.upper + aimSlack), r
+		}
+	}
+	return time.Time{}, nil
 }
 
 // earliest returns when the next listing may be useful: at once if any
@@ -158,15 +194,16 @@ func (w *watcher) earliest(now time.Time) time.Time {
 	return w.waits[0].since.Add(w.learnt)
 }
 
-// gap returns how long after the previous listing began the next may.
-func (w *watcher) gap() time.Duration {
+// gap returns how long after the previous listing began the next may,
+// and whether the budget is idle (no other calls use it).
+func (w *watcher) gap() (time.Duration, bool) {
 	b, ok := w.cloud.(budgeter)
 	if !ok {
-		return w.interval
+		return w.interval, false
 	}
 	pace, used := b.Budget()
 	if math.IsInf(pace, 1) || pace <= 0 {
-		return w.interval
+		return w.interval, false
 	}
 	w.mu.Lock()
 	pages := max(w.pages, 1)
@@ -178,9 +215,9 @@ func (w *watcher) gap() time.Duration {
 	own := float64(pages * len(w.starts))
 	w.mu.Unlock()
 	if used-own > busyShare*pace {
-		return max(w.interval, secs(float64(pages)/(pollShare*pace)))
+		return max(w.interval, secs(float64(pages)/(pollShare*pace))), false
 	}
-	return min(max(tailGap, secs(float64(pages)/(tailShare*pace))), w.interval)
+	return min(max(tailGap, secs(float64(pages)/(tailShare*pace))), w.interval), true
 }
 
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
@@ -208,6 +245,9 @@ func (w *watcher) run(ctx context.Context) {
 	// from the previous listing, once the budget has stayed idle for a
 	// tailGap (a single look may fall between two calls).
 	var notBefore, lastStart, idleFrom time.Time
+	// quietFrom is when the budget was last seen turning idle (zero while
+	// busy); the aimed poll waits until it has been idle a tailGap.
+	var quietFrom time.Time
 	list := w.cloud.List
 	if sl, ok := w.cloud.(stateLister); ok {
 		list = sl.ListStates
@@ -223,8 +263,15 @@ func (w *watcher) run(ctx context.Context) {
 			w.mu.Lock()
 			at := w.earliest(now)
 			w.mu.Unlock()
+			g, tail := w.gap()
+			switch {
+			case !tail:
+				quietFrom = time.Time{}
+			case quietFrom.IsZero():
+				quietFrom = now
+			}
 			if notBefore.Sub(now) > tailGap {
-				switch idle := lastStart.Add(w.gap()); {
+				switch idle := lastStart.Add(g); {
 				case !idle.Before(notBefore):
 					idleFrom = time.Time{}
 				case idleFrom.IsZero():
@@ -234,9 +281,22 @@ func (w *watcher) run(ctx context.Context) {
 				}
 			}
 			at = latest(at, notBefore)
+			var aimed *waitReg
+			if tail {
+				// The tail: one poll aimed at the youngest waiter, sooner
+				// than the next tailGap poll, once the budget has been idle
+				// for a tailGap (a single look may fall between calls).
+				w.mu.Lock()
+				t, r := w.aim()
+				if r != nil && t.Before(at) && !t.Before(w.earliest(now)) && now.Sub(quietFrom) >= tailGap {
+					at, aimed = latest(t, now), r
+				}
+				w.mu.Unlock()
+			}
 			if d := at.Sub(now); d > 0 {
-				if at.Equal(notBefore) {
-					// Re-judge a long busy gap (above) every tailGap.
+				if at.Equal(notBefore) || aimed != nil {
+					// Re-judge a long busy gap (above), and whether the
+					// budget is still idle for the aimed poll, every tailGap.
 					d = min(d, tailGap)
 				}
 				// Sleep, but re-decide when a new waiter comes: it may
@@ -257,10 +317,14 @@ func (w *watcher) run(ctx context.Context) {
 			start := time.Now()
 			w.mu.Lock()
 			w.starts = append(w.starts, start)
+			if aimed != nil {
+				w.aimed = aimed
+			}
 			w.mu.Unlock()
 			lives, err := list(ctx)
 			lastStart, idleFrom = start, time.Time{}
-			notBefore = start.Add(w.gap())
+			g, _ = w.gap()
+			notBefore = start.Add(g)
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -279,7 +343,9 @@ func (w *watcher) run(ctx context.Context) {
 				continue
 			}
 			failingSince = time.Time{}
-			w.publish(newSnapshot(seq, start, lives))
+			snap := newSnapshot(seq, start, lives)
+			snap.end = time.Now()
+			w.publish(snap)
 		}
 	}
 }

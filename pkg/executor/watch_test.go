@@ -163,3 +163,38 @@ func TestWaitingTailAfterBusyGap(t *testing.T) {
 		t.Logf("%d listings while creating, last device seen %v after ready", busy, lastReady.Sub(lastCreate.Add(fc.callDelay+fc.provision)))
 	})
 }
+
+// TestWaitingAimsAtTheLastDevice: devices that all take the same time
+// (3.1 s, off the tail polls' 200 ms grid) are seen ready by the listing
+// aimed at the youngest waiter: the fastest wait seen (20 ms above T with
+// these 12 devices) plus aimSlack after its start, rather than at the next
+// tail poll (100 ms late here without the aim).
+func TestWaitingAimsAtTheLastDevice(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := newFake()
+		fc.provision, fc.boot, fc.callDelay = 3100*time.Millisecond, 0, 330*time.Millisecond
+		bc := &budgetCloud{fakeCloud: fc, rate: 10}
+		var changes []planner.Change
+		for i := 1; i <= 12; i++ {
+			changes = append(changes, createChange(slotName("ams1", i)))
+		}
+		var ev events
+		res, err := Apply(t.Context(), bc, mkPlan(rollout(), changes...), Options{Parallelism: 2, OnEvent: ev.add, QuietSince: time.Unix(0, 0)})
+		if err != nil || res.Created != 12 {
+			t.Fatalf("Created %d, err %v", res.Created, err)
+		}
+		log := fc.log()
+		lastCreate := log[len(log)-1].at
+		var lastReady time.Time
+		for _, e := range ev.all {
+			if e.Kind == DeviceReady && e.Time.After(lastReady) {
+				lastReady = e.Time
+			}
+		}
+		late := lastReady.Sub(lastCreate.Add(fc.callDelay + fc.provision))
+		if late < 0 || late > 50*time.Millisecond {
+			t.Errorf("last device seen %v after it was ready, want <= 50ms", late)
+		}
+		t.Logf("last device seen %v after ready; %d listings", late, len(bc.lists))
+	})
+}
