@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -218,6 +219,13 @@ type runResult struct {
 func (b *bed) cli(ctx context.Context, args ...string) (runResult, error) {
 	cmd := exec.CommandContext(ctx, b.bin, args...)
 	cmd.Env = b.env
+	if prof := os.Getenv("BENCH_PROFILE"); prof != "" && len(args) > 0 {
+		// Profiles of each lkfleet run, named by bed and command
+		// (docs/benchmarks.md, "Where the CPU goes"); a later run of the
+		// same command on the bed overwrites them.
+		name := filepath.Join(prof, filepath.Base(b.dir)+"-"+args[0])
+		cmd.Env = append(slices.Clip(b.env), "LKFLEET_CPUPROFILE="+name+".cpu.pprof", "LKFLEET_MEMPROFILE="+name+".mem.pprof")
+	}
 	cmd.Dir = b.dir
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
