@@ -166,9 +166,9 @@ func TestWaitingTailAfterBusyGap(t *testing.T) {
 
 // TestWaitingAimsAtTheLastDevice: devices that all take the same time
 // (3.1 s, off the tail polls' 200 ms grid) are seen ready by the listing
-// aimed at the youngest waiter: the fastest wait seen (20 ms above T with
+// aimed at the youngest waiter: the fastest wait seen (50 ms above T with
 // these 12 devices) plus aimSlack after its start, rather than at the next
-// tail poll (100 ms late here without the aim).
+// tail poll (400 ms late here without the aim).
 func TestWaitingAimsAtTheLastDevice(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fc := newFake()
@@ -192,8 +192,8 @@ func TestWaitingAimsAtTheLastDevice(t *testing.T) {
 			}
 		}
 		late := lastReady.Sub(lastCreate.Add(fc.callDelay + fc.provision))
-		if late < 0 || late > 50*time.Millisecond {
-			t.Errorf("last device seen %v after it was ready, want <= 50ms", late)
+		if late < 0 || late > 100*time.Millisecond {
+			t.Errorf("last device seen %v after it was ready, want <= 100ms", late)
 		}
 		t.Logf("last device seen %v after ready; %d listings", late, len(bc.lists))
 	})
