@@ -127,23 +127,7 @@ func TestWaitingTailAfterBusyGap(t *testing.T) {
 		fc := newFake()
 		fc.provision, fc.callDelay = 5*time.Second, 250*time.Millisecond
 		bc := &budgetCloud{fakeCloud: fc, rate: 5}
-		var changes []planner.Change
-		for i := 1; i <= 80; i++ {
-			changes = append(changes, createChange(slotName("ams1", i)))
-		}
-		var ev events
-		res, err := Apply(t.Context(), bc, mkPlan(rollout(), changes...), Options{Parallelism: 1, OnEvent: ev.add, QuietSince: time.Unix(0, 0)})
-		if err != nil || res.Created != 80 {
-			t.Fatalf("Created %d, err %v", res.Created, err)
-		}
-		log := fc.log()
-		lastCreate := log[len(log)-1].at
-		var lastReady time.Time
-		for _, e := range ev.all {
-			if e.Kind == DeviceReady && e.Time.After(lastReady) {
-				lastReady = e.Time
-			}
-		}
+		lastCreate, lastReady := applyCreates(t, bc, 80, 1)
 		// Idle is judged over a second of use and must last a tail poll;
 		// then polls come every tailGap.
 		if late := lastReady.Sub(lastCreate.Add(fc.callDelay + fc.provision)); late > 500*time.Millisecond {
@@ -174,27 +158,34 @@ func TestWaitingAimsAtTheLastDevice(t *testing.T) {
 		fc := newFake()
 		fc.provision, fc.boot, fc.callDelay = 3100*time.Millisecond, 0, 330*time.Millisecond
 		bc := &budgetCloud{fakeCloud: fc, rate: 10}
-		var changes []planner.Change
-		for i := 1; i <= 12; i++ {
-			changes = append(changes, createChange(slotName("ams1", i)))
-		}
-		var ev events
-		res, err := Apply(t.Context(), bc, mkPlan(rollout(), changes...), Options{Parallelism: 2, OnEvent: ev.add, QuietSince: time.Unix(0, 0)})
-		if err != nil || res.Created != 12 {
-			t.Fatalf("Created %d, err %v", res.Created, err)
-		}
-		log := fc.log()
-		lastCreate := log[len(log)-1].at
-		var lastReady time.Time
-		for _, e := range ev.all {
-			if e.Kind == DeviceReady && e.Time.After(lastReady) {
-				lastReady = e.Time
-			}
-		}
+		lastCreate, lastReady := applyCreates(t, bc, 12, 2)
 		late := lastReady.Sub(lastCreate.Add(fc.callDelay + fc.provision))
 		if late < 0 || late > 100*time.Millisecond {
 			t.Errorf("last device seen %v after it was ready, want <= 100ms", late)
 		}
 		t.Logf("last device seen %v after ready; %d listings", late, len(bc.lists))
 	})
+}
+
+// applyCreates applies n creates through bc at parallelism par (no earlier
+// run to fence off, so only waiting lists) and returns when the last
+// create was sent and when the last device was reported ready.
+func applyCreates(t *testing.T, bc *budgetCloud, n, par int) (lastCreate, lastReady time.Time) {
+	t.Helper()
+	var changes []planner.Change
+	for i := 1; i <= n; i++ {
+		changes = append(changes, createChange(slotName("ams1", i)))
+	}
+	var ev events
+	res, err := Apply(t.Context(), bc, mkPlan(rollout(), changes...), Options{Parallelism: par, OnEvent: ev.add, QuietSince: time.Unix(0, 0)})
+	if err != nil || res.Created != n {
+		t.Fatalf("Created %d, err %v", res.Created, err)
+	}
+	log := bc.fakeCloud.log()
+	for _, e := range ev.all {
+		if e.Kind == DeviceReady && e.Time.After(lastReady) {
+			lastReady = e.Time
+		}
+	}
+	return log[len(log)-1].at, lastReady
 }
