@@ -352,3 +352,69 @@ func TestBucketOfOneRaised(t *testing.T) {
 		}
 	})
 }
+
+// TestBucketOfOneMeasuresTheRequestInFlight: against a bucket of one, the
+// gap an answer judges is the one its request left at. A caller that
+// queues while that request is in flight must not measure it again later:
+// the accepted gap would then look longer than it was, and no step below
+// it would ever lower the best gap.
+func TestBucketOfOneMeasuresTheRequestInFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPacer(0, false)
+		answer := func(sent time.Time) {
+			h := http.Header{}
+			h.Set(headerLimit, "1")
+			h.Set(headerRemaining, "0")
+			h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+			p.done(sent, h, http.StatusOK)
+		}
+		ctx := context.Background()
+		first, err := p.wait(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer(first) // the server's bucket holds one token: gaps from here
+		second, err := p.wait(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if third, err := p.wait(ctx); err == nil {
+				answer(third)
+			}
+		}()
+		time.Sleep(3 * time.Millisecond) // the third caller waits meanwhile
+		answer(second)
+		<-done
+		p.mu.Lock()
+		hi := p.one.hi
+		p.mu.Unlock()
+		// The second request left singleStart after the first answer;
+		// the third, half that after the second's.
+		if want := singleStart / 2; hi < want-1e-6 || hi > want+1e-6 {
+			t.Errorf("best accepted gap %.6f s, want %.6f s", hi, want)
+		}
+	})
+}
+
+// TestBucketOfOneCheapBeforeClocked: until Date has told the server's
+// clock, a probe is cheap only in the window before a whole second of our
+// own clock (a server whose Date agrees is taken to share it); once Date
+// places the server half a second off, the window moves with it.
+func TestBucketOfOneCheapBeforeClocked(t *testing.T) {
+	s := single{on: true, hi: 0.005, gap: 0.005}
+	at := func(ms int) time.Time { return time.Unix(100, int64(ms)*int64(time.Millisecond)) }
+	if s.cheap(at(300)) {
+		t.Error("unclocked: a probe 0.7 s before the next second is cheap, want not")
+	}
+	if !s.cheap(at(700)) {
+		t.Error("unclocked: a probe 0.3 s before the next second is not cheap, want cheap")
+	}
+	s.thLo, s.thHi, s.clocked = 0.49, 0.51, true // the server's clock is ours + 0.5 s
+	if !s.cheap(at(200)) || s.cheap(at(700)) {
+		t.Error("clocked 0.5 s ahead: want 0.2 s past our second cheap and 0.7 s past not")
+	}
+}
