@@ -78,9 +78,9 @@ type single struct {
 	clocked    bool
 	// late is how much later than asked a request lately left when the
 	// head waited for its gap (timer and scheduling delay, seconds);
-	// waitedFor is the release time it waited for.
-	late      float64
-	waitedFor time.Time
+	// waited says the head is waiting for the release time.
+	late   float64
+	waited bool
 }
 
 // singleStart is the first gap tried on a bucket of one (8/s): at R = 5
@@ -142,15 +142,15 @@ func (s *single) release(now time.Time) time.Time {
 	}
 	at := s.base.Add(secs(gap))
 	if at.After(now) {
-		s.waitedFor = at
+		s.waited = true
 		return at
 	}
 	s.sentProbe = gap < s.hi
-	if !s.waitedFor.IsZero() {
+	if s.waited {
 		// How much later than meant the head let the request go: the
 		// timer's or the yield's overshoot.
 		s.late = min(0.8*s.late+0.2*now.Sub(at).Seconds(), 0.3*gap)
-		s.waitedFor = time.Time{}
+		s.waited = false
 	}
 	s.measured, s.sentGap = true, now.Sub(s.base).Seconds()
 	return time.Time{}
