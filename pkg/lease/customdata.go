@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http/httptrace"
 	"sync"
 	"time"
 )
@@ -32,6 +33,11 @@ type CustomdataOptions struct {
 	TTL    time.Duration
 	Settle time.Duration
 	Skew   time.Duration
+	// Wrote, when set, is called each time Acquire has written its
+	// record, as the settle delay begins: the caller may use the delay
+	// for requests of its own, which between Acquire's read and write
+	// would have made the attempt too slow to be safe.
+	Wrote func()
 }
 
 // KeyPrefix starts the customdata key of every fleet's lease; the fleet
@@ -82,8 +88,9 @@ type Customdata struct {
 	o     CustomdataOptions
 
 	mu    sync.Mutex
-	mine  *Info // the lease Acquire took, nil if none
-	prior Prior // what the last successful Acquire found before it
+	mine  *Info   // the lease Acquire took, nil if none
+	prior Prior   // what the last successful Acquire found before it
+	found *record // the record that Acquire found free (nil: none)
 }
 
 // NewCustomdata returns fleet's lease in the customdata that store reads
@@ -183,10 +190,33 @@ func (c *Customdata) Prior() Prior {
 	return c.prior
 }
 
+// timedRead reads the customdata like read, and also returns when the
+// read left: what the settle delay must cover is the time from the read
+// the server answered to the write that follows, not the time the read
+// waited for the client's rate limit. A store that sends its read over
+// HTTP reports that moment through the request's httptrace hook (the last
+// attempt's, when the client retried); any other store is timed from the
+// call.
+func (c *Customdata) timedRead(ctx context.Context) (map[string]json.RawMessage, *record, time.Time, error) {
+	var mu sync.Mutex
+	sent := time.Now()
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteHeaders: func() {
+			mu.Lock()
+			sent = time.Now()
+			mu.Unlock()
+		},
+	})
+	m, r, err := c.read(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	return m, r, sent, err
+}
+
 // Acquire takes the lease for me or returns a *HeldError.
 func (c *Customdata) Acquire(ctx context.Context, me Info) error {
 	start := time.Now()
-	m, r, err := c.read(ctx)
+	m, r, sent, err := c.timedRead(ctx)
 	if err != nil {
 		return fmt.Errorf("lock fleet %q: %w", c.fleet, err)
 	}
@@ -198,13 +228,16 @@ func (c *Customdata) Acquire(ctx context.Context, me Info) error {
 	if err := c.write(ctx, m, &record{Info: me, Runs: runsOf(r)}); err != nil {
 		return fmt.Errorf("lock fleet %q: %w", c.fleet, err)
 	}
-	if took := time.Since(start); took > c.o.Settle/2 {
+	if took := time.Since(sent); took > c.o.Settle/2 {
 		// Our own read-to-write took too long for the settle delay to
 		// cover it: a rival that read the lease free meanwhile may not
 		// see our record. Take it back and count the attempt as
 		// contended.
-		c.withdraw(ctx, me.Holder, r)
+		_ = c.withdraw(ctx, me.Holder, r)
 		return &SlowError{Fleet: c.fleet, Took: took, Settle: c.o.Settle}
+	}
+	if c.o.Wrote != nil {
+		c.o.Wrote()
 	}
 	t := time.NewTimer(c.o.Settle)
 	select {
@@ -212,7 +245,7 @@ func (c *Customdata) Acquire(ctx context.Context, me Info) error {
 		t.Stop()
 		// Abandoned (Ctrl-C, or apply found nothing to do): our record
 		// must not block the next run for a whole TTL.
-		c.withdraw(ctx, me.Holder, r)
+		_ = c.withdraw(ctx, me.Holder, r)
 		return context.Cause(ctx)
 	case <-t.C:
 	}
@@ -232,6 +265,7 @@ func (c *Customdata) Acquire(ctx context.Context, me Info) error {
 	c.mu.Lock()
 	c.mine = &me
 	c.prior = c.priorOf(prev)
+	c.found = prev
 	c.mu.Unlock()
 	return nil
 }
@@ -241,21 +275,40 @@ func (c *Customdata) Acquire(ctx context.Context, me Info) error {
 // for withdrawing). Putting back a released record keeps what it says
 // about the fleet's last change for the next run: an apply that found
 // nothing to do changed nothing.
-func (c *Customdata) withdraw(ctx context.Context, holder string, prev *record) {
+func (c *Customdata) withdraw(ctx context.Context, holder string, prev *record) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	m, r, err := c.read(ctx)
-	if err == nil && r != nil && r.Holder == holder {
-		if prev != nil && prev.ReleasedAt.IsZero() {
-			// An expired lease or a tombstone protects nothing any more;
-			// the finished runs it carried stay.
-			prev = &record{Runs: prev.Runs}
-			if len(prev.Runs) == 0 {
-				prev = nil
-			}
-		}
-		_ = c.write(ctx, m, prev)
+	if err != nil || r == nil || r.Holder != holder {
+		return err
 	}
+	if prev != nil && prev.ReleasedAt.IsZero() {
+		// An expired lease or a tombstone protects nothing any more;
+		// the finished runs it carried stay.
+		prev = &record{Runs: prev.Runs}
+		if len(prev.Runs) == 0 {
+			prev = nil
+		}
+	}
+	return c.write(ctx, m, prev)
+}
+
+// Withdraw gives up the lease Acquire took as if it had never been taken,
+// for a run that changed nothing: the record Acquire found free goes back
+// (see withdraw), so the next run still reads when the fleet last
+// changed. Nothing is written when the lease is no longer ours.
+func (c *Customdata) Withdraw(ctx context.Context) error {
+	c.mu.Lock()
+	mine, found := c.mine, c.found
+	c.mine, c.found = nil, nil
+	c.mu.Unlock()
+	if mine == nil {
+		return nil
+	}
+	if err := c.withdraw(ctx, mine.Holder, found); err != nil {
+		return fmt.Errorf("withdraw lease of fleet %q: %w", c.fleet, err)
+	}
+	return nil
 }
 
 // Renew extends the lease: read, check that it is still ours, write a new
@@ -272,8 +325,7 @@ func (c *Customdata) Renew(ctx context.Context) error {
 	if mine == nil {
 		return fmt.Errorf("renew lease of fleet %q: %w (not held)", c.fleet, ErrLost)
 	}
-	start := time.Now()
-	m, r, err := c.read(ctx)
+	m, r, sent, err := c.timedRead(ctx)
 	if err != nil {
 		return fmt.Errorf("renew lease of fleet %q: %w", c.fleet, err)
 	}
@@ -286,8 +338,8 @@ func (c *Customdata) Renew(ctx context.Context) error {
 		return fmt.Errorf("renew lease of fleet %q: %w", c.fleet, err)
 	}
 	if r == nil {
-		if time.Since(start) > c.o.Settle/2 {
-			c.withdraw(ctx, mine.Holder, nil)
+		if time.Since(sent) > c.o.Settle/2 {
+			_ = c.withdraw(ctx, mine.Holder, nil)
 			return c.lost(nil)
 		}
 		if !sleep(ctx, c.o.Settle) {

@@ -1,11 +1,15 @@
 package lease
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -162,6 +166,65 @@ func TestReleaseTellsTheNextRunWhen(t *testing.T) {
 			t.Errorf("Hold's prior for a new fleet: %+v", p)
 		}
 		_ = h.Release()
+	})
+}
+
+// TestWithdrawPutsBackWhatAcquireFound: a lease taken and then given up by
+// a run that changed nothing leaves the record exactly as it found it (a
+// released record keeps its release time for the next run), and after an
+// expired one only its finished runs; Hold's Withdraw does the same, and
+// a withdrawn lease is free.
+func TestWithdrawPutsBackWhatAcquireFound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		a := NewCustomdata(st, "web", CustomdataOptions{})
+		if err := a.Acquire(t.Context(), who(1)); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.ReleaseFinished(t.Context(), Run{ID: "r1", At: time.Now().UTC()}, nil); err != nil {
+			t.Fatal(err)
+		}
+		released := string(st.data[KeyPrefix+"web"])
+		time.Sleep(time.Minute)
+		b := NewCustomdata(st, "web", CustomdataOptions{})
+		if err := b.Acquire(t.Context(), who(2)); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(st.data[KeyPrefix+"web"]); !strings.Contains(got, who(2).Holder) {
+			t.Fatalf("record while held: %s", got)
+		}
+		if err := b.Withdraw(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(st.data[KeyPrefix+"web"]); got != released {
+			t.Errorf("record after a withdrawal:\n%s\nwant the one found:\n%s", got, released)
+		}
+		if string(st.data["team"]) != `{"owner":"ops"}` {
+			t.Errorf("other key changed: %s", st.data["team"])
+		}
+		// Withdrawn twice, or after losing the lease: nothing is written.
+		writes := st.writes
+		if err := b.Withdraw(t.Context()); err != nil || st.writes != writes {
+			t.Errorf("second withdrawal: %v, %d writes", err, st.writes-writes)
+		}
+
+		// Found expired: only its finished runs go back.
+		st.data[KeyPrefix+"web"] = json.RawMessage(`{"holder":"gone/1/x","host":"gone","pid":1,"op":"apply","since":"1999-12-31T00:00:00Z","expires":"1999-12-31T00:01:00Z","runs":[{"id":"r0","at":"1999-12-31T00:00:30Z"}]}`)
+		h, err := Hold(t.Context(), NewCustomdata(st, "web", CustomdataOptions{}), who(3), HoldOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Withdraw(); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(st.data[KeyPrefix+"web"]); strings.Contains(got, "gone") || strings.Contains(got, who(3).Holder) || !strings.Contains(got, `"r0"`) {
+			t.Errorf("record after withdrawing from an expired one: %s, want only its runs", got)
+		}
+		c := NewCustomdata(st, "web", CustomdataOptions{})
+		holder, runs, err := c.State(t.Context())
+		if err != nil || holder != nil || len(runs) != 1 || runs[0].ID != "r0" {
+			t.Errorf("after the withdrawal: holder %v, runs %v, %v; want free with run r0", holder, runs, err)
+		}
 	})
 }
 
@@ -491,4 +554,84 @@ func TestOpen(t *testing.T) {
 	if _, _, err := Open("consul://x", "web", st, CustomdataOptions{}); err == nil || err.Error() != `--lock "consul://x": want api, etcd://HOST:PORT/PREFIX or none` {
 		t.Errorf("unknown backend: %v", err)
 	}
+}
+
+// limitedStore keeps customdata behind an HTTP server, and waits wait
+// before each read leaves, as a client's rate limiter would.
+type limitedStore struct {
+	url  string
+	wait time.Duration
+}
+
+func (s limitedStore) do(ctx context.Context, method string, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, s.url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
+
+func (s limitedStore) Customdata(ctx context.Context) (map[string]json.RawMessage, error) {
+	time.Sleep(s.wait) // the limiter's wait, before the request leaves
+	b, err := s.do(ctx, http.MethodGet, nil)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]json.RawMessage{}
+	return m, json.Unmarshal(b, &m)
+}
+
+func (s limitedStore) SetCustomdata(ctx context.Context, data map[string]json.RawMessage) error {
+	b, err := json.Marshal(data)
+	if err == nil {
+		_, err = s.do(ctx, http.MethodPut, b)
+	}
+	return err
+}
+
+// TestAcquireTimesTheReadFromWhenItLeft: a read that waited for the rate
+// limit longer than half the settle delay before it left does not make
+// the attempt slow (the race the delay covers starts when the server
+// answers the read); a write that follows the read too late still does.
+func TestAcquireTimesTheReadFromWhenItLeft(t *testing.T) {
+	var mu sync.Mutex
+	stored := []byte(`{}`)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Method == http.MethodPut {
+			stored, _ = io.ReadAll(r.Body)
+		}
+		w.Write(stored)
+	}))
+	defer srv.Close()
+	const settle = 100 * time.Millisecond
+	st := limitedStore{url: srv.URL, wait: settle}
+	if err := NewCustomdata(st, "web", CustomdataOptions{Settle: settle}).Acquire(t.Context(), who(1)); err != nil {
+		t.Fatalf("acquire after a read that waited for the limiter: %v", err)
+	}
+	mu.Lock()
+	stored = []byte(`{}`)
+	mu.Unlock()
+	slow := slowWriteStore{limitedStore: st, delay: settle}
+	var se *SlowError
+	if err := NewCustomdata(slow, "web", CustomdataOptions{Settle: settle}).Acquire(t.Context(), who(2)); !errors.As(err, &se) {
+		t.Fatalf("acquire whose write came %s after its read: %v, want a SlowError", settle, err)
+	}
+}
+
+// slowWriteStore is a limitedStore whose writes leave delay late.
+type slowWriteStore struct {
+	limitedStore
+	delay time.Duration
+}
+
+func (s slowWriteStore) SetCustomdata(ctx context.Context, data map[string]json.RawMessage) error {
+	time.Sleep(s.delay)
+	return s.limitedStore.SetCustomdata(ctx, data)
 }

@@ -101,6 +101,13 @@ type PriorReporter interface {
 	Prior() Prior
 }
 
+// Withdrawer is implemented by backends that keep what the lease's record
+// said before Acquire (the customdata backend): Withdraw gives the lease up
+// as if it had not been taken.
+type Withdrawer interface {
+	Withdraw(ctx context.Context) error
+}
+
 // HeldError says the fleet's lease is held by someone else.
 type HeldError struct {
 	Fleet string
@@ -350,6 +357,16 @@ func minTime(a, b time.Time) time.Time {
 // deadline so that a run stopped by Ctrl-C still releases its lease.
 func (h *Held) Release() error {
 	return h.release(h.lock.Release)
+}
+
+// Withdraw stops renewing and gives the lease up as if it had not been
+// taken, for a run that changed nothing (Withdrawer): the record says, for
+// the next run, what it said before. Backends without one release.
+func (h *Held) Withdraw() error {
+	if w, ok := h.lock.(Withdrawer); ok {
+		return h.release(w.Withdraw)
+	}
+	return h.Release()
 }
 
 // release stops renewing and gives the lease up with rel.
