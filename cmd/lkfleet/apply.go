@@ -106,30 +106,36 @@ func runApply(cmd *cobra.Command, env *Env, o *applyOptions, planFile string) er
 	}
 	defer client.Close()
 	st := readLease(ctx, env, src.fleet, client, o.lock)
+	// One apply per fleet: the lease is taken once the fleet passed the
+	// checks that need no live state, and its settle delay passes while
+	// the plan lists; the plan is checked again under it (lock.go). A run
+	// that changes nothing gives it back as it found it.
+	var lk *fleetLease
+	defer func() { lk.release() }()
+	takeLease := func(ctx context.Context) error {
+		var err error
+		if lk, err = startLease(ctx, env, src.fleet, client, o.lock, "apply"); err != nil {
+			return err
+		}
+		return lk.settling(ctx)
+	}
 	var p *planned
 	if planFile != "" {
-		p, err = checkSavedPlan(ctx, client, src, saved, planFile)
+		p, err = checkSavedPlan(ctx, client, src, saved, planFile, takeLease)
 		if p != nil {
 			p.runs = st.runs
 		}
 	} else {
-		p, err = computePlan(ctx, env, src, client, o.plan, st.runs)
+		p, err = computePlan(ctx, env, src, client, o.plan, st.runs, takeLease)
 	}
 	if err != nil {
 		return err
 	}
 	st.warn(env)
-	var lk *fleetLease
 	if p.plan.HasChanges() {
-		// One apply per fleet: the lease is held from here to the end and
-		// the plan re-checked under it (lock.go).
-		if lk, err = startLease(ctx, env, src.fleet, p.client, o.lock, "apply"); err != nil {
-			return err
-		}
-		defer lk.release()
 		replan := func() (*planned, error) {
 			st := readLease(ctx, env, src.fleet, client, o.lock)
-			return computePlan(ctx, env, src, client, o.plan, st.runs)
+			return computePlan(ctx, env, src, client, o.plan, st.runs, nil)
 		}
 		if planFile != "" {
 			replan = nil
@@ -155,6 +161,7 @@ func runApply(cmd *cobra.Command, env *Env, o *applyOptions, planFile string) er
 			return err
 		}
 	}
+	lk.begin()
 	runID := lk.runID(p.plan) // lock.go: one PUT per in-place rebuild when the lease records the run
 	return lk.finish(execute(ctx, env, p, execution{mode: mode, resume: resumeCommand(cmd, o.fleet), ran: func(res executor.Result) { lk.ran(runID, p.runs, res) }, opts: executor.Options{
 		Parallelism:   o.parallelism,

@@ -120,6 +120,7 @@ func runDestroy(cmd *cobra.Command, env *Env, o *destroyOptions) error {
 	if ctx, p, err = lk.ready(ctx, p, replan); err != nil {
 		return err
 	}
+	lk.begin()
 	if p.plan.HasChanges() {
 		err = execute(ctx, env, p, execution{mode: mode, destroy: true, resume: again, opts: executor.Options{
 			Parallelism: o.parallelism,

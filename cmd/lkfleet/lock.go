@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -45,7 +46,7 @@ func openLock(env *Env, fleet *spec.Fleet, a apiFlags, l lockFlags) (lease.Lock,
 	if err != nil {
 		return nil, nil, err
 	}
-	lk, closeLock, err := openLockOn(env, fleet, client, l)
+	lk, closeLock, err := openLockOn(env, fleet, client, l, nil)
 	if err != nil {
 		client.Close()
 		return nil, nil, err
@@ -54,8 +55,8 @@ func openLock(env *Env, fleet *spec.Fleet, a apiFlags, l lockFlags) (lease.Lock,
 }
 
 // openLockOn opens the fleet's lease on client, which the caller keeps
-// (and closes).
-func openLockOn(env *Env, fleet *spec.Fleet, client *packet.Client, l lockFlags) (lease.Lock, func(), error) {
+// (and closes); wrote, when not nil, is the customdata backend's Wrote.
+func openLockOn(env *Env, fleet *spec.Fleet, client *packet.Client, l lockFlags, wrote func()) (lease.Lock, func(), error) {
 	settle := l.settle
 	if settle == 0 {
 		if v := env.Getenv("LKFLEET_LOCK_SETTLE"); v != "" {
@@ -65,7 +66,7 @@ func openLockOn(env *Env, fleet *spec.Fleet, client *packet.Client, l lockFlags)
 			}
 		}
 	}
-	lk, closeLock, err := lease.Open(l.where, fleet.Name, client, lease.CustomdataOptions{TTL: l.ttl, Settle: settle})
+	lk, closeLock, err := lease.Open(l.where, fleet.Name, client, lease.CustomdataOptions{TTL: l.ttl, Settle: settle, Wrote: wrote})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -94,6 +95,19 @@ type fleetLease struct {
 	runs     planner.Runs // the finished runs the plan was computed with
 	keep     []string
 	finished *lease.Run
+	// changing is set by begin, before the run's first change: until
+	// then release withdraws the lease rather than release it.
+	changing bool
+	// notes holds what the acquisition has to say (who holds the fleet
+	// while it waits, --lock none) until ready: apply takes its lease
+	// while it plans, and a plan without changes never uses it.
+	mu    sync.Mutex
+	asked bool // ready was called
+	notes []string
+	// started is closed once the lease's first write is in, or Hold
+	// waits or returned (see settling).
+	started   chan struct{}
+	startOnce sync.Once
 }
 
 // startLease begins taking fleet's lease for op in the background, on
@@ -101,25 +115,66 @@ type fleetLease struct {
 // run's limiter with its other calls (and count in its summary), so a
 // busy rollout against a small rate limit cannot starve its renewals.
 func startLease(ctx context.Context, env *Env, fleet *spec.Fleet, client *packet.Client, l lockFlags, op string) (*fleetLease, error) {
-	lk, closeLock, err := openLockOn(env, fleet, client, l)
+	fl := &fleetLease{env: env, client: client, done: make(chan struct{}), started: make(chan struct{}), me: lease.Me(op)}
+	lk, closeLock, err := openLockOn(env, fleet, client, l, fl.start)
 	if err != nil {
 		return nil, err
 	}
-	if l.where == "none" {
-		fmt.Fprintf(env.Err, "Warning: --lock none: nothing keeps another run from changing fleet %q at the same time.\n", fleet.Name)
-	}
 	ctx, cancel := context.WithCancel(ctx)
-	fl := &fleetLease{env: env, lock: lk, client: client, close: closeLock, cancel: cancel, done: make(chan struct{}), me: lease.Me(op)}
+	fl.lock, fl.close, fl.cancel = lk, closeLock, cancel
+	if l.where == "none" {
+		fl.note(fmt.Sprintf("Warning: --lock none: nothing keeps another run from changing fleet %q at the same time.", fleet.Name))
+	}
 	go func() {
 		defer close(fl.done)
+		defer fl.start()
 		fl.held, fl.err = lease.Hold(ctx, lk, fl.me, lease.HoldOptions{
 			Timeout: l.timeout,
 			OnWait: func(h *lease.Info) {
-				fmt.Fprintf(env.Err, "Waiting up to %s (--lock-timeout) for the lease on fleet %q: held by %s.\n", l.timeout, fleet.Name, h)
+				fl.start()
+				fl.note(fmt.Sprintf("Waiting up to %s (--lock-timeout) for the lease on fleet %q: held by %s.", l.timeout, fleet.Name, h))
 			},
 		})
 	}()
 	return fl, nil
+}
+
+// start closes started, once.
+func (fl *fleetLease) start() { fl.startOnce.Do(func() { close(fl.started) }) }
+
+// settling returns once the run's other requests can go without holding
+// up the lease: its record is written and the settle delay runs (the run
+// plans meanwhile), or taking it ended, or it waits for another run's
+// lease. Requests between the lease's read and its write would make that
+// attempt too slow to be safe at a low rate limit (lease.SlowError), so
+// apply plans only from here.
+func (fl *fleetLease) settling(ctx context.Context) error {
+	select {
+	case <-fl.started:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// note prints s on stderr once the run has asked for its lease (ready),
+// and keeps it until then.
+func (fl *fleetLease) note(s string) {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if !fl.asked {
+		fl.notes = append(fl.notes, s)
+		return
+	}
+	fmt.Fprintln(fl.env.Err, s)
+}
+
+// begin marks the run as about to change the fleet: from now on release
+// gives the lease up as the fleet's last change (see release).
+func (fl *fleetLease) begin() {
+	if fl != nil {
+		fl.changing = true
+	}
 }
 
 // ready waits for the lease, then makes sure p still describes the fleet:
@@ -128,6 +183,13 @@ func startLease(ctx context.Context, env *Env, fleet *spec.Fleet, client *packet
 // replan, or refuses when replan is nil (a saved plan). The returned
 // context ends when the lease is lost: run the changes under it.
 func (fl *fleetLease) ready(ctx context.Context, p *planned, replan func() (*planned, error)) (context.Context, *planned, error) {
+	fl.mu.Lock()
+	fl.asked = true
+	for _, s := range fl.notes {
+		fmt.Fprintln(fl.env.Err, s)
+	}
+	fl.notes = nil
+	fl.mu.Unlock()
 	select {
 	case <-fl.done:
 	case <-ctx.Done():
@@ -243,14 +305,23 @@ func (fl *fleetLease) finish(err error) error {
 }
 
 // release gives the lease up (or abandons taking it) and closes its
-// connections. Deferred right after startLease.
+// connections. Deferred right after startLease. A run that changed
+// nothing (begin was not called: no changes, a declined prompt, an error
+// before the first change) withdraws the lease instead, so that the
+// record still says when the fleet last changed (lease.Held.Withdraw).
 func (fl *fleetLease) release() {
+	if fl == nil {
+		return // never started
+	}
 	fl.cancel()
 	<-fl.done
 	if fl.held != nil {
-		release := fl.held.Release
-		if fl.finished != nil {
+		release := fl.held.Withdraw
+		switch {
+		case fl.finished != nil:
 			release = func() error { return fl.held.FinishRelease(*fl.finished, fl.keep) }
+		case fl.changing:
+			release = fl.held.Release
 		}
 		if err := release(); err != nil {
 			fmt.Fprintf(fl.env.Err, "Warning: %v (it expires on its own within %s)\n", err, fl.lock.TTL())
@@ -305,7 +376,7 @@ func (st leaseState) warn(env *Env) {
 // is a warning (leaseState.warn): the zero runs read every marker as
 // unfinished, the safe reading (an extra rebuild, never a wrong "done").
 func readLease(ctx context.Context, env *Env, fleet *spec.Fleet, client *packet.Client, l lockFlags) leaseState {
-	lk, closeLock, err := openLockOn(env, fleet, client, l)
+	lk, closeLock, err := openLockOn(env, fleet, client, l, nil)
 	if err != nil {
 		return leaseState{err: err}
 	}

@@ -5,6 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"path"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -188,4 +193,103 @@ func TestEmptyDestroyDeletesVLANsOnlyUnderTheLease(t *testing.T) {
 	if n := vlans(); n != 0 {
 		t.Fatalf("%d VLANs after the destroy, want 0", n)
 	}
+}
+
+// leaseGate is a proxy in front of the simulator's API that holds every
+// fleet listing, once armed, until the lease was written and read back
+// (the settle delay passed): held records, per run, whether the first
+// listing came after that.
+type leaseGate struct {
+	next      http.Handler
+	mu        sync.Mutex
+	wrote     bool
+	confirmed chan struct{}
+	held      []bool
+}
+
+func (g *leaseGate) arm() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.wrote, g.confirmed = false, make(chan struct{})
+}
+
+func (g *leaseGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	project := path.Base(path.Dir(r.URL.Path)) == "projects"
+	g.mu.Lock()
+	confirmed := g.confirmed
+	if project && r.Method == http.MethodPut {
+		g.wrote = true
+	}
+	readBack := project && r.Method == http.MethodGet && g.wrote
+	g.mu.Unlock()
+	if confirmed != nil && path.Base(r.URL.Path) == "devices" && r.URL.Query().Get("tag") != "" {
+		ok := true
+		select {
+		case <-confirmed:
+		case <-time.After(5 * time.Second):
+			ok = false
+		}
+		g.mu.Lock()
+		if g.confirmed == confirmed {
+			g.held, g.confirmed = append(g.held, ok), nil
+		}
+		g.mu.Unlock()
+	}
+	g.next.ServeHTTP(w, r)
+	if readBack && confirmed != nil {
+		g.mu.Lock()
+		if g.confirmed == confirmed {
+			close(confirmed)
+		}
+		g.mu.Unlock()
+	}
+}
+
+// TestApplyTakesItsLeaseWhilePlanning: apply takes the fleet's lease
+// before the plan lists the fleet, and the settle delay passes while it
+// lists (the proxy holds the listing until the lease was read back); an
+// apply that then finds nothing to do gives the lease it holds back
+// exactly as it found it, the previous run's released record.
+func TestApplyTakesItsLeaseWhilePlanning(t *testing.T) {
+	e := newE2E(t, packetsim.Config{})
+	gate := &leaseGate{next: httputil.NewSingleHostReverseProxy(must(url.Parse(e.srv.URL)))}
+	proxy := httptest.NewServer(gate)
+	t.Cleanup(proxy.Close)
+	e.vars["PACKET_API_URL"] = proxy.URL + must(url.Parse(e.srv.APIURL)).Path
+	e.write(fmt.Sprintf(e2eFleet, "v1", 2))
+	apply := []string{"apply", "-f", e.fleet, "--auto-approve", "-o", "plain"}
+	listings := func(want int) {
+		t.Helper()
+		gate.mu.Lock()
+		defer gate.mu.Unlock()
+		if len(gate.held) != want || slices.Contains(gate.held, false) {
+			t.Fatalf("first fleet listing of each run after the lease was taken: %v, want %d × true", gate.held, want)
+		}
+	}
+
+	gate.arm()
+	if out := e.mustRun(0, apply...); !strings.Contains(out, "Apply complete: 4 added") {
+		t.Fatalf("apply:\n%s", out)
+	}
+	listings(1)
+	released := string(e.customdata()["lkfleet:lease:e2e"])
+	if !strings.Contains(released, `"released_at":"`) {
+		t.Fatalf("lease after the apply: %s", released)
+	}
+
+	gate.arm()
+	if out := e.mustRun(0, apply...); !strings.Contains(out, "No changes.") {
+		t.Fatalf("second apply:\n%s", out)
+	}
+	listings(2) // the second apply held the lease too
+	if got := string(e.customdata()["lkfleet:lease:e2e"]); got != released {
+		t.Errorf("an apply without changes left the lease as\n%s\nwant the record it found:\n%s", got, released)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -84,7 +84,7 @@ type planned struct {
 // client (the caller closes it), which the returned plan keeps for apply.
 // Notes go to stderr. runs are the finished runs of the fleet's lease
 // (readLease).
-func computePlan(ctx context.Context, env *Env, src fleetSource, client *packet.Client, o planOptions, runs planner.Runs) (_ *planned, err error) {
+func computePlan(ctx context.Context, env *Env, src fleetSource, client *packet.Client, o planOptions, runs planner.Runs, beforeLive func(context.Context) error) (_ *planned, err error) {
 	fleet := src.fleet
 	defer func() { err = explain(err, fleet) }()
 	plan, err := pipeline.Plan(ctx, newPlanBackend(client, fleet), pipeline.Request{
@@ -96,6 +96,7 @@ func computePlan(ctx context.Context, env *Env, src fleetSource, client *packet.
 		Images:        images(),
 		Note:          func(s string) { fmt.Fprintln(env.Err, s) },
 		Runs:          runs,
+		BeforeLive:    beforeLive,
 	})
 	if err != nil {
 		return nil, err

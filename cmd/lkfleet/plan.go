@@ -62,7 +62,7 @@ func runPlan(ctx context.Context, env *Env, o *planCmdOptions) error {
 	}
 	defer client.Close()
 	st := readLease(ctx, env, src.fleet, client, o.lock)
-	p, err := computePlan(ctx, env, src, client, o.plan, st.runs)
+	p, err := computePlan(ctx, env, src, client, o.plan, st.runs, nil)
 	if err != nil {
 		return err
 	}

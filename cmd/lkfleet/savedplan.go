@@ -80,11 +80,12 @@ func didYouMean(path string, data []byte) string {
 }
 
 // checkSavedPlan refuses a saved plan when the fleet file or the live
-// devices changed since it was saved.
-func checkSavedPlan(ctx context.Context, client *packet.Client, src fleetSource, plan planner.Plan, path string) (_ *planned, err error) {
+// devices changed since it was saved; beforeLive runs before the live
+// check (pipeline.Request.BeforeLive).
+func checkSavedPlan(ctx context.Context, client *packet.Client, src fleetSource, plan planner.Plan, path string, beforeLive func(context.Context) error) (_ *planned, err error) {
 	fleet := src.fleet
 	defer func() { err = explain(err, fleet) }()
-	if err := pipeline.CheckSaved(ctx, client, pipeline.Saved{Plan: plan, Path: path}, fleet, src.bytes); err != nil {
+	if err := pipeline.CheckSaved(ctx, client, pipeline.Saved{Plan: plan, Path: path}, fleet, src.bytes, beforeLive); err != nil {
 		return nil, err
 	}
 	return &planned{fleet: fleet, client: client, plan: plan}, nil

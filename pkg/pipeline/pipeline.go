@@ -62,6 +62,12 @@ type Request struct {
 	// Runs are the finished runs of the fleet's lease record
 	// (planner.Input.Runs); the zero value settles no pending marker.
 	Runs planner.Runs
+	// BeforeLive, when set, runs once the fleet has passed every check
+	// that needs no live state (catalogue, images, preflight), right
+	// before the first listing; its error ends the plan. apply takes the
+	// fleet's lease there: bad input never writes, and the lease's settle
+	// delay passes while the plan lists.
+	BeforeLive func(context.Context) error
 }
 
 // HTTPClient is the client artifacts are fetched and checked with by
@@ -96,6 +102,11 @@ func Plan(ctx context.Context, b Backend, r Request) (planner.Plan, error) {
 		}
 	} else if err := Preflight(ctx, hc, r.Images, desired); err != nil {
 		return planner.Plan{}, err
+	}
+	if r.BeforeLive != nil {
+		if err := r.BeforeLive(ctx); err != nil {
+			return planner.Plan{}, err
+		}
 	}
 	in, err := listed(ctx, b, r, desired, &cat)
 	if err != nil {
@@ -233,13 +244,19 @@ type Saved struct {
 
 // CheckSaved refuses a saved plan whose fleet file or live devices changed
 // since it was saved, or that would act outside the fleet (CheckTargets).
-func CheckSaved(ctx context.Context, b Lister, s Saved, f *spec.Fleet, fleetBytes []byte) error {
+// beforeLive is Request.BeforeLive.
+func CheckSaved(ctx context.Context, b Lister, s Saved, f *spec.Fleet, fleetBytes []byte, beforeLive func(context.Context) error) error {
 	plan, path := s.Plan, s.Path
 	if plan.Fleet != f.Name {
 		return fmt.Errorf("plan %s is for fleet %q, not %q", path, plan.Fleet, f.Name)
 	}
 	if plan.FleetFingerprint != planner.FleetFingerprint(fleetBytes) {
 		return fmt.Errorf("plan %s is stale: %s changed since it was saved; run 'lkfleet plan' again", path, f.File)
+	}
+	if beforeLive != nil {
+		if err := beforeLive(ctx); err != nil {
+			return err
+		}
 	}
 	live, err := b.List(ctx)
 	if err != nil {

@@ -147,13 +147,13 @@ func TestCheckSavedRefusesStalePlans(t *testing.T) {
 		{"fleet file changed", plan, "v2", live, "plan p.json is stale: lab.yml changed since it was saved; run 'lkfleet plan' again"},
 		{"devices changed", plan, "v1", nil, "plan p.json is stale: the fleet's devices changed since it was saved; run 'lkfleet plan' again"},
 	} {
-		err := CheckSaved(t.Context(), &fakeBackend{live: tc.live}, Saved{tc.plan, "p.json"}, f, []byte(tc.bytes))
+		err := CheckSaved(t.Context(), &fakeBackend{live: tc.live}, Saved{tc.plan, "p.json"}, f, []byte(tc.bytes), nil)
 		if got := errString(err); got != tc.want {
 			t.Errorf("%s: err %q, want %q", tc.name, got, tc.want)
 		}
 	}
 	boom := errors.New("list devices: 500")
-	if err := CheckSaved(t.Context(), &fakeBackend{listErr: boom}, Saved{plan, "p.json"}, f, []byte("v1")); !errors.Is(err, boom) {
+	if err := CheckSaved(t.Context(), &fakeBackend{listErr: boom}, Saved{plan, "p.json"}, f, []byte("v1"), nil); !errors.Is(err, boom) {
 		t.Errorf("listing error %v not returned", err)
 	}
 }
