@@ -3,6 +3,7 @@ package packet
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"sync"
@@ -416,5 +417,27 @@ func TestBucketOfOneCheapBeforeClocked(t *testing.T) {
 	s.thLo, s.thHi, s.clocked = 0.49, 0.51, true // the server's clock is ours + 0.5 s
 	if !s.cheap(at(200)) || s.cheap(at(700)) {
 		t.Error("clocked 0.5 s ahead: want 0.2 s past our second cheap and 0.7 s past not")
+	}
+}
+
+// TestBucketOfOneRampsCheaply: before the first refusal, a halving of the
+// gap below 10 ms goes only where a 429 would close the gate briefly (the
+// request goes at the last accepted gap meanwhile, off its edge by the
+// margin and slack); halvings of longer gaps go at once.
+func TestBucketOfOneRampsCheaply(t *testing.T) {
+	at := func(ms float64) time.Time { return time.Unix(100, int64(ms*float64(time.Millisecond))) }
+	for _, tc := range []struct {
+		hi, base float64 // the last accepted gap (s), the last answer (ms past the second)
+		want     float64 // the gap the next request goes at (s)
+	}{
+		{hi: 0.0156, base: 300, want: 0.0156*(1+singleMargin) + singleSlack}, // 0.69 s before the second: held
+		{hi: 0.0156, base: 700, want: 0.0078},                                // 0.29 s before: cheap
+		{hi: 0.0625, base: 300, want: 0.03125},
+	} {
+		s := single{on: true, hi: tc.hi, gap: tc.hi / 2, base: at(tc.base), margin: singleMargin, slack: singleSlack}
+		got := s.release(at(tc.base)).Sub(at(tc.base)).Seconds()
+		if math.Abs(got-tc.want) > 1e-6 {
+			t.Errorf("last gap %.4f s, answer at +%.0f ms: next gap %.4f s, want %.4f s", tc.hi, tc.base, got, tc.want)
+		}
 	}
 }
