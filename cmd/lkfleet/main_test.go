@@ -38,3 +38,26 @@ func TestUnknownCommandPrintsOneErrorWithoutUsage(t *testing.T) {
 		t.Fatalf("want one error line and no usage; out %q err %q", out, errs)
 	}
 }
+
+// TestAPIClientsRunOnOneProc: plan, apply, destroy and status run with
+// GOMAXPROCS=1 (tuneProcs), flags and all; the simulator, push, render
+// and anything unknown keep every processor.
+func TestAPIClientsRunOnOneProc(t *testing.T) {
+	for args, want := range map[string]bool{
+		"apply -f fleet.yml --auto-approve": true,
+		"plan --out p.plan":                 true,
+		"destroy -f fleet.yml":              true,
+		"status -o wide --watch":            true,
+		"sim --listen 127.0.0.1:0":          false,
+		"sim stop":                          false,
+		"push sshd --from out":              false,
+		"render -f fleet.yml --out dir":     false,
+		"version":                           false,
+		"":                                  false,
+		"no-such-command":                   false,
+	} {
+		if got := runsOnOneProc(strings.Fields(args)); got != want {
+			t.Errorf("lkfleet %s: on one processor %v, want %v", args, got, want)
+		}
+	}
+}
