@@ -226,6 +226,10 @@ func (c *Customdata) Acquire(ctx context.Context, me Info) error {
 	me.Since = start.UTC().Truncate(time.Second)
 	me.Expires = start.Add(c.o.TTL).UTC().Truncate(time.Second)
 	if err := c.write(ctx, m, &record{Info: me, Runs: runsOf(r)}); err != nil {
+		// The write may have landed all the same (an answer lost, the
+		// run cancelled while it was in flight): take it back, or it
+		// would block the fleet for a whole TTL.
+		_ = c.withdraw(ctx, me.Holder, r)
 		return fmt.Errorf("lock fleet %q: %w", c.fleet, err)
 	}
 	if took := time.Since(sent); took > c.o.Settle/2 {
@@ -252,6 +256,9 @@ func (c *Customdata) Acquire(ctx context.Context, me Info) error {
 	prev := r
 	_, r, err = c.read(ctx)
 	if err != nil {
+		// Our record stands (the read back failed, or the run was
+		// cancelled while it was in flight): take it back.
+		_ = c.withdraw(ctx, me.Holder, prev)
 		return fmt.Errorf("lock fleet %q: %w", c.fleet, err)
 	}
 	if r == nil || r.Holder != me.Holder {

@@ -28,6 +28,8 @@ type memStore struct {
 	writeDelay time.Duration
 	failing    bool
 	hang       bool // every read blocks until its context ends
+	hangRead   int  // the read of this number (from 1) blocks until its context ends
+	reads      int
 	writes     int
 }
 
@@ -41,7 +43,8 @@ func (s *memStore) Customdata(ctx context.Context) (map[string]json.RawMessage, 
 	if s.failing {
 		return nil, errors.New("read project customdata: 503 Service Unavailable")
 	}
-	if s.hang {
+	s.reads++
+	if s.hang || s.reads == s.hangRead {
 		s.mu.Unlock()
 		<-ctx.Done()
 		s.mu.Lock()
@@ -224,6 +227,32 @@ func TestWithdrawPutsBackWhatAcquireFound(t *testing.T) {
 		holder, runs, err := c.State(t.Context())
 		if err != nil || holder != nil || len(runs) != 1 || runs[0].ID != "r0" {
 			t.Errorf("after the withdrawal: holder %v, runs %v, %v; want free with run r0", holder, runs, err)
+		}
+	})
+}
+
+// TestAcquireCancelledWhileReadingBackLeavesNoRecord: an Acquire whose
+// read-back is cancelled in flight (an apply that finished planning with
+// nothing to do, Ctrl-C) takes its record back instead of leaving it to
+// block the fleet for a whole TTL.
+func TestAcquireCancelledWhileReadingBackLeavesNoRecord(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		st.hangRead = 2 // the read after the settle delay
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- NewCustomdata(st, "web", CustomdataOptions{}).Acquire(ctx, who(1)) }()
+		time.Sleep(DefaultSettle + time.Millisecond)
+		synctest.Wait() // blocked in the read-back
+		cancel()
+		if err := <-done; err == nil {
+			t.Fatal("a cancelled Acquire succeeded")
+		}
+		if raw, ok := st.data[KeyPrefix+"web"]; ok {
+			t.Errorf("record left behind: %s", raw)
+		}
+		if h, err := NewCustomdata(st, "web", CustomdataOptions{}).Holder(t.Context()); err != nil || h != nil {
+			t.Errorf("after the cancelled Acquire: holder %v, %v; want free", h, err)
 		}
 	})
 }
