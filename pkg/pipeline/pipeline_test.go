@@ -236,3 +236,40 @@ func TestPlanListsVLANsOnlyForNetworkTypes(t *testing.T) {
 		t.Errorf("create lacks network_type: %+v", p.Changes)
 	}
 }
+
+// TestBeforeLiveRunsBetweenTheChecksAndTheListing: the hook apply takes
+// its lease in runs after the catalogue (and render) and before the first
+// listing; its error ends the plan before any listing; a fleet the
+// catalogue refuses never reaches it.
+func TestBeforeLiveRunsBetweenTheChecksAndTheListing(t *testing.T) {
+	f := load(t)
+	b := &fakeBackend{}
+	hook := func(context.Context) error { b.calls = append(b.calls, "before-live"); return nil }
+	if _, err := Plan(t.Context(), b, Request{Fleet: f, SkipPreflight: true, BeforeLive: hook}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"catalogue", "before-live", "list", "list-all", "capacity"}; !slices.Equal(b.calls, want) {
+		t.Errorf("calls %q, want %q", b.calls, want)
+	}
+
+	held := errors.New("fleet is locked")
+	b = &fakeBackend{}
+	_, err := Plan(t.Context(), b, Request{Fleet: f, SkipPreflight: true, BeforeLive: func(context.Context) error {
+		b.calls = append(b.calls, "before-live")
+		return held
+	}})
+	if !errors.Is(err, held) || !slices.Equal(b.calls, []string{"catalogue", "before-live"}) {
+		t.Errorf("hook failing: %v after calls %q, want its error after the catalogue alone", err, b.calls)
+	}
+
+	bad := strings.Replace(testFleet, "zones: [ams1]", "zones: [nowhere1]", 1)
+	g, err := spec.Load("lab.yml", []byte(bad), spec.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = &fakeBackend{cat: planner.Catalogue{Facilities: map[string]string{"ams1": "am"}}}
+	called := false
+	if _, err := Plan(t.Context(), b, Request{Fleet: g, SkipPreflight: true, BeforeLive: func(context.Context) error { called = true; return nil }}); err == nil || called || !strings.Contains(err.Error(), "nowhere1") {
+		t.Errorf("a zone the catalogue lacks: err %v, hook called %v; want an error before the hook", err, called)
+	}
+}
