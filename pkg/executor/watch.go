@@ -37,11 +37,14 @@ type snapshot struct {
 //     so at R requests/s polls are at least pages/(pollShare·R) apart, and
 //     never closer than interval.
 //   - When the budget is idle (the tail of a wave: every create sent),
-//     polls come every tailGap (or as often as half the budget allows),
-//     so the last device is seen soon after it is ready. One more poll is
-//     aimed at when the youngest waiter should be ready, by the fastest
-//     wait seen yet (upper): on a cloud whose devices take about the same
-//     time, that one listing sees the last of them.
+//     one poll is aimed at when the youngest waiter should be ready, by
+//     the fastest wait seen yet (upper): on a cloud whose devices take
+//     about the same time, that one listing sees the last of them. Until
+//     then polls only report progress and come once per interval; from
+//     then on every waiter is overdue and they come every tailGap (or as
+//     often as a fifth of the budget allows), so the last device is seen
+//     soon after it is ready. Where no wait has ended yet (no aim), the
+//     tail polls every tailGap throughout.
 //
 // The listing is the lighter ListStates when the Cloud offers it.
 type watcher struct {
@@ -216,11 +219,38 @@ func (w *watcher) gap() (time.Duration, bool) {
 	}
 	// Our own listings are part of used; the rest is everybody else's.
 	own := float64(pages * len(w.starts))
+	ahead := w.aimAhead(time.Now())
 	w.mu.Unlock()
 	if used-own > busyShare*pace {
 		return max(w.interval, secs(float64(pages)/(pollShare*pace))), false
 	}
-	return min(max(tailGap, secs(float64(pages)/(tailShare*pace))), w.interval), true
+	g := min(max(tailGap, secs(float64(pages)/(tailShare*pace))), w.interval)
+	if ahead {
+		// Before the aimed poll a tail poll only reports progress, and
+		// lists the whole fleet for it: one per interval, as while
+		// waiting at all. Polling every tailGap there was most of the
+		// client's listing CPU on a fast server (25 listings of 1,000
+		// devices in the 5 s tail of 1,000 creates at R = 50).
+		g = max(g, w.interval)
+	}
+	return g, true
+}
+
+// aimAhead reports whether the poll aimed at the youngest waiter is still
+// to come: every waiter is a registered device wait, the fastest wait is
+// known, and the youngest began less than that (plus aimSlack) ago. From
+// then on every waiter is overdue, and tail polls come every tailGap.
+// w.mu is held.
+func (w *watcher) aimAhead(now time.Time) bool {
+	if w.upper == 0 || w.live == 0 || w.demand > w.live {
+		return false
+	}
+	for i := len(w.waits) - 1; i >= 0; i-- {
+		if r := w.waits[i]; !r.ended {
+			return now.Before(r.since.Add(w.upper + aimSlack))
+		}
+	}
+	return false
 }
 
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

@@ -189,3 +189,34 @@ func applyCreates(t *testing.T, bc *budgetCloud, n, par int) (lastCreate, lastRe
 	}
 	return log[len(log)-1].at, lastReady
 }
+
+// TestWaitingTailPollsOncePerIntervalUntilTheAim: 200 creates over 10 s
+// at a fast pace (100/s) that provision in 3 s. Once every create is sent
+// the budget is idle, but until the poll aimed at the youngest waiter a
+// tail poll only reports progress: one per interval (1 s), not one every
+// tailGap (200 ms: 15 listings of the whole fleet in the 3 s tail). The
+// aimed poll still sees the last device at once.
+func TestWaitingTailPollsOncePerIntervalUntilTheAim(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := newFake()
+		fc.provision, fc.boot, fc.callDelay = 3*time.Second, 0, 100*time.Millisecond
+		bc := &budgetCloud{fakeCloud: fc, rate: 100}
+		lastCreate, lastReady := applyCreates(t, bc, 200, 2)
+		ready := lastCreate.Add(fc.callDelay + fc.provision)
+		tail := 0
+		for _, l := range bc.lists {
+			if l.After(lastCreate) && l.Before(ready) {
+				tail++
+			}
+		}
+		// 3 s of tail at one poll a second, plus the aimed poll and one
+		// while the budget is still judged busy.
+		if tail > 3+1+1 {
+			t.Errorf("%d listings in the 3 s tail before the last device is ready, want <= 5", tail)
+		}
+		if late := lastReady.Sub(ready); late < 0 || late > 100*time.Millisecond {
+			t.Errorf("last device seen %v after it was ready, want <= 100ms", late)
+		}
+		t.Logf("%d listings in the tail, %d in all; last device seen %v after ready", tail, len(bc.lists), lastReady.Sub(ready))
+	})
+}
