@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 )
 
@@ -26,7 +27,60 @@ type bodySizes struct{ m sync.Map }
 // copied or decoded it), so waiting, which lists the fleet page after
 // page for minutes, does not allocate (and zero) a fresh megabyte buffer
 // per page.
-var bodyPool sync.Pool // *[]byte
+var bodyPool keptBuffers
+
+// keptBuffers holds the few large buffers that listings reuse, across
+// garbage collections. A sync.Pool empties itself over two collections,
+// and waiting's listings, a second or more apart, came after several: in
+// 1,000 creates every page was read into a fresh buffer, a quarter of the
+// apply's allocations. At most keptMax buffers are kept (the largest), so
+// what stays is a few pages' worth, whatever the fleet's size.
+type keptBuffers struct {
+	mu   sync.Mutex
+	bufs [][]byte
+}
+
+const keptMax = 4
+
+// get returns an empty buffer of capacity at least n: the largest kept
+// one if it is large enough, else a new one a quarter larger than n,
+// since a fleet's pages grow while it is created.
+func (k *keptBuffers) get(n int) []byte {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	best := -1
+	for i, b := range k.bufs {
+		if cap(b) >= n && (best < 0 || cap(b) > cap(k.bufs[best])) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return make([]byte, 0, n+n/4)
+	}
+	b := k.bufs[best]
+	k.bufs = slices.Delete(k.bufs, best, best+1)
+	return b[:0]
+}
+
+// put keeps b for a later get, in place of the smallest kept buffer when
+// keptMax are kept already and b is larger.
+func (k *keptBuffers) put(b []byte) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.bufs) < keptMax {
+		k.bufs = append(k.bufs, b[:0])
+		return
+	}
+	small := 0
+	for i := range k.bufs {
+		if cap(k.bufs[i]) < cap(k.bufs[small]) {
+			small = i
+		}
+	}
+	if cap(b) > cap(k.bufs[small]) {
+		k.bufs[small] = b[:0]
+	}
+}
 
 // read reads resp's body, at most MaxResponseBody+1 bytes, into a buffer
 // sized from its Content-Length or the route's last large answer, and
@@ -42,11 +96,8 @@ func (s *bodySizes) read(req *http.Request, resp *http.Response) ([]byte, io.Rea
 	n = min(max(n, 0), MaxResponseBody+1) + bytes.MinRead
 	var buf []byte
 	if n > bigBody {
-		if p, ok := bodyPool.Get().(*[]byte); ok && int64(cap(*p)) >= n {
-			buf = (*p)[:0]
-		}
-	}
-	if buf == nil {
+		buf = bodyPool.get(int(n))
+	} else {
 		buf = make([]byte, 0, n)
 	}
 	data, err := readInto(buf, resp.Body, MaxResponseBody+1)
@@ -116,9 +167,8 @@ func (b *pooledBody) Close() error {
 	defer b.mu.Unlock()
 	if b.r != nil {
 		b.r = nil
-		buf := b.buf[:0]
+		bodyPool.put(b.buf)
 		b.buf = nil
-		bodyPool.Put(&buf)
 	}
 	return nil
 }

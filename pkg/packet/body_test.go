@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -55,5 +56,44 @@ func TestBodySizesReadsAnySize(t *testing.T) {
 	s.m.Range(func(k, v any) bool { n++; return true })
 	if n != 1 {
 		t.Errorf("remembered %d routes, want 1 (the listing route, by path without query)", n)
+	}
+}
+
+// TestKeptBuffersSurviveCollections: a listing's buffer is reused by the
+// next listing even when garbage collections came in between (a
+// sync.Pool would have dropped it), the largest buffer that fits is
+// handed out, a buffer too small is not, and no more than keptMax are
+// kept (the smallest gives way).
+func TestKeptBuffersSurviveCollections(t *testing.T) {
+	var k keptBuffers
+	a := k.get(1 << 20)
+	if cap(a) < 1<<20+1<<18 {
+		t.Fatalf("new buffer for 1 MiB has capacity %d, want a quarter more", cap(a))
+	}
+	a = append(a, 'x')
+	k.put(a)
+	runtime.GC()
+	runtime.GC()
+	b := k.get(1 << 20)
+	if len(b) != 0 || &b[:1][0] != &a[0] {
+		t.Fatalf("after two collections get returned a new buffer (len %d), want the kept one, emptied", len(b))
+	}
+	k.put(b)
+	if c := k.get(2 << 20); cap(c) < 2<<20 || &c[:1][0] == &a[0] {
+		t.Fatalf("get(2 MiB) returned capacity %d or the 1.25 MiB buffer", cap(c))
+	}
+	for i := range keptMax + 2 {
+		k.put(make([]byte, 0, (i+1)<<10))
+	}
+	if len(k.bufs) != keptMax {
+		t.Fatalf("%d buffers kept, want %d", len(k.bufs), keptMax)
+	}
+	for _, kb := range k.bufs {
+		if cap(kb) < 3<<10 {
+			t.Errorf("kept a %d-byte buffer over larger ones", cap(kb))
+		}
+	}
+	if got := k.get(0); cap(got) != 1<<20+1<<18 {
+		t.Errorf("get(0) returned capacity %d, want the largest kept (%d)", cap(got), 1<<20+1<<18)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/packethost/packngo"
@@ -126,7 +125,7 @@ type listPage[T any] struct {
 // copies an answer into an io.Writer): waiting lists the fleet every few
 // seconds, and growing a fresh buffer for each listing was a tenth of an
 // apply's allocations.
-var pageBuffers sync.Pool // *bytes.Buffer
+var pageBuffers keptBuffers
 
 // listPaged is the one paging loop of every listing: it pages through the
 // project's devices with query q (filters, include, exclude), PerPage a
@@ -147,11 +146,8 @@ func listPaged[T any](ctx context.Context, c *Client, op string, q url.Values, s
 	q.Set("per_page", strconv.Itoa(PerPage))
 	// The page's bytes: one buffer for every page of every listing (see
 	// pageBuffers); nothing decoded from it aliases it.
-	body, _ := pageBuffers.Get().(*bytes.Buffer)
-	if body == nil {
-		body = new(bytes.Buffer)
-	}
-	defer pageBuffers.Put(body)
+	body := bytes.NewBuffer(pageBuffers.get(0))
+	defer func() { pageBuffers.put(body.Bytes()) }()
 	// One array of PerPage devices is decoded into page after page,
 	// cleared in between so no field of a device leaks into the next
 	// page's: growing a fresh one per page was 175 MB of a 100,000-device
