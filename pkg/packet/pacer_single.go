@@ -23,8 +23,8 @@ import (
 // From that bracket (lo, hi]:
 //
 //   - Nothing refused yet: halve the gap after each accepted request
-//     (double the pace) from a slow start; below 10 ms, each halving
-//     waits for a moment where its 429 would be cheap.
+//     (double the pace) from a slow start, down to 20 ms; below that a
+//     timed descent (see singleDescendBelow) finds the refusal.
 //   - hi more than 2.5 % above lo: step the gap 2 % below hi; each
 //     accepted step lowers hi, the first refusal raises lo to within 2 %
 //     of hi. From the first refusal on, finding R costs one more 429
@@ -40,9 +40,10 @@ import (
 //     below the bracket checks whether the server's limit was raised;
 //     accepted, the gap halves again until the next refusal.
 //
-// Every step below hi after the first refusal waits for a moment where a
-// 429 would close the gate only briefly (see cheap); the requests between
-// go at hi. A refused request closes the gate (until Reset or
+// Above 20 ms, every step below hi after the first refusal waits for a
+// moment where a 429 would close the gate only briefly (see cheap); the
+// requests between go at hi. Below 20 ms the steps follow a timed descent
+// instead. A refused request closes the gate (until Reset or
 // Retry-After), after which the bucket is full again: the next request
 // goes without a gap.
 type single struct {
@@ -82,18 +83,14 @@ type single struct {
 	// waited says the head is waiting for the release time.
 	late   float64
 	waited bool
+	// roundHi is hi when the current timed descent began (0: none under
+	// way); without a refusal yet, it sets the descent's floor.
+	roundHi float64
 }
 
 // singleStart is the first gap tried on a bucket of one (8/s): at R = 5
 // its refusal costs no more than that of the 4/s after it would.
 const singleStart = 0.125
-
-// singleCheapBelow is the gap (seconds) under which a halving of the gap
-// before the first refusal waits for a cheap moment (see cheap): at
-// paces over 100/s the requests sent meanwhile at the last accepted gap
-// (50/s or more) lose less than the refusal's gate would cost at a random
-// moment; at slower paces waiting would cost more.
-const singleCheapBelow = 0.01
 
 // Settled gap of a bucket of one: hi × (1 + margin) + slack; a 429 at
 // that gap doubles the margin and adds singleSlack to the slack, up to
@@ -124,7 +121,11 @@ func (s *single) release(now time.Time) time.Time {
 		return time.Time{}
 	}
 	gap := s.gap
-	if s.probing() {
+	if s.descending() {
+		// Fast servers: one timed descent per second (see descend).
+		gap = max(s.descend(s.base)-s.late, s.lo)
+		s.gap = gap
+	} else if s.probing() {
 		// A probe leaves as much sooner as requests usually leave late
 		// (hi and lo are gaps measured as requests left), or the
 		// lateness would eat the step; it goes only where its 429 would
@@ -143,13 +144,6 @@ func (s *single) release(now time.Time) time.Time {
 		if !s.cheap(s.base.Add(secs(gap))) {
 			gap = s.held()
 		}
-	} else if s.lo == 0 && s.hi > 0 && s.gap < singleCheapBelow && !s.cheap(s.base.Add(secs(gap))) {
-		// Doubling towards a fast server: the halving R refuses goes
-		// only where its 429 is cheap, and until then requests go at
-		// the last gap accepted, fast already (the gate of a refusal
-		// at a random moment costs half a second on average, more than
-		// 300 requests at 200/s take).
-		gap = s.held()
 	} else if s.settled() {
 		// The settled gap's slack may go to the lateness: a request
 		// still leaves no sooner than hi × (1 + margin) after the answer,
@@ -173,11 +167,105 @@ func (s *single) release(now time.Time) time.Time {
 }
 
 // held is the gap of a request that goes while a step below hi waits for
-// a cheap moment: hi off its edge by the margin and slack, like the
+// a cheap moment (or a timed descent for its start): hi off its edge by the margin and slack, like the
 // settled gap. hi itself may have been accepted only thanks to the time
 // the request before it spent in the server; sent at hi again, a request
 // can be refused, at a moment where the gate costs up to a second.
 func (s *single) held() float64 { return s.hi*(1+s.margin) + s.slack }
+
+// Timed descent: below singleDescendBelow (20 ms, paces over 50/s) the
+// search under hi is paced against the server's second rather than held
+// back for a window.
+//
+// A 429 closes the gate until the next whole second, and costs only the
+// time left until then where the request was at least 1/R before it
+// (cheap). So rather than step down a fixed 2 % a request wherever a
+// window allows, the gap descends from hi towards a floor f on a schedule
+// that reaches f right where the cheap window of the server's coming
+// second ends: with t seconds left, each request steps (hi − f)/t below
+// the last accepted gap (steps of a fraction st take about (hi − f)/st
+// seconds from hi to f). The refusal comes when the gap passes 1/R,
+// before the window ends, and its gate costs what was left of the
+// schedule. The step it came at brackets R: 2.5 % or less settles it.
+//
+//   - Before any refusal f is a quarter of the gap the round began at
+//     (a round that reaches it unrefused begins another), and the
+//     descent starts at once: R may lie anywhere under hi, and fine
+//     steps cost less than waiting at hi. At R = 200 in the bench the
+//     doubling hands over at 16 ms, and each of the two refusals' gates
+//     cost 10–60 ms (0.2–0.4 s with the windows this replaced).
+//   - After one, f is lo: R lies between lo and hi, so requests go at
+//     the held gap until steps of 1 % just fit, and the second refusal
+//     comes near the window's end.
+const (
+	singleDescendBelow = 0.02
+	singleDescendLeast = 0.01 // the finest step after a refusal
+	singleDescendStep  = 0.02 // the step where the server's second is unknown
+	singleDescendMax   = 0.5  // the largest step
+	singleFirstFloor   = 4    // before a refusal, f = the round's first hi / 4
+)
+
+// descending reports whether the next request is a step of a timed
+// descent: the best accepted gap is short, R not yet bracketed closely,
+// and no probe for a raised limit is due.
+func (s *single) descending() bool {
+	return s.hi > 0 && s.hi < singleDescendBelow && !s.settled() && !s.probeDue
+}
+
+// descend returns the gap of the next request of a timed descent whose
+// previous answer arrived at base (see singleDescendBelow).
+func (s *single) descend(base time.Time) float64 {
+	if s.roundHi == 0 || s.hi <= s.floor() {
+		s.roundHi = s.hi
+	}
+	f := s.floor()
+	left, ok := s.windowLeft(base)
+	if !ok {
+		// The server's clock is not ours and not known: every moment is
+		// as cheap as any other.
+		return max(s.hi*(1-singleDescendStep), f)
+	}
+	// Steps of a fraction st a request take about (hi − f)/st seconds
+	// from hi to f.
+	st := (s.hi - f) / left
+	if st < singleDescendLeast && s.lo > 0 {
+		// R lies between lo and hi, and there is time enough for steps
+		// finer than needed: wait at the held gap for the moment they
+		// just fit, so the refusal comes near the window's end. (Before
+		// any refusal R may lie anywhere under hi: descending at once,
+		// in fine steps, beats waiting at hi.)
+		s.roundHi = 0
+		return s.held()
+	}
+	return max(s.hi*(1-min(st, singleDescendMax)), f)
+}
+
+// floor is where the current descent aims: lo, or a quarter of the gap it
+// began at while nothing was refused.
+func (s *single) floor() float64 {
+	if s.lo > 0 {
+		return s.lo
+	}
+	return s.roundHi / singleFirstFloor
+}
+
+// windowLeft returns the seconds from t until the cheap window of the
+// server's coming second ends (a request refused after that costs a whole
+// second more), counting on to the next second's window when this one's
+// has passed; ok is false when the server's clock is not known to be
+// close to ours (see cheap).
+func (s *single) windowLeft(t time.Time) (float64, bool) {
+	off, err, ok := s.serverClock()
+	if !ok {
+		return 0, false
+	}
+	srv := float64(t.UnixNano())/1e9 + off
+	left := math.Ceil(srv) - srv - s.hi - err
+	if left <= 0 {
+		left++
+	}
+	return left, true
+}
 
 // sent records that the request in flight left at now.
 func (s *single) sent(now time.Time) { s.sentAt = now }
@@ -215,18 +303,28 @@ func (s *single) probing() bool { return s.lo > 0 && s.hi > 0 && s.gap < s.hi }
 // times a probe at random, as no guess would. A server known to differ
 // by more: every time is as cheap as any other.
 func (s *single) cheap(t time.Time) bool {
-	off, err := s.thLo+(s.thHi-s.thLo)/2, (s.thHi-s.thLo)/2
-	switch {
-	case s.clocked && err <= 0.05:
-	case !s.clocked || (s.thLo <= 0 && s.thHi >= 0):
-		off, err = 0, clockGuess
-	default:
+	off, err, ok := s.serverClock()
+	if !ok {
 		return true
 	}
 	srv := float64(t.UnixNano())/1e9 + off
 	left := math.Ceil(srv) - srv
 	w := max(0.4, 3*s.gap)
 	return left > s.hi+err && left <= s.hi+err+w
+}
+
+// serverClock returns the server's clock minus ours and its error, in
+// seconds, as cheap takes them; ok is false for a server known to differ
+// from our clock by more than 50 ms but not to within it.
+func (s *single) serverClock() (off, err float64, ok bool) {
+	off, err = s.thLo+(s.thHi-s.thLo)/2, (s.thHi-s.thLo)/2
+	switch {
+	case s.clocked && err <= 0.05:
+		return off, err, true
+	case !s.clocked || (s.thLo <= 0 && s.thHi >= 0):
+		return 0, clockGuess, true
+	}
+	return 0, 0, false
 }
 
 // clockGuess is the error allowed for a server taken to share our clock.
@@ -276,6 +374,7 @@ func (s *single) refused(now time.Time) {
 		}
 	}
 	s.base = time.Time{}
+	s.roundHi = 0
 	s.choose(now)
 }
 

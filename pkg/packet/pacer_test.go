@@ -420,24 +420,41 @@ func TestBucketOfOneCheapBeforeClocked(t *testing.T) {
 	}
 }
 
-// TestBucketOfOneRampsCheaply: before the first refusal, a halving of the
-// gap below 10 ms goes only where a 429 would close the gate briefly (the
-// request goes at the last accepted gap meanwhile, off its edge by the
-// margin and slack); halvings of longer gaps go at once.
-func TestBucketOfOneRampsCheaply(t *testing.T) {
+// TestBucketOfOneDescendsOnTime: below 20 ms the gap under the best
+// accepted one follows a timed descent. Before any refusal it steps at
+// once, by what takes it to a quarter of the round's first gap where the
+// cheap window of the coming second ends (our clock, the server taken to
+// share it within clockGuess), or of the next second's once this one's
+// has passed. After a refusal, with R bracketed to 4 %, requests go at
+// the held gap until steps of 1 % fit, then step towards lo. Longer gaps
+// still halve at once.
+func TestBucketOfOneDescendsOnTime(t *testing.T) {
 	at := func(ms float64) time.Time { return time.Unix(100, int64(ms*float64(time.Millisecond))) }
+	const hi, lo = 0.0156, 0.005
+	descent := func(hi, f, left float64) float64 { return max(hi*(1-min((hi-f)/left, singleDescendMax)), f) }
 	for _, tc := range []struct {
-		hi, base float64 // the last accepted gap (s), the last answer (ms past the second)
-		want     float64 // the gap the next request goes at (s)
+		name   string
+		hi, lo float64
+		base   float64 // the last answer, ms past the second
+		want   float64 // the gap the next request goes at (s)
 	}{
-		{hi: 0.0156, base: 300, want: 0.0156*(1+singleMargin) + singleSlack}, // 0.69 s before the second: held
-		{hi: 0.0156, base: 700, want: 0.0078},                                // 0.29 s before: cheap
-		{hi: 0.0625, base: 300, want: 0.03125},
+		{"0.7 s before the second", hi, 0, 300, descent(hi, hi/4, 0.7-hi-clockGuess)},
+		{"0.3 s before", hi, 0, 700, descent(hi, hi/4, 0.3-hi-clockGuess)},
+		{"past the window", hi, 0, 990, descent(hi, hi/4, 1.01-hi-clockGuess)},
+		{"bracketed, early", 0.0052, lo, 300, 0.0052*(1+singleMargin) + singleSlack},
+		{"bracketed, at the window's end", 0.0052, lo, 975, descent(0.0052, lo, 0.025-0.0052-clockGuess)},
+		{"a long gap halves", 0.0625, 0, 300, 0.03125},
 	} {
-		s := single{on: true, hi: tc.hi, gap: tc.hi / 2, base: at(tc.base), margin: singleMargin, slack: singleSlack}
+		s := single{on: true, hi: tc.hi, lo: tc.lo, base: at(tc.base), margin: singleMargin, slack: singleSlack}
+		s.choose(at(tc.base))
 		got := s.release(at(tc.base)).Sub(at(tc.base)).Seconds()
 		if math.Abs(got-tc.want) > 1e-6 {
-			t.Errorf("last gap %.4f s, answer at +%.0f ms: next gap %.4f s, want %.4f s", tc.hi, tc.base, got, tc.want)
+			t.Errorf("%s: last gap %.4f s, lo %.4f s, answer at +%.0f ms: next gap %.5f s, want %.5f s", tc.name, tc.hi, tc.lo, tc.base, got, tc.want)
 		}
+	}
+	// The descent before a refusal is a step below hi whatever the
+	// moment, and never reaches the floor before the window's end.
+	if d := descent(hi, hi/4, 0.7-hi-clockGuess); d >= hi || d <= hi/4 {
+		t.Errorf("descent gap %.5f s outside (hi/4, hi)", d)
 	}
 }
