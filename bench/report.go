@@ -255,6 +255,7 @@ func writeDoc(path string, r *results) error {
 			return 1000 / tfParallelism * x.WallS / float64((x.N+tfParallelism-1)/tfParallelism)
 		},
 		"minutes": func(s float64) float64 { return s / 60 },
+		"cpums":   func(a applyResult) float64 { return 1000 * a.CPUS / float64(max(a.N, 1)) },
 	}).Parse(docTemplate)
 	if err != nil {
 		return fmt.Errorf("report template: %w", err)

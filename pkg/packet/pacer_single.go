@@ -193,7 +193,7 @@ func (s *single) held() float64 { return s.hi*(1+s.margin) + s.slack }
 //     descent starts at once: R may lie anywhere under hi, and fine
 //     steps cost less than waiting at hi. At R = 200 in the bench the
 //     doubling hands over at 16 ms, and each of the two refusals' gates
-//     cost 10–60 ms (0.2–0.4 s with the windows this replaced).
+//     cost 9–41 ms (0.2–0.4 s with the windows this replaced).
 //   - After one, f is lo: R lies between lo and hi, so requests go at
 //     the held gap until steps of 1 % just fit, and the second refusal
 //     comes near the window's end.
