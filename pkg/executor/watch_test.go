@@ -194,8 +194,8 @@ func applyCreates(t *testing.T, bc *budgetCloud, n, par int) (lastCreate, lastRe
 // at a fast pace (100/s) that provision in 3 s. Once every create is sent
 // the budget is idle, but until the poll aimed at the youngest waiter a
 // tail poll only reports progress: one per interval (1 s), not one every
-// tailGap (200 ms: 15 listings of the whole fleet in the 3 s tail). The
-// aimed poll still sees the last device at once.
+// tailGap (200 ms: 12 listings of the whole fleet in the 3 s tail before
+// the change). The aimed poll still sees the last device at once.
 func TestWaitingTailPollsOncePerIntervalUntilTheAim(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fc := newFake()
