@@ -178,14 +178,22 @@ const aimSlack = 10 * time.Millisecond
 // waiter is a registered device wait, nothing is learnt yet, or a poll was
 // already aimed at it). w.mu is held.
 func (w *watcher) aim() (time.Time, *waitReg) {
+	t, r := w.youngest()
+	if r == nil || r == w.aimed {
+		return time.Time{}, nil
+	}
+	return t, r
+}
+
+// youngest returns the youngest live waiter and when it should be ready,
+// by the fastest wait seen (nil if any waiter is not a registered device
+// wait, or nothing is learnt yet). w.mu is held.
+func (w *watcher) youngest() (time.Time, *waitReg) {
 	if w.upper == 0 || w.live == 0 || w.demand > w.live {
 		return time.Time{}, nil
 	}
 	for i := len(w.waits) - 1; i >= 0; i-- {
 		if r := w.waits[i]; !r.ended {
-			if r == w.aimed {
-				return time.Time{}, nil
-			}
 			return r.since.Add(w.upper + aimSlack), r
 		}
 	}
@@ -245,15 +253,8 @@ func (w *watcher) gap() (time.Duration, bool) {
 // then on every waiter is overdue, and tail polls come every tailGap.
 // w.mu is held.
 func (w *watcher) aimAhead(now time.Time) bool {
-	if w.upper == 0 || w.live == 0 || w.demand > w.live {
-		return false
-	}
-	for i := len(w.waits) - 1; i >= 0; i-- {
-		if r := w.waits[i]; !r.ended {
-			return now.Before(r.since.Add(w.upper + aimSlack))
-		}
-	}
-	return false
+	t, r := w.youngest()
+	return r != nil && now.Before(t)
 }
 
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
