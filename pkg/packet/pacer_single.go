@@ -255,16 +255,11 @@ func (s *single) floor() float64 {
 // has passed; ok is false when the server's clock is not known to be
 // close to ours (see cheap).
 func (s *single) windowLeft(t time.Time) (float64, bool) {
-	off, err, ok := s.serverClock()
-	if !ok {
-		return 0, false
-	}
-	srv := float64(t.UnixNano())/1e9 + off
-	left := math.Ceil(srv) - srv - s.hi - err
-	if left <= 0 {
+	left, ok := s.beforeSecond(t)
+	if ok && left <= 0 {
 		left++
 	}
-	return left, true
+	return left, ok
 }
 
 // sent records that the request in flight left at now.
@@ -303,14 +298,21 @@ func (s *single) probing() bool { return s.lo > 0 && s.hi > 0 && s.gap < s.hi }
 // times a probe at random, as no guess would. A server known to differ
 // by more: every time is as cheap as any other.
 func (s *single) cheap(t time.Time) bool {
+	left, ok := s.beforeSecond(t)
+	return !ok || (left > 0 && left <= max(0.4, 3*s.gap))
+}
+
+// beforeSecond returns the seconds from t until 1/R (at most hi) plus the
+// clock's error before the server's next whole second: the last moment a
+// refused request's gate ends at that second. ok is false when the
+// server's clock is not known to be close to ours (see cheap).
+func (s *single) beforeSecond(t time.Time) (float64, bool) {
 	off, err, ok := s.serverClock()
 	if !ok {
-		return true
+		return 0, false
 	}
 	srv := float64(t.UnixNano())/1e9 + off
-	left := math.Ceil(srv) - srv
-	w := max(0.4, 3*s.gap)
-	return left > s.hi+err && left <= s.hi+err+w
+	return math.Ceil(srv) - srv - s.hi - err, true
 }
 
 // serverClock returns the server's clock minus ours and its error, in
