@@ -454,7 +454,11 @@ func TestBucketOfOneDescendsOnTime(t *testing.T) {
 	}
 	// The descent before a refusal is a step below hi whatever the
 	// moment, and never reaches the floor before the window's end.
-	if d := descent(hi, hi/4, 0.7-hi-clockGuess); d >= hi || d <= hi/4 {
-		t.Errorf("descent gap %.5f s outside (hi/4, hi)", d)
+	for _, ms := range []float64{0, 300, 700, 950, 990} {
+		s := single{on: true, hi: hi, base: at(ms), margin: singleMargin, slack: singleSlack}
+		s.choose(at(ms))
+		if d := s.release(at(ms)).Sub(at(ms)).Seconds(); d >= hi || d <= hi/4 {
+			t.Errorf("answer at +%.0f ms: descent gap %.5f s outside (hi/4, hi)", ms, d)
+		}
 	}
 }
